@@ -1,0 +1,46 @@
+# The two commands that matter on a fresh machine: `make run` and `make test`.
+# Both bootstrap uv from PyPI into .tools/ and install the locked workspace into .venv/.
+SHELL := /bin/bash
+PYTHON ?= python3
+UV_VERSION := 0.13.9
+TOOLS := .tools
+UV := $(TOOLS)/bin/uv
+export UV_PYTHON_DOWNLOADS := never
+export UV_PYTHON := $(PYTHON)
+RUN := $(UV) run --frozen --no-sync
+
+.PHONY: run test lint schemas sync fmt clean help
+.DEFAULT_GOAL := help
+
+help: ## list the targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-8s %s\n", $$1, $$2}'
+
+$(UV):
+	$(PYTHON) -m venv $(TOOLS)
+	$(TOOLS)/bin/pip install --quiet "uv==$(UV_VERSION)"
+
+sync: $(UV) ## install the locked workspace into .venv/
+	$(UV) sync --frozen --all-packages
+
+run: sync ## run the whole system on this machine, in the foreground, until Ctrl-C
+	$(RUN) rubyctl up
+
+test: sync ## run every test (real nats-server, no mocks)
+	$(RUN) pytest
+
+lint: sync ## ruff format check, ruff lint, mypy --strict, import contracts, secret scan
+	$(RUN) ruff format --check .
+	$(RUN) ruff check .
+	$(RUN) mypy pkg services
+	$(RUN) lint-imports
+	$(RUN) pre-commit run --all-files --show-diff-on-failure
+
+fmt: sync ## format and autofix
+	$(RUN) ruff format .
+	$(RUN) ruff check --fix .
+
+schemas: sync ## regenerate the JSON Schemas in pkg/schemas/json/
+	$(RUN) python -m ruby_schemas.export pkg/schemas/json
+
+clean: ## remove the virtualenv and bootstrapped tools (keeps .ruby/ state)
+	rm -rf .venv $(TOOLS)

@@ -1,0 +1,1 @@
+"""Ruby Core audit_sink service."""
