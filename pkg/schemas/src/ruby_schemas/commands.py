@@ -1,0 +1,81 @@
+"""Commands to Home Assistant and their outcomes."""
+
+from __future__ import annotations
+
+from enum import StrEnum
+from typing import ClassVar
+
+from pydantic import Field
+
+from ruby_schemas.base import Contract, Payload
+from ruby_schemas.primitives import EntityId, JsonObject, NonEmptyStr, Slug, UtcDatetime
+
+
+class ServiceTarget(Contract):
+    """What a service call acts on; every list may be empty (services without a target)."""
+
+    entity_id: tuple[EntityId, ...] = ()
+    """Entities to act on."""
+    device_id: tuple[NonEmptyStr, ...] = ()
+    """Devices to act on."""
+    area_id: tuple[NonEmptyStr, ...] = ()
+    """Areas to act on."""
+
+
+class CallServiceV1(Payload):
+    """Call one Home Assistant service; executed at most once per `command_id`."""
+
+    TYPE: ClassVar[str] = "ha.call_service.v1"
+
+    command_id: NonEmptyStr
+    """Deterministic id of this command; the idempotency key for its execution."""
+    domain: Slug
+    """The service's domain, such as `light`."""
+    service: Slug
+    """The service name, such as `turn_on`."""
+    target: ServiceTarget = Field(default_factory=ServiceTarget)
+    """What the service acts on."""
+    data: JsonObject = Field(default_factory=dict)
+    """The service data, as JSON values."""
+    deadline: UtcDatetime
+    """After this instant the command is not executed; its outcome is `expired`."""
+
+
+class Outcome(StrEnum):
+    """How a command ended."""
+
+    SUCCEEDED = "succeeded"
+    """Home Assistant executed the call."""
+    FAILED = "failed"
+    """The call was attempted and Home Assistant or the connection reported an error."""
+    REJECTED = "rejected"
+    """Refused before execution: unknown service, invalid data, or not allowed."""
+    EXPIRED = "expired"
+    """The deadline passed before the call could be made."""
+    DUPLICATE = "duplicate"
+    """The command id had already been executed; this delivery did nothing."""
+
+
+class CommandOutcomeV1(Payload):
+    """The outcome of one command, published once the gateway is done with it."""
+
+    TYPE: ClassVar[str] = "cmd.outcome.v1"
+
+    command_id: NonEmptyStr
+    """The command this outcome belongs to."""
+    domain: Slug
+    """The service's domain."""
+    service: Slug
+    """The service name."""
+    outcome: Outcome
+    """How the command ended."""
+    error_code: str | None = None
+    """A machine-readable error code (Home Assistant's, or ours) when it did not succeed."""
+    error_message: str | None = None
+    """A human-readable error message when it did not succeed."""
+    ha_context_id: str | None = None
+    """The Home Assistant context id of the call, when one was made."""
+    attempts: int = Field(ge=0)
+    """How many times the call was attempted (0 when it never was)."""
+    finished_at: UtcDatetime
+    """When the outcome was decided."""

@@ -1,0 +1,137 @@
+"""One realistic example message per registered type, for documentation and baselines.
+
+The examples are built from the models on first use, so they are valid by construction (and a
+model change that breaks one fails only where it is used); a compatibility baseline stores the
+encoded example of its type when the type is released.
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Mapping
+from datetime import UTC, datetime, timedelta
+
+from ruby_schemas.audit import AuditOutcome, AuditRecordV1
+from ruby_schemas.base import Payload
+from ruby_schemas.commands import CallServiceV1, CommandOutcomeV1, Outcome, ServiceTarget
+from ruby_schemas.dlq import DeadLetterV1
+from ruby_schemas.envelope import Envelope, make_envelope
+from ruby_schemas.ha_events import EntityState, EventFiredV1, StateChangedV1
+from ruby_schemas.rules import (
+    RuleError,
+    RuleFailedV1,
+    RuleFiredV1,
+    RuleLoadedV1,
+    RuleRejectedV1,
+    RuleUnloadedV1,
+)
+
+EXAMPLE_TIME = datetime(2024, 5, 1, 18, 30, 0, 123456, tzinfo=UTC)
+"""The fixed instant every example uses, so examples are deterministic."""
+EXAMPLE_ID = "018f34a1-2b3c-7d4e-8f60-7a8b9c0d1e2f"
+"""The fixed envelope id every example uses."""
+_RULE_VERSION = "sha256:3f7a9c1e"
+_LATER = EXAMPLE_TIME + timedelta(milliseconds=250)
+
+
+def _examples() -> list[Payload]:
+    off = EntityState(
+        state="off",
+        attributes={"friendly_name": "Kitchen", "supported_color_modes": ["brightness"]},
+        last_changed=EXAMPLE_TIME - timedelta(hours=1),
+        last_updated=EXAMPLE_TIME - timedelta(hours=1),
+    )
+    on = EntityState(
+        state="on",
+        attributes={**off.attributes, "brightness": 204},
+        last_changed=EXAMPLE_TIME,
+        last_updated=EXAMPLE_TIME,
+    )
+    rule = {"rule_id": "kitchen_motion", "rule_version": _RULE_VERSION, "file": "kitchen.yaml"}
+    return [
+        StateChangedV1(
+            entity_id="light.kitchen",
+            old_state=off,
+            new_state=on,
+            context_id="01HXA9Z5J8K2M4N6P8Q0R2S4T6",
+        ),
+        EventFiredV1(
+            event_type="zha_event",
+            data={"device_ieee": "00:11:22:33:44:55:66:77", "command": "on", "args": []},
+            origin="LOCAL",
+            time_fired=EXAMPLE_TIME,
+            context_id="01HXA9Z5J8K2M4N6P8Q0R2S4T7",
+        ),
+        CallServiceV1(
+            command_id="kitchen_motion:018f34a1:0",
+            domain="light",
+            service="turn_on",
+            target=ServiceTarget(entity_id=("light.kitchen",)),
+            data={"brightness_pct": 80},
+            deadline=EXAMPLE_TIME + timedelta(seconds=30),
+        ),
+        CommandOutcomeV1(
+            command_id="kitchen_motion:018f34a1:0",
+            domain="light",
+            service="turn_on",
+            outcome=Outcome.SUCCEEDED,
+            ha_context_id="01HXA9Z5J8K2M4N6P8Q0R2S4T8",
+            attempts=1,
+            finished_at=_LATER,
+        ),
+        AuditRecordV1(
+            record_id="018f34a1-2b3c-7d4e-8f60-000000000001",
+            actor="service:gateway",
+            action="command.executed",
+            target="light.kitchen",
+            outcome=AuditOutcome.SUCCEEDED,
+            reason="rule kitchen_motion fired on binary_sensor.kitchen_motion",
+            correlation_id=EXAMPLE_ID,
+            causation_id=EXAMPLE_ID,
+            occurred_at=_LATER,
+            details={"service": "light.turn_on"},
+        ),
+        DeadLetterV1(
+            original_subject="ruby.evt.ha.state.light.kitchen",
+            stream="EVENTS",
+            consumer="engine",
+            stream_sequence=4211,
+            delivery_count=1,
+            reason="undecodable",
+            error="invalid JSON: expected value at line 1 column 1",
+            first_failed_at=EXAMPLE_TIME,
+            last_failed_at=EXAMPLE_TIME,
+            headers={"Nats-Msg-Id": "01HXA9Z5J8K2M4N6P8Q0R2S4T6"},
+            original_payload=b"\xff\xfenot json",
+        ),
+        RuleLoadedV1(**rule),
+        RuleRejectedV1(
+            file="kitchen.yaml",
+            rule_id="kitchen_motion",
+            kept_version=_RULE_VERSION,
+            errors=(
+                RuleError(file="kitchen.yaml", line=7, column=5, message="unknown key 'tirgger'"),
+            ),
+        ),
+        RuleFiredV1(**rule, trigger_id="motion", command_ids=("kitchen_motion:018f34a1:0",)),
+        RuleFailedV1(
+            **rule, stage="action", error_type="TimeoutError", error_message="timer store timed out"
+        ),
+        RuleUnloadedV1(**rule, reason="removed"),
+    ]
+
+
+@functools.cache
+def examples() -> Mapping[str, Payload]:
+    """Return type string → a representative payload of that type."""
+    return {payload.TYPE: payload for payload in _examples()}
+
+
+def example_envelope(message_type: str) -> Envelope[Payload]:
+    """Return the example of `message_type` in a deterministic envelope (fixed id and time).
+
+    Raises `KeyError` if the type has no example.
+    """
+    return make_envelope(
+        examples()[message_type], source="ruby/example", time=EXAMPLE_TIME, message_id=EXAMPLE_ID
+    )
