@@ -1,0 +1,47 @@
+"""Argument types and environment defaults shared by rubyctl commands."""
+
+from __future__ import annotations
+
+import argparse
+import os
+
+from ruby_natsx.subjects import DEFAULT_PREFIX, SubjectError, check_token
+
+
+def port(raw: str) -> int | None:
+    """A TCP port number, 0 for any free one, or ``off``."""
+    if raw.lower() == "off":
+        return None
+    try:
+        value = int(raw)
+    except ValueError:
+        value = -1
+    if not 0 <= value <= 65535:
+        raise argparse.ArgumentTypeError(f"{raw!r} is not a port number (0-65535 or 'off')")
+    return value
+
+
+def env_port(name: str, default: int | None) -> int | None:
+    raw = os.environ.get(name)
+    if not raw:
+        return default
+    try:
+        return port(raw)
+    except argparse.ArgumentTypeError as exc:
+        raise SystemExit(f"rubyctl: {name}: {exc}") from None
+
+
+def prefix(raw: str) -> str:
+    try:
+        return check_token(raw, "subject prefix")
+    except SubjectError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+def add_prefix(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--prefix",
+        type=prefix,
+        default=os.environ.get("RUBY_PREFIX", DEFAULT_PREFIX),
+        help=f"subject prefix of this installation (env RUBY_PREFIX; default {DEFAULT_PREFIX})",
+    )

@@ -1,0 +1,36 @@
+"""``rubyctl``: the operator CLI of Ruby Core.
+
+Each command lives in its own module with ``register(commands)`` that adds its subparser and
+sets ``handler`` to a function taking the parsed arguments and returning the exit code.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+
+from ruby_ctl import up
+
+COMMANDS = (up,)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="rubyctl",
+        description="Operate a Ruby Core installation: run it locally, inspect and repair it.",
+    )
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    for command in COMMANDS:
+        command.register(commands)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    code: int = args.handler(args)
+    return code
+
+
+if __name__ == "__main__":
+    sys.exit(main())
