@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import os
+from pathlib import Path
 
 from ruby_natsx.subjects import DEFAULT_PREFIX, SubjectError, check_token
 
@@ -44,4 +45,13 @@ def add_prefix(parser: argparse.ArgumentParser) -> None:
         type=prefix,
         default=os.environ.get("RUBY_PREFIX", DEFAULT_PREFIX),
         help=f"subject prefix of this installation (env RUBY_PREFIX; default {DEFAULT_PREFIX})",
+    )
+
+
+def add_state_dir(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--state-dir",
+        type=Path,
+        default=Path(os.environ.get("RUBY_STATE_DIR", ".ruby")),
+        help="where local state lives (env RUBY_STATE_DIR; default .ruby)",
     )

@@ -7,12 +7,14 @@ sets ``handler`` to a function taking the parsed arguments and returning the exi
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from collections.abc import Sequence
 
-from ruby_ctl import up
+from ruby_ctl import bootstrap, up
+from ruby_runtime.logging import configure_logging
 
-COMMANDS = (up,)
+COMMANDS = (up, bootstrap)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -28,6 +30,10 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    # Human output goes to stdout; logs go to stderr, quiet unless RUBY_LOG_LEVEL asks.
+    configure_logging(
+        "rubyctl", level=os.environ.get("RUBY_LOG_LEVEL", "WARNING"), stream=sys.stderr
+    )
     code: int = args.handler(args)
     return code
 

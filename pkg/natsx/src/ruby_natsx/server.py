@@ -43,14 +43,27 @@ def find_nats_server() -> Path:
 
 
 @dataclass(frozen=True)
+class TlsFiles:
+    """The server's certificate chain and private key (PEM files) for ``tls {}``."""
+
+    cert_file: Path
+    key_file: Path
+
+
+@dataclass(frozen=True)
 class ServerConfig:
-    """What the server is started with. ``extra`` is appended verbatim (TLS, authorization)."""
+    """What the server is started with.
+
+    With ``tls`` the server requires TLS (1.3) from every client and its URL is ``tls://``.
+    ``extra`` is appended verbatim (the rendered ``authorization {}`` block, for example).
+    """
 
     state_dir: Path
     port: int = 0
     http_port: int | None = None
     server_name: str = "ruby"
     extra: str = ""
+    tls: TlsFiles | None = None
 
     def render(self, ports_dir: Path) -> str:
         port = self.port if self.port else -1
@@ -63,6 +76,15 @@ class ServerConfig:
         ]
         if self.http_port is not None:
             lines.append(f'http: "{LOOPBACK}:{self.http_port}"')
+        if self.tls is not None:
+            lines += [
+                "tls {",
+                f'  cert_file: "{self.tls.cert_file}"',
+                f'  key_file: "{self.tls.key_file}"',
+                '  min_version: "1.3"',
+                "  timeout: 2",
+                "}",
+            ]
         if self.extra:
             lines.append(self.extra)
         return "\n".join(lines) + "\n"
@@ -81,7 +103,8 @@ class NatsServer:
     def url(self) -> str:
         if self.port is None:
             raise NatsServerError("nats-server has not been started")
-        return f"nats://{LOOPBACK}:{self.port}"
+        scheme = "tls" if self.config.tls is not None else "nats"
+        return f"{scheme}://{LOOPBACK}:{self.port}"
 
     @property
     def pid(self) -> int | None:

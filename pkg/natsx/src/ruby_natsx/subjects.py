@@ -210,6 +210,10 @@ class Subjects:
     def dlq_all(self) -> str:
         return f"{self.prefix}.dlq.>"
 
+    def audit_of(self, service: str) -> str:
+        """Every audit subject of one service identity: ``<p>.audit.<service>.>``."""
+        return f"{self.prefix}.audit.{check_token(service, 'service identity')}.>"
+
     # --- parsing -------------------------------------------------------------------------
 
     def parse(self, subject: str) -> Parsed:

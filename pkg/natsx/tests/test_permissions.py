@@ -1,0 +1,206 @@
+"""The permission table says what DESIGN.md promises (promise 8), and renders faithfully.
+
+These tests read the table without a server; ``test_permissions_matrix.py`` proves that a real
+nats-server enforces exactly what it says.
+"""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+
+from ruby_natsx.credentials import new_user_seed, user_public_key
+from ruby_natsx.permissions import (
+    IDENTITIES,
+    NEEDS,
+    OPERATOR,
+    SERVICES,
+    Permissions,
+    inbox_prefix,
+    permissions,
+    permissions_of,
+    render_authorization,
+    subject_matches,
+)
+from ruby_natsx.subjects import Subjects
+from ruby_natsx.topology import AUDIT, AUDIT_SINK, COMMANDS, ENGINE, EVENTS, GATEWAY, topology
+
+S = Subjects("ruby")
+TOPO = topology(S)
+READ_AND_PULL_CALLS = tuple(
+    f"$JS.API.{call}."
+    for call in (
+        "CONSUMER.MSG.NEXT",
+        "CONSUMER.INFO",
+        "STREAM.INFO",
+        "STREAM.MSG.GET",
+        "DIRECT.GET",
+    )
+)
+ADMIN_CALLS = ("CREATE", "UPDATE", "DELETE", "PURGE", "LEADER", "SNAPSHOT", "RESTORE", "REMOVE")
+
+
+def _of(identity: str) -> Permissions:
+    return permissions_of(S, identity)
+
+
+def test_every_identity_has_exactly_one_entry_in_order() -> None:
+    assert [p.identity for p in permissions(S)] == list(IDENTITIES)
+    assert set(NEEDS) == set(SERVICES)
+    with pytest.raises(KeyError, match="'stranger'"):
+        permissions_of(S, "stranger")
+
+
+@pytest.mark.parametrize("identity", SERVICES)
+def test_services_never_administer_jetstream(identity: str) -> None:
+    for grant in _of(identity).publish:
+        assert not grant.subject.startswith("$JS.API.>")
+        if grant.subject.startswith("$JS.API."):
+            assert grant.subject.startswith(READ_AND_PULL_CALLS), grant
+            assert not any(call in grant.subject for call in ADMIN_CALLS), grant
+        assert "*" not in grant.subject, "services get no single-token wildcards"
+
+
+@pytest.mark.parametrize("identity", IDENTITIES)
+def test_each_identity_reads_only_its_own_inbox(identity: str) -> None:
+    (grant,) = _of(identity).subscribe
+    assert grant.subject == f"_INBOX_{identity}.>"
+    assert inbox_prefix(identity) == f"_INBOX_{identity}"
+    for other in IDENTITIES:
+        if other != identity:
+            assert not _of(identity).may_subscribe(f"_INBOX_{other}.x")
+    assert not _of(identity).may_subscribe("_INBOX.x")
+    assert not _of(identity).may_subscribe(">")
+
+
+@pytest.mark.parametrize(
+    ("identity", "stream", "durable"),
+    [(GATEWAY, COMMANDS, GATEWAY), (ENGINE, EVENTS, ENGINE), (AUDIT_SINK, AUDIT, AUDIT_SINK)],
+)
+def test_a_service_pulls_acks_and_dead_letters_only_its_own_consumer(
+    identity: str, stream: str, durable: str
+) -> None:
+    name = TOPO.stream(stream).name
+    mine = _of(identity)
+    assert mine.may_publish(f"$JS.API.CONSUMER.MSG.NEXT.{name}.{durable}")
+    assert mine.may_publish(f"$JS.ACK.{name}.{durable}.1.2.3.4.0")
+    assert mine.may_publish(S.dlq(name, durable))
+    for consumer in TOPO.consumers:
+        if consumer.durable != durable:
+            assert not mine.may_publish(
+                f"$JS.API.CONSUMER.MSG.NEXT.{consumer.stream}.{consumer.durable}"
+            )
+            assert not mine.may_publish(f"$JS.ACK.{consumer.stream}.{consumer.durable}.1")
+            assert not mine.may_publish(S.dlq(consumer.stream, consumer.durable))
+
+
+def test_each_service_produces_only_its_own_subjects() -> None:
+    samples = {
+        GATEWAY: [
+            S.ha_state("light.porch"),
+            S.ha_event("call_service"),
+            S.cmd_outcome("ok", "light", "turn_on"),
+        ],
+        ENGINE: [S.command("light", "turn_on"), S.rule("porch", "fired")],
+        AUDIT_SINK: [],
+    }
+    for identity, own in samples.items():
+        for subject in [*own, S.audit(identity, "x")]:
+            assert _of(identity).may_publish(subject), (identity, subject)
+        for other, theirs in samples.items():
+            if other != identity:
+                for subject in [*theirs, S.audit(other, "x")]:
+                    assert not _of(identity).may_publish(subject), (identity, subject)
+
+
+def test_kv_access_is_what_each_service_needs() -> None:
+    def writes(identity: str, bucket: str, key: str = "k") -> bool:
+        return _of(identity).may_publish(f"$KV.{S.prefix}_{bucket}.{key}")
+
+    def reads(identity: str, bucket: str) -> bool:
+        return _of(identity).may_publish(f"$JS.API.DIRECT.GET.KV_{S.prefix}_{bucket}.$KV.x.k")
+
+    assert writes(GATEWAY, "projection")
+    assert reads(GATEWAY, "projection")
+    assert reads(ENGINE, "projection")
+    assert not writes(ENGINE, "projection")
+    assert writes(ENGINE, "timers")
+    assert reads(ENGINE, "timers")
+    assert not writes(GATEWAY, "timers")
+    assert not reads(GATEWAY, "timers")
+    for identity in SERVICES:
+        assert writes(identity, "idempotency")
+        assert reads(identity, "idempotency")
+        assert writes(identity, "status", identity)
+        assert not reads(identity, "status")
+        for other in SERVICES:
+            if other != identity:
+                assert not writes(identity, "status", other)
+    assert not any(writes(AUDIT_SINK, b) for b in ("projection", "timers"))
+    assert not any(writes(OPERATOR, b) for b in ("projection", "idempotency", "timers", "status"))
+
+
+def test_the_operator_administers_but_cannot_delete_the_audit_stream() -> None:
+    op = _of(OPERATOR)
+    audit = TOPO.stream(AUDIT).name
+    assert op.may_publish(f"$JS.API.STREAM.CREATE.{TOPO.stream(EVENTS).name}")
+    assert op.may_publish(f"$JS.API.STREAM.DELETE.{TOPO.stream(EVENTS).name}")
+    assert not op.may_publish(f"$JS.API.STREAM.DELETE.{audit}")
+    assert op.may_publish(S.ha_state("light.porch"))  # replay
+    assert not op.may_publish(S.dlq("RUBY_EVENTS", "engine"))
+    assert not op.may_publish("$KV.ruby_projection.light")
+
+
+@pytest.mark.parametrize(
+    ("pattern", "subject", "matches"),
+    [
+        ("a.b", "a.b", True),
+        ("a.b", "a.b.c", False),
+        ("a.*", "a.b", True),
+        ("a.*", "a.b.c", False),
+        ("a.>", "a.b.c", True),
+        ("a.>", "a", False),
+        (">", "a", True),
+        ("a.*.c", "a.b.c", True),
+        ("a.*.c", "a.b.d", False),
+    ],
+)
+def test_subject_matching_follows_nats(pattern: str, subject: str, matches: bool) -> None:
+    assert subject_matches(pattern, subject) is matches
+
+
+def test_rendering_lists_every_grant_under_its_identity_key_and_no_seed() -> None:
+    seeds = {identity: new_user_seed() for identity in IDENTITIES}
+    keys = {identity: user_public_key(seed) for identity, seed in seeds.items()}
+    text = render_authorization(permissions(S), keys, installation="ruby")
+
+    blocks = text.split("    # ")[1:]
+    assert [b.split("\n", 1)[0] for b in blocks] == list(IDENTITIES)
+    for block, perms in zip(blocks, permissions(S), strict=True):
+        assert f'nkey: "{keys[perms.identity]}"' in block
+        quoted = re.findall(r'"([^"]+)"  #', block)
+        expected = [g.subject for g in (*perms.publish, *perms.deny_publish, *perms.subscribe)]
+        assert quoted == expected
+    for seed in seeds.values():
+        assert seed not in text
+    assert re.search(r"S[UAONCX][A-Z2-7]{55}", text) is None
+
+
+@pytest.mark.parametrize("bad", [None, "not-a-key", "S" + "U" * 55])
+def test_rendering_refuses_anything_but_a_public_user_key(bad: str | None) -> None:
+    keys = {identity: user_public_key(new_user_seed()) for identity in IDENTITIES}
+    if bad is None:
+        del keys[ENGINE]
+    else:
+        keys[ENGINE] = bad
+    with pytest.raises(ValueError, match="'engine'"):
+        render_authorization(permissions(S), keys, installation="ruby")
+
+
+def test_the_table_follows_the_prefix() -> None:
+    other = Subjects("casa")
+    subjects = [g.subject for p in permissions(other) for g in (*p.publish, *p.deny_publish)]
+    assert not [s for s in subjects if "ruby" in s.lower()]
+    assert "$JS.API.STREAM.DELETE.CASA_AUDIT" in subjects
+    assert "$KV.casa_projection.>" in subjects

@@ -1,0 +1,366 @@
+"""The permission matrix, against a real nats-server with TLS and one NKEY user per identity.
+
+For every identity, each grant of its table is exercised as the real operation it stands for
+(pull and ack, consumer and stream info, KV reads and writes, publishing) and must succeed with
+no permission violation. Then every grant of the *other* identities that the table does not
+give it is attempted and must be refused by the server, and so must a fixed list of actions
+nobody's job needs (creating, updating, deleting streams and consumers, purging or deleting
+from AUDIT, consuming another's consumer, reading another's inbox or raw traffic). The
+operator's refusals on AUDIT come from the stream itself (deny purge / deny delete) or from
+its one deny rule. The matrix prints its counts.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from dataclasses import dataclass, field
+
+import pytest
+import pytest_asyncio
+from nats.aio.client import Client
+from nats.js import JetStreamContext, api
+from nats.js.errors import APIError
+
+from ruby_ctl.testing import Installation
+from ruby_natsx.apply import Action, apply_topology
+from ruby_natsx.permissions import IDENTITIES, OPERATOR, SERVICES, permissions_of
+from ruby_natsx.topology import AUDIT, COMMANDS, DLQ, ENGINE, EVENTS, GATEWAY
+
+ALLOWED = "allowed"
+BY_PERMISSIONS = "refused by permissions"
+BY_STREAM = "refused by the stream"
+
+Act = Callable[[], Awaitable[object]]
+
+
+class Violations(logging.Handler):
+    """The permission violations the server reported; ``ruby_natsx.connection`` logs them."""
+
+    def __init__(self) -> None:
+        super().__init__(logging.WARNING)
+        self.seen: list[str] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        message = record.getMessage().lower()
+        if "permissions violation" in message:
+            self.seen.append(message)
+
+
+@pytest.fixture
+def violations() -> Iterator[Violations]:
+    handler = Violations()
+    logger = logging.getLogger("ruby_natsx.connection")
+    level = logger.level
+    logger.setLevel(logging.WARNING)
+    logger.addHandler(handler)
+    yield handler
+    logger.removeHandler(handler)
+    logger.setLevel(level)
+
+
+@dataclass
+class Matrix:
+    """Runs attempts and keeps score."""
+
+    inst: Installation
+    violations: Violations
+    nc: dict[str, Client]
+    ok: dict[str, int] = field(default_factory=lambda: {ALLOWED: 0, "refused": 0})
+    wrong: list[str] = field(default_factory=list)
+
+    def js(self, identity: str) -> JetStreamContext:
+        return self.nc[identity].jetstream(timeout=5)
+
+    async def expect(self, identity: str, what: str, act: Act, outcome: str, subject: str) -> None:
+        """Run ``act`` as ``identity``; record whether the server did what ``outcome`` says."""
+        got = await self._attempt(identity, act, subject)
+        if got == outcome:
+            self.ok[ALLOWED if outcome == ALLOWED else "refused"] += 1
+        else:
+            self.wrong.append(f"{identity}: {what} ({subject}): expected {outcome}, got {got}")
+
+    async def _attempt(self, identity: str, act: Act, subject: str) -> str:
+        before = len(self.violations.seen)
+        task = asyncio.ensure_future(act())
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + 10
+        while not task.done() and loop.time() < deadline:
+            if self._violated(before, subject):
+                break  # the server said no; the request would only time out
+            await asyncio.sleep(0.002)
+        task.cancel()
+        with contextlib.suppress(BaseException):
+            await task  # cancelled, or done: its outcome is read below
+        error = None if task.cancelled() else task.exception()
+        await self.nc[identity].flush()  # a violation of what was sent has arrived by now
+        if self._violated(before, subject):
+            return BY_PERMISSIONS
+        if isinstance(error, APIError):
+            text = str(error.description)
+            protected = "not permitted" in text or "can not cancel deny" in text
+            return BY_STREAM if protected else f"API error {error.err_code}: {text}"
+        if task.cancelled():
+            return "no answer"
+        return ALLOWED if error is None else f"failed: {type(error).__name__}: {error}"
+
+    def _violated(self, before: int, subject: str) -> bool:
+        return any(f'"{subject.lower()}"' in m for m in self.violations.seen[before:])
+
+
+def concrete(pattern: str) -> str:
+    """A subject the pattern matches: each wildcard becomes ``probe`` (``written`` for KV
+    writes, so that they leave the ``probe`` keys that the readers read)."""
+    filler = "written" if pattern.startswith("$KV.") else "probe"
+    return ".".join(filler if t in ("*", ">") else t for t in pattern.split("."))
+
+
+@pytest_asyncio.fixture
+async def matrix(installation: Installation, violations: Violations) -> AsyncIterator[Matrix]:
+    clients = {i: await installation.connect(i, name=f"matrix-{i}") for i in IDENTITIES}
+    yield Matrix(installation, violations, clients)
+    for client in clients.values():
+        await client.close()
+
+
+async def _setup_kv(m: Matrix) -> dict[str, int]:
+    """One key per readable bucket, written by a service allowed to write it."""
+    revisions = {}
+    for bucket, writer in (("projection", GATEWAY), ("idempotency", GATEWAY), ("timers", ENGINE)):
+        name = f"{m.inst.prefix}_{bucket}"
+        ack = await m.js(writer).publish(f"$KV.{name}.probe", b"1")
+        revisions[f"KV_{name}"] = ack.seq
+    return revisions
+
+
+def _operation(m: Matrix, identity: str, pattern: str, revisions: dict[str, int]) -> Act:
+    """The real operation a grant stands for, performed as ``identity``."""
+    js, topo, s = m.js(identity), m.inst.topology, m.inst.subjects
+    parts = pattern.split(".")
+
+    async def pull_and_ack(stream: str, durable: str) -> None:
+        spec = topo.consumer(durable)
+        await m.js(OPERATOR).publish(concrete(spec.filter_subjects[0]), b"{}")
+        sub = await js.pull_subscribe_bind(durable, stream=stream)
+        try:
+            (msg,) = await sub.fetch(1, timeout=5)
+            await msg.ack_sync()
+        finally:
+            await sub.unsubscribe()
+
+    async def read_dead_letter() -> None:
+        dlq = topo.stream(DLQ).name
+        await m.js(GATEWAY).publish(s.dlq(topo.stream(COMMANDS).name, GATEWAY), b"{}")
+        sub = await js.pull_subscribe(s.dlq_all, stream=dlq)
+        try:
+            (msg,) = await sub.fetch(1, timeout=5)
+            await msg.ack_sync()
+        finally:
+            await sub.unsubscribe()
+
+    async def apply() -> None:
+        changes = await apply_topology(js, topo)
+        assert {c.action for c in changes} == {Action.UNCHANGED}
+
+    async def publish(subject: str) -> None:
+        ack = await js.publish(subject, b"{}")
+        assert ack.stream
+
+    if pattern.startswith("_INBOX"):
+        return lambda: m.nc[identity].subscribe(concrete(pattern))
+    if pattern == "$JS.API.>":
+        return apply
+    if pattern.startswith("$JS.API.CONSUMER.MSG.NEXT."):
+        return lambda: pull_and_ack(parts[-2], parts[-1])
+    if parts[:2] == ["$JS", "ACK"]:
+        if parts[2] == topo.stream(DLQ).name:
+            return read_dead_letter
+        return lambda: pull_and_ack(parts[2], parts[3])
+    if pattern.startswith("$JS.API.CONSUMER.INFO."):
+        return lambda: js.consumer_info(parts[-2], parts[-1])
+    if pattern.startswith("$JS.API.STREAM.INFO."):
+        return lambda: js.stream_info(parts[-1])
+    if pattern.startswith("$JS.API.DIRECT.GET.") and pattern.endswith(".>"):
+        stream = parts[4]
+        return lambda: js.get_msg(stream, subject=f"$KV.{stream[3:]}.probe", direct=True)
+    if pattern.startswith("$JS.API.DIRECT.GET."):
+        return lambda: js.get_msg(parts[4], seq=revisions[parts[4]], direct=True)
+    if pattern.startswith("$JS.API.STREAM.MSG.GET."):
+        return lambda: js.get_msg(parts[5], subject=f"$KV.{parts[5][3:]}.probe")
+    if pattern.startswith("$KV."):
+        return lambda: publish(concrete(pattern))
+    if pattern.startswith(f"{s.prefix}."):
+        return lambda: publish(concrete(pattern))
+    raise AssertionError(f"the matrix has no operation for grant {pattern!r}: add one")
+
+
+async def test_every_identity_can_do_exactly_what_its_table_says(
+    matrix: Matrix, capsys: pytest.CaptureFixture[str]
+) -> None:
+    m = matrix
+    revisions = await _setup_kv(m)
+    tables = {i: permissions_of(m.inst.subjects, i) for i in IDENTITIES}
+
+    # Allowed: every grant of every identity, as the operation it stands for.
+    for identity, perms in tables.items():
+        for grant in (*perms.publish, *perms.subscribe):
+            act = _operation(m, identity, grant.subject, revisions)
+            await m.expect(identity, grant.why, act, ALLOWED, concrete(grant.subject))
+
+    # Refused: every grant of the others that this identity's table does not give it.
+    for identity, perms in tables.items():
+        tried: set[str] = set()
+        for other, theirs in tables.items():
+            if other == identity:
+                continue
+            for grant in (*theirs.publish, *theirs.deny_publish):
+                subject = concrete(grant.subject)
+                if subject in tried or perms.may_publish(subject):
+                    continue
+                tried.add(subject)
+                nc = m.nc[identity]
+                await m.expect(
+                    identity,
+                    f"{other}'s {grant.why}",
+                    _publish(nc, subject),
+                    BY_PERMISSIONS,
+                    subject,
+                )
+            for grant in theirs.subscribe:
+                subject = concrete(grant.subject)
+                if not perms.may_subscribe(subject):
+                    act = _subscribe(m.nc[identity], subject)
+                    await m.expect(identity, f"read {other}'s inbox", act, BY_PERMISSIONS, subject)
+
+    # Refused: what nobody's job needs, attempted as the real operations.
+    for identity in IDENTITIES:
+        for what, act, outcome, subject in _forbidden(m, identity):
+            await m.expect(identity, what, act, outcome, subject)
+
+    with capsys.disabled():
+        print(
+            f"\npermission matrix: {m.ok[ALLOWED]} allowed ok, {m.ok['refused']} refused ok, "
+            f"{len(m.wrong)} wrong"
+        )
+    assert not m.wrong, "\n".join(m.wrong)
+    assert m.ok[ALLOWED] > 50
+    assert m.ok["refused"] > 100
+
+
+def _publish(nc: Client, subject: str) -> Act:
+    return lambda: nc.publish(subject, b"{}")
+
+
+def _subscribe(nc: Client, subject: str) -> Act:
+    return lambda: nc.subscribe(subject)
+
+
+def _forbidden(m: Matrix, identity: str) -> list[tuple[str, Act, str, str]]:
+    """(what, operation, expected outcome, API subject) for what ``identity`` may not do."""
+    js, topo, s = m.js(identity), m.inst.topology, m.inst.subjects
+    audit, events = topo.stream(AUDIT).name, topo.stream(EVENTS).name
+    rogue = f"{s.prefix.upper()}_ROGUE"
+    operator = identity == OPERATOR
+    nc = m.nc[identity]
+    api_ = "$JS.API"
+
+    async def update_audit_protection() -> None:
+        config = topo.stream(AUDIT).to_config()
+        config.deny_purge = False
+        config.deny_delete = False
+        await js.update_stream(config)
+
+    async def first_audit_seq() -> int:
+        info = await m.js(OPERATOR).stream_info(audit)
+        return int(info.state.first_seq)
+
+    async def delete_audit_message() -> None:
+        await m.js(OPERATOR).publish(s.audit(OPERATOR, "probe"), b"{}")
+        await js.delete_msg(audit, await first_audit_seq())
+
+    rows: list[tuple[str, Act, str, str]] = [
+        (
+            "purge the audit trail",
+            lambda: js.purge_stream(audit),
+            BY_STREAM if operator else BY_PERMISSIONS,
+            f"{api_}.STREAM.PURGE.{audit}",
+        ),
+        (
+            "delete a message from the audit trail",
+            delete_audit_message,
+            BY_STREAM if operator else BY_PERMISSIONS,
+            f"{api_}.STREAM.MSG.DELETE.{audit}",
+        ),
+        (
+            "lift the audit trail's protection",
+            update_audit_protection,
+            BY_STREAM if operator else BY_PERMISSIONS,
+            f"{api_}.STREAM.UPDATE.{audit}",
+        ),
+        (
+            "delete the audit stream",
+            lambda: js.delete_stream(audit),
+            BY_PERMISSIONS,
+            f"{api_}.STREAM.DELETE.{audit}",
+        ),
+        ("snoop on raw traffic", _subscribe(nc, f"{s.prefix}.>"), BY_PERMISSIONS, f"{s.prefix}.>"),
+        ("read the default inbox", _subscribe(nc, "_INBOX.>"), BY_PERMISSIONS, "_INBOX.>"),
+    ]
+    if operator:
+        return rows
+    own = [c for c in topo.consumers if c.durable == identity]
+    rows += [
+        (
+            "create a stream",
+            lambda: js.add_stream(name=rogue, subjects=[f"{s.prefix}.rogue.>"]),
+            BY_PERMISSIONS,
+            f"{api_}.STREAM.CREATE.{rogue}",
+        ),
+        (
+            "delete a stream",
+            lambda: js.delete_stream(events),
+            BY_PERMISSIONS,
+            f"{api_}.STREAM.DELETE.{events}",
+        ),
+        (
+            "create a consumer",
+            lambda: js.add_consumer(events, api.ConsumerConfig(name="rogue", durable_name="rogue")),
+            BY_PERMISSIONS,
+            f"{api_}.CONSUMER.CREATE.{events}.rogue",
+        ),
+    ]
+    for consumer in own:
+        rows.append(
+            (
+                "delete its own consumer",
+                lambda c=consumer: js.delete_consumer(c.stream, c.durable),  # type: ignore[misc]
+                BY_PERMISSIONS,
+                f"{api_}.CONSUMER.DELETE.{consumer.stream}.{consumer.durable}",
+            )
+        )
+    for consumer in topo.consumers:
+        if consumer.durable == identity:
+            continue
+        rows.append(
+            (
+                f"consume {consumer.durable}'s consumer",
+                _fetch(js, consumer.stream, consumer.durable),
+                BY_PERMISSIONS,
+                f"{api_}.CONSUMER.MSG.NEXT.{consumer.stream}.{consumer.durable}",
+            )
+        )
+    assert identity in SERVICES
+    return rows
+
+
+def _fetch(js: JetStreamContext, stream: str, durable: str) -> Act:
+    async def fetch() -> None:
+        sub = await js.pull_subscribe_bind(durable, stream=stream)
+        try:
+            await sub.fetch(1, timeout=5)
+        finally:
+            await sub.unsubscribe()
+
+    return fetch

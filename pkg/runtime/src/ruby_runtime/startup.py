@@ -1,0 +1,143 @@
+"""How every service starts: settings, then logging, then Vault, then NATS over TLS + NKEY.
+
+A service's ``main`` is one call::
+
+    from ruby_natsx.connection import connect_service
+
+    def main() -> int:
+        return run_service("gateway", serve, connect=connect_service)
+
+``run_service`` reads the ``RUBY_*`` settings, configures logging, logs in to Vault with the
+service's AppRole, reads its NKEY seed (and revokes the Vault token), connects to NATS as the
+service, runs ``serve`` and drains the connection. A failure to start is one log line, one
+line on stderr and a distinct exit code (``ruby_runtime.errors``). The NATS client is passed
+in (``connect``) so that this package does not depend on NATS: ``ruby_natsx`` provides it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import sys
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Generic, Protocol, TextIO, TypeVar
+
+from ruby_runtime.errors import NatsRefusedError, SettingsError, StartupError
+from ruby_runtime.logging import configure_logging, get_logger
+from ruby_runtime.redaction import scrub
+from ruby_runtime.settings import ServiceSettings
+from ruby_runtime.vault import fetch_nats_seed
+
+__all__ = ["Connection", "NatsConnector", "Started", "run_service", "start_service"]
+
+
+class Connection(Protocol):
+    """What the runtime needs of a NATS connection: to drain it at the end."""
+
+    async def drain(self) -> None: ...
+
+
+C = TypeVar("C", bound=Connection)
+C_co = TypeVar("C_co", bound=Connection, covariant=True)
+
+
+class NatsConnector(Protocol[C_co]):
+    """Connects as ``identity`` over TLS (trusting ``ca_file``) with the NKEY ``seed``."""
+
+    def __call__(
+        self, *, url: str, name: str, identity: str, ca_file: Path, seed: str
+    ) -> Awaitable[C_co]: ...
+
+
+@dataclass(frozen=True)
+class Started(Generic[C]):
+    """A started service: its settings and its NATS connection (holds no secret)."""
+
+    settings: ServiceSettings
+    nats: C
+
+
+async def start_service(
+    identity: str,
+    connect: NatsConnector[C],
+    *,
+    environ: Mapping[str, str] | None = None,
+    log_stream: TextIO | None = None,
+) -> Started[C]:
+    """Settings, logging, Vault, NATS; raise the ``StartupError`` of the first step that fails.
+
+    Blocks only in a worker thread (Vault); cancelling it leaves no connection open.
+    """
+    try:
+        settings = ServiceSettings.from_env(identity, environ)
+    except SettingsError:
+        configure_logging(identity, stream=log_stream)
+        raise
+    configure_logging(identity, level=settings.log_level, stream=log_stream)
+    log = get_logger("ruby_runtime.startup")
+    log.info(
+        "starting",
+        identity=identity,
+        prefix=settings.prefix,
+        nats=settings.nats_url,
+        vault=settings.vault.addr,
+    )
+    if not settings.nats_ca_file.is_file():
+        raise SettingsError(
+            f"RUBY_NATS_CA_FILE: no CA certificate at {settings.nats_ca_file}: "
+            "run `rubyctl bootstrap`, or point RUBY_NATS_CA_FILE at the CA of nats-server"
+        )
+    seed = await asyncio.to_thread(fetch_nats_seed, settings)
+    try:
+        nats = await connect(
+            url=settings.nats_url,
+            name=f"ruby-{identity}",
+            identity=identity,
+            ca_file=settings.nats_ca_file,
+            seed=seed.reveal(),
+        )
+    except Exception as exc:
+        raise NatsRefusedError(
+            f"NATS at {settings.nats_url} refused {identity!r}: {scrub(str(exc))}"
+        ) from None
+    finally:
+        del seed
+    log.info("nats connected", identity=identity, nats=settings.nats_url)
+    return Started(settings, nats)
+
+
+def run_service(
+    identity: str,
+    body: Callable[[Started[C]], Awaitable[int]],
+    *,
+    connect: NatsConnector[C],
+    environ: Mapping[str, str] | None = None,
+    log_stream: TextIO | None = None,
+    stderr: TextIO | None = None,
+) -> int:
+    """A service's whole ``main``: start, run ``body``, drain NATS; return the exit code.
+
+    A ``StartupError`` is logged once, printed on ``stderr`` as ``<identity>: cannot start:
+    <message>`` and returned as its ``exit_code``. Ctrl-C returns 130. Anything else
+    ``body`` raises propagates.
+    """
+
+    async def main() -> int:
+        started = await start_service(identity, connect, environ=environ, log_stream=log_stream)
+        try:
+            return await body(started)
+        finally:
+            await started.nats.drain()
+
+    try:
+        return asyncio.run(main())
+    except StartupError as exc:
+        message = scrub(str(exc))
+        get_logger("ruby_runtime.startup").error(
+            "cannot start", identity=identity, reason=message, exit_code=exc.exit_code
+        )
+        print(f"{identity}: cannot start: {message}", file=stderr or sys.stderr, flush=True)
+        return exc.exit_code
+    except KeyboardInterrupt:
+        return 130

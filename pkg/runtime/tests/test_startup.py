@@ -1,0 +1,70 @@
+"""A full start-up: settings, logging, Vault (AppRole), NATS over TLS + NKEY; no secret logged."""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import re
+import subprocess
+import sys
+
+from nats.aio.client import Client
+
+from ruby_ctl.testing import Installation
+from ruby_natsx.connection import connect_service
+from ruby_runtime.redaction import SECRET_VALUE_PATTERNS
+from ruby_runtime.startup import start_service
+
+SECRET_SHAPES = re.compile("|".join(f"(?:{p})" for p in SECRET_VALUE_PATTERNS.values()))
+
+
+async def test_start_service_connects_as_the_service(installation: Installation) -> None:
+    logs = io.StringIO()
+    started = await start_service(
+        "engine", connect_service, environ=installation.environ(), log_stream=logs
+    )
+    nc: Client = started.nats
+    try:
+        assert started.settings.identity == "engine"
+        assert nc.new_inbox().startswith("_INBOX_engine.")
+        subjects = installation.subjects
+        ack = await nc.jetstream().publish(subjects.rule("porch", "fired"), b"{}")
+        assert ack.stream == installation.topology.stream("EVENTS").name
+    finally:
+        await nc.drain()
+    events = [json.loads(line)["event"] for line in logs.getvalue().splitlines()]
+    assert events[:4] == ["starting", "vault login", "secret read", "nats connected"]
+    assert installation.seed("engine").reveal() not in repr(started) + logs.getvalue()
+
+
+def test_a_full_start_up_logs_no_seed_token_or_secret_id(installation: Installation) -> None:
+    env = {**os.environ, **installation.environ(RUBY_LOG_LEVEL="DEBUG")}
+    done = subprocess.run(
+        [sys.executable, "-m", "ruby_gateway.main"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    output = done.stdout + done.stderr
+    records = [json.loads(line) for line in done.stdout.splitlines()]
+    events = [r["event"] for r in records]
+    for step in ("starting", "vault login", "secret read", "nats connected"):
+        assert step in events, output
+    assert "started, but the gateway is not implemented yet (see the open issues)" in events
+    assert done.returncode == 1
+    assert any(r["logger"].startswith(("urllib3", "nats")) for r in records), "DEBUG reached"
+
+    state = installation.state
+    secrets = {
+        "NKEY seed": installation.seed("gateway").reveal(),
+        "AppRole role id": state.role_id_file("gateway").read_text().strip(),
+        "AppRole secret id": state.secret_id_file("gateway").read_text().strip(),
+        "root token": installation.bao.root_client().token,
+    }
+    for name, value in secrets.items():
+        assert value not in output, f"the {name} was logged"
+    assert SECRET_SHAPES.search(output) is None, "something secret-shaped was logged"
+    assert "[REDACTED]" not in output, "a secret reached the logger (redaction caught it)"
