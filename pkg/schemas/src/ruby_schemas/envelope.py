@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import functools
 import os
+import random
 import time as _time
-import uuid
 from datetime import UTC, datetime
 from typing import Annotated, Any, Generic, Literal, Self, TypeVar
 
@@ -50,18 +50,25 @@ class Envelope(Contract, Generic[PayloadT_co]):
         return self
 
 
+_RANDOM = random.Random(os.urandom(32))  # noqa: S311 - ids need uniqueness, not secrecy
+os.register_at_fork(after_in_child=lambda: _RANDOM.seed(os.urandom(32)))
+
+
 def new_id() -> str:
     """Return a fresh, time-ordered message id in UUIDv7 layout (RFC 9562), as a string.
 
     The first 48 bits are the Unix time in milliseconds, so ids sort roughly by creation time;
-    74 random bits make a collision practically impossible. Safe to call from any thread.
+    74 random bits from a per-process generator seeded by the OS (and reseeded in a forked
+    child) make a collision practically impossible. Ids are unique, not secret: a system call
+    per id cost ~15 us on a small VM, a fifth of a message's budget. Safe from any thread.
     """
     millis = _time.time_ns() // 1_000_000
-    rand = int.from_bytes(os.urandom(10), "big")
+    rand = _RANDOM.getrandbits(80)
     rand_a = (rand >> 62) & 0xFFF
     rand_b = rand & ((1 << 62) - 1)
     value = (millis & ((1 << 48) - 1)) << 80 | 0x7 << 76 | rand_a << 64 | 0b10 << 62 | rand_b
-    return str(uuid.UUID(int=value))
+    h = f"{value:032x}"
+    return f"{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:]}"
 
 
 @functools.cache

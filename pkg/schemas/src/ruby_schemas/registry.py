@@ -32,6 +32,14 @@ from ruby_schemas.rules import (
 
 P = TypeVar("P", bound=Payload)
 
+_TYPE_GUESS = re.compile(rb'"type"\s*:\s*"([^"\\]+)"')
+
+
+def _guess_type(raw: bytes | bytearray | str) -> str | None:
+    """The first `"type": "..."` in the raw text: usually the envelope's own."""
+    found = _TYPE_GUESS.search(raw.encode() if isinstance(raw, str) else raw)
+    return found.group(1).decode("ascii", "replace") if found else None
+
 
 class Registry(Mapping[str, type[Payload]]):
     """A read-mostly mapping `type` string → payload class; iterates in sorted type order.
@@ -76,7 +84,17 @@ class Registry(Mapping[str, type[Payload]]):
         type coercion, no unknown fields). Raises `ContractError` for invalid JSON, a missing or
         unknown `type`, or any validation failure; its message names each offending field path,
         such as `data.entity_id`.
+
+        Fast path: the type is guessed from the raw text and the message parsed once. A wrong
+        guess cannot pass (the envelope requires `type` to equal its payload's `TYPE`); any
+        failure takes the full path below, which produces the error.
         """
+        guess = _guess_type(raw)
+        if guess is not None and (guessed := self._classes.get(guess)) is not None:
+            try:
+                return envelope_class(guessed).model_validate_json(raw, strict=True)
+            except ValidationError:
+                pass  # report it properly below
         try:
             document = pydantic_core.from_json(raw, allow_inf_nan=False)
         except ValueError as exc:
