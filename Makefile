@@ -9,7 +9,7 @@ export UV_PYTHON_DOWNLOADS := never
 export UV_PYTHON := $(PYTHON)
 RUN := $(UV) run --frozen --no-sync
 
-.PHONY: run test lint schemas sync fmt clean help
+.PHONY: run test lint schemas sync fmt bench clean help
 .DEFAULT_GOAL := help
 
 help: ## list the targets
@@ -41,6 +41,9 @@ fmt: sync ## format and autofix
 
 schemas: sync ## regenerate the JSON Schemas in pkg/schemas/json/
 	$(RUN) python -m ruby_schemas.export pkg/schemas/json
+
+bench: sync ## measure the consumer runner against a raw nats-py loop (prints figures)
+	$(RUN) python bench/consume.py
 
 clean: ## remove the virtualenv and bootstrapped tools (keeps .ruby/ state)
 	rm -rf .venv $(TOOLS)

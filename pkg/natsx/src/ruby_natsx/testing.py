@@ -11,24 +11,34 @@ Load with ``-p ruby_natsx.testing``. Fixtures, chained as nats.py does it:
 - ``nc`` / ``js``: a connection to ``nats_server`` and its JetStream context.
 - ``topology_applied``: the installation's topology for this test's prefix, applied; its
   streams are deleted after the test.
+
+Helpers: ``eventually`` (poll a condition instead of sleeping), ``state_changed`` and
+``publish_states`` (real contract messages into real streams).
 """
 
 from __future__ import annotations
 
+import asyncio
+import inspect
 import uuid
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
 import pytest_asyncio
 from nats.aio.client import Client
 from nats.js import JetStreamContext
+from nats.js.api import PubAck
 
 from ruby_natsx.apply import apply_topology
 from ruby_natsx.connection import NatsSettings, connect
 from ruby_natsx.server import NatsServer, ServerConfig
 from ruby_natsx.subjects import Subjects
 from ruby_natsx.topology import Topology, topology
+from ruby_schemas.envelope import Envelope, make_envelope, new_id
+from ruby_schemas.ha_events import EntityState, StateChangedV1
+from ruby_schemas.registry import encode
 
 ServerFactory = Callable[..., NatsServer]
 
@@ -86,3 +96,72 @@ async def topology_applied(js: JetStreamContext, subjects: Subjects) -> AsyncIte
     yield topo
     for stream in (*topo.streams, *(b.stream() for b in topo.buckets)):
         await js.delete_stream(stream.name)
+
+
+# --- helpers for tests that drive messages through real streams ---------------------------
+
+
+async def eventually(
+    condition: Callable[[], Awaitable[bool]] | Callable[[], bool],
+    *,
+    within: float = 30.0,
+    interval: float = 0.02,
+    message: str = "condition",
+) -> None:
+    """Poll ``condition`` until it holds; fail the test with ``message`` after ``within`` s."""
+    deadline = asyncio.get_running_loop().time() + within
+    while True:
+        result = condition()
+        if inspect.isawaitable(result):
+            result = await result
+        if result:
+            return
+        if asyncio.get_running_loop().time() > deadline:
+            pytest.fail(f"{message} did not hold within {within}s")
+        await asyncio.sleep(interval)
+
+
+def state_changed(entity_id: str, state: str, *, n: int = 0) -> Envelope[StateChangedV1]:
+    """A fresh ``ha.state_changed.v1`` envelope (new id) for ``entity_id`` turning ``state``."""
+    now = datetime.now(UTC)
+    new = EntityState(state=state, attributes={"n": n}, last_changed=now, last_updated=now)
+    payload = StateChangedV1(
+        entity_id=entity_id,
+        old_state=None,
+        new_state=new,
+        context_id=new_id(),
+        context_parent_id=None,
+    )
+    return make_envelope(payload, source="ruby/test")
+
+
+async def publish_states(
+    js: JetStreamContext, subjects: Subjects, count: int, *, entities: int = 10, window: int = 512
+) -> list[str]:
+    """Publish ``count`` state changes over ``entities`` lights, pipelined; return their ids."""
+    ids: list[str] = []
+    pending: list[asyncio.Future[PubAck]] = []
+    for i in range(count):
+        entity = f"light.l{i % entities}"
+        envelope = state_changed(entity, "on" if i % 2 else "off", n=i)
+        ids.append(envelope.id)
+        pending.append(
+            await js.publish_async(
+                subjects.ha_state(entity), encode(envelope), headers={"Nats-Msg-Id": envelope.id}
+            )
+        )
+        if len(pending) >= window:
+            await asyncio.wait_for(asyncio.gather(*pending), 30)
+            pending.clear()
+    # Bounded: nats-py never times out a publish_async future whose connection died.
+    await asyncio.wait_for(asyncio.gather(*pending), 30)
+    return ids
+
+
+async def jetstream_ready(js: JetStreamContext) -> bool:
+    """True once a JetStream API round trip succeeds (after a server restart, say)."""
+    try:
+        await js.account_info()
+    except Exception:  # not reachable yet: the caller polls
+        return False
+    return True

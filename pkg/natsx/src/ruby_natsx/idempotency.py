@@ -1,0 +1,137 @@
+"""Idempotency: a key per message and an expiring ledger of what was already done (ADR-0025).
+
+The ledger is a JetStream KV bucket whose entries expire after ``window`` (the bucket's
+max age, ``tuning.IDEMPOTENCY_TTL``, a week: far longer than any redelivery or the streams'
+duplicate windows). Each key moves ``absent -> pending -> done``, by compare-and-set on the
+entry's revision, so concurrent consumers of one message cannot both run it:
+
+- ``claim`` creates the key as pending; if it exists and is done, the recorded outputs are
+  returned instead; if it is pending and younger than the lease, another worker has it (a
+  transient error: retried later); if the lease ran out, its worker died and the claim is
+  taken over.
+- ``complete`` records the handler's outputs (revision-checked); ``release`` removes a
+  pending claim after a failure so that the retry can claim at once.
+
+A duplicate returns the recorded outputs: the runner publishes them again with the same
+``Nats-Msg-Id``, so a crash between completing and publishing loses nothing, and JetStream
+stores them once.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+from nats.js.errors import KeyNotFoundError, KeyWrongLastSequenceError
+from nats.js.kv import KeyValue
+
+from ruby_natsx import tuning
+from ruby_natsx.errors import TransientError
+from ruby_natsx.handler import Delivery, Handler, Middleware, Outbound
+from ruby_schemas.base import Payload
+from ruby_schemas.envelope import Envelope
+from ruby_schemas.registry import decode, encode
+
+KeyFunction = Callable[[Envelope[Payload], Delivery], str]
+
+
+def message_key(envelope: Envelope[Payload], delivery: Delivery) -> str:
+    """The default key: this consumer has handled this message id."""
+    return f"{delivery.stream}.{delivery.consumer}.{envelope.id}"
+
+
+@dataclass(frozen=True)
+class Claim:
+    key: str
+    revision: int
+
+
+@dataclass(frozen=True)
+class Done:
+    outputs: tuple[Outbound, ...]
+
+
+class KvIdempotencyStore:
+    """The ledger on a KV bucket. Safe for any number of concurrent workers and processes."""
+
+    def __init__(self, kv: KeyValue, *, owner: str, lease: float = tuning.IDEMPOTENCY_LEASE):
+        self._kv = kv
+        self._owner = owner
+        self._lease = lease
+
+    async def claim(self, key: str) -> Claim | Done:
+        """Take the key for this worker, or return what was done under it already."""
+        pending = self._pending()
+        try:
+            return Claim(key, await self._kv.create(key, pending))
+        except KeyWrongLastSequenceError:
+            pass
+        try:
+            entry = await self._kv.get(key)
+        except KeyNotFoundError:  # released or expired between the two calls
+            raise TransientError(f"idempotency key {key} changed while claiming") from None
+        record = json.loads(entry.value or b"{}")
+        if record.get("state") == "done":
+            return Done(tuple(_outbound(o) for o in record["outputs"]))
+        age = time.time() - float(record.get("since", 0))
+        if age < self._lease:
+            raise TransientError(f"{key} is being handled by {record.get('owner')}")
+        try:
+            return Claim(key, await self._kv.update(key, pending, last=entry.revision))
+        except KeyWrongLastSequenceError:
+            raise TransientError(f"{key} was taken over by another worker") from None
+
+    async def complete(self, claim: Claim, outputs: Sequence[Outbound]) -> None:
+        """Record the outputs; raise TransientError if the claim was lost meanwhile."""
+        record = {"state": "done", "outputs": [_record(o) for o in outputs]}
+        try:
+            await self._kv.update(claim.key, json.dumps(record).encode(), last=claim.revision)
+        except KeyWrongLastSequenceError:
+            raise TransientError(f"lost the claim on {claim.key} while handling it") from None
+
+    async def release(self, claim: Claim) -> None:
+        """Give up a claim after a failure; a lost claim is left to its new owner."""
+        with contextlib.suppress(KeyWrongLastSequenceError):
+            await self._kv.delete(claim.key, last=claim.revision)
+
+    def _pending(self) -> bytes:
+        return json.dumps({"state": "pending", "owner": self._owner, "since": time.time()}).encode()
+
+
+def idempotent(store: KvIdempotencyStore, key: KeyFunction = message_key) -> Middleware:
+    """Run the handler at most once per key (within the ledger's window); see module doc."""
+
+    def wrap(handler: Handler) -> Handler:
+        async def once(envelope: Envelope[Payload], delivery: Delivery) -> Sequence[Outbound]:
+            claimed = await store.claim(key(envelope, delivery))
+            if isinstance(claimed, Done):
+                return claimed.outputs
+            try:
+                outputs = await handler(envelope, delivery)
+            except BaseException:
+                await store.release(claimed)
+                raise
+            await store.complete(claimed, outputs)
+            return outputs
+
+        return once
+
+    return wrap
+
+
+def _record(outbound: Outbound) -> dict[str, object]:
+    return {
+        "subject": outbound.subject,
+        "headers": dict(outbound.headers),
+        "envelope": encode(outbound.envelope).decode(),
+    }
+
+
+def _outbound(record: dict[str, object]) -> Outbound:
+    headers = record.get("headers") or {}
+    if not isinstance(headers, dict):
+        raise TypeError("idempotency record headers must be an object")
+    return Outbound(str(record["subject"]), decode(str(record["envelope"])), headers)
