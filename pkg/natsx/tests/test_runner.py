@@ -344,3 +344,24 @@ async def test_stop_finishes_or_naks_in_flight_work_and_loses_nothing(
 def test_a_runner_config_the_server_would_refuse_is_refused_up_front() -> None:
     with pytest.raises(ValueError, match="shorter than expires"):
         RunnerConfig(service="s", stream="S", consumer="c", expires=1.0, idle_heartbeat=1.0)
+
+
+async def test_a_permanent_error_can_carry_outputs_published_with_the_dead_letter(
+    nc: Client, js: JetStreamContext, topology_applied: Topology, running: Running
+) -> None:
+    topo, s = topology_applied, topology_applied.subjects
+    inner = echo(s)
+
+    async def handler(envelope: Envelope[Payload], delivery: Delivery) -> Sequence[Outbound]:
+        report = await inner(envelope, delivery)  # e.g. a "rejected" outcome
+        raise PermanentError("unknown service", report)
+
+    (only,) = await publish_states(js, s, 1)
+    await start(nc, topo, handler, running)
+    await eventually(lambda: consumer_settled(js, topo))
+    outputs = await read_subject(js, topo.stream(EVENTS).name, s.rule("echo", "fired"))
+    assert trigger_ids(outputs) == [only]
+    dead = letters(
+        await read_subject(js, topo.stream(DLQ).name, s.dlq(topo.stream(EVENTS).name, ENGINE))
+    )
+    assert [d.reason for d in dead] == ["permanent_error"]

@@ -12,6 +12,12 @@ dead-lettered with its text, so a bug never blocks a consumer or loses a message
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from ruby_natsx.handler import Outbound
+
 
 class HandlingError(Exception):
     """Base of the exceptions that decide a message's fate."""
@@ -22,7 +28,15 @@ class TransientError(HandlingError):
 
 
 class PermanentError(HandlingError):
-    """Do not retry: dead-letter at once."""
+    """Do not retry: dead-letter at once.
+
+    ``outputs`` (Outbound messages, such as a "rejected" outcome and its audit record) are
+    published together with the dead letter, before the original is terminated.
+    """
+
+    def __init__(self, message: str, outputs: Sequence[Outbound] = ()) -> None:
+        super().__init__(message)
+        self.outputs = tuple(outputs)
 
 
 class UndecodableError(PermanentError):

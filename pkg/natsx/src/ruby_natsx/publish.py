@@ -84,22 +84,38 @@ class Publisher:
         (seq,) = await self._publish_all([(subject, payload, {**headers, MSG_ID: msg_id})])
         return seq
 
+    async def send(
+        self, subject: str, payload: bytes, headers: Mapping[str, str]
+    ) -> asyncio.Future[int]:
+        """Send one message and return the future of its acknowledgement (stream sequence).
+
+        For pipelines that keep their own window of unacknowledged publishes; the future fails
+        with ``TransientError`` after ``timeout``, like ``publish``.
+        """
+        await self.start()
+        return await self._send(subject, payload, dict(headers), time.monotonic() + self._timeout)
+
+    async def _send(
+        self, subject: str, payload: bytes, headers: dict[str, str], deadline: float
+    ) -> asyncio.Future[int]:
+        token = str(next(self._tokens))
+        future: asyncio.Future[int] = asyncio.get_running_loop().create_future()
+        self._pending[token] = (future, deadline)
+        try:
+            await self._nc.publish(subject, payload, self._prefix + token, headers)
+        except Exception as exc:  # closed, or over the pending buffer while reconnecting
+            self._pending.pop(token, None)
+            future.cancel()
+            raise TransientError(f"publish to {subject} failed: {exc!r}") from exc
+        return future
+
     async def _publish_all(self, items: Sequence[tuple[str, bytes, dict[str, str]]]) -> list[int]:
         await self.start()
-        loop = asyncio.get_running_loop()
         deadline = time.monotonic() + self._timeout
-        futures = []
-        for subject, payload, headers in items:
-            token = str(next(self._tokens))
-            future: asyncio.Future[int] = loop.create_future()
-            self._pending[token] = (future, deadline)
-            futures.append(future)
-            try:
-                await self._nc.publish(subject, payload, self._prefix + token, headers)
-            except Exception as exc:  # closed, or over the pending buffer while reconnecting
-                self._pending.pop(token, None)
-                future.cancel()
-                raise TransientError(f"publish to {subject} failed: {exc!r}") from exc
+        futures = [
+            await self._send(subject, payload, headers, deadline)
+            for subject, payload, headers in items
+        ]
         try:
             return [await future for future in futures]
         except BaseException:

@@ -25,7 +25,7 @@ import contextlib
 import json
 import time
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
@@ -35,9 +35,9 @@ from nats.aio.msg import Msg
 
 from ruby_natsx import tuning
 from ruby_natsx.dlq import dead_letter
-from ruby_natsx.errors import UndecodableError
+from ruby_natsx.errors import PermanentError, UndecodableError
 from ruby_natsx.fate import Fate, Verdict, decide
-from ruby_natsx.handler import Delivery, Handler
+from ruby_natsx.handler import Delivery, Handler, Outbound
 from ruby_natsx.publish import Publisher
 from ruby_natsx.subjects import Subjects
 from ruby_schemas.base import Payload
@@ -314,28 +314,37 @@ class Runner:
                 max_deliver=self._max_deliver,
                 backoff=self.config.backoff,
             )
-            await self._fail(msg, delivery, envelope, fate)
+            extra = exc.outputs if isinstance(exc, PermanentError) else ()
+            await self._fail(msg, delivery, envelope, fate, extra)
             return
         self._first_failure.pop((delivery.stream, delivery.stream_seq), None)
         await self._settle(msg, Fate(Verdict.ACK))
 
     async def _fail(
-        self, msg: Msg, delivery: Delivery, envelope: Envelope[Payload] | None, fate: Fate
+        self,
+        msg: Msg,
+        delivery: Delivery,
+        envelope: Envelope[Payload] | None,
+        fate: Fate,
+        extra: Sequence[Outbound] = (),
     ) -> None:
         key = (delivery.stream, delivery.stream_seq)
         first = self._first_failure.setdefault(key, datetime.now(UTC))
         if len(self._first_failure) > _FIRST_FAILURES_KEPT:
             self._first_failure.pop(next(iter(self._first_failure)))
         if fate.verdict is Verdict.DEAD_LETTER:
-            outputs = dead_letter(
-                self._subjects,
-                service=self.config.service,
-                delivery=delivery,
-                payload=bytes(msg.data),
-                fate=fate,
-                first_failed_at=first,
-                cause=envelope,
-            )
+            outputs = [
+                *extra,
+                *dead_letter(
+                    self._subjects,
+                    service=self.config.service,
+                    delivery=delivery,
+                    payload=bytes(msg.data),
+                    fate=fate,
+                    first_failed_at=first,
+                    cause=envelope,
+                ),
+            ]
             try:
                 await self._publisher.publish(outputs)
             except Exception as exc:  # the DLQ is unreachable: keep the message, try later
