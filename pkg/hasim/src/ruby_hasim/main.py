@@ -1,0 +1,53 @@
+"""`ruby-hasim`: run a virtual home on Home Assistant's WebSocket API until Ctrl-C."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import sys
+
+from ruby_hasim.home import HomeError, default_home, generate_home, load_home
+from ruby_hasim.server import DEFAULT_TOKEN, Simulator
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="ruby-hasim", description="A simulated Home Assistant WebSocket API on 127.0.0.1."
+    )
+    home = parser.add_mutually_exclusive_group()
+    home.add_argument("--home", metavar="FILE", help="home YAML file (default: the packaged one)")
+    home.add_argument("--generate", metavar="N", type=int, help="a generated home of N entities")
+    parser.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1)")
+    parser.add_argument("--port", type=int, default=8123, help="port (default 8123; 0: any free)")
+    parser.add_argument("--token", default=DEFAULT_TOKEN, help="the access token to accept")
+    return parser
+
+
+async def _serve(sim: Simulator) -> None:
+    async with sim:
+        print(f"ruby-hasim: {len(sim.states)} entities on {sim.url}", flush=True)
+        await asyncio.Event().wait()  # until Ctrl-C cancels the run
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the simulator in the foreground; Ctrl-C stops it."""
+    args = _parser().parse_args(argv)
+    try:
+        if args.home:
+            spec = load_home(args.home)
+        elif args.generate is not None:
+            spec = generate_home(args.generate)
+        else:
+            spec = default_home()
+    except (OSError, HomeError) as exc:
+        print(f"ruby-hasim: {exc}", file=sys.stderr)
+        return 2
+    sim = Simulator(spec, token=args.token, host=args.host, port=args.port)
+    with contextlib.suppress(KeyboardInterrupt):
+        asyncio.run(_serve(sim))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
