@@ -1,0 +1,161 @@
+"""Executing commands from COMMANDS: one Home Assistant service call per command id.
+
+The handler runs under the natsx runner behind ``idempotent(store, key=command_key)``, so a
+command delivered any number of times calls HA once within the ledger's window. Every outcome
+is returned as a ``cmd.outcome.v1`` event plus an audit record, with ids derived from the
+command id (a re-publish is stored once). HA's answer decides the message's fate:
+
+| HA says | outcome | the command message |
+|---|---|---|
+| success | succeeded | acked |
+| the deadline passed before the call | expired | acked (nothing to retry) |
+| not_found, invalid_format, service_validation_error, unauthorized | rejected | dead-lettered |
+| disconnected, timed out, other errors | (none yet) | nak'ed, retried with backoff |
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from datetime import UTC, datetime
+
+from pydantic import JsonValue
+
+from ruby_gateway.ha_client import HaConnection, HaDisconnectedError, HaError
+from ruby_natsx.audit import audit_record
+from ruby_natsx.errors import PermanentError, TransientError
+from ruby_natsx.handler import Delivery, Handler, Outbound
+from ruby_natsx.subjects import Subjects
+from ruby_schemas.audit import AuditOutcome
+from ruby_schemas.base import Payload
+from ruby_schemas.commands import CallServiceV1, CommandOutcomeV1, Outcome
+from ruby_schemas.envelope import Envelope, make_envelope
+
+PERMANENT_CODES = frozenset(
+    {"not_found", "invalid_format", "service_validation_error", "unauthorized"}
+)
+"""HA error codes that no retry can fix: the command itself is wrong."""
+
+MAX_CALL_WAIT = 10.0
+"""The longest a single call_service may take, even with a far deadline."""
+
+
+def command_key(envelope: Envelope[Payload], delivery: Delivery) -> str:
+    """The idempotency key: the command id (one HA call per command, whatever the message)."""
+    if isinstance(envelope.data, CallServiceV1):
+        return f"cmd.{envelope.data.command_id}"
+    return f"msg.{envelope.id}"
+
+
+def command_handler(
+    subjects: Subjects, connection: Callable[[], HaConnection | None], *, service: str = "gateway"
+) -> Handler:
+    """The handler; ``connection()`` returns the current HA connection, or None while down."""
+
+    async def execute(envelope: Envelope[Payload], delivery: Delivery) -> Sequence[Outbound]:
+        command = envelope.data
+        if not isinstance(command, CallServiceV1):
+            raise PermanentError(f"{envelope.type} is not a command")
+        now = datetime.now(UTC)
+        if command.deadline <= now:
+            return _report(
+                subjects,
+                service,
+                envelope,
+                command,
+                Outcome.EXPIRED,
+                delivery,
+                reason=f"deadline {command.deadline.isoformat()} passed",
+            )
+        conn = connection()
+        if conn is None:
+            raise TransientError("home assistant is not connected")
+        target: dict[str, JsonValue] = {
+            name: list(ids) for name, ids in command.target.model_dump().items() if ids
+        }
+        wait = min(MAX_CALL_WAIT, (command.deadline - now).total_seconds())
+        try:
+            result = await conn.call(
+                "call_service",
+                within=wait,
+                domain=command.domain,
+                service=command.service,
+                service_data=command.data,
+                target=target,
+            )
+        except HaError as exc:
+            if exc.code in PERMANENT_CODES:
+                raise PermanentError(
+                    str(exc),
+                    _report(
+                        subjects,
+                        service,
+                        envelope,
+                        command,
+                        Outcome.REJECTED,
+                        delivery,
+                        reason=str(exc),
+                        error=exc,
+                    ),
+                ) from exc
+            raise TransientError(str(exc)) from exc
+        except HaDisconnectedError as exc:
+            raise TransientError(str(exc)) from exc
+        context = result.get("context") if isinstance(result, dict) else None
+        context_id = context.get("id") if isinstance(context, dict) else None
+        return _report(
+            subjects,
+            service,
+            envelope,
+            command,
+            Outcome.SUCCEEDED,
+            delivery,
+            reason="home assistant accepted the call",
+            context_id=context_id,
+        )
+
+    return execute
+
+
+def _report(
+    subjects: Subjects,
+    service: str,
+    envelope: Envelope[Payload],
+    command: CallServiceV1,
+    outcome: Outcome,
+    delivery: Delivery,
+    *,
+    reason: str,
+    error: HaError | None = None,
+    context_id: object = None,
+) -> list[Outbound]:
+    payload = CommandOutcomeV1(
+        command_id=command.command_id,
+        domain=command.domain,
+        service=command.service,
+        outcome=outcome,
+        error_code=error.code if error else None,
+        error_message=error.message if error else None,
+        ha_context_id=context_id if isinstance(context_id, str) else None,
+        attempts=delivery.delivered,
+        finished_at=datetime.now(UTC),
+    )
+    event = make_envelope(
+        payload,
+        source=f"ruby/{service}",
+        cause=envelope,
+        message_id=f"outcome.{command.command_id}",
+    )
+    executed = outcome is Outcome.SUCCEEDED
+    audit = audit_record(
+        subjects,
+        service=service,
+        action="command.executed" if executed else "command.refused",
+        target=f"{command.domain}.{command.service}",
+        outcome=AuditOutcome.SUCCEEDED if executed else AuditOutcome.FAILED,
+        reason=reason,
+        cause=envelope,
+        record_id=f"audit.cmd.{command.command_id}",
+        details={"command_id": command.command_id, "ha_context_id": payload.ha_context_id},
+    )
+    subject = subjects.cmd_outcome(outcome.value, command.domain, command.service)
+    return [Outbound(subject, event), audit]

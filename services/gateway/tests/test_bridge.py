@@ -1,0 +1,203 @@
+"""The gateway's HA -> JetStream bridge against the simulator and a real nats-server."""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+from collections import Counter
+from collections.abc import AsyncIterator, Awaitable, Callable
+
+import pytest_asyncio
+from nats.aio.client import Client
+from nats.js import JetStreamContext
+
+from ruby_gateway.bridge import Bridge, BridgeConfig, load_projection
+from ruby_gateway.projection import Projected
+from ruby_hasim.home import generate_home
+from ruby_hasim.server import Simulator
+from ruby_natsx.testing import eventually
+from ruby_natsx.topology import AUDIT, EVENTS, PROJECTION, Topology
+from ruby_runtime.secret import Secret
+from ruby_schemas.audit import AuditRecordV1
+from ruby_schemas.ha import HaState
+from ruby_schemas.ha_events import StateChangedV1
+from ruby_schemas.registry import decode
+
+StartBridge = Callable[..., Awaitable[Bridge]]
+
+
+@pytest_asyncio.fixture
+async def start_bridge(nc: Client, topology_applied: Topology) -> AsyncIterator[StartBridge]:
+    running: list[tuple[Bridge, asyncio.Task[None]]] = []
+
+    async def start(sim: Simulator, **overrides: object) -> Bridge:
+        config = BridgeConfig(
+            url=sim.url,
+            token=Secret(sim.token, "ha token"),
+            ping_interval=0.5,
+            ping_timeout=0.5,
+            backoff_initial=0.05,
+            backoff_max=0.2,
+            auth_backoff=0.3,
+        )
+        config = dataclasses.replace(config, **overrides)  # type: ignore[arg-type]
+        bridge = Bridge(
+            nc, topology_applied.subjects, config, topology_applied.bucket(PROJECTION).bucket
+        )
+        running.append((bridge, asyncio.create_task(bridge.run())))
+        return bridge
+
+    yield start
+    for bridge, task in running:
+        bridge.stop()
+        await asyncio.wait_for(task, 10)
+
+
+async def published(js: JetStreamContext, topo: Topology) -> list[StateChangedV1]:
+    """Every state change stored in EVENTS, in stream order."""
+    stream = topo.stream(EVENTS).name
+    info = await js.stream_info(stream)
+    out = []
+    for seq in range(info.state.first_seq, info.state.last_seq + 1):
+        data = decode((await js.get_msg(stream, seq)).data or b"").data
+        if isinstance(data, StateChangedV1):
+            out.append(data)
+    return out
+
+
+def settled(bridge: Bridge, sim: Simulator) -> Callable[[], bool]:
+    def check() -> bool:
+        projection = bridge.projection.snapshot()
+        return (
+            bridge.status.connected
+            and set(projection) == set(sim.states)
+            and all(
+                projection[e].last_updated == s.last_updated and projection[e].state == s.state
+                for e, s in ((e, Projected.of(sim_state(sim, e))) for e in projection)
+            )
+        )
+
+    return check
+
+
+def sim_state(sim: Simulator, entity_id: str) -> HaState:
+    return HaState.model_validate(sim.states[entity_id].as_dict())
+
+
+async def test_connects_projects_every_entity_and_publishes_live_changes(
+    hasim: Simulator, start_bridge: StartBridge, js: JetStreamContext, topology_applied: Topology
+) -> None:
+    bridge = await start_bridge(hasim)
+    await eventually(settled(bridge, hasim), message="projection equals HA")
+    first = await published(js, topology_applied)
+    assert {c.entity_id for c in first} == set(hasim.states)
+    assert all(c.reconciled for c in first)  # a new projection is filled by reconciliation
+
+    light = next(e for e in hasim.states if e.startswith("light."))
+    hasim.set_state(light, "on" if hasim.states[light].state == "off" else "off")
+    await eventually(lambda: bridge.status.events_published == len(first) + 1)
+    live = (await published(js, topology_applied))[-1]
+    assert live.entity_id == light
+    assert not live.reconciled
+    assert live.new_state is not None
+    assert live.new_state.state == hasim.states[light].state
+
+    kv = await js.key_value(topology_applied.bucket(PROJECTION).bucket)
+    stored = await load_projection(kv)
+    assert stored.get(light) == bridge.projection.get(light)
+
+
+async def test_after_a_disconnect_during_which_1000_entities_change_each_change_is_published_once(
+    hasim_factory: Callable[..., Awaitable[Simulator]],
+    start_bridge: StartBridge,
+    js: JetStreamContext,
+    topology_applied: Topology,
+) -> None:
+    sim = await hasim_factory(generate_home(1000))
+    bridge = await start_bridge(sim)
+    await eventually(settled(bridge, sim), message="initial projection")
+    before = len(await published(js, topology_applied))
+    assert before == 1000
+
+    await sim.faults.go_down()
+    await eventually(lambda: not bridge.status.connected, message="disconnect noticed")
+    changed = list(sim.states)
+    for entity in changed:  # every entity changes while the gateway is away
+        state = sim.states[entity]
+        sim.set_state(entity, None, {"note": f"changed-{state.last_updated}"})
+    await sim.faults.go_up()
+    await eventually(settled(bridge, sim), within=60, message="reconciled projection")
+
+    # Live changes after the reconnect are published live, once.
+    sim.set_state(changed[0], None, {"note": "live"})
+    await eventually(settled(bridge, sim))
+    changes = (await published(js, topology_applied))[before:]
+    per_entity = Counter(c.entity_id for c in changes)
+    assert per_entity[changed[0]] == 2  # reconciled, then live
+    assert all(per_entity[e] == 1 for e in changed[1:])
+    assert sum(c.reconciled for c in changes) == 1000
+    assert bridge.status.reconnects >= 1
+
+
+async def test_changes_buffered_during_reconciliation_are_not_published_twice(
+    hasim: Simulator, start_bridge: StartBridge, js: JetStreamContext, topology_applied: Topology
+) -> None:
+    bridge = await start_bridge(hasim)
+    await eventually(settled(bridge, hasim))
+    before = len(await published(js, topology_applied))
+    await hasim.faults.drop_connections()
+    light = next(e for e in hasim.states if e.startswith("light."))
+    hasim.set_state(light, None, {"note": "while away"})
+    await eventually(lambda: bridge.status.sessions >= 2)
+    await eventually(settled(bridge, hasim))
+    changes = (await published(js, topology_applied))[before:]
+    assert [c.entity_id for c in changes] == [light]
+
+
+async def test_auth_invalid_is_reported_audited_and_never_hot_loops(
+    hasim: Simulator, start_bridge: StartBridge, js: JetStreamContext, topology_applied: Topology
+) -> None:
+    hasim.faults.refuse_auth()
+    bridge = await start_bridge(hasim, auth_backoff=0.5)
+    await eventually(lambda: bridge.status.auth_failures >= 2, within=5)
+    await asyncio.sleep(1.0)  # a window to count attempts in: time is the measure here
+    assert hasim.stats.auth_attempts <= 4  # at most one per auth_backoff, no hot loop
+    audit = await js.get_last_msg(
+        topology_applied.stream(AUDIT).name,
+        topology_applied.subjects.audit("gateway", "auth_refused"),
+    )
+    record = decode(audit.data or b"").data
+    assert isinstance(record, AuditRecordV1)
+    assert record.outcome == "denied"
+    info = await js.stream_info(topology_applied.stream(AUDIT).name)
+    assert info.state.messages == 1  # audited once per streak, not per attempt
+
+    hasim.faults.refuse_auth(False)
+    await eventually(settled(bridge, hasim), within=5)
+
+
+async def test_a_missed_pong_means_reconnect(hasim: Simulator, start_bridge: StartBridge) -> None:
+    bridge = await start_bridge(hasim, ping_interval=0.2, ping_timeout=0.2)
+    await eventually(settled(bridge, hasim))
+    hasim.faults.mute_pings()
+    await eventually(lambda: bridge.status.reconnects >= 1, message="reconnect after no pong")
+    hasim.faults.mute_pings(False)
+    await eventually(lambda: bridge.status.connected)
+
+
+async def test_slow_responses_and_a_burst_are_handled_in_order(
+    hasim: Simulator, start_bridge: StartBridge, js: JetStreamContext, topology_applied: Topology
+) -> None:
+    hasim.faults.delay_responses(0.2)
+    bridge = await start_bridge(hasim)
+    await eventually(settled(bridge, hasim))
+    hasim.faults.delay_responses(0)
+    before = len(await published(js, topology_applied))
+    n = await hasim.faults.burst(500)
+    await eventually(lambda: bridge.status.events_published == before + n, within=30)
+    await eventually(settled(bridge, hasim))
+    burst = (await published(js, topology_applied))[before:]
+    assert len(burst) == n
+    for entity in {c.entity_id for c in burst}:
+        times = [c.new_state.last_updated for c in burst if c.entity_id == entity and c.new_state]
+        assert times == sorted(times), f"{entity} out of order"
