@@ -41,7 +41,7 @@ async def test_start_service_connects_as_the_service(installation: Installation)
 def test_a_full_start_up_logs_no_seed_token_or_secret_id(installation: Installation) -> None:
     env = {**os.environ, **installation.environ(RUBY_LOG_LEVEL="DEBUG")}
     done = subprocess.run(
-        [sys.executable, "-m", "ruby_gateway.main"],
+        [sys.executable, "-m", "ruby_engine.main"],
         env=env,
         capture_output=True,
         text=True,
@@ -53,15 +53,15 @@ def test_a_full_start_up_logs_no_seed_token_or_secret_id(installation: Installat
     events = [r["event"] for r in records]
     for step in ("starting", "vault login", "secret read", "nats connected"):
         assert step in events, output
-    assert "started, but the gateway is not implemented yet (see the open issues)" in events
+    assert "started, but the engine is not implemented yet (see the open issues)" in events
     assert done.returncode == 1
     assert any(r["logger"].startswith(("urllib3", "nats")) for r in records), "DEBUG reached"
 
     state = installation.state
     secrets = {
-        "NKEY seed": installation.seed("gateway").reveal(),
-        "AppRole role id": state.role_id_file("gateway").read_text().strip(),
-        "AppRole secret id": state.secret_id_file("gateway").read_text().strip(),
+        "NKEY seed": installation.seed("engine").reveal(),
+        "AppRole role id": state.role_id_file("engine").read_text().strip(),
+        "AppRole secret id": state.secret_id_file("engine").read_text().strip(),
         "root token": installation.bao.root_client().token,
     }
     for name, value in secrets.items():

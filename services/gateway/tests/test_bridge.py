@@ -11,8 +11,8 @@ import pytest_asyncio
 from nats.aio.client import Client
 from nats.js import JetStreamContext
 
-from ruby_gateway.bridge import Bridge, BridgeConfig, load_projection
-from ruby_gateway.projection import Projected
+from ruby_gateway.bridge import Bridge, BridgeConfig
+from ruby_gateway.projection import Projected, load_projection
 from ruby_hasim.home import generate_home
 from ruby_hasim.server import Simulator
 from ruby_natsx.testing import eventually
@@ -85,7 +85,11 @@ def sim_state(sim: Simulator, entity_id: str) -> HaState:
 
 
 async def test_connects_projects_every_entity_and_publishes_live_changes(
-    hasim: Simulator, start_bridge: StartBridge, js: JetStreamContext, topology_applied: Topology
+    hasim: Simulator,
+    start_bridge: StartBridge,
+    nc: Client,
+    js: JetStreamContext,
+    topology_applied: Topology,
 ) -> None:
     bridge = await start_bridge(hasim)
     await eventually(settled(bridge, hasim), message="projection equals HA")
@@ -102,8 +106,7 @@ async def test_connects_projects_every_entity_and_publishes_live_changes(
     assert live.new_state is not None
     assert live.new_state.state == hasim.states[light].state
 
-    kv = await js.key_value(topology_applied.bucket(PROJECTION).bucket)
-    stored = await load_projection(kv)
+    stored = await load_projection(nc, topology_applied.bucket(PROJECTION).bucket)
     assert stored.get(light) == bridge.projection.get(light)
 
 
@@ -201,3 +204,35 @@ async def test_slow_responses_and_a_burst_are_handled_in_order(
     for entity in {c.entity_id for c in burst}:
         times = [c.new_state.last_updated for c in burst if c.entity_id == entity and c.new_state]
         assert times == sorted(times), f"{entity} out of order"
+
+
+async def test_a_restarted_gateway_loads_its_projection_and_publishes_only_what_changed(
+    hasim_factory: Callable[..., Awaitable[Simulator]],
+    start_bridge: StartBridge,
+    nc: Client,
+    js: JetStreamContext,
+    topology_applied: Topology,
+) -> None:
+    sim = await hasim_factory(generate_home(2500))  # more than one page of the loader
+    first = await start_bridge(sim)
+    await eventually(settled(first, sim), within=60)
+    first.stop()
+    await eventually(lambda: not first.status.connected)
+    before = len(await published(js, topology_applied))
+    light = next(e for e in sim.states if e.startswith("light."))
+    sim.set_state(light, None, {"note": "while the gateway was stopped"})
+
+    bucket = topology_applied.bucket(PROJECTION).bucket
+    loaded = await load_projection(nc, bucket)
+    assert len(loaded) == 2500
+    config = dataclasses.replace(first.config)
+    second = Bridge(nc, topology_applied.subjects, config, bucket, loaded)
+    task = asyncio.create_task(second.run())
+    try:
+        await eventually(settled(second, sim), within=60)
+        changes = (await published(js, topology_applied))[before:]
+        assert [c.entity_id for c in changes] == [light]
+        assert changes[0].reconciled
+    finally:
+        second.stop()
+        await asyncio.wait_for(task, 10)

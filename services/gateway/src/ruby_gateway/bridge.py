@@ -25,8 +25,6 @@ from typing import Any
 
 import structlog
 from nats.aio.client import Client
-from nats.js.errors import KeyNotFoundError, NoKeysError
-from nats.js.kv import KeyValue
 from pydantic import ValidationError
 
 from ruby_gateway.ha_client import HaAuthInvalidError, HaConnection, HaDisconnectedError
@@ -324,18 +322,3 @@ class Bridge:
         )
         with contextlib.suppress(Exception):  # audit is best effort while HA refuses us
             await self._publisher.publish([record])
-
-
-async def load_projection(kv: KeyValue) -> Projection:
-    """The projection as the KV bucket holds it (empty for a new installation)."""
-    try:
-        keys = await kv.keys()
-    except NoKeysError:
-        return Projection()
-    entities = {}
-    for key in keys:
-        with contextlib.suppress(KeyNotFoundError):
-            entry = await kv.get(key)
-            if entry.value:
-                entities[key] = Projected.from_json(entry.value)
-    return Projection(entities)

@@ -1,22 +1,10 @@
-"""Entry point of the gateway service."""
+"""Entry point of the gateway service (``ruby-gateway``)."""
 
 import sys
 
-from nats.aio.client import Client
-
+from ruby_gateway.service import IDENTITY, serve
 from ruby_natsx.connection import connect_service
-from ruby_runtime.logging import get_logger
-from ruby_runtime.startup import Started, run_service
-
-IDENTITY = "gateway"
-
-
-async def serve(service: Started[Client]) -> int:
-    """Not implemented yet: the start-up (settings, Vault, NATS) ran; say so, exit non-zero."""
-    get_logger("ruby_gateway").error(
-        "started, but the gateway is not implemented yet (see the open issues)"
-    )
-    return 1
+from ruby_runtime.startup import run_service
 
 
 def main() -> int:

@@ -6,11 +6,14 @@ change it reflects; the KV bucket is its durable copy, for restarts and for othe
 
 from __future__ import annotations
 
+import asyncio
 import json
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from datetime import datetime
 
+from nats.aio.client import Client
+from nats.aio.msg import Msg
 from pydantic import JsonValue
 
 from ruby_schemas.ha import HaState
@@ -92,3 +95,51 @@ class Projection:
 
     def snapshot(self) -> dict[str, Projected]:
         return dict(self._entities)
+
+
+LOAD_PAGE = 1000
+"""Entries per direct-get page when loading the projection."""
+
+
+async def load_projection(nc: Client, bucket: str, *, within: float = 30.0) -> Projection:
+    """The projection as the KV bucket holds it, read in pages of batched direct gets.
+
+    The bucket keeps one revision per key, so its stream in sequence order is exactly the
+    current entries (and delete markers, skipped). Needs only the read grants a bucket reader
+    has (``$JS.API.DIRECT.GET.KV_<bucket>``): no consumer is created.
+    """
+    stream, prefix = f"KV_{bucket}", f"$KV.{bucket}."
+    entities: dict[str, Projected] = {}
+    page: asyncio.Queue[Msg] = asyncio.Queue()
+
+    async def collect(msg: Msg) -> None:
+        page.put_nowait(msg)
+
+    inbox = nc.new_inbox()
+    sub = await nc.subscribe(inbox, cb=collect)
+    try:
+        async with asyncio.timeout(within):
+            seq = 1
+            while True:
+                request = {"seq": seq, "batch": LOAD_PAGE, "next_by_subj": prefix + ">"}
+                await nc.publish(
+                    f"$JS.API.DIRECT.GET.{stream}", json.dumps(request).encode(), inbox
+                )
+                while True:
+                    msg = await page.get()
+                    headers = msg.headers or {}
+                    status = headers.get("Status")
+                    if status == "404":  # nothing (more) in the bucket
+                        return Projection(entities)
+                    if status is not None:  # 204 end of this page
+                        if headers.get("Nats-Num-Pending", "0") == "0":
+                            return Projection(entities)
+                        break
+                    seq = int(headers["Nats-Sequence"]) + 1
+                    key = headers["Nats-Subject"].removeprefix(prefix)
+                    if headers.get("KV-Operation") in ("DEL", "PURGE") or not msg.data:
+                        entities.pop(key, None)
+                    else:
+                        entities[key] = Projected.from_json(msg.data)
+    finally:
+        await sub.unsubscribe()

@@ -1,0 +1,114 @@
+"""The gateway service: the bridge, the command executor and health, under one identity.
+
+Settings (besides the runtime's ``RUBY_*``):
+
+| variable | default | meaning |
+|---|---|---|
+| ``RUBY_HA_URL`` | ``ws://127.0.0.1:8123/api/websocket`` | Home Assistant's WebSocket API |
+| ``RUBY_GATEWAY_HEALTH_PORT`` | ``8081`` | /healthz and /readyz on 127.0.0.1 (0: any free port) |
+
+The HA access token is read from Vault, field ``token`` of ``<prefix>/gateway/ha``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+
+from nats.aio.client import Client
+
+from ruby_gateway.bridge import Bridge, BridgeConfig
+from ruby_gateway.commands import command_handler, command_key
+from ruby_gateway.health import Health
+from ruby_gateway.projection import load_projection
+from ruby_natsx.handler import chain
+from ruby_natsx.idempotency import KvIdempotencyStore, idempotent
+from ruby_natsx.runner import Runner, RunnerConfig
+from ruby_natsx.subjects import Subjects
+from ruby_natsx.topology import COMMANDS, GATEWAY, IDEMPOTENCY, PROJECTION, STATUS, topology
+from ruby_runtime.errors import SettingsError
+from ruby_runtime.logging import get_logger
+from ruby_runtime.secret import Secret
+from ruby_runtime.settings import ServiceSettings
+from ruby_runtime.startup import Started
+from ruby_runtime.vault import VaultSession, identity_path
+
+IDENTITY = GATEWAY
+DEFAULT_HA_URL = "ws://127.0.0.1:8123/api/websocket"
+HA_TOKEN_FIELD = "token"  # noqa: S105 - the name of a Vault field, not a secret
+
+log = get_logger("ruby_gateway.service")
+
+
+def ha_token_path(prefix: str) -> str:
+    """Where the gateway's Home Assistant token lives in Vault (field ``token``)."""
+    return f"{identity_path(prefix, IDENTITY)}/ha"
+
+
+def fetch_ha_token(settings: ServiceSettings) -> Secret:
+    with VaultSession.login(settings.vault, settings.identity) as vault:
+        return vault.read(ha_token_path(settings.prefix), HA_TOKEN_FIELD)
+
+
+def health_port() -> int:
+    raw = os.environ.get("RUBY_GATEWAY_HEALTH_PORT", "8081")
+    try:
+        port = int(raw)
+    except ValueError:
+        port = -1
+    if not 0 <= port <= 65535:
+        raise SettingsError(f"RUBY_GATEWAY_HEALTH_PORT: {raw!r} is not a port number")
+    return port
+
+
+async def serve(started: Started[Client]) -> int:
+    """Run until SIGTERM or SIGINT; then stop pulling, finish in-flight work, exit 0."""
+    settings, nc = started.settings, started.nats
+    subjects = Subjects(settings.prefix)
+    topo = topology(subjects)
+    port = health_port()
+    token = await asyncio.to_thread(fetch_ha_token, settings)
+    projection_bucket = topo.bucket(PROJECTION).bucket
+    projection = await load_projection(nc, projection_bucket)
+    log.info("projection loaded", entities=len(projection))
+    bridge = Bridge(
+        nc,
+        subjects,
+        BridgeConfig(url=os.environ.get("RUBY_HA_URL", DEFAULT_HA_URL), token=token),
+        projection_bucket,
+        projection,
+    )
+    ledger = await nc.jetstream().key_value(topo.bucket(IDEMPOTENCY).bucket)
+    handler = chain(
+        command_handler(subjects, bridge.connection),
+        idempotent(KvIdempotencyStore(ledger, owner=f"gateway-{os.getpid()}"), key=command_key),
+    )
+    runner = Runner(
+        nc,
+        subjects,
+        RunnerConfig(service=IDENTITY, stream=topo.stream(COMMANDS).name, consumer=GATEWAY),
+        handler,
+    )
+    health = Health(
+        lambda: bridge.status,
+        nc,
+        status_subject=f"$KV.{topo.bucket(STATUS).bucket}.{IDENTITY}",
+        port=port,
+    )
+    await health.start()
+    log.info("gateway running", health=f"http://127.0.0.1:{health.port}/readyz")
+    loop = asyncio.get_running_loop()
+
+    def stop() -> None:
+        bridge.stop()
+        runner.stop()
+
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop)
+    try:
+        await asyncio.gather(bridge.run(), runner.run())
+    finally:
+        await health.close()
+    log.info("gateway stopped")
+    return 0

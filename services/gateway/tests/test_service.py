@@ -1,0 +1,119 @@
+"""The whole gateway service, as `ruby-gateway` runs it, on the secured stack (TLS, NKEY, Vault).
+
+Its NATS permissions are the real ones from the table, so this also proves that the gateway
+can do its job with nothing more: load and write its projection, consume its commands,
+publish events, outcomes, audit records and its status record.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import signal
+import sys
+from datetime import UTC, datetime, timedelta
+
+import aiohttp
+
+from ruby_ctl.openbao import free_port
+from ruby_ctl.testing import Installation
+from ruby_ctl.vault_admin import write_fields
+from ruby_gateway.service import HA_TOKEN_FIELD, ha_token_path
+from ruby_hasim.server import Simulator
+from ruby_natsx.handler import Outbound
+from ruby_natsx.publish import Publisher
+from ruby_natsx.testing import eventually
+from ruby_natsx.topology import STATUS
+from ruby_runtime.secret import Secret
+from ruby_schemas.commands import CallServiceV1, ServiceTarget
+from ruby_schemas.envelope import make_envelope, new_id
+
+
+async def ready(url: str) -> bool:
+    try:
+        async with aiohttp.ClientSession() as http, http.get(url) as response:
+            return response.status == 200
+    except aiohttp.ClientError:
+        return False
+
+
+async def test_the_gateway_service_starts_executes_a_command_and_stops_cleanly(
+    installation: Installation, hasim: Simulator
+) -> None:
+    settings = installation.settings("gateway")
+    write_fields(  # what an operator stores once: the gateway's Home Assistant token
+        installation.bao.root_client(),
+        settings.vault.mount,
+        ha_token_path(installation.prefix),
+        {HA_TOKEN_FIELD: Secret(hasim.token, "ha token")},
+    )
+    port = free_port()
+    env = {
+        **os.environ,
+        **installation.environ(),
+        "RUBY_HA_URL": hasim.url,
+        "RUBY_GATEWAY_HEALTH_PORT": str(port),
+    }
+    gateway = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "ruby_gateway.main",
+        env=env,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+    )
+    try:
+        await eventually(
+            lambda: ready(f"http://127.0.0.1:{port}/readyz"),
+            within=60,
+            message="/readyz answers 200",
+        )
+
+        # A command from the engine's identity is executed once, under real permissions.
+        light = next(e for e in hasim.states if e.startswith("light."))
+        command = CallServiceV1(
+            command_id=new_id(),
+            domain="light",
+            service="turn_off",
+            target=ServiceTarget(entity_id=(light,)),
+            deadline=datetime.now(UTC) + timedelta(seconds=30),
+        )
+        nc = await installation.connect("engine")
+        publisher = Publisher(nc)
+        try:
+            envelope = make_envelope(command, source="ruby/engine", message_id=command.command_id)
+            await publisher.publish(
+                [Outbound(installation.subjects.command("light", "turn_off"), envelope)]
+            )
+        finally:
+            await publisher.close()
+            await nc.drain()
+        await eventually(lambda: hasim.calls[("light", "turn_off", light)] == 1, within=20)
+
+        # The status record is in the status bucket, under the gateway's own key.
+        operator = await installation.connect("operator")
+        try:
+            kv = await operator.jetstream().key_value(installation.topology.bucket(STATUS).bucket)
+
+            async def status_written() -> bool:
+                try:
+                    entry = await kv.get("gateway")
+                except Exception:  # not written yet
+                    return False
+                return bool(json.loads(entry.value or b"{}").get("connected"))
+
+            await eventually(status_written, within=15, message="status record")
+        finally:
+            await operator.drain()
+    finally:
+        if gateway.returncode is None:
+            gateway.send_signal(signal.SIGTERM)
+        stdout, stderr = await asyncio.wait_for(gateway.communicate(), 30)
+    output = stdout.decode() + stderr.decode()
+    assert gateway.returncode == 0, output
+    assert hasim.token not in output, "the HA token was logged"
+    assert installation.seed("gateway").reveal() not in output
+    events = [json.loads(line)["event"] for line in stdout.decode().splitlines()]
+    assert "home assistant connected" in events
+    assert "gateway stopped" in events
