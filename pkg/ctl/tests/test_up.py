@@ -44,6 +44,10 @@ class Up:
                 "off",
                 "--vault-port",
                 "0",
+                "--ha-port",
+                "0",
+                "--gateway-port",
+                "0",
             ],
             stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT,
@@ -87,9 +91,14 @@ class Up:
         return self.proc.returncode
 
     def kill(self) -> None:
+        """Stop it the way a user does (Ctrl-C), so its children stop too; SIGKILL last."""
         if self.proc.poll() is None:
-            self.proc.kill()
-            self.proc.wait()
+            self.proc.send_signal(signal.SIGINT)
+            try:
+                self.proc.communicate(timeout=30)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
 
 
 @pytest.fixture
@@ -136,12 +145,22 @@ async def test_up_runs_the_secure_stack_and_a_second_start_reuses_it(
     topo = topology(Subjects())
     # Every object exists with exactly the declared configuration: applying changes nothing.
     assert {c.action for c in await apply_topology(js, topo)} == {Action.UNCHANGED}
-    await js.publish(Subjects().ha_state("light.kitchen"), b"{}")
+    marker = Subjects().ha_state("sensor.test_marker")  # no entity of the demo home
+    await js.publish(marker, b"kept across restarts")
     await nc.close()
+
+    # The services run too: the demo home and the gateway, ready.
+    readyz = first.find(r"gateway ready: (http://127\.0\.0\.1:\d+/readyz)").group(1)
+    gateway_pid = int(first.find(r"gateway pid (\d+) started").group(1))
+    home_pid = int(first.find(r"demo home \(ruby-hasim\) pid (\d+) started").group(1))
+    assert readyz
 
     assert first.interrupt() == 0
     assert not _alive(nats_pid), "nats-server outlived rubyctl up"
     assert not _alive(bao_pid), "OpenBao outlived rubyctl up"
+    assert not _alive(gateway_pid), "the gateway outlived rubyctl up"
+    assert not _alive(home_pid), "the demo home outlived rubyctl up"
+    assert first.find(r"gateway stopped \(exit code 0\)")
     assert first.find(r"nats-server stopped \(exit code 0\)")
     assert first.find(r"OpenBao stopped \(exit code 0\)")
 
@@ -153,8 +172,8 @@ async def test_up_runs_the_secure_stack_and_a_second_start_reuses_it(
     assert second.keys() == keys
     assert second.find(r"topology applied as operator: 0 created, 0 updated, 11 unchanged")
     nc = await connect_operator(operator_settings(second.operator_env(state)), name="test")
-    info = await nc.jetstream().stream_info(topo.stream(EVENTS).name)
-    assert info.state.messages == 1
+    kept = await nc.jetstream().get_last_msg(topo.stream(EVENTS).name, marker)
+    assert kept.data == b"kept across restarts"
     await nc.close()
     assert second.interrupt() == 0
     printed = "\n".join(first.lines + second.lines)
@@ -208,6 +227,10 @@ def test_up_says_why_when_nats_cannot_start(tmp_path: Path, start_up: type[Up]) 
             "--http-port",
             "off",
             "--vault-port",
+            "0",
+            "--ha-port",
+            "0",
+            "--gateway-port",
             "0",
         ],
         capture_output=True,

@@ -223,8 +223,11 @@ async def test_a_restarted_gateway_loads_its_projection_and_publishes_only_what_
     sim.set_state(light, None, {"note": "while the gateway was stopped"})
 
     bucket = topology_applied.bucket(PROJECTION).bucket
+    await nc.publish(f"$KV.{bucket}.{light}", b"not json")  # a corrupted entry
+    await nc.flush()
     loaded = await load_projection(nc, bucket)
-    assert len(loaded) == 2500
+    assert len(loaded) == 2499  # the corrupted one is skipped, so it is reconciled afresh
+    assert loaded.get(light) is None
     config = dataclasses.replace(first.config)
     second = Bridge(nc, topology_applied.subjects, config, bucket, loaded)
     task = asyncio.create_task(second.run())

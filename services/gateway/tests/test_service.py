@@ -19,13 +19,13 @@ import aiohttp
 from ruby_ctl.openbao import free_port
 from ruby_ctl.testing import Installation
 from ruby_ctl.vault_admin import write_fields
-from ruby_gateway.service import HA_TOKEN_FIELD, ha_token_path
 from ruby_hasim.server import Simulator
 from ruby_natsx.handler import Outbound
 from ruby_natsx.publish import Publisher
 from ruby_natsx.testing import eventually
 from ruby_natsx.topology import STATUS
 from ruby_runtime.secret import Secret
+from ruby_runtime.vault import HA_TOKEN_FIELD, ha_token_path
 from ruby_schemas.commands import CallServiceV1, ServiceTarget
 from ruby_schemas.envelope import make_envelope, new_id
 
@@ -110,6 +110,7 @@ async def test_the_gateway_service_starts_executes_a_command_and_stops_cleanly(
         if gateway.returncode is None:
             gateway.send_signal(signal.SIGTERM)
         stdout, stderr = await asyncio.wait_for(gateway.communicate(), 30)
+        print(stdout.decode(), stderr.decode())  # shown by pytest when the test fails
     output = stdout.decode() + stderr.decode()
     assert gateway.returncode == 0, output
     assert hasim.token not in output, "the HA token was logged"

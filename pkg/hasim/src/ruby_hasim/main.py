@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import os
+import signal
 import sys
 
 from ruby_hasim.home import HomeError, default_home, generate_home, load_home
@@ -20,18 +22,26 @@ def _parser() -> argparse.ArgumentParser:
     home.add_argument("--generate", metavar="N", type=int, help="a generated home of N entities")
     parser.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1)")
     parser.add_argument("--port", type=int, default=8123, help="port (default 8123; 0: any free)")
-    parser.add_argument("--token", default=DEFAULT_TOKEN, help="the access token to accept")
+    parser.add_argument(
+        "--token",
+        default=os.environ.get("RUBY_HASIM_TOKEN", DEFAULT_TOKEN),
+        help="the access token to accept (env RUBY_HASIM_TOKEN, which keeps it out of the "
+        "process list; default: the well-known test token)",
+    )
     return parser
 
 
 async def _serve(sim: Simulator) -> None:
+    stop = asyncio.Event()
+    for sig in (signal.SIGINT, signal.SIGTERM):  # both stop it cleanly, with exit code 0
+        asyncio.get_running_loop().add_signal_handler(sig, stop.set)
     async with sim:
         print(f"ruby-hasim: {len(sim.states)} entities on {sim.url}", flush=True)
-        await asyncio.Event().wait()  # until Ctrl-C cancels the run
+        await stop.wait()
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Run the simulator in the foreground; Ctrl-C stops it."""
+    """Run the simulator in the foreground; Ctrl-C or SIGTERM stops it."""
     args = _parser().parse_args(argv)
     try:
         if args.home:

@@ -65,6 +65,14 @@ def identity_path(prefix: str, identity: str) -> str:
     return f"{prefix}/{identity}"
 
 
+HA_TOKEN_FIELD: Final = "token"  # noqa: S105 - the name of a Vault field, not a secret
+
+
+def ha_token_path(prefix: str) -> str:
+    """Where the gateway's Home Assistant access token lives (field ``token``)."""
+    return f"{identity_path(prefix, 'gateway')}/ha"
+
+
 def nats_seed_path(prefix: str, identity: str) -> str:
     """Where an identity's NKEY seed lives (field ``seed``)."""
     return f"{identity_path(prefix, identity)}/nats"

@@ -153,14 +153,12 @@ class Bridge:
         reader = asyncio.create_task(conn.run(), name="ha-reader")
         try:
             await conn.subscribe(events.put_nowait, "state_changed")
-            raw_states = await conn.call("get_states", within=60)
-            states = [HaState.model_validate(s) for s in raw_states or []]  # type: ignore[union-attr]
-            await self._reconcile(states)
+            entities = await self._snapshot(conn)
             self._connection = conn
             self.status.connected = True
             self.status.connected_since = datetime.now(UTC)
             self.status.sessions += 1
-            log.info("home assistant connected", entities=len(states), version=conn.ha_version)
+            log.info("home assistant connected", entities=entities, version=conn.ha_version)
             pump: asyncio.Task[Any] = asyncio.create_task(self._live(events), name="ha-live")
             heart: asyncio.Task[Any] = asyncio.create_task(self._heartbeat(conn), name="ha-beat")
             stop: asyncio.Task[Any] = asyncio.create_task(self._stopping.wait(), name="stop")
@@ -179,6 +177,14 @@ class Bridge:
             reader.cancel()
             with contextlib.suppress(BaseException):
                 await reader
+
+    async def _snapshot(self, conn: HaConnection) -> int:
+        """get_states, then reconcile; its lists die here, not with the session (~29 MB for
+        10,000 entities, measured by bench/gateway.py)."""
+        raw_states = await conn.call("get_states", within=60)
+        states = [HaState.model_validate(s) for s in raw_states or []]  # type: ignore[union-attr]
+        await self._reconcile(states)
+        return len(states)
 
     async def _reconcile(self, states: list[HaState]) -> None:
         changes = diff(self.projection, states)

@@ -12,12 +12,15 @@ from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from datetime import datetime
 
+import structlog
 from nats.aio.client import Client
 from nats.aio.msg import Msg
 from pydantic import JsonValue
 
 from ruby_schemas.ha import HaState
 from ruby_schemas.ha_events import EntityState
+
+log = structlog.get_logger("ruby_gateway.projection")
 
 SELECTED_ATTRIBUTES = ("friendly_name", "device_class", "unit_of_measurement", "brightness")
 """The attributes worth keeping in the lean projection; the events carry all of them."""
@@ -105,8 +108,10 @@ async def load_projection(nc: Client, bucket: str, *, within: float = 30.0) -> P
     """The projection as the KV bucket holds it, read in pages of batched direct gets.
 
     The bucket keeps one revision per key, so its stream in sequence order is exactly the
-    current entries (and delete markers, skipped). Needs only the read grants a bucket reader
-    has (``$JS.API.DIRECT.GET.KV_<bucket>``): no consumer is created.
+    current entries (and delete markers, skipped). An unreadable entry is skipped with a
+    warning: its entity is then unknown, and reconciliation publishes it afresh. Needs only
+    the read grants a bucket reader has (``$JS.API.DIRECT.GET.KV_<bucket>``): no consumer is
+    created.
     """
     stream, prefix = f"KV_{bucket}", f"$KV.{bucket}."
     entities: dict[str, Projected] = {}
@@ -139,7 +144,12 @@ async def load_projection(nc: Client, bucket: str, *, within: float = 30.0) -> P
                     key = headers["Nats-Subject"].removeprefix(prefix)
                     if headers.get("KV-Operation") in ("DEL", "PURGE") or not msg.data:
                         entities.pop(key, None)
-                    else:
+                        continue
+                    try:
                         entities[key] = Projected.from_json(msg.data)
+                    except (ValueError, KeyError, TypeError) as exc:
+                        # Unknown to the projection, so reconciliation publishes it afresh.
+                        entities.pop(key, None)
+                        log.warning("unreadable projection entry skipped", key=key, error=str(exc))
     finally:
         await sub.unsubscribe()

@@ -32,18 +32,12 @@ from ruby_runtime.logging import get_logger
 from ruby_runtime.secret import Secret
 from ruby_runtime.settings import ServiceSettings
 from ruby_runtime.startup import Started
-from ruby_runtime.vault import VaultSession, identity_path
+from ruby_runtime.vault import HA_TOKEN_FIELD, VaultSession, ha_token_path
 
 IDENTITY = GATEWAY
 DEFAULT_HA_URL = "ws://127.0.0.1:8123/api/websocket"
-HA_TOKEN_FIELD = "token"  # noqa: S105 - the name of a Vault field, not a secret
 
 log = get_logger("ruby_gateway.service")
-
-
-def ha_token_path(prefix: str) -> str:
-    """Where the gateway's Home Assistant token lives in Vault (field ``token``)."""
-    return f"{identity_path(prefix, IDENTITY)}/ha"
 
 
 def fetch_ha_token(settings: ServiceSettings) -> Secret:
