@@ -194,3 +194,22 @@ async def test_a_command_past_its_deadline_is_not_executed(
     )
     assert isinstance(outcome, CommandOutcomeV1)
     assert outcome.outcome == "expired"
+
+
+async def test_a_failing_service_is_retried_and_runs_once_when_it_recovers(
+    gateway: Gateway, hasim: Simulator, js: JetStreamContext, topology_applied: Topology
+) -> None:
+    topo = topology_applied
+    light = next(e for e in hasim.states if e.startswith("light."))
+    hasim.set_state(light, "off")
+    hasim.faults.fail_service("light", "turn_on", "home_assistant_error", "device busy")
+    command = light_on(light)
+    await send(js, topo, command, command.command_id)
+    await eventually(lambda: gateway.runner.stats.nacked >= 2, message="retried while failing")
+    assert hasim.states[light].state == "off"  # the failed calls changed nothing
+    failed_calls = hasim.calls[("light", "turn_on", light)]
+    hasim.faults.restore_service("light", "turn_on")
+    await eventually(lambda: gateway.runner.stats.acked == 1, within=15)
+    assert hasim.calls[("light", "turn_on", light)] == failed_calls + 1  # one successful call
+    assert hasim.states[light].state == "on"
+    assert gateway.runner.stats.dead_lettered == 0
