@@ -9,7 +9,7 @@ export UV_PYTHON_DOWNLOADS := never
 export UV_PYTHON := $(PYTHON)
 RUN := $(UV) run --frozen --no-sync
 
-.PHONY: run test lint schemas sync fmt bench clean help
+.PHONY: run test test-ha lint schemas sync fmt bench clean help
 .DEFAULT_GOAL := help
 
 help: ## list the targets
@@ -27,6 +27,22 @@ run: sync ## run the whole system on this machine, in the foreground, until Ctrl
 
 test: sync ## run every test (real nats-server, no mocks)
 	$(RUN) pytest
+
+HA_DIR ?= /tmp/ha
+HA_TOOLS ?= ../shared/tools/ha
+# Install HA (outside the namespace: it needs PyPI), then run the suite, HA and nats-server in a
+# fresh network namespace with only loopback. Skips (exit 0) only if HA cannot be installed.
+test-ha: sync ## the gateway against a real Home Assistant, offline (installs HA in HA_DIR=/tmp/ha)
+	@log="$$(mktemp)"; trap 'rm -f "$$log"' EXIT; \
+	if ! bash $(HA_TOOLS)/setup.sh "$(HA_DIR)" > "$$log" 2>&1; then \
+	  cat "$$log"; \
+	  echo "skipped: Home Assistant could not be installed: $$(grep -v '^ *$$' "$$log" | tail -1)"; \
+	  exit 0; \
+	fi; \
+	cat "$$log"; \
+	set -x; \
+	HA_DIR="$(HA_DIR)" RUBY_HA_TOOLS="$(abspath $(HA_TOOLS))" \
+	  unshare -n sh -c 'ip link set lo up && exec "$$@"' sh $(RUN) pytest services/gateway/tests_ha
 
 lint: sync ## ruff format check, ruff lint, mypy --strict, import contracts, secret scan
 	$(RUN) ruff format --check .

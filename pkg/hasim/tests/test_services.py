@@ -34,7 +34,7 @@ async def test_light_turn_on_with_brightness(
     assert fired["event"]["data"] == {
         "domain": "light",
         "service": "turn_on",
-        "service_data": {"brightness": 99, "entity_id": "light.kitchen"},
+        "service_data": {"brightness": 99, "entity_id": ["light.kitchen"]},  # listed, as HA does
     }
     assert fired["event"]["context"] == reply["result"]["context"]
     changed = await client.next_event()

@@ -178,7 +178,11 @@ class Services:
         for key in handler.required:
             if key not in data:
                 raise InvalidFormatError(f"required key not provided @ data['{key}']")
-        event_data: JsonObject = {"domain": domain, "service": service, "service_data": merged}
+        event_data: JsonObject = {
+            "domain": domain,
+            "service": service,
+            "service_data": _listed_targets(merged),
+        }
         self._home.fire(const.EVENT_CALL_SERVICE, event_data, context)
         entities = self._targets(domain, data)
         keys: list[str | None] = [*entities] or [None]
@@ -256,3 +260,14 @@ class Services:
             self._home.set_state(state.entity_id, str(value), context=context)
 
         return run
+
+
+def _listed_targets(data: JsonObject) -> JsonObject:
+    """As HA's schema leaves them before firing call_service: a single target id becomes a list
+    (``"all"`` stays as it is). Found by the drift test against a real Home Assistant."""
+    listed: JsonObject = dict(data)
+    for key in ("entity_id", "device_id", "area_id"):
+        value = listed.get(key)
+        if isinstance(value, str) and value != "all":
+            listed[key] = [value]
+    return listed
