@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
-import signal
 import subprocess
 import sys
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+
+from ruby_natsx.server import stop_process
 
 
 @dataclass
@@ -41,17 +42,7 @@ class Child:
 
     def stop(self, timeout: float = 30.0) -> int | None:
         """SIGTERM by PID, wait for a graceful exit, SIGKILL if it lingers."""
-        proc = self.process
-        if proc is None:
-            return None
-        if proc.poll() is None:
-            proc.send_signal(signal.SIGTERM)
-            try:
-                proc.wait(timeout)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
-        return proc.returncode
+        return stop_process(self.process, timeout)
 
 
 def console_script(name: str) -> str:

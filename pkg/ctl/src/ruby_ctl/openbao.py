@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import json
 import os
-import signal
 import socket
 import subprocess
 import time
@@ -25,7 +24,7 @@ import hvac.exceptions
 import requests
 
 from ruby_ctl.files import write_private, write_public
-from ruby_natsx.server import find_binary
+from ruby_natsx.server import find_binary, stop_process
 from ruby_runtime.secret import Secret
 
 LOOPBACK: Final = "127.0.0.1"
@@ -205,17 +204,7 @@ class OpenBao:
 
     def stop(self, timeout: float = 15.0) -> int | None:
         """SIGTERM by PID, wait, SIGKILL if it lingers. Returns the exit code (None if not run)."""
-        proc = self.process
-        if proc is None:
-            return None
-        if proc.poll() is None:
-            proc.send_signal(signal.SIGTERM)
-            try:
-                proc.wait(timeout)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
-        return proc.returncode
+        return stop_process(self.process, timeout)
 
     def kill(self) -> None:
         """SIGKILL by PID."""

