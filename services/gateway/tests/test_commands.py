@@ -12,11 +12,9 @@ from nats.aio.client import Client
 from nats.js import JetStreamContext
 
 from ruby_gateway.bridge import Bridge, BridgeConfig
-from ruby_gateway.commands import command_handler, command_key
+from ruby_gateway.wiring import wire
 from ruby_hasim.server import Simulator
-from ruby_natsx.handler import chain
-from ruby_natsx.idempotency import KvIdempotencyStore, idempotent
-from ruby_natsx.runner import Runner, RunnerConfig
+from ruby_natsx.runner import Runner
 from ruby_natsx.testing import eventually
 from ruby_natsx.topology import (
     AUDIT,
@@ -25,7 +23,6 @@ from ruby_natsx.topology import (
     EVENTS,
     GATEWAY,
     IDEMPOTENCY,
-    PROJECTION,
     Topology,
 )
 from ruby_runtime.secret import Secret
@@ -56,22 +53,9 @@ async def gateway(
         backoff_initial=0.05,
         backoff_max=0.2,
     )
-    bridge = Bridge(nc, topo.subjects, config, topo.bucket(PROJECTION).bucket)
     kv = await js.key_value(topo.bucket(IDEMPOTENCY).bucket)
-    handler = chain(
-        command_handler(topo.subjects, bridge.connection),
-        idempotent(KvIdempotencyStore(kv, owner="gateway-test"), key=command_key),
-    )
-    runner = Runner(
-        nc,
-        topo.subjects,
-        RunnerConfig(
-            service="gateway",
-            stream=topo.stream(COMMANDS).name,
-            consumer=GATEWAY,
-            backoff=(0.1, 0.1, 0.1, 0.1),
-        ),
-        handler,
+    bridge, runner = wire(
+        nc, topo.subjects, config, kv, owner="gateway-test", backoff=(0.1, 0.1, 0.1, 0.1)
     )
     tasks = (asyncio.create_task(bridge.run()), asyncio.create_task(runner.run()))
     await eventually(lambda: bridge.status.connected)

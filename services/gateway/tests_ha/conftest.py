@@ -28,13 +28,11 @@ from nats.aio.client import Client
 from nats.js import JetStreamContext
 
 from ruby_gateway.bridge import Bridge, BridgeConfig
-from ruby_gateway.commands import command_handler, command_key
+from ruby_gateway.wiring import wire
 from ruby_hasim.testing import HaClient
-from ruby_natsx.handler import chain
-from ruby_natsx.idempotency import KvIdempotencyStore, idempotent
-from ruby_natsx.runner import Runner, RunnerConfig
+from ruby_natsx.runner import Runner
 from ruby_natsx.testing import eventually
-from ruby_natsx.topology import COMMANDS, GATEWAY, IDEMPOTENCY, PROJECTION, Topology
+from ruby_natsx.topology import IDEMPOTENCY, Topology
 from ruby_runtime.secret import Secret
 
 T = TypeVar("T")
@@ -182,22 +180,9 @@ async def gateway(
         backoff_initial=0.1,
         backoff_max=0.5,
     )
-    bridge = Bridge(nc, topo.subjects, config, topo.bucket(PROJECTION).bucket)
     kv = await js.key_value(topo.bucket(IDEMPOTENCY).bucket)
-    handler = chain(
-        command_handler(topo.subjects, bridge.connection),
-        idempotent(KvIdempotencyStore(kv, owner="gateway-test-ha"), key=command_key),
-    )
-    runner = Runner(
-        nc,
-        topo.subjects,
-        RunnerConfig(
-            service="gateway",
-            stream=topo.stream(COMMANDS).name,
-            consumer=GATEWAY,
-            backoff=(0.2, 0.2, 0.2, 0.2),
-        ),
-        handler,
+    bridge, runner = wire(
+        nc, topo.subjects, config, kv, owner="gateway-test-ha", backoff=(0.2, 0.2, 0.2, 0.2)
     )
     tasks = (asyncio.create_task(bridge.run()), asyncio.create_task(runner.run()))
     await eventually(lambda: bridge.status.connected, message="gateway connected to HA")

@@ -18,15 +18,12 @@ import signal
 
 from nats.aio.client import Client
 
-from ruby_gateway.bridge import Bridge, BridgeConfig
-from ruby_gateway.commands import command_handler, command_key
+from ruby_gateway.bridge import BridgeConfig
 from ruby_gateway.health import Health
 from ruby_gateway.projection import load_projection
-from ruby_natsx.handler import chain
-from ruby_natsx.idempotency import KvIdempotencyStore, idempotent
-from ruby_natsx.runner import Runner, RunnerConfig
+from ruby_gateway.wiring import wire
 from ruby_natsx.subjects import Subjects
-from ruby_natsx.topology import COMMANDS, GATEWAY, IDEMPOTENCY, PROJECTION, STATUS, topology
+from ruby_natsx.topology import GATEWAY, IDEMPOTENCY, PROJECTION, STATUS, topology
 from ruby_runtime.errors import SettingsError
 from ruby_runtime.logging import get_logger
 from ruby_runtime.secret import Secret
@@ -66,23 +63,14 @@ async def serve(started: Started[Client]) -> int:
     projection_bucket = topo.bucket(PROJECTION).bucket
     projection = await load_projection(nc, projection_bucket)
     log.info("projection loaded", entities=len(projection))
-    bridge = Bridge(
+    ledger = await nc.jetstream().key_value(topo.bucket(IDEMPOTENCY).bucket)
+    bridge, runner = wire(
         nc,
         subjects,
         BridgeConfig(url=os.environ.get("RUBY_HA_URL", DEFAULT_HA_URL), token=token),
-        projection_bucket,
-        projection,
-    )
-    ledger = await nc.jetstream().key_value(topo.bucket(IDEMPOTENCY).bucket)
-    handler = chain(
-        command_handler(subjects, bridge.connection),
-        idempotent(KvIdempotencyStore(ledger, owner=f"gateway-{os.getpid()}"), key=command_key),
-    )
-    runner = Runner(
-        nc,
-        subjects,
-        RunnerConfig(service=IDENTITY, stream=topo.stream(COMMANDS).name, consumer=GATEWAY),
-        handler,
+        ledger,
+        owner=f"gateway-{os.getpid()}",
+        projection=projection,
     )
     health = Health(
         lambda: bridge.status,

@@ -1,0 +1,50 @@
+"""How the gateway's parts fit together: the bridge, and the command runner behind the ledger.
+
+One function, used by the service and by the tests, so the tests run what production runs.
+"""
+
+from __future__ import annotations
+
+from nats.aio.client import Client
+from nats.js.kv import KeyValue
+
+from ruby_gateway.bridge import Bridge, BridgeConfig
+from ruby_gateway.commands import command_handler, command_key
+from ruby_gateway.projection import Projection
+from ruby_natsx import tuning
+from ruby_natsx.handler import chain
+from ruby_natsx.idempotency import KvIdempotencyStore, idempotent
+from ruby_natsx.runner import Runner, RunnerConfig
+from ruby_natsx.subjects import Subjects
+from ruby_natsx.topology import COMMANDS, GATEWAY, PROJECTION, topology
+
+
+def wire(
+    nc: Client,
+    subjects: Subjects,
+    config: BridgeConfig,
+    ledger: KeyValue,
+    *,
+    owner: str,
+    projection: Projection | None = None,
+    backoff: tuple[float, ...] = tuning.BACKOFF,
+) -> tuple[Bridge, Runner]:
+    """The bridge to HA and the runner that executes COMMANDS through it, once per command id."""
+    topo = topology(subjects)
+    bridge = Bridge(nc, subjects, config, topo.bucket(PROJECTION).bucket, projection)
+    handler = chain(
+        command_handler(subjects, bridge.connection, service=config.service),
+        idempotent(KvIdempotencyStore(ledger, owner=owner), key=command_key),
+    )
+    runner = Runner(
+        nc,
+        subjects,
+        RunnerConfig(
+            service=config.service,
+            stream=topo.stream(COMMANDS).name,
+            consumer=GATEWAY,
+            backoff=backoff,
+        ),
+        handler,
+    )
+    return bridge, runner
