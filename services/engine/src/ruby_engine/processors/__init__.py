@@ -1,0 +1,1 @@
+"""Logical processors: trigger, condition and action kinds, found through one registry."""

@@ -1,0 +1,1 @@
+"""Action kinds: what a rule does."""

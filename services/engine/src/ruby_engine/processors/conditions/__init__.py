@@ -1,0 +1,1 @@
+"""Condition kinds: what must hold for a rule's actions to run."""

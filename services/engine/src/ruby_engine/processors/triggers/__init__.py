@@ -1,0 +1,1 @@
+"""Trigger kinds: what starts a rule."""
