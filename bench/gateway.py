@@ -186,7 +186,13 @@ async def main(args: argparse.Namespace) -> None:
             bridge = Bridge(
                 nc,
                 topo.subjects,
-                BridgeConfig(sim.url, Secret(sim.token, "ha token")),
+                # A backlog bound above the burst: this measures live publishing, not the
+                # overflow path (reconnect and reconcile), which the tests cover.
+                BridgeConfig(
+                    sim.url,
+                    Secret(sim.token, "ha token"),
+                    max_backlog=args.burst + args.entities,
+                ),
                 topo.bucket(PROJECTION).bucket,
             )
             task = asyncio.create_task(bridge.run(), name="bridge")  # runs from the wait on

@@ -239,3 +239,25 @@ async def test_a_restarted_gateway_loads_its_projection_and_publishes_only_what_
     finally:
         second.stop()
         await asyncio.wait_for(task, 10)
+
+
+async def test_a_flood_beyond_the_backlog_bound_reconnects_and_loses_no_final_state(
+    hasim_factory: Callable[..., Awaitable[Simulator]],
+    start_bridge: StartBridge,
+    js: JetStreamContext,
+    topology_applied: Topology,
+) -> None:
+    sim = await hasim_factory(generate_home(200))
+    bridge = await start_bridge(sim, max_backlog=20, window=8)
+    await eventually(settled(bridge, sim))
+    await sim.faults.burst(5000)  # far faster than 8 unacknowledged publishes can drain
+    await eventually(lambda: bridge.status.backlog_overflows >= 1, message="the bound held")
+    await eventually(settled(bridge, sim), within=60, message="reconciled after the flood")
+    last: dict[str, StateChangedV1] = {}
+    for change in await published(js, topology_applied):
+        last[change.entity_id] = change
+    for entity, state in sim.states.items():  # every entity's final state was published
+        final = last[entity].new_state
+        assert final is not None
+        assert final.state == state.state
+        assert final.last_updated == sim_state(sim, entity).last_updated

@@ -9,8 +9,11 @@ Promises:
   unacknowledged. The projection advances only when JetStream stored the change; a failed
   publish ends the session, and the next one's reconciliation publishes what was lost.
 - A missed pong, a dead socket or a failed publish means reconnect, forever, with jittered
-  exponential backoff. ``auth_invalid`` is logged and audited once per streak, and retried
-  only after ``auth_backoff``: never a hot loop.
+  exponential backoff. So does a backlog of more than ``max_backlog`` events (HA outrunning
+  JetStream): memory stays bounded, and the next session's reconciliation publishes each
+  entity's current state (the intermediate states of that flood are not published).
+- ``auth_invalid`` is logged and audited once per streak, and retried only after
+  ``auth_backoff``: never a hot loop.
 """
 
 from __future__ import annotations
@@ -53,6 +56,7 @@ class BridgeConfig:
     backoff_max: float = 30.0
     auth_backoff: float = 60.0
     window: int = 256
+    max_backlog: int = 10_000
     service: str = "gateway"
 
 
@@ -68,6 +72,7 @@ class BridgeStatus:
     projection_loaded: bool = False
     auth_failures: int = 0
     skipped_seen: int = 0
+    backlog_overflows: int = 0
 
 
 @dataclass
@@ -149,10 +154,18 @@ class Bridge:
                 await self._stopping.wait()
 
     async def _session(self, conn: HaConnection) -> None:
-        events: asyncio.Queue[dict[str, object]] = asyncio.Queue()
+        events: asyncio.Queue[dict[str, object]] = asyncio.Queue(self.config.max_backlog)
+        overflow = asyncio.Event()
+
+        def receive(raw: dict[str, object]) -> None:
+            try:
+                events.put_nowait(raw)
+            except asyncio.QueueFull:  # HA outruns JetStream: stop queueing, reconcile later
+                overflow.set()
+
         reader = asyncio.create_task(conn.run(), name="ha-reader")
         try:
-            await conn.subscribe(events.put_nowait, "state_changed")
+            await conn.subscribe(receive, "state_changed")
             entities = await self._snapshot(conn)
             self._connection = conn
             self.status.connected = True
@@ -162,15 +175,22 @@ class Bridge:
             pump: asyncio.Task[Any] = asyncio.create_task(self._live(events), name="ha-live")
             heart: asyncio.Task[Any] = asyncio.create_task(self._heartbeat(conn), name="ha-beat")
             stop: asyncio.Task[Any] = asyncio.create_task(self._stopping.wait(), name="stop")
+            full: asyncio.Task[Any] = asyncio.create_task(overflow.wait(), name="overflow")
             done, _ = await asyncio.wait(
-                {reader, pump, heart, stop}, return_when=asyncio.FIRST_COMPLETED
+                {reader, pump, heart, stop, full}, return_when=asyncio.FIRST_COMPLETED
             )
-            for task in (pump, heart, stop):
+            for task in (pump, heart, stop, full):
                 task.cancel()
-            await asyncio.gather(pump, heart, stop, return_exceptions=True)
+            await asyncio.gather(pump, heart, stop, full, return_exceptions=True)
             for task in done:
-                if task is not stop and not task.cancelled() and task.exception():
+                if task not in (stop, full) and not task.cancelled() and task.exception():
                     raise task.exception()  # type: ignore[misc]
+            if full in done:
+                self.status.backlog_overflows += 1
+                raise SessionEndedError(
+                    f"more than {self.config.max_backlog} events waiting: reconnecting, so that "
+                    "reconciliation publishes the current states"
+                )
             if reader in done:
                 raise HaDisconnectedError("home assistant closed the connection")
         finally:
