@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
-import dataclasses
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 
@@ -11,10 +9,9 @@ import pytest_asyncio
 from nats.aio.client import Client
 from nats.js import JetStreamContext
 
-from ruby_gateway.bridge import Bridge, BridgeConfig
-from ruby_gateway.wiring import wire
+from ruby_gateway.bridge import BridgeConfig
+from ruby_gateway.testing import Gateway, running_gateway
 from ruby_hasim.server import Simulator
-from ruby_natsx.runner import Runner
 from ruby_natsx.testing import eventually
 from ruby_natsx.topology import (
     AUDIT,
@@ -22,7 +19,6 @@ from ruby_natsx.topology import (
     DLQ,
     EVENTS,
     GATEWAY,
-    IDEMPOTENCY,
     Topology,
 )
 from ruby_runtime.secret import Secret
@@ -33,18 +29,10 @@ from ruby_schemas.envelope import make_envelope, new_id
 from ruby_schemas.registry import decode, encode
 
 
-@dataclasses.dataclass
-class Gateway:
-    bridge: Bridge
-    runner: Runner
-    tasks: tuple[asyncio.Task[None], ...]
-
-
 @pytest_asyncio.fixture
 async def gateway(
-    nc: Client, js: JetStreamContext, topology_applied: Topology, hasim: Simulator
+    nc: Client, topology_applied: Topology, hasim: Simulator
 ) -> AsyncIterator[Gateway]:
-    topo = topology_applied
     config = BridgeConfig(
         url=hasim.url,
         token=Secret(hasim.token, "ha token"),
@@ -53,16 +41,10 @@ async def gateway(
         backoff_initial=0.05,
         backoff_max=0.2,
     )
-    kv = await js.key_value(topo.bucket(IDEMPOTENCY).bucket)
-    bridge, runner = wire(
-        nc, topo.subjects, config, kv, owner="gateway-test", backoff=(0.1, 0.1, 0.1, 0.1)
-    )
-    tasks = (asyncio.create_task(bridge.run()), asyncio.create_task(runner.run()))
-    await eventually(lambda: bridge.status.connected)
-    yield Gateway(bridge, runner, tasks)
-    bridge.stop()
-    runner.stop()
-    await asyncio.wait_for(asyncio.gather(*tasks), 15)
+    async with running_gateway(
+        nc, topology_applied.subjects, config, owner="gateway-test", backoff=(0.1, 0.1, 0.1, 0.1)
+    ) as gateway:
+        yield gateway
 
 
 async def send(js: JetStreamContext, topo: Topology, command: CallServiceV1, msg_id: str) -> None:

@@ -25,14 +25,11 @@ from typing import TypeVar
 import pytest
 import pytest_asyncio
 from nats.aio.client import Client
-from nats.js import JetStreamContext
 
-from ruby_gateway.bridge import Bridge, BridgeConfig
-from ruby_gateway.wiring import wire
+from ruby_gateway.bridge import BridgeConfig
+from ruby_gateway.testing import Gateway, running_gateway
 from ruby_hasim.testing import HaClient
-from ruby_natsx.runner import Runner
-from ruby_natsx.testing import eventually
-from ruby_natsx.topology import IDEMPOTENCY, Topology
+from ruby_natsx.topology import Topology
 from ruby_runtime.secret import Secret
 
 T = TypeVar("T")
@@ -159,19 +156,11 @@ async def ha_ws(home_assistant: HomeAssistant) -> AsyncIterator[HaClient]:
 # --- the gateway, wired as in main.py -----------------------------------------------------------
 
 
-@dataclasses.dataclass
-class Gateway:
-    bridge: Bridge
-    runner: Runner
-    tasks: tuple[asyncio.Task[None], ...]
-
-
 @pytest_asyncio.fixture
 async def gateway(
-    nc: Client, js: JetStreamContext, topology_applied: Topology, home_assistant: HomeAssistant
+    nc: Client, topology_applied: Topology, home_assistant: HomeAssistant
 ) -> AsyncIterator[Gateway]:
     """The bridge and the command runner on one connection to the real HA, connected."""
-    topo = topology_applied
     config = BridgeConfig(
         url=home_assistant.url,
         token=Secret(home_assistant.token, "ha token"),
@@ -180,13 +169,7 @@ async def gateway(
         backoff_initial=0.1,
         backoff_max=0.5,
     )
-    kv = await js.key_value(topo.bucket(IDEMPOTENCY).bucket)
-    bridge, runner = wire(
-        nc, topo.subjects, config, kv, owner="gateway-test-ha", backoff=(0.2, 0.2, 0.2, 0.2)
-    )
-    tasks = (asyncio.create_task(bridge.run()), asyncio.create_task(runner.run()))
-    await eventually(lambda: bridge.status.connected, message="gateway connected to HA")
-    yield Gateway(bridge, runner, tasks)
-    bridge.stop()
-    runner.stop()
-    await asyncio.wait_for(asyncio.gather(*tasks), 15)
+    async with running_gateway(
+        nc, topology_applied.subjects, config, owner="gateway-test-ha", backoff=(0.2, 0.2, 0.2, 0.2)
+    ) as gateway:
+        yield gateway

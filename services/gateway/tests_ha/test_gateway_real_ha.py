@@ -33,7 +33,9 @@ from ruby_schemas.ha_events import StateChangedV1
 from ruby_schemas.registry import decode, encode
 
 if TYPE_CHECKING:  # fixtures' types only: pytest loads conftest.py itself
-    from .conftest import Gateway, HomeAssistant
+    from ruby_gateway.testing import Gateway
+
+    from .conftest import HomeAssistant
 
 
 async def ha_states(client: HaClient) -> dict[str, HaState]:
