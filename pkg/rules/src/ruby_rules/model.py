@@ -1,0 +1,112 @@
+"""A rule: its validated definition (`RuleConfig`) and where it came from (`Rule`)."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator
+
+from ruby_rules.processors.registry import default_registry
+from ruby_rules.processors.types import Duration, Token
+
+if TYPE_CHECKING:
+    from ruby_rules.processors.base import AnyAction, AnyCondition, AnyTrigger
+
+Mode = Literal["single", "restart", "queued", "parallel"]
+DEFAULT_MAX = 10
+"""Runs allowed at once (``parallel``) or waiting (``queued``) when ``max`` is not given."""
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid", allow_inf_nan=False, defer_build=True)
+
+
+class OnMissed(_Strict):
+    """What to do with a timer whose deadline passed while the engine was down."""
+
+    policy: Literal["run", "skip"] = "run"
+    """``run`` the rest of the run late, or ``skip`` it."""
+    max_lateness: Duration | None = None
+    """With ``run``: skip anyway when later than this; no limit when omitted."""
+
+
+class RuleConfig(_Strict):
+    """One rule as written in a rule file, validated."""
+
+    id: Token
+    """Unique across all rule files; one subject token."""
+    description: str = Field(min_length=1)
+    """What the rule is for, in words."""
+    mode: Mode = "single"
+    """What a new trigger does while a run is in flight: ignored (``single``), replaces it
+    (``restart``), waits (``queued``) or runs alongside (``parallel``)."""
+    max: int | None = Field(default=None, ge=1)
+    """For ``queued`` and ``parallel``: how many runs may wait or run at once."""
+    triggers: tuple[AnyTrigger, ...] = Field(min_length=1)
+    """Any of these starts a run."""
+    conditions: tuple[AnyCondition, ...] = ()
+    """All of these must hold for the actions to run."""
+    actions: tuple[AnyAction, ...] = Field(min_length=1)
+    """What a run does, in order."""
+    on_missed: OnMissed = OnMissed()
+    """The policy for timers missed while the engine was down."""
+
+    @field_validator("max")
+    @classmethod
+    def _max_needs_queue(cls, value: int | None, info: ValidationInfo) -> int | None:
+        mode = info.data.get("mode", "single")
+        if value is not None and mode not in ("queued", "parallel"):
+            raise ValueError(f"'max' applies only to modes 'queued' and 'parallel', not {mode!r}")
+        return value
+
+    @property
+    def max_runs(self) -> int:
+        """Runs allowed at once: 1 for ``single``/``restart``, else ``max`` (default 10)."""
+        if self.mode in ("single", "restart"):
+            return 1
+        return DEFAULT_MAX if self.max is None else self.max
+
+
+def rule_config_type() -> type[RuleConfig]:
+    """`RuleConfig`, resolved against every registered processor kind."""
+    registry = default_registry()
+    if not RuleConfig.__pydantic_complete__:
+        RuleConfig.model_rebuild(_types_namespace=registry.namespace())
+        OnMissed.model_rebuild()
+    return RuleConfig
+
+
+def rule_version(config: RuleConfig) -> str:
+    """A hash of the normalised definition: equal for equivalent texts (``5m`` / ``00:05:00``,
+    key order, comments), different as soon as anything the rule does changes."""
+    canonical = json.dumps(
+        config.model_dump(mode="json", by_alias=True),
+        sort_keys=True,
+        separators=(",", ":"),
+        ensure_ascii=False,
+    )
+    return hashlib.sha256(canonical.encode()).hexdigest()[:16]
+
+
+@dataclass(frozen=True, slots=True)
+class Rule:
+    """A valid rule, its version and where it is defined."""
+
+    config: RuleConfig
+    version: str
+    file: str
+    line: int
+    column: int
+
+    @property
+    def id(self) -> str:
+        """The rule's id."""
+        return self.config.id
+
+    @property
+    def where(self) -> str:
+        """``file:line:column`` of the rule."""
+        return f"{self.file}:{self.line}:{self.column}"

@@ -1,0 +1,27 @@
+"""``stop``: end the run here, as a normal stop or as an error."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import Field
+
+from ruby_rules.processors.base import Action, ActionConfig
+from ruby_rules.processors.registry import REGISTRY
+
+
+class StopActionConfig(ActionConfig):
+    """Stops the run; the reason goes into its trace."""
+
+    kind: Literal["stop"]
+    reason: str = Field(min_length=1)
+    """Why the run stopped."""
+    error: bool = False
+    """Record the run as failed rather than finished."""
+
+
+@REGISTRY.register
+class StopAction(Action[StopActionConfig]):
+    """Ending the run arrives with the engine's runner."""
+
+    CONFIG = StopActionConfig

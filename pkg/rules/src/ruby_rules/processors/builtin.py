@@ -1,0 +1,33 @@
+"""Imports every built-in processor kind, which registers it in `REGISTRY`.
+
+A new kind: add its module under ``triggers/``, ``conditions/`` or ``actions/`` and list it here.
+"""
+
+from __future__ import annotations
+
+from ruby_rules.processors.actions import branch, call, delay, publish, stop, wait_for
+from ruby_rules.processors.conditions import logic, numeric_state
+from ruby_rules.processors.conditions import state as state_condition
+from ruby_rules.processors.conditions import time as time_condition
+from ruby_rules.processors.triggers import event, time, time_pattern
+from ruby_rules.processors.triggers import numeric_state as numeric_state_trigger
+from ruby_rules.processors.triggers import state as state_trigger
+
+MODULES = (
+    state_trigger,
+    numeric_state_trigger,
+    event,
+    time,
+    time_pattern,
+    state_condition,
+    numeric_state,
+    time_condition,
+    logic,
+    call,
+    delay,
+    wait_for,
+    branch,
+    publish,
+    stop,
+)
+"""The modules of the built-in kinds (imported for their registrations)."""
