@@ -106,7 +106,7 @@ def test_invalid_rule_id_and_duration() -> None:
         "r.yaml:2:9: rule 'has space': id: invalid id 'has space': expected letters, digits, "
         "'_' or '-' only",
         "r.yaml:8:14: rule 'has space': triggers[0].for: invalid duration '5 min': expected a "
-        "duration such as '30s', '5m', '1h', '1h30m' or 'HH:MM:SS'",
+        "duration such as '30s', '5m', '1h', '1h30m', 'HH:MM:SS' or a number of seconds",
     ]
 
 

@@ -21,7 +21,13 @@ DEFAULT_MAX = 10
 
 
 class _Strict(BaseModel):
-    model_config = ConfigDict(frozen=True, extra="forbid", allow_inf_nan=False, defer_build=True)
+    model_config = ConfigDict(
+        frozen=True,
+        extra="forbid",
+        allow_inf_nan=False,
+        defer_build=True,
+        ser_json_timedelta="float",
+    )
 
 
 class OnMissed(_Strict):

@@ -13,26 +13,27 @@ discriminated union of all registered kinds, so a new kind nests everywhere at o
 
 from __future__ import annotations
 
-from collections.abc import Mapping
 from datetime import datetime
 from typing import TYPE_CHECKING, ClassVar, Generic, Literal, TypeAlias, TypeVar
 
 from pydantic import BaseModel, ConfigDict
 
+from ruby_rules.context import Context, States
 from ruby_rules.processors.types import Token
-from ruby_schemas.ha_events import EntityState
 
 Role: TypeAlias = Literal["trigger", "condition", "action"]
-
-States: TypeAlias = Mapping[str, EntityState]
-"""Current states by entity id, as the projection holds them."""
 
 
 class ProcessorConfig(BaseModel):
     """A processor's settings as written in a rule: immutable, unknown fields refused."""
 
     model_config = ConfigDict(
-        frozen=True, extra="forbid", allow_inf_nan=False, defer_build=True, strict=False
+        frozen=True,
+        extra="forbid",
+        allow_inf_nan=False,
+        defer_build=True,
+        strict=False,
+        ser_json_timedelta="float",
     )
 
     kind: str
@@ -86,6 +87,10 @@ class Condition(Generic[C]):
     def evaluate(self, states: States, now: datetime) -> bool:
         """Whether the condition holds for ``states`` at ``now`` (an aware local datetime)."""
         raise NotImplementedError
+
+    def holds(self, ctx: Context) -> bool:
+        """Whether the condition holds in ``ctx``; kinds that read the trigger override this."""
+        return self.evaluate(ctx.states, ctx.now)
 
 
 class Action(Generic[A]):

@@ -21,7 +21,7 @@ _SLUG = re.compile(SLUG_PATTERN)
 _UNITS = re.compile(r"(?:(\d+)h)?(?:(\d+)m)?(?:(\d+)s)?")
 _CLOCK = re.compile(r"(\d{1,2}):([0-5]\d)(?::([0-5]\d))?")
 
-DURATION_HINT = "a duration such as '30s', '5m', '1h', '1h30m' or 'HH:MM:SS'"
+DURATION_HINT = "a duration such as '30s', '5m', '1h', '1h30m', 'HH:MM:SS' or a number of seconds"
 
 
 def _entity_id(value: str) -> str:
@@ -64,9 +64,15 @@ def _state_value(value: Any) -> Any:
 
 
 def parse_duration(value: Any) -> timedelta:
-    """Parse ``30s``, ``5m``, ``1h``, ``1h30m`` or ``HH:MM:SS``; raise ``ValueError`` otherwise."""
+    """Parse ``30s``, ``5m``, ``1h``, ``1h30m``, ``HH:MM:SS`` or seconds (a number >= 0).
+
+    Raise ``ValueError`` otherwise. Seconds are also how configs serialise a duration, so a
+    dumped rule validates back to the same rule.
+    """
     if isinstance(value, timedelta):
         return value
+    if isinstance(value, int | float) and not isinstance(value, bool) and 0 <= value < 10**9:
+        return timedelta(seconds=value)
     if isinstance(value, str) and value:
         units = _UNITS.fullmatch(value)
         if units is not None and any(units.groups()):

@@ -2,21 +2,33 @@
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Annotated, Final, Literal
 
-from pydantic import Field
+from pydantic import AfterValidator, Field
 
 from ruby_rules.processors.base import Action, ActionConfig
 from ruby_rules.processors.registry import REGISTRY
 from ruby_rules.processors.types import Token
 from ruby_schemas.primitives import JsonObject
 
+RESERVED_EVENT_TYPES: Final = frozenset({"loaded", "rejected", "fired", "failed", "unloaded"})
+"""The engine's own rule events share the subject family; a published event cannot take them."""
+
+
+def _not_reserved(value: str) -> str:
+    if value in RESERVED_EVENT_TYPES:
+        raise ValueError(
+            f"event type {value!r} is reserved for the engine's own rule events "
+            f"({', '.join(sorted(RESERVED_EVENT_TYPES))}); choose another name"
+        )
+    return value
+
 
 class PublishActionConfig(ActionConfig):
     """Publishes ``event_type`` with ``data`` for other rules and services to react to."""
 
     kind: Literal["publish"]
-    event_type: Token
+    event_type: Annotated[Token, AfterValidator(_not_reserved)]
     """The event's type, one subject token such as ``hallway_lit``."""
     data: JsonObject = Field(default_factory=dict)
     """The event's data."""

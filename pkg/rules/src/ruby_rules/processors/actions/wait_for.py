@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Literal
+from typing import TYPE_CHECKING, Literal, Self
+
+from pydantic import model_validator
 
 from ruby_rules.processors.base import Action, ActionConfig
 from ruby_rules.processors.registry import REGISTRY
@@ -22,6 +24,14 @@ class WaitForActionConfig(ActionConfig):
     """The longest wait (required: an unbounded wait would hold a run forever)."""
     continue_on_timeout: bool = True
     """On timeout, go on with the next action (true) or stop the run (false)."""
+
+    @model_validator(mode="after")
+    def _no_nested_for(self) -> Self:
+        if getattr(self.trigger, "for_", None) is not None:
+            raise ValueError(
+                "a wait_for trigger cannot have 'for': the wait's own 'timeout' bounds it"
+            )
+        return self
 
 
 @REGISTRY.register
