@@ -50,7 +50,7 @@ EXAMPLES: list[tuple[Role, dict[str, Any], dict[str, Any], str]] = [
      {"kind": "call", "service": "light.turn_on", "target": {"entities": "light.a"}},
      "unknown target field"),
     ("action", {"kind": "delay", "duration": "90s"},
-     {"kind": "delay", "duration": 90}, "duration without a unit"),
+     {"kind": "delay", "duration": "90"}, "duration text without a unit"),
     ("action", {"kind": "wait_for", "trigger": {"kind": "event", "event_type": "x"},
                 "timeout": "1m"},
      {"kind": "wait_for", "trigger": {"kind": "event", "event_type": "x"}}, "no timeout"),
