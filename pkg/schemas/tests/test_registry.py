@@ -71,6 +71,7 @@ def test_the_registry_holds_every_released_contract() -> None:
         "ha.call_service.v1",
         "ha.event.v1",
         "ha.state_changed.v1",
+        "rule.event.v1",
         "rule.failed.v1",
         "rule.fired.v1",
         "rule.loaded.v1",

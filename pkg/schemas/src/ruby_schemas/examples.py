@@ -20,6 +20,7 @@ from ruby_schemas.ha_events import EntityState, EventFiredV1, StateChangedV1
 from ruby_schemas.rules import (
     RuleError,
     RuleFailedV1,
+    RuleEventV1,
     RuleFiredV1,
     RuleLoadedV1,
     RuleRejectedV1,
@@ -118,6 +119,12 @@ def _examples() -> list[Payload]:
             **rule, stage="action", error_type="TimeoutError", error_message="timer store timed out"
         ),
         RuleUnloadedV1(**rule, reason="removed"),
+        RuleEventV1(
+            rule_id="kitchen_motion",
+            rule_version=_RULE_VERSION,
+            event_type="kitchen_lit",
+            data={"brightness_pct": 60},
+        ),
     ]
 
 

@@ -24,6 +24,7 @@ from ruby_schemas.ha_events import EventFiredV1, StateChangedV1
 from ruby_schemas.primitives import TYPE_PATTERN
 from ruby_schemas.rules import (
     RuleFailedV1,
+    RuleEventV1,
     RuleFiredV1,
     RuleLoadedV1,
     RuleRejectedV1,
@@ -139,6 +140,7 @@ REGISTRY = Registry(
         RuleFiredV1,
         RuleFailedV1,
         RuleUnloadedV1,
+        RuleEventV1,
     ]
 )
 """Every message type Ruby Core sends or accepts."""

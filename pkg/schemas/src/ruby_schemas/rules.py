@@ -7,7 +7,7 @@ from typing import ClassVar
 from pydantic import Field
 
 from ruby_schemas.base import Contract, Payload
-from ruby_schemas.primitives import Identifier, NonEmptyStr
+from ruby_schemas.primitives import Identifier, JsonObject, NonEmptyStr
 
 
 class RuleError(Contract):
@@ -70,6 +70,25 @@ class RuleFiredV1(Payload):
     """Which of the rule's triggers matched."""
     command_ids: tuple[NonEmptyStr, ...] = ()
     """The ids of the commands the run published, in order."""
+    run_id: str | None = None
+    """The run's id, derived from rule, version, trigger and triggering message."""
+    trigger_event_id: str | None = None
+    """The id of the message that fired the trigger (its envelope id): the link back."""
+
+
+class RuleEventV1(Payload):
+    """An event a rule published (the ``publish`` action), for other rules and services."""
+
+    TYPE: ClassVar[str] = "rule.event.v1"
+
+    rule_id: Identifier
+    """The publishing rule's id."""
+    rule_version: NonEmptyStr
+    """The version that published it."""
+    event_type: Identifier
+    """The event's type, as the rule names it."""
+    data: JsonObject = Field(default_factory=dict)
+    """The event's data."""
 
 
 class RuleFailedV1(Payload):
