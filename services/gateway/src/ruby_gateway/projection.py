@@ -6,7 +6,6 @@ change it reflects; the KV bucket is its durable copy, for restarts and for othe
 
 from __future__ import annotations
 
-import asyncio
 import json
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
@@ -14,9 +13,9 @@ from datetime import datetime
 
 import structlog
 from nats.aio.client import Client
-from nats.aio.msg import Msg
 from pydantic import JsonValue
 
+from ruby_natsx.kvread import read_bucket
 from ruby_schemas.ha import HaState
 from ruby_schemas.ha_events import EntityState
 
@@ -100,56 +99,16 @@ class Projection:
         return dict(self._entities)
 
 
-LOAD_PAGE = 1000
-"""Entries per direct-get page when loading the projection."""
-
-
 async def load_projection(nc: Client, bucket: str, *, within: float = 30.0) -> Projection:
-    """The projection as the KV bucket holds it, read in pages of batched direct gets.
+    """The projection as the KV bucket holds it (`ruby_natsx.kvread`, no consumer created).
 
-    The bucket keeps one revision per key, so its stream in sequence order is exactly the
-    current entries (and delete markers, skipped). An unreadable entry is skipped with a
-    warning: its entity is then unknown, and reconciliation publishes it afresh. Needs only
-    the read grants a bucket reader has (``$JS.API.DIRECT.GET.KV_<bucket>``): no consumer is
-    created.
+    An unreadable entry is skipped with a warning: its entity is then unknown, and
+    reconciliation publishes it afresh.
     """
-    stream, prefix = f"KV_{bucket}", f"$KV.{bucket}."
     entities: dict[str, Projected] = {}
-    page: asyncio.Queue[Msg] = asyncio.Queue()
-
-    async def collect(msg: Msg) -> None:
-        page.put_nowait(msg)
-
-    inbox = nc.new_inbox()
-    sub = await nc.subscribe(inbox, cb=collect)
-    try:
-        async with asyncio.timeout(within):
-            seq = 1
-            while True:
-                request = {"seq": seq, "batch": LOAD_PAGE, "next_by_subj": prefix + ">"}
-                await nc.publish(
-                    f"$JS.API.DIRECT.GET.{stream}", json.dumps(request).encode(), inbox
-                )
-                while True:
-                    msg = await page.get()
-                    headers = msg.headers or {}
-                    status = headers.get("Status")
-                    if status == "404":  # nothing (more) in the bucket
-                        return Projection(entities)
-                    if status is not None:  # 204 end of this page
-                        if headers.get("Nats-Num-Pending", "0") == "0":
-                            return Projection(entities)
-                        break
-                    seq = int(headers["Nats-Sequence"]) + 1
-                    key = headers["Nats-Subject"].removeprefix(prefix)
-                    if headers.get("KV-Operation") in ("DEL", "PURGE") or not msg.data:
-                        entities.pop(key, None)
-                        continue
-                    try:
-                        entities[key] = Projected.from_json(msg.data)
-                    except (ValueError, KeyError, TypeError) as exc:
-                        # Unknown to the projection, so reconciliation publishes it afresh.
-                        entities.pop(key, None)
-                        log.warning("unreadable projection entry skipped", key=key, error=str(exc))
-    finally:
-        await sub.unsubscribe()
+    for key, raw in (await read_bucket(nc, bucket, within=within)).items():
+        try:
+            entities[key] = Projected.from_json(raw)
+        except (ValueError, KeyError, TypeError) as exc:
+            log.warning("unreadable projection entry skipped", key=key, error=str(exc))
+    return Projection(entities)
