@@ -19,8 +19,8 @@ from ruby_schemas.envelope import Envelope, make_envelope
 from ruby_schemas.ha_events import EntityState, EventFiredV1, StateChangedV1
 from ruby_schemas.rules import (
     RuleError,
-    RuleFailedV1,
     RuleEventV1,
+    RuleFailedV1,
     RuleFiredV1,
     RuleLoadedV1,
     RuleRejectedV1,

@@ -23,8 +23,8 @@ from ruby_schemas.errors import ContractError, FieldError
 from ruby_schemas.ha_events import EventFiredV1, StateChangedV1
 from ruby_schemas.primitives import TYPE_PATTERN
 from ruby_schemas.rules import (
-    RuleFailedV1,
     RuleEventV1,
+    RuleFailedV1,
     RuleFiredV1,
     RuleLoadedV1,
     RuleRejectedV1,
