@@ -45,6 +45,8 @@ EXAMPLES: list[tuple[Role, dict[str, Any], dict[str, Any], str]] = [
      {"kind": "or", "conditions": [{"kind": "stop", "reason": "x"}]}, "an action as a condition"),
     ("condition", {"kind": "not", "conditions": [ON]},
      {"kind": "not", "condition": [ON]}, "misspelt field"),
+    ("condition", {"kind": "expression", "value": "{{ now().hour >= 22 }}"},
+     {"kind": "expression", "value": "late"}, "no expression"),
     ("action", {"kind": "call", "service": "light.turn_on", "target": {"entity_id": "light.a"},
                 "data": {"brightness_pct": 60}},
      {"kind": "call", "service": "light.turn_on", "target": {"entities": "light.a"}},

@@ -7,6 +7,7 @@ from typing import Any
 
 import pytest
 
+from ruby_rules.context import Context
 from ruby_rules.processors.base import Role
 from ruby_rules.processors.registry import default_registry
 from ruby_schemas.ha_events import EntityState
@@ -172,11 +173,12 @@ def test_choose_and_if_select_their_branch() -> None:
             "default": [fallback],
         },
     )
-    assert [a.reason for a in choose.select({"light.a": st("on")}, NOW)] == ["second"]
-    assert [a.reason for a in choose.select({"light.a": st("x")}, NOW)] == ["default"]
+    on_ctx = Context(states={"light.a": st("on")}, now=NOW)
+    assert [a.reason for a in choose.select(on_ctx)] == ["second"]
+    assert [a.reason for a in choose.select(Context({"light.a": st("x")}, NOW))] == ["default"]
     branch = build("action", {"kind": "if", "conditions": [on], "then": [first]})
-    assert [a.reason for a in branch.select({"light.a": st("on")}, NOW)] == ["first"]
-    assert branch.select({}, NOW) == ()
+    assert [a.reason for a in branch.select(on_ctx)] == ["first"]
+    assert branch.select(Context(states={}, now=NOW)) == ()
 
 
 def test_call_splits_its_service() -> None:

@@ -18,7 +18,8 @@ from typing import TYPE_CHECKING, ClassVar, Generic, Literal, TypeAlias, TypeVar
 
 from pydantic import BaseModel, ConfigDict
 
-from ruby_rules.context import Context, States
+from ruby_rules.context import Context
+from ruby_rules.context import States as States  # re-exported for the condition kinds
 from ruby_rules.processors.types import Token
 
 Role: TypeAlias = Literal["trigger", "condition", "action"]

@@ -6,7 +6,7 @@ A new kind: add its module under ``triggers/``, ``conditions/`` or ``actions/`` 
 from __future__ import annotations
 
 from ruby_rules.processors.actions import branch, call, delay, publish, stop, wait_for
-from ruby_rules.processors.conditions import logic, numeric_state
+from ruby_rules.processors.conditions import expression, logic, numeric_state
 from ruby_rules.processors.conditions import state as state_condition
 from ruby_rules.processors.conditions import time as time_condition
 from ruby_rules.processors.triggers import event, time, time_pattern
@@ -23,6 +23,7 @@ MODULES = (
     numeric_state,
     time_condition,
     logic,
+    expression,
     call,
     delay,
     wait_for,

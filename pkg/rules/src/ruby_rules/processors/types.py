@@ -9,10 +9,11 @@ from __future__ import annotations
 import re
 from collections.abc import Sequence
 from datetime import time, timedelta
-from typing import Annotated, Any, TypeAlias
+from typing import Annotated, Any, TypeAlias, TypeGuard
 
 from pydantic import AfterValidator, BeforeValidator, Field
 
+from ruby_rules.templates import check_value
 from ruby_schemas.primitives import ENTITY_ID_PATTERN, IDENTIFIER_PATTERN, SLUG_PATTERN
 
 _ENTITY_ID = re.compile(ENTITY_ID_PATTERN)
@@ -31,6 +32,18 @@ def _entity_id(value: str) -> str:
             "digits and single underscores (such as 'light.hallway')"
         )
     return value
+
+
+def is_entity_id(value: object) -> TypeGuard[str]:
+    """Whether ``value`` is a valid entity id, ``domain.object_id``."""
+    return isinstance(value, str) and _ENTITY_ID.fullmatch(value) is not None
+
+
+def _entity_id_or_expression(value: str) -> str:
+    if "{{" in value:
+        check_value(value)
+        return value
+    return _entity_id(value)
 
 
 def _token(value: str) -> str:
@@ -103,6 +116,14 @@ EntityIds: TypeAlias = Annotated[
     tuple[EntityId, ...], BeforeValidator(one_or_many), Field(min_length=1)
 ]
 """One entity id or a non-empty list of them."""
+
+TemplatedEntityIds: TypeAlias = Annotated[
+    tuple[Annotated[str, AfterValidator(_entity_id_or_expression)], ...],
+    BeforeValidator(one_or_many),
+    Field(min_length=1),
+]
+"""Like `EntityIds`, but an item may also be an expression such as ``"{{ trigger.entity_id }}"``,
+which must give an entity id (or a list of them) when rendered."""
 
 Token: TypeAlias = Annotated[str, AfterValidator(_token)]
 """An identifier that is one safe subject token: letters, digits, ``_``, ``-``."""

@@ -2,20 +2,20 @@
 
 from __future__ import annotations
 
-from datetime import datetime
 from typing import TYPE_CHECKING, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from ruby_rules.processors.base import Action, ActionConfig, States
+from ruby_rules.context import Context
+from ruby_rules.processors.base import Action, ActionConfig
 from ruby_rules.processors.registry import REGISTRY
 
 if TYPE_CHECKING:
     from ruby_rules.processors.base import AnyAction, AnyCondition
 
 
-def _all_hold(conditions: tuple[AnyCondition, ...], states: States, now: datetime) -> bool:
-    return all(REGISTRY.condition(config).evaluate(states, now) for config in conditions)
+def _all_hold(conditions: tuple[AnyCondition, ...], ctx: Context) -> bool:
+    return all(REGISTRY.condition(config).holds(ctx) for config in conditions)
 
 
 @REGISTRY.model
@@ -58,10 +58,13 @@ class ChooseAction(Action[ChooseActionConfig]):
 
     CONFIG = ChooseActionConfig
 
-    def select(self, states: States, now: datetime) -> tuple[AnyAction, ...]:
-        """The actions to run: the first option that holds, else ``default``."""
+    def select(self, ctx: Context) -> tuple[AnyAction, ...]:
+        """The actions to run: the first option whose conditions hold in ``ctx``, else ``default``.
+
+        Raises `ruby_rules.expressions.ExpressionError` if an ``expression`` condition fails.
+        """
         for option in self.config.options:
-            if _all_hold(option.conditions, states, now):
+            if _all_hold(option.conditions, ctx):
                 return option.actions
         return self.config.default
 
@@ -72,8 +75,11 @@ class IfAction(Action[IfActionConfig]):
 
     CONFIG = IfActionConfig
 
-    def select(self, states: States, now: datetime) -> tuple[AnyAction, ...]:
-        """``then`` when every condition holds, else ``else``."""
-        if _all_hold(self.config.conditions, states, now):
+    def select(self, ctx: Context) -> tuple[AnyAction, ...]:
+        """``then`` when every condition holds in ``ctx``, else ``else``.
+
+        Raises `ruby_rules.expressions.ExpressionError` if an ``expression`` condition fails.
+        """
+        if _all_hold(self.config.conditions, ctx):
             return self.config.then
         return self.config.else_

@@ -6,9 +6,11 @@ from typing import Annotated, Final, Literal
 
 from pydantic import AfterValidator, Field
 
+from ruby_rules.context import Context
 from ruby_rules.processors.base import Action, ActionConfig
 from ruby_rules.processors.registry import REGISTRY
 from ruby_rules.processors.types import Token
+from ruby_rules.templates import TemplatedObject, render_object
 from ruby_schemas.primitives import JsonObject
 
 RESERVED_EVENT_TYPES: Final = frozenset({"loaded", "rejected", "fired", "failed", "unloaded"})
@@ -30,12 +32,19 @@ class PublishActionConfig(ActionConfig):
     kind: Literal["publish"]
     event_type: Annotated[Token, AfterValidator(_not_reserved)]
     """The event's type, one subject token such as ``hallway_lit``."""
-    data: JsonObject = Field(default_factory=dict)
-    """The event's data."""
+    data: TemplatedObject = Field(default_factory=dict)
+    """The event's data; values may hold ``{{ expr }}``."""
 
 
 @REGISTRY.register
 class PublishAction(Action[PublishActionConfig]):
-    """Publishing arrives with the engine's runner."""
+    """Renders its data; the engine's runner publishes the event."""
 
     CONFIG = PublishActionConfig
+
+    def render_data(self, ctx: Context) -> JsonObject:
+        """The event's data, each expression evaluated in ``ctx``.
+
+        Raises `ruby_rules.expressions.ExpressionError` if an expression fails.
+        """
+        return render_object(self.config.data, ctx)

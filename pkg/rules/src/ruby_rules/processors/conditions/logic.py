@@ -7,6 +7,7 @@ from typing import TYPE_CHECKING, Literal
 
 from pydantic import Field
 
+from ruby_rules.context import Context
 from ruby_rules.processors.base import Condition, ConditionConfig, States
 from ruby_rules.processors.registry import REGISTRY
 
@@ -38,9 +39,10 @@ class NotConditionConfig(ConditionConfig):
     """The conditions negated."""
 
 
-def _results(configs: tuple[ConditionConfig, ...], states: States, now: datetime) -> list[bool]:
+def _results(configs: tuple[ConditionConfig, ...], ctx: Context) -> list[bool]:
     # Evaluated eagerly (no short-circuit) so a trace can show every inner result later.
-    return [REGISTRY.condition(config).evaluate(states, now) for config in configs]
+    # `holds`, not `evaluate`: an inner condition may read the trigger.
+    return [REGISTRY.condition(config).holds(ctx) for config in configs]
 
 
 @REGISTRY.register
@@ -50,8 +52,12 @@ class AndCondition(Condition[AndConditionConfig]):
     CONFIG = AndConditionConfig
 
     def evaluate(self, states: States, now: datetime) -> bool:
-        """True when every inner condition holds."""
-        return all(_results(self.config.conditions, states, now))
+        """True when every inner condition holds, outside any run (no trigger)."""
+        return self.holds(Context(states=states, now=now))
+
+    def holds(self, ctx: Context) -> bool:
+        """True when every inner condition holds in ``ctx``."""
+        return all(_results(self.config.conditions, ctx))
 
 
 @REGISTRY.register
@@ -61,8 +67,12 @@ class OrCondition(Condition[OrConditionConfig]):
     CONFIG = OrConditionConfig
 
     def evaluate(self, states: States, now: datetime) -> bool:
-        """True when at least one inner condition holds."""
-        return any(_results(self.config.conditions, states, now))
+        """True when at least one inner condition holds, outside any run (no trigger)."""
+        return self.holds(Context(states=states, now=now))
+
+    def holds(self, ctx: Context) -> bool:
+        """True when at least one inner condition holds in ``ctx``."""
+        return any(_results(self.config.conditions, ctx))
 
 
 @REGISTRY.register
@@ -72,5 +82,9 @@ class NotCondition(Condition[NotConditionConfig]):
     CONFIG = NotConditionConfig
 
     def evaluate(self, states: States, now: datetime) -> bool:
-        """True when no inner condition holds."""
-        return not any(_results(self.config.conditions, states, now))
+        """True when no inner condition holds, outside any run (no trigger)."""
+        return self.holds(Context(states=states, now=now))
+
+    def holds(self, ctx: Context) -> bool:
+        """True when no inner condition holds in ``ctx``."""
+        return not any(_results(self.config.conditions, ctx))
