@@ -72,7 +72,8 @@ def malformed(draw: st.DrawFn) -> bytes:
             processor["kind"] = draw(st.sampled_from(["teleport", "State", "", "state "]))
         elif mutation == "duplicate_id":
             rules.append(copy.deepcopy(rule))
-    text = yaml.safe_dump(data, sort_keys=draw(st.booleans())).encode()
+    # One line per scalar (no folding), so an inserted line can never land inside a string.
+    text = yaml.safe_dump(data, sort_keys=draw(st.booleans()), width=1 << 20).encode()
     for mutation in (m for m in mutations if m in TEXTUAL):
         at = draw(st.integers(0, len(text)))
         if mutation == "garbage_byte":

@@ -46,6 +46,8 @@ class TriggerData:
     """For event triggers: the event's type."""
     event_data: Mapping[str, JsonValue] = field(default_factory=dict)
     """For event triggers: the event's data."""
+    correlation_id: str | None = None
+    """The correlation id of the triggering message, carried on to every command of the run."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import re
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Annotated, Literal, Self
 
 from pydantic import BeforeValidator, model_validator
@@ -85,3 +85,18 @@ class TimePatternTrigger(Trigger[TimePatternTriggerConfig]):
             and _fits(c.minutes, now.minute, defaults[1])
             and _fits(c.seconds, now.second, defaults[2])
         )
+
+    def next_fire(self, after: datetime) -> datetime:
+        """The first second strictly after ``after`` that fits the pattern (within 24 hours)."""
+        candidate = after.replace(microsecond=0) + timedelta(seconds=1)
+        step = timedelta(seconds=1)
+        c = self.config
+        if c.seconds is None:  # fires on whole minutes: step by minutes
+            if candidate.second:
+                candidate += timedelta(seconds=60 - candidate.second)
+            step = timedelta(minutes=1)
+        for _ in range(24 * 3600):
+            if self.matches(candidate):
+                return candidate
+            candidate += step
+        raise ValueError(f"time pattern {c.model_dump(exclude_none=True)} never fires")

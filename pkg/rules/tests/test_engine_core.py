@@ -1,0 +1,285 @@
+"""The rule engine without NATS: triggers, conditions, modes, durable timers, deterministic ids."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+from ruby_rules import load_dir, load_text
+from ruby_rules.engine import Effects, RuleEngine, TimerRecord
+from ruby_rules.model import Rule
+from ruby_schemas.ha_events import EntityState
+
+RULES_DIR = Path(__file__).resolve().parents[3] / "rules"
+T0 = datetime(2026, 11, 20, 18, 0, tzinfo=UTC)  # a Friday, after dusk
+
+
+def st(state: str, at: datetime = T0, **attributes: Any) -> EntityState:
+    return EntityState(state=state, attributes=attributes, last_changed=at, last_updated=at)
+
+
+def rules(text: str) -> tuple[Rule, ...]:
+    result = load_text(text, "t.yaml")
+    assert result.ok, result.errors
+    return result.rules
+
+
+def engine(loaded: tuple[Rule, ...], **states: EntityState) -> RuleEngine:
+    e = RuleEngine(tz=UTC)
+    e.set_states({entity.replace("__", "."): s for entity, s in states.items()})
+    e.set_rules(loaded, T0)
+    return e
+
+
+def change(
+    e: RuleEngine, entity: str, old: str | None, new: str, at: datetime, **attrs: Any
+) -> Effects:
+    before = None if old is None else st(old, at - timedelta(minutes=1))
+    return e.on_state_changed(
+        event_id=f"ha.{entity}.{at.isoformat()}",
+        entity_id=entity,
+        old=before,
+        new=st(new, at, **attrs),
+        now=at,
+    )
+
+
+def calls(fx: Effects) -> list[str]:
+    return [f"{c.domain}.{c.service} {sorted(c.target.get('entity_id', []))}" for c in fx.commands]
+
+
+def fire_due(e: RuleEngine, now: datetime) -> Effects:
+    total = Effects()
+    for key in e.due(now):
+        total.extend(e.fire(key, now))
+    return total
+
+
+def hallway() -> tuple[Rule, ...]:
+    return tuple(r for r in load_dir(RULES_DIR).rules if r.file == "hallway.yaml")
+
+
+def test_motion_after_dusk_turns_the_light_on_once_per_event() -> None:
+    e = engine(hallway(), sensor__outdoor_illuminance=st("12"), light__hallway=st("off"))
+    fx = change(e, "binary_sensor.hallway_motion", "off", "on", T0)
+    assert calls(fx) == ["light.turn_on ['light.hallway']"]
+    assert fx.commands[0].data == {"brightness_pct": 60}
+    assert [r.what for r in fx.rule_events] == ["fired"]
+    again = change(e, "binary_sensor.hallway_motion", "off", "on", T0)
+    assert [c.command_id for c in again.commands] == [c.command_id for c in fx.commands]
+
+
+def test_daylight_condition_blocks_and_the_trace_says_why() -> None:
+    e = engine(hallway(), sensor__outdoor_illuminance=st("800"))
+    fx = change(e, "binary_sensor.hallway_motion", "off", "on", T0)
+    assert fx.commands == []
+    [trace] = fx.traces
+    assert trace["status"] == "not_run"
+    assert "condition 0 (numeric_state) false" in trace["reason"]
+
+
+def test_for_timer_fires_after_five_quiet_minutes_and_is_cancelled_by_motion() -> None:
+    e = engine(hallway(), light__hallway=st("on"))
+    armed = change(e, "binary_sensor.hallway_motion", "on", "off", T0)
+    assert list(armed.timers) == ["for.hallway_light_off.0.binary_sensor.hallway_motion"]
+    assert e.next_deadline() == T0 + timedelta(minutes=5)
+    assert not fire_due(e, T0 + timedelta(minutes=4)).commands
+    cancel = change(e, "binary_sensor.hallway_motion", "off", "on", T0 + timedelta(minutes=4))
+    assert cancel.timers == {"for.hallway_light_off.0.binary_sensor.hallway_motion": None}
+    change(e, "binary_sensor.hallway_motion", "on", "off", T0 + timedelta(minutes=6))
+    assert not fire_due(e, T0 + timedelta(minutes=10)).commands
+    fx = fire_due(e, T0 + timedelta(minutes=11))
+    assert calls(fx) == ["light.turn_off ['light.hallway']"]
+    assert e.timers == {}
+
+
+def test_for_recheck_against_the_projection_refuses_a_changed_entity() -> None:
+    e = engine(hallway(), light__hallway=st("on"))
+    change(e, "binary_sensor.hallway_motion", "on", "off", T0)
+    later = T0 + timedelta(minutes=5)
+    moved = {"binary_sensor.hallway_motion": st("on", T0 + timedelta(minutes=2))}
+    fx = Effects()
+    for key in e.due(later):
+        fx.extend(e.fire(key, later, projection=moved))
+    assert fx.commands == []
+    assert fx.traces[0]["status"] == "not_run"
+
+
+def test_a_restarted_engine_fires_a_stored_timer_with_the_same_command_id() -> None:
+    first = engine(hallway(), light__hallway=st("on"))
+    armed = change(first, "binary_sensor.hallway_motion", "on", "off", T0)
+    stored = [TimerRecord.from_json(r.to_json()) for r in armed.timers.values() if r is not None]
+    uninterrupted = fire_due(first, T0 + timedelta(minutes=5))
+
+    second = engine(hallway(), light__hallway=st("on"), binary_sensor__hallway_motion=st("off"))
+    second.restore(stored)
+    resumed = fire_due(second, T0 + timedelta(minutes=5, seconds=3))
+    assert [c.command_id for c in resumed.commands] == [
+        c.command_id for c in uninterrupted.commands
+    ]
+    assert len(resumed.commands) == 1
+
+
+def test_on_missed_max_lateness_skips_a_timer_far_past_its_deadline() -> None:
+    e = engine(hallway(), light__hallway=st("on"))
+    change(e, "binary_sensor.hallway_motion", "on", "off", T0)
+    fx = fire_due(e, T0 + timedelta(hours=2))
+    assert fx.commands == []
+    assert fx.traces[-1]["status"] == "skipped"
+    e2 = engine(hallway(), light__hallway=st("on"))
+    change(e2, "binary_sensor.hallway_motion", "on", "off", T0)
+    assert calls(fire_due(e2, T0 + timedelta(minutes=50))) == ["light.turn_off ['light.hallway']"]
+
+
+DELAYED = """
+rules:
+  - id: pulse
+    description: on, wait, off
+    mode: {mode}
+    {max}
+    triggers:
+      - kind: state
+        entity_id: input_boolean.go
+        to: "on"
+    actions:
+      - kind: call
+        service: switch.turn_on
+        target: {{entity_id: switch.pump}}
+      - kind: delay
+        duration: 10m
+      - kind: call
+        service: switch.turn_off
+        target: {{entity_id: switch.pump}}
+"""
+
+
+def pulse(mode: str, max_: int | None = None) -> RuleEngine:
+    text = DELAYED.format(mode=mode, max="" if max_ is None else f"max: {max_}")
+    return engine(rules(text))
+
+
+def go(e: RuleEngine, minute: int) -> Effects:
+    return change(e, "input_boolean.go", "off", "on", T0 + timedelta(minutes=minute))
+
+
+def test_delay_pauses_the_run_in_a_timer_and_resumes_it() -> None:
+    e = pulse("single")
+    first = go(e, 0)
+    assert calls(first) == ["switch.turn_on ['switch.pump']"]
+    [(key, record)] = first.timers.items()
+    assert key.startswith("run.pulse.")
+    assert record is not None
+    assert record.deadline == T0 + timedelta(minutes=10)
+    done = fire_due(e, T0 + timedelta(minutes=10))
+    assert calls(done) == ["switch.turn_off ['switch.pump']"]
+    assert done.timers == {key: None}
+    assert done.traces[-1]["status"] == "finished"
+
+
+def test_single_ignores_restart_cancels_queued_waits_parallel_overlaps() -> None:
+    single = pulse("single")
+    go(single, 0)
+    assert go(single, 1).traces[-1]["status"] == "ignored"
+
+    restart = pulse("restart")
+    go(restart, 0)
+    fx = go(restart, 1)
+    assert [t["status"] for t in fx.traces] == ["cancelled", "waiting"]
+    assert len([k for k in restart.timers if k.startswith("run.")]) == 1
+
+    queued = pulse("queued", 1)
+    go(queued, 0)
+    assert go(queued, 1).traces[-1]["status"] == "queued"
+    assert go(queued, 2).traces[-1]["status"] == "ignored"
+    fx = fire_due(queued, T0 + timedelta(minutes=10))
+    assert calls(fx) == ["switch.turn_off ['switch.pump']", "switch.turn_on ['switch.pump']"]
+
+    parallel = pulse("parallel", 2)
+    go(parallel, 0)
+    assert calls(go(parallel, 1)) == ["switch.turn_on ['switch.pump']"]
+    assert go(parallel, 2).traces[-1]["status"] == "ignored"
+
+
+WAIT = """
+rules:
+  - id: fan
+    description: fan until cool
+    triggers:
+      - {kind: state, entity_id: input_boolean.go, to: "on"}
+    actions:
+      - {kind: call, service: switch.turn_on, target: {entity_id: switch.fan}}
+      - kind: wait_for
+        trigger: {kind: numeric_state, entity_id: sensor.t, below: 23}
+        timeout: 1h
+        continue_on_timeout: %s
+      - {kind: call, service: switch.turn_off, target: {entity_id: switch.fan}}
+"""
+
+
+def test_wait_for_resumes_on_its_trigger_or_times_out() -> None:
+    e = engine(rules(WAIT % "true"))
+    go(e, 0)
+    assert change(e, "sensor.t", "25", "24", T0 + timedelta(minutes=5)).commands == []
+    cooled = change(e, "sensor.t", "24", "22", T0 + timedelta(minutes=6))
+    assert calls(cooled) == ["switch.turn_off ['switch.fan']"]
+    assert e.timers == {}
+
+    timeout_continues = engine(rules(WAIT % "true"))
+    go(timeout_continues, 0)
+    fx = fire_due(timeout_continues, T0 + timedelta(hours=1))
+    assert calls(fx) == ["switch.turn_off ['switch.fan']"]
+
+    timeout_stops = engine(rules(WAIT % "false"))
+    go(timeout_stops, 0)
+    fx = fire_due(timeout_stops, T0 + timedelta(hours=1))
+    assert fx.commands == []
+    assert fx.traces[-1]["status"] == "stopped"
+
+
+def test_time_trigger_arms_a_timer_and_fires_at_its_time() -> None:
+    coffee = tuple(r for r in load_dir(RULES_DIR).rules if r.id == "coffee_on_weekday_mornings")
+    e = engine(coffee, input_boolean__guest_mode=st("off"), input_boolean__vacation=st("off"))
+    saturday = datetime(2026, 11, 21, 6, 45, tzinfo=UTC)
+    assert e.next_deadline() == saturday
+    weekend = fire_due(e, saturday)
+    assert weekend.commands == []
+    assert "condition 0 (time) false" in weekend.traces[0]["reason"]
+    assert not fire_due(e, saturday + timedelta(days=1)).commands
+    monday = saturday + timedelta(days=2)
+    assert e.next_deadline() == monday
+    fx = fire_due(e, monday)
+    assert calls(fx) == ["switch.turn_on ['switch.coffee_maker']"]
+    assert e.next_deadline() == monday + timedelta(minutes=30)
+    assert calls(fire_due(e, monday + timedelta(minutes=30))) == [
+        "switch.turn_off ['switch.coffee_maker']"
+    ]
+    assert e.next_deadline() == monday + timedelta(days=1)
+
+
+def test_a_run_in_flight_finishes_with_the_version_it_started_with() -> None:
+    e = pulse("single")
+    go(e, 0)
+    changed = rules(
+        DELAYED.format(mode="single", max="").replace("switch.turn_off", "light.turn_off")
+    )
+    e.set_rules(changed, T0 + timedelta(minutes=1))
+    assert calls(fire_due(e, T0 + timedelta(minutes=10))) == ["switch.turn_off ['switch.pump']"]
+    assert calls(go(e, 11)) == ["switch.turn_on ['switch.pump']"]
+    assert calls(fire_due(e, T0 + timedelta(minutes=21))) == ["light.turn_off ['switch.pump']"]
+
+
+def test_an_event_reaches_only_the_rules_indexed_under_its_entity() -> None:
+    many = "rules:\n" + "".join(
+        f"""  - id: r{i}
+    description: rule {i}
+    triggers: [{{kind: state, entity_id: sensor.s{i}, to: "on"}}]
+    actions: [{{kind: call, service: switch.turn_on, target: {{entity_id: switch.x{i}}}}}]
+"""
+        for i in range(300)
+    )
+    e = engine(rules(many))
+    fx = change(e, "sensor.s17", "off", "on", T0)
+    assert calls(fx) == ["switch.turn_on ['switch.x17']"]
+    assert len(fx.traces) == 1
+    assert not change(e, "sensor.unrelated", "off", "on", T0)
