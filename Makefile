@@ -32,7 +32,7 @@ HA_DIR ?= /tmp/ha
 HA_TOOLS ?= ../shared/tools/ha
 # Install HA (outside the namespace: it needs PyPI), then run the suite, HA and nats-server in a
 # fresh network namespace with only loopback. Skips (exit 0) only if HA cannot be installed.
-test-ha: sync ## the gateway against a real Home Assistant, offline (installs HA in HA_DIR=/tmp/ha)
+test-ha: sync ## gateway and engine against a real Home Assistant, offline (installs HA in HA_DIR=/tmp/ha)
 	@log="$$(mktemp)"; trap 'rm -f "$$log"' EXIT; \
 	if ! bash $(HA_TOOLS)/setup.sh "$(HA_DIR)" > "$$log" 2>&1; then \
 	  cat "$$log"; \
@@ -42,7 +42,7 @@ test-ha: sync ## the gateway against a real Home Assistant, offline (installs HA
 	cat "$$log"; \
 	set -x; \
 	HA_DIR="$(HA_DIR)" RUBY_HA_TOOLS="$(abspath $(HA_TOOLS))" \
-	  unshare -n sh -c 'ip link set lo up && exec "$$@"' sh $(RUN) pytest services/gateway/tests_ha
+	  unshare -n sh -c 'ip link set lo up && exec "$$@"' sh $(RUN) pytest tests_ha
 
 lint: sync ## ruff format check, ruff lint, mypy --strict, import contracts, secret scan
 	$(RUN) ruff format --check .

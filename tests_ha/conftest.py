@@ -35,7 +35,7 @@ from ruby_runtime.secret import Secret
 T = TypeVar("T")
 
 HERE = Path(__file__).resolve().parent
-REPO = HERE.parents[2]
+REPO = HERE.parent
 TOOLS = Path(os.environ.get("RUBY_HA_TOOLS", REPO.parent / "shared" / "tools" / "ha")).resolve()
 HA_DIR = Path(os.environ.get("HA_DIR", "/tmp/ha"))  # noqa: S108  # the tools' own default
 

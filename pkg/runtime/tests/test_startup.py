@@ -6,8 +6,10 @@ import io
 import json
 import os
 import re
+import signal
 import subprocess
 import sys
+from pathlib import Path
 
 from nats.aio.client import Client
 
@@ -15,6 +17,14 @@ from ruby_ctl.testing import Installation
 from ruby_natsx.connection import connect_service
 from ruby_runtime.redaction import SECRET_VALUE_PATTERNS
 from ruby_runtime.startup import start_service
+
+PORCH_RULE = """
+rules:
+  - id: porch
+    description: porch light with the front door
+    triggers: [{kind: state, entity_id: binary_sensor.front_door, to: "on"}]
+    actions: [{kind: call, service: light.turn_on, target: {entity_id: light.porch}}]
+"""
 
 SECRET_SHAPES = re.compile("|".join(f"(?:{p})" for p in SECRET_VALUE_PATTERNS.values()))
 
@@ -38,23 +48,45 @@ async def test_start_service_connects_as_the_service(installation: Installation)
     assert installation.seed("engine").reveal() not in repr(started) + logs.getvalue()
 
 
-def test_a_full_start_up_logs_no_seed_token_or_secret_id(installation: Installation) -> None:
-    env = {**os.environ, **installation.environ(RUBY_LOG_LEVEL="DEBUG")}
-    done = subprocess.run(
+def test_a_full_start_up_logs_no_seed_token_or_secret_id(
+    installation: Installation, tmp_path: Path
+) -> None:
+    rules = tmp_path / "rules"
+    rules.mkdir()
+    (rules / "porch.yaml").write_text(PORCH_RULE)
+    env = {
+        **os.environ,
+        **installation.environ(RUBY_LOG_LEVEL="DEBUG"),
+        "RUBY_RULES_DIR": str(rules),
+    }
+    engine = subprocess.Popen(
         [sys.executable, "-m", "ruby_engine.main"],
         env=env,
-        capture_output=True,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
         text=True,
-        timeout=60,
-        check=False,
     )
-    output = done.stdout + done.stderr
-    records = [json.loads(line) for line in done.stdout.splitlines()]
+    try:
+        lines: list[str] = []
+        assert engine.stdout is not None
+        for line in engine.stdout:  # until the engine says it runs (or exits)
+            lines.append(line)
+            if json.loads(line)["event"] == "engine running":
+                break
+        engine.send_signal(signal.SIGTERM)
+        rest, errors = engine.communicate(timeout=60)
+    finally:
+        if engine.poll() is None:
+            engine.kill()
+            engine.wait()
+    stdout = "".join(lines) + rest
+    output = stdout + errors
+    records = [json.loads(line) for line in stdout.splitlines()]
     events = [r["event"] for r in records]
-    for step in ("starting", "vault login", "secret read", "nats connected"):
+    for step in ("starting", "vault login", "secret read", "nats connected", "engine running"):
         assert step in events, output
-    assert "started, but the engine is not implemented yet (see the open issues)" in events
-    assert done.returncode == 1
+    assert "engine stopped" in events[events.index("engine running") :], output
+    assert engine.returncode == 0, output
     assert any(r["logger"].startswith(("urllib3", "nats")) for r in records), "DEBUG reached"
 
     state = installation.state

@@ -19,6 +19,7 @@ services do); nothing secret is written into a test file.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -114,11 +115,9 @@ def openbao(tmp_path_factory: pytest.TempPathFactory) -> Iterator[OpenBao]:
     bao.stop()
 
 
-@pytest.fixture(scope="session")
-def installation(
-    openbao: OpenBao, tmp_path_factory: pytest.TempPathFactory
-) -> Iterator[Installation]:
-    inst = _installation(openbao, tmp_path_factory.mktemp("installation"))
+@contextlib.contextmanager
+def _serving(inst: Installation) -> Iterator[Installation]:
+    """Start the installation's TLS + NKEY nats-server and apply its topology as the operator."""
     inst.server = NatsServer(
         ServerConfig(
             state_dir=inst.state.nats,
@@ -140,6 +139,22 @@ def installation(
         yield inst
     finally:
         inst.server.stop()
+
+
+@pytest.fixture(scope="session")
+def installation(
+    openbao: OpenBao, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Installation]:
+    """One bootstrapped installation with its nats-server, shared by the session's tests."""
+    with _serving(_installation(openbao, tmp_path_factory.mktemp("installation"))) as inst:
+        yield inst
+
+
+@pytest.fixture
+def secure_installation(openbao: OpenBao, tmp_path: Path) -> Iterator[Installation]:
+    """A test's own bootstrapped installation and nats-server: nothing shared with others."""
+    with _serving(_installation(openbao, tmp_path / "state")) as inst:
+        yield inst
 
 
 @pytest.fixture

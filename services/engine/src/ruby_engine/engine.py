@@ -1,0 +1,320 @@
+"""The engine service's moving parts around `ruby_rules.engine.RuleEngine`.
+
+- EVENTS arrive through the natsx runner; the handler stores the timer records a change arms
+  or cancels, then returns the commands and events, which the runner publishes before acking
+  (DESIGN.md promise 1). A redelivered event gives the same ids, so nothing runs twice.
+- A timer task sleeps until the earliest deadline, fires what is due, publishes its messages
+  (waiting for JetStream's acks) and only then updates the timers bucket: killed in between,
+  the engine fires the same timer again on restart, with the same ids.
+- A watcher reloads rule files as they change (`ruby_rules.ruleset`): the last good version
+  of a refused file keeps running, the refusal is logged, audited and shown in the status.
+One lock serialises every call into the rule engine; nothing else shares its state.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+from collections.abc import Mapping, Sequence
+from datetime import UTC, datetime, tzinfo
+from pathlib import Path
+
+import structlog
+from nats.aio.client import Client
+from nats.js.errors import KeyNotFoundError
+from nats.js.kv import KeyValue
+from watchfiles import awatch
+
+from ruby_engine.outputs import outbound
+from ruby_engine.status import Status
+from ruby_natsx.audit import audit_record
+from ruby_natsx.handler import Delivery, Outbound
+from ruby_natsx.kvread import read_bucket
+from ruby_natsx.publish import Publisher
+from ruby_natsx.subjects import Subjects
+from ruby_rules.engine import Effects, RuleEngine, TimerRecord
+from ruby_rules.engine.records import RecordError
+from ruby_rules.loader import RULE_FILE_GLOB
+from ruby_rules.ruleset import Change, RuleSet
+from ruby_schemas.audit import AuditOutcome
+from ruby_schemas.base import Payload
+from ruby_schemas.envelope import Envelope, make_envelope
+from ruby_schemas.ha_events import EntityState, EventFiredV1, StateChangedV1
+from ruby_schemas.rules import (
+    RuleError,
+    RuleLoadedV1,
+    RuleRejectedV1,
+    RuleUnloadedV1,
+)
+
+log = structlog.get_logger("ruby_engine")
+
+IDENTITY = "engine"
+RETRY_AFTER = 1.0
+"""Seconds before firing a timer again whose messages could not be published."""
+MAX_SLEEP = 30.0
+"""The timer task wakes at least this often, so a wall-clock jump is noticed."""
+
+
+def entity_state(raw: bytes) -> EntityState:
+    """A projection entry (the gateway's lean record) as an entity state."""
+    d = json.loads(raw)
+    return EntityState(
+        state=d["state"],
+        attributes=d.get("attributes") or {},
+        last_changed=d["last_changed"],
+        last_updated=d["last_updated"],
+    )
+
+
+class Engine:
+    """Rules, timers and status of one engine process. Start with `start`, end with `close`."""
+
+    def __init__(
+        self,
+        nc: Client,
+        subjects: Subjects,
+        rules_dir: Path,
+        *,
+        timers: KeyValue,
+        projection: KeyValue,
+        projection_bucket: str,
+        timers_bucket: str,
+        status_bucket: str,
+        tz: tzinfo | None = None,
+    ) -> None:
+        self._nc, self._subjects = nc, subjects
+        self._ruleset = RuleSet(rules_dir)
+        self._core = RuleEngine(tz=tz)
+        self._timers_kv, self._projection_kv = timers, projection
+        self._projection_bucket, self._timers_bucket = projection_bucket, timers_bucket
+        self._lock = asyncio.Lock()
+        self._wake = asyncio.Event()
+        self._stopping = asyncio.Event()
+        self._publisher = Publisher(nc)
+        self.status = Status(nc, f"$KV.{status_bucket}.{IDENTITY}", self._core, self._ruleset)
+
+    @property
+    def core(self) -> RuleEngine:
+        """The rule engine (for tests and status)."""
+        return self._core
+
+    # --- start and stop --------------------------------------------------------------------
+
+    async def start(self) -> None:
+        """Load states, stored timers and rules; publish what loading the rules decided."""
+        await self._publisher.start()
+        states: dict[str, EntityState] = {}
+        for key, raw in (await read_bucket(self._nc, self._projection_bucket)).items():
+            try:
+                states[key] = entity_state(raw)
+            except (ValueError, KeyError, TypeError) as exc:
+                log.warning("unreadable projection entry skipped", key=key, error=str(exc))
+        self._core.set_states(states)
+        records: list[TimerRecord] = []
+        for key, raw in (await read_bucket(self._nc, self._timers_bucket)).items():
+            try:
+                records.append(TimerRecord.from_json(raw))
+            except RecordError as exc:
+                log.error("unreadable timer record deleted", key=key, error=str(exc))  # noqa: TRY400 - described; no traceback helps
+                await self._timers_kv.delete(key)
+        self._core.restore(records)
+        log.info("engine state loaded", entities=len(states), timers=len(records))
+        await self._apply_changes(self._ruleset.load_all())
+        await self.status.start()
+        log.info(
+            "engine running",
+            rules=len(self._ruleset.rules),
+            refused_files=sorted(self._ruleset.errors),
+            timers=len(self._core.timers),
+        )
+
+    def stop(self) -> None:
+        """Ask the timer and watcher tasks to end."""
+        self._stopping.set()
+        self._wake.set()
+
+    async def close(self) -> None:
+        """Stop writing status; close the publisher."""
+        await self.status.close()
+        await self._publisher.close()
+
+    # --- events ----------------------------------------------------------------------------
+
+    async def handle(self, envelope: Envelope[Payload], delivery: Delivery) -> Sequence[Outbound]:
+        """The EVENTS handler: store timer changes, return the messages to publish."""
+        payload = envelope.data
+        async with self._lock:
+            now = datetime.now(UTC)
+            if isinstance(payload, StateChangedV1):
+                effects = self._core.on_state_changed(
+                    event_id=envelope.id,
+                    entity_id=payload.entity_id,
+                    old=payload.old_state,
+                    new=payload.new_state,
+                    now=now,
+                    correlation_id=envelope.correlation_id,
+                )
+            elif isinstance(payload, EventFiredV1):
+                effects = self._core.on_event(
+                    event_id=envelope.id,
+                    event_type=payload.event_type,
+                    data=payload.data,
+                    fired_at=payload.time_fired,
+                    now=now,
+                    correlation_id=envelope.correlation_id,
+                )
+            else:  # command outcomes: nothing reacts to them yet
+                return ()
+            await self._store(effects.timers)
+            self.status.record(effects.traces)
+        return outbound(self._subjects, effects, now)
+
+    # --- timers ----------------------------------------------------------------------------
+
+    async def run_timers(self) -> None:
+        """Fire timers as they fall due, until `stop`."""
+        while not self._stopping.is_set():
+            deadline = self._core.next_deadline()
+            delay = MAX_SLEEP
+            if deadline is not None:
+                delay = min(MAX_SLEEP, max(0.0, (deadline - datetime.now(UTC)).total_seconds()))
+            self._wake.clear()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._wake.wait(), delay)
+            if not self._stopping.is_set():
+                await self.fire_due()
+
+    async def fire_due(self) -> None:
+        """Fire every due timer: publish its messages, then update the timers bucket."""
+        async with self._lock:
+            now = datetime.now(UTC)
+            for key in self._core.due(now):
+                record = self._core.timers.get(key)
+                if record is None:
+                    continue
+                projection: dict[str, EntityState] | None = None
+                try:
+                    if record.kind == "for" and record.entity_id is not None:
+                        projection = await self._projection(record.entity_id)
+                    effects = self._core.fire(key, now, projection)
+                    await self._publisher.publish(outbound(self._subjects, effects, now))
+                    await self._store(effects.timers)
+                except Exception as exc:  # publish or KV failed: fire it again shortly
+                    log.warning("timer not fired, retrying", key=key, error=str(exc))
+                    self._core.restore([record])
+                    self._wake.set()
+                    await asyncio.sleep(RETRY_AFTER)
+                    continue
+                self.status.record(effects.traces)
+
+    async def _projection(self, entity_id: str) -> dict[str, EntityState]:
+        try:
+            entry = await self._projection_kv.get(entity_id)
+        except KeyNotFoundError:
+            return {}
+        if entry.value is None:
+            return {}
+        return {entity_id: entity_state(entry.value)}
+
+    async def _store(self, timers: Mapping[str, TimerRecord | None]) -> None:
+        for key, record in timers.items():
+            if record is None:
+                with contextlib.suppress(KeyNotFoundError):
+                    await self._timers_kv.delete(key)
+            else:
+                await self._timers_kv.put(key, record.to_json())
+        if timers:
+            self._wake.set()
+
+    # --- rule files ------------------------------------------------------------------------
+
+    async def watch_rules(self, *, debounce_ms: int = 200) -> None:
+        """Reload rule files as they are added, changed or deleted, until `stop`."""
+        directory = self._ruleset.directory
+        async for changes in awatch(
+            directory, stop_event=self._stopping, debounce=debounce_ms, recursive=False
+        ):
+            names = sorted(
+                {
+                    Path(path).name
+                    for _, path in changes
+                    if Path(path).match(RULE_FILE_GLOB) and Path(path).parent == directory
+                }
+            )
+            if names:
+                await self.reload(names)
+
+    async def reload(self, names: Sequence[str]) -> list[Change]:
+        """Reload the named rule files now."""
+        return await self._apply_changes([self._ruleset.reload(name) for name in names])
+
+    async def _apply_changes(self, changes: Sequence[Change]) -> list[Change]:
+        async with self._lock:
+            now = datetime.now(UTC)
+            effects: Effects = self._core.set_rules(self._ruleset.rules, now)
+            await self._store(effects.timers)
+            messages = [m for change in changes for m in self._announce(change, now)]
+            await self._publisher.publish(messages)
+        self.status.touch_rules()
+        return list(changes)
+
+    def _announce(self, change: Change, now: datetime) -> list[Outbound]:
+        out: list[Outbound] = []
+
+        def emit(rule_id: str, what: str, payload: Payload, outcome: AuditOutcome,
+                 reason: str) -> None:  # fmt: skip
+            envelope = make_envelope(payload, source="ruby/engine", time=now)
+            out.append(Outbound(self._subjects.rule(rule_id, what), envelope))
+            out.append(
+                audit_record(
+                    self._subjects,
+                    service=IDENTITY,
+                    action=f"rule.{what}",
+                    target=f"rule:{rule_id}",
+                    outcome=outcome,
+                    reason=reason,
+                    cause=envelope,
+                )
+            )
+
+        payload: Payload
+        for rule in change.loaded:
+            log.info("rule loaded", rule=rule.id, version=rule.version, file=rule.file)
+            payload = RuleLoadedV1(rule_id=rule.id, rule_version=rule.version, file=rule.file)
+            emit(rule.id, "loaded", payload, AuditOutcome.SUCCEEDED, "loaded")
+        for before, after in change.changed:
+            log.info("rule changed", rule=after.id, version=after.version, was=before.version)
+            payload = RuleLoadedV1(
+                rule_id=after.id,
+                rule_version=after.version,
+                file=after.file,
+                replaced_version=before.version,
+            )
+            emit(after.id, "loaded", payload, AuditOutcome.SUCCEEDED, "changed")
+        for rule in change.unloaded:
+            log.info("rule unloaded", rule=rule.id, version=rule.version, file=rule.file)
+            payload = RuleUnloadedV1(
+                rule_id=rule.id, rule_version=rule.version, file=rule.file, reason="removed"
+            )
+            emit(rule.id, "unloaded", payload, AuditOutcome.SUCCEEDED, "removed")
+        if change.rejected:
+            kept = ", ".join(rule.id for rule in change.kept) or "none"
+            for error in change.rejected:
+                log.error("rule file refused", error=str(error), kept_running=kept)
+            rule_ids = {error.rule_id for error in change.rejected if error.rule_id}
+            subject_rule = next(iter(sorted(rule_ids)), None) or "_file"
+            kept_rule = next((r for r in change.kept if r.id == subject_rule), None)
+            payload = RuleRejectedV1(
+                file=change.file,
+                rule_id=subject_rule if subject_rule != "_file" else None,
+                kept_version=None if kept_rule is None else kept_rule.version,
+                errors=tuple(
+                    RuleError(file=e.file, line=e.line, column=e.column, message=e.message)
+                    for e in change.rejected
+                ),
+            )
+            reason = f"{len(change.rejected)} error(s); kept running: {kept}"
+            emit(subject_rule, "rejected", payload, AuditOutcome.FAILED, reason)
+        return out

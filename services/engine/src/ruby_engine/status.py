@@ -1,0 +1,161 @@
+"""What the engine shows about itself: its status record, each rule's state and recent runs.
+
+Records go to the status bucket under the engine's own keys (the only ones it may write):
+
+- ``engine``: ready, counts, refused files (rewritten every few seconds);
+- ``engine.rules``: every rule (file, version, runs, failures, last run) and every refused
+  file's errors: what ``rubyctl rules status`` shows;
+- ``engine.trace.<rule id>``: the rule's most recent runs, newest last: ``rubyctl rules trace``.
+
+Traces are kept in memory and written at most once per interval per rule, so a busy rule costs
+one write per interval, not one per run.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections import deque
+from collections.abc import Iterable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+from nats.aio.client import Client
+
+from ruby_rules.engine import RuleEngine
+from ruby_rules.engine.effects import Trace
+from ruby_rules.ruleset import RuleSet
+
+TRACES_KEPT = 20
+"""Runs kept per rule."""
+FLUSH_INTERVAL = 0.5
+"""Seconds between writes of changed traces and the rules record."""
+STATUS_INTERVAL = 5.0
+"""Seconds between rewrites of the ``engine`` record even when nothing changed."""
+
+
+@dataclass
+class _Counts:
+    runs: int = 0
+    failed: int = 0
+    last_status: str = ""
+    last_reason: str = ""
+    last_run: str = ""
+
+
+class Status:
+    """Collects traces; writes the status records until `close`. One event loop."""
+
+    def __init__(self, nc: Client, subject: str, core: RuleEngine, ruleset: RuleSet) -> None:
+        self._nc, self._subject = nc, subject
+        self._core, self._ruleset = core, ruleset
+        self._traces: dict[str, deque[Trace]] = {}
+        self._counts: dict[str, _Counts] = {}
+        self._dirty: set[str] = set()
+        self._rules_dirty = True
+        self.ready = False
+        self._task: asyncio.Task[None] | None = None
+
+    def record(self, traces: Iterable[Trace]) -> None:
+        """Remember runs (a paused run's trace replaces its earlier one)."""
+        for trace in traces:
+            rule_id = trace["rule_id"]
+            kept = self._traces.setdefault(rule_id, deque(maxlen=TRACES_KEPT))
+            for i, old in enumerate(kept):
+                if trace["run_id"] and old["run_id"] == trace["run_id"]:
+                    del kept[i]
+                    break
+            kept.append(trace)
+            counts = self._counts.setdefault(rule_id, _Counts())
+            if trace["status"] not in ("waiting", "queued"):
+                counts.runs += 1
+            counts.failed += trace["status"] == "failed"
+            counts.last_status, counts.last_reason = trace["status"], trace["reason"]
+            counts.last_run = trace["updated"]
+            self._dirty.add(rule_id)
+
+    def traces(self, rule_id: str) -> list[Trace]:
+        """The recent runs of one rule, oldest first."""
+        return list(self._traces.get(rule_id, ()))
+
+    def touch_rules(self) -> None:
+        """The rule set changed: rewrite the rules record."""
+        self._rules_dirty = True
+
+    async def start(self) -> None:
+        """Mark ready and start writing."""
+        self.ready = True
+        await self._write_engine()
+        self._task = asyncio.create_task(self._run(), name="engine-status")
+
+    async def close(self) -> None:
+        """Write what is pending, then stop."""
+        if self._task is not None:
+            self._task.cancel()
+            await asyncio.gather(self._task, return_exceptions=True)
+        self.ready = False
+        if self._nc.is_connected:
+            await self.flush()
+            await self._write_engine()
+            await self._nc.flush()
+
+    async def flush(self) -> None:
+        """Write the changed traces and, if changed, the rules record."""
+        dirty, self._dirty = self._dirty, set()
+        for rule_id in sorted(dirty):
+            await self._put(f"trace.{rule_id}", {"rule_id": rule_id, "runs": self.traces(rule_id)})
+        if dirty or self._rules_dirty:
+            self._rules_dirty = False
+            await self._put("rules", self.rules_record())
+
+    def rules_record(self) -> dict[str, Any]:
+        """Every rule and every refused file, as ``rubyctl rules status`` shows them."""
+        rules: dict[str, Any] = {}
+        for rule in self._ruleset.rules:
+            counts = self._counts.get(rule.id, _Counts())
+            rules[rule.id] = {
+                "file": rule.file,
+                "where": rule.where,
+                "version": rule.version,
+                "mode": rule.config.mode,
+                "runs": counts.runs,
+                "failed": counts.failed,
+                "last_status": counts.last_status,
+                "last_reason": counts.last_reason,
+                "last_run": counts.last_run,
+            }
+        errors = {
+            name: [str(error) for error in errors] for name, errors in self._ruleset.errors.items()
+        }
+        return {"updated": _now(), "rules": rules, "refused_files": errors}
+
+    async def _run(self) -> None:
+        since_status = 0.0
+        while True:
+            await asyncio.sleep(FLUSH_INTERVAL)
+            if self._nc.is_connected:
+                await self.flush()
+                since_status += FLUSH_INTERVAL
+                if since_status >= STATUS_INTERVAL:
+                    since_status = 0.0
+                    await self._write_engine()
+
+    async def _write_engine(self) -> None:
+        if not self._nc.is_connected:
+            return
+        record = {
+            "ready": self.ready,
+            "updated": _now(),
+            "rules": len(self._ruleset.rules),
+            "timers": len(self._core.timers),
+            "refused_files": sorted(self._ruleset.errors),
+        }
+        await self._nc.publish(self._subject, json.dumps(record).encode())
+
+    async def _put(self, key: str, value: dict[str, Any]) -> None:
+        await self._nc.publish(f"{self._subject}.{key}", json.dumps(value).encode())
+
+
+def _now() -> str:
+    return datetime.now(UTC).isoformat()

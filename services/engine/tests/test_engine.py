@@ -1,0 +1,197 @@
+"""The engine end to end: simulator → gateway → EVENTS → engine → COMMANDS → gateway → simulator.
+
+Real nats-server, real gateway and engine code, the simulated home; rules in a temp directory.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+import pytest_asyncio
+from nats.aio.client import Client
+from nats.js import JetStreamContext
+from nats.js.errors import KeyNotFoundError
+
+from ruby_engine.engine import Engine
+from ruby_engine.testing import running_engine
+from ruby_gateway.bridge import BridgeConfig
+from ruby_gateway.testing import Gateway, running_gateway
+from ruby_hasim.server import Simulator
+from ruby_natsx.testing import eventually
+from ruby_natsx.topology import COMMANDS, EVENTS, STATUS, Topology
+from ruby_runtime.secret import Secret
+from ruby_schemas.registry import decode
+
+HALLWAY = """
+rules:
+  - id: hallway_light_on
+    description: light on with motion when dark
+    triggers:
+      - {kind: state, entity_id: binary_sensor.hallway_motion, to: "on"}
+    conditions:
+      - {kind: numeric_state, entity_id: sensor.outdoor_illuminance, below: 50}
+    actions:
+      - kind: call
+        service: light.turn_on
+        target: {entity_id: light.hallway}
+        data: {brightness_pct: 60}
+  - id: hallway_light_off
+    description: light off after quiet
+    triggers:
+      - {kind: state, entity_id: binary_sensor.hallway_motion, to: "off", for: 1s}
+    actions:
+      - {kind: call, service: light.turn_off, target: {entity_id: light.hallway}}
+"""
+
+FAN = """
+rules:
+  - id: fan_on_with_guests
+    description: fan on when guests arrive
+    triggers:
+      - {kind: state, entity_id: input_boolean.guest_mode, to: "on"}
+    actions:
+      - {kind: call, service: switch.turn_on, target: {entity_id: switch.fan}}
+"""
+
+
+@pytest_asyncio.fixture
+async def gateway(
+    nc: Client, topology_applied: Topology, hasim: Simulator
+) -> AsyncIterator[Gateway]:
+    config = BridgeConfig(
+        url=hasim.url,
+        token=Secret(hasim.token, "ha token"),
+        ping_interval=0.5,
+        ping_timeout=0.5,
+        backoff_initial=0.05,
+        backoff_max=0.2,
+    )
+    async with running_gateway(
+        nc, topology_applied.subjects, config, owner="gateway-test", backoff=(0.1,) * 4
+    ) as gateway:
+        yield gateway
+
+
+@pytest.fixture
+def rules_dir(tmp_path: Path) -> Path:
+    directory = tmp_path / "rules"
+    directory.mkdir()
+    (directory / "hallway.yaml").write_text(HALLWAY)
+    (directory / "fan.yaml").write_text(FAN)
+    return directory
+
+
+@pytest_asyncio.fixture
+async def engine(
+    nc: Client, topology_applied: Topology, rules_dir: Path, gateway: Gateway
+) -> AsyncIterator[Engine]:
+    async with running_engine(nc, topology_applied.subjects, rules_dir) as engine:
+        yield engine
+
+
+def calls(hasim: Simulator, domain: str, service: str, entity: str) -> int:
+    return hasim.calls[(domain, service, entity)]
+
+
+async def test_motion_after_dark_becomes_one_light_call(engine: Engine, hasim: Simulator) -> None:
+    hasim.set_state("sensor.outdoor_illuminance", "10")
+    hasim.set_state("light.hallway", "off")
+    hasim.set_state("binary_sensor.hallway_motion", "on")
+    await eventually(lambda: hasim.states["light.hallway"].state == "on", message="light on")
+    assert calls(hasim, "light", "turn_on", "light.hallway") == 1
+    assert hasim.states["light.hallway"].attributes.get("brightness") is not None
+
+
+async def test_the_for_timer_turns_the_light_off_once_after_quiet(
+    engine: Engine, hasim: Simulator
+) -> None:
+    hasim.set_state("light.hallway", "on")
+    hasim.set_state("binary_sensor.hallway_motion", "on")
+    hasim.set_state("binary_sensor.hallway_motion", "off")
+    await eventually(lambda: hasim.states["light.hallway"].state == "off", message="light off")
+    assert calls(hasim, "light", "turn_off", "light.hallway") == 1
+    await eventually(lambda: not engine.core.timers, message="timer cleared")
+
+
+async def test_a_redelivered_trigger_calls_home_assistant_once(
+    engine: Engine, hasim: Simulator, js: JetStreamContext, topology_applied: Topology
+) -> None:
+    hasim.set_state("switch.fan", "off")
+    hasim.set_state("input_boolean.guest_mode", "on")
+    await eventually(lambda: hasim.states["switch.fan"].state == "on", message="fan on")
+    stream = topology_applied.stream(EVENTS).name
+    subject = topology_applied.subjects.ha_state("input_boolean.guest_mode")
+    stored = await js.get_last_msg(stream, subject)
+    for copy in range(3):  # the same event stored again: the engine handles it three more times
+        await js.publish(subject, stored.data or b"", headers={"Nats-Msg-Id": f"again-{copy}"})
+
+    async def drained() -> bool:
+        info = await js.consumer_info(stream, "engine")
+        return bool(info.num_pending == 0 and info.num_ack_pending == 0)
+
+    await eventually(drained, message="the engine handled every copy")
+    record = engine.status.rules_record()["rules"]["fan_on_with_guests"]
+    assert record["runs"] == 4  # the original and three copies: four runs...
+    [trace] = engine.status.traces("fan_on_with_guests")  # ...of one run id
+    assert trace["trigger"]["event_id"] == decode(stored.data or b"").id
+    assert len(trace["command_ids"]) == 1  # the same command id each time
+    commands = topology_applied.stream(COMMANDS).name
+    assert (await js.stream_info(commands)).state.messages <= 1  # stored once (deduplicated)
+    assert calls(hasim, "switch", "turn_on", "switch.fan") == 1
+
+
+async def test_a_broken_rule_file_leaves_the_others_and_its_last_good_version_running(
+    engine: Engine, hasim: Simulator, rules_dir: Path, nc: Client, topology_applied: Topology
+) -> None:
+    (rules_dir / "fan.yaml").write_text(FAN.replace("kind: call", "kind: cal"))
+    await eventually(lambda: "fan.yaml" in engine.status.rules_record()["refused_files"],
+                     message="refusal visible")  # fmt: skip
+    [error] = engine.status.rules_record()["refused_files"]["fan.yaml"]
+    assert error.startswith("fan.yaml:8:")
+    assert "fan_on_with_guests" in engine.core.rules  # the last good version still runs
+    (rules_dir / "broken.yaml").write_text("rules: [ {id: x\n")
+    hasim.set_state("switch.fan", "off")
+    hasim.set_state("input_boolean.guest_mode", "on")
+    await eventually(lambda: hasim.states["switch.fan"].state == "on", message="fan on")
+    hasim.set_state("sensor.outdoor_illuminance", "5")
+    hasim.set_state("binary_sensor.hallway_motion", "on")
+    await eventually(lambda: hasim.states["light.hallway"].state == "on", message="light on")
+    kv = await nc.jetstream().key_value(topology_applied.bucket(STATUS).bucket)
+    await eventually(lambda: _refused(kv), message="status record shows both refusals")
+
+
+async def _refused(kv: object) -> bool:
+    try:
+        entry = await kv.get("engine.rules")  # type: ignore[attr-defined]
+    except KeyNotFoundError:
+        return False
+    return set(json.loads(entry.value)["refused_files"]) == {"fan.yaml", "broken.yaml"}
+
+
+async def test_hot_reload_adds_changes_and_removes_exactly_the_affected_rules(
+    engine: Engine, hasim: Simulator, rules_dir: Path, nc: Client, topology_applied: Topology
+) -> None:
+    before = dict(engine.core.rules)
+    (rules_dir / "fan.yaml").write_text(FAN.replace("switch.fan", "switch.coffee_maker"))
+    await eventually(
+        lambda: (
+            engine.core.rules["fan_on_with_guests"].version != before["fan_on_with_guests"].version
+        ),
+        message="fan rule changed",
+    )
+    assert engine.core.rules["hallway_light_on"] is before["hallway_light_on"]
+    (rules_dir / "hallway.yaml").unlink()
+    await eventually(lambda: set(engine.core.rules) == {"fan_on_with_guests"}, message="removed")
+    hasim.set_state("switch.coffee_maker", "off")
+    hasim.set_state("input_boolean.guest_mode", "on")
+    await eventually(lambda: hasim.states["switch.coffee_maker"].state == "on", message="new")
+    js = nc.jetstream()
+    stream, subjects = topology_applied.stream(EVENTS).name, topology_applied.subjects
+    unloaded = await js.get_last_msg(stream, subjects.rule("hallway_light_off", "unloaded"))
+    assert decode(unloaded.data or b"").data.reason == "removed"  # type: ignore[attr-defined]
+    changed = await js.get_last_msg(stream, subjects.rule("fan_on_with_guests", "loaded"))
+    replaced = decode(changed.data or b"").data.replaced_version  # type: ignore[attr-defined]
+    assert replaced == before["fan_on_with_guests"].version

@@ -1,0 +1,188 @@
+"""The engine against a real Home Assistant, through the real gateway, as processes would run.
+
+The gateway runs in-process as the installation's gateway identity; the engine runs as its own
+process (``ruby-engine``, TLS + NKEY, secrets from OpenBao) so it can be killed with SIGKILL.
+Entities: ``input_boolean.c|d|e`` (``a`` and ``b`` belong to HA's own automations). The
+observer (``ha_ws``) counts the service calls HA really executed (``call_service`` events).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+from collections.abc import AsyncIterator, Awaitable
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import pytest_asyncio
+from nats.js.errors import KeyNotFoundError
+
+from ruby_ctl.testing import Installation
+from ruby_engine.testing import EngineProcess, engine_ready
+from ruby_gateway.bridge import BridgeConfig
+from ruby_gateway.testing import Gateway, running_gateway
+from ruby_hasim.testing import HaClient
+from ruby_natsx.testing import eventually
+from ruby_natsx.topology import EVENTS, STATUS, TIMERS
+from ruby_runtime.secret import Secret
+
+if TYPE_CHECKING:
+    from .conftest import HomeAssistant
+
+RULES = """
+rules:
+  - id: c_turns_d_on
+    description: when c turns on, turn d on
+    triggers:
+      - {kind: state, entity_id: input_boolean.c, to: "on"}
+    actions:
+      - {kind: call, service: input_boolean.turn_on, target: {entity_id: input_boolean.d}}
+  - id: e_quiet_turns_d_off
+    description: when e has been off for 3 seconds, turn d off
+    triggers:
+      - {kind: state, entity_id: input_boolean.e, to: "off", for: 3s}
+    actions:
+      - {kind: call, service: input_boolean.turn_off, target: {entity_id: input_boolean.d}}
+"""
+TIMER_KEY = "for.e_quiet_turns_d_off.0.input_boolean.e"
+
+
+@pytest_asyncio.fixture
+async def secure_gateway(
+    secure_installation: Installation, home_assistant: HomeAssistant
+) -> AsyncIterator[Gateway]:
+    nc = await secure_installation.connect("gateway")
+    config = BridgeConfig(
+        url=home_assistant.url,
+        token=Secret(home_assistant.token, "ha token"),
+        ping_interval=1.0,
+        ping_timeout=2.0,
+        backoff_initial=0.1,
+        backoff_max=0.5,
+    )
+    try:
+        async with running_gateway(
+            nc, secure_installation.subjects, config, owner="gw-ha", backoff=(0.2,) * 4
+        ) as gateway:
+            yield gateway
+    finally:
+        await nc.drain()
+
+
+async def state(client: HaClient, entity: str) -> str:
+    reply = await client.command("get_states")
+    return str(next(s["state"] for s in reply["result"] if s["entity_id"] == entity))
+
+
+async def set_boolean(client: HaClient, entity: str, on: bool) -> None:
+    reply = await client.command(
+        "call_service",
+        domain="input_boolean",
+        service="turn_on" if on else "turn_off",
+        target={"entity_id": entity},
+    )
+    assert reply["success"], reply
+
+
+async def calls_of(client: HaClient, subscription: int, service: str) -> int:
+    """``call_service`` events HA fired for ``input_boolean.<service>`` on ``d`` so far."""
+    assert (await client.command("ping"))["type"] == "pong"  # everything before it arrived
+    return sum(
+        1
+        for m in client.inbox
+        if m.get("type") == "event"
+        and m.get("id") == subscription
+        and m["event"]["data"].get("service") == service
+        and m["event"]["data"].get("service_data", {}).get("entity_id") == ["input_boolean.d"]
+    )
+
+
+async def test_rules_drive_real_home_assistant_once_through_crashes_and_bad_files(
+    secure_installation: Installation,
+    secure_gateway: Gateway,
+    ha_ws: HaClient,
+    tmp_path: Path,
+) -> None:
+    installation = secure_installation
+    rules = tmp_path / "rules"
+    rules.mkdir()
+    (rules / "booleans.yaml").write_text(RULES)
+    operator = await installation.connect("operator")
+    js = operator.jetstream()
+    status = await js.key_value(installation.topology.bucket(STATUS).bucket)
+    timers = await js.key_value(installation.topology.bucket(TIMERS).bucket)
+    for entity in ("input_boolean.c", "input_boolean.d", "input_boolean.e"):
+        await set_boolean(ha_ws, entity, False)
+    await set_boolean(ha_ws, "input_boolean.e", True)
+    subscription = await ha_ws.subscribe("call_service")
+    ha_ws.inbox.clear()
+    env = {**os.environ, **installation.environ(), "RUBY_RULES_DIR": str(rules)}
+    engine = EngineProcess(env, tmp_path / "engine.log")
+
+    started = datetime.now(UTC)
+
+    def ready() -> Awaitable[bool]:
+        return engine_ready(status, started)
+
+    try:
+        await engine.start()
+        await eventually(ready, within=60, message="engine ready")
+
+        # 1. A state change becomes the right service call.
+        await set_boolean(ha_ws, "input_boolean.c", True)
+        await eventually(lambda: _is(ha_ws, "input_boolean.d", "on"), message="d turned on")
+        assert await calls_of(ha_ws, subscription, "turn_on") == 1
+
+        # 2. The same trigger redelivered (stored again under new message ids): no second call.
+        stream = installation.topology.stream(EVENTS).name
+        subject = installation.subjects.ha_state("input_boolean.c")
+        stored = await js.get_last_msg(stream, subject)
+        for copy in range(2):
+            await js.publish(subject, stored.data or b"", headers={"Nats-Msg-Id": f"re-{copy}"})
+        await eventually(lambda: _drained(js, stream), message="engine handled the copies")
+        await asyncio.sleep(1)
+        assert await calls_of(ha_ws, subscription, "turn_on") == 1
+
+        # 3. A `for` timer survives kill -9 of the engine and fires once after the restart.
+        await set_boolean(ha_ws, "input_boolean.e", False)
+        await eventually(lambda: _stored(timers), message="the for timer is stored")
+        await engine.kill9()
+        started = datetime.now(UTC)
+        await asyncio.sleep(4)
+        assert await state(ha_ws, "input_boolean.d") == "on"
+        await engine.start()
+        await eventually(ready, within=60, message="engine ready again")
+        await eventually(lambda: _is(ha_ws, "input_boolean.d", "off"), message="d turned off")
+        await asyncio.sleep(1)
+        assert await calls_of(ha_ws, subscription, "turn_off") == 1
+
+        # 4. A broken rule file does not stop the others.
+        (rules / "broken.yaml").write_text("rules:\n  - id: broken\n    triggers: nope\n")
+        await set_boolean(ha_ws, "input_boolean.c", False)
+        await asyncio.sleep(0.5)
+        await set_boolean(ha_ws, "input_boolean.c", True)
+        await eventually(lambda: _is(ha_ws, "input_boolean.d", "on"), message="d on again")
+        assert await calls_of(ha_ws, subscription, "turn_on") == 2
+    finally:
+        code = await engine.stop()
+        await operator.drain()
+    assert code == 0, engine.log.read_text()
+    assert installation.seed("engine").reveal() not in engine.log.read_text()
+    assert "rule file refused" in engine.events()
+
+
+async def _is(client: HaClient, entity: str, value: str) -> bool:
+    return await state(client, entity) == value
+
+
+async def _stored(timers: Any) -> bool:
+    try:
+        return (await timers.get(TIMER_KEY)).value is not None
+    except KeyNotFoundError:
+        return False
+
+
+async def _drained(js: Any, stream: str) -> bool:
+    info = await js.consumer_info(stream, "engine")
+    return bool(info.num_pending == 0 and info.num_ack_pending == 0)
