@@ -11,10 +11,10 @@ import os
 import sys
 from collections.abc import Sequence
 
-from ruby_ctl import bootstrap, dlq, up
+from ruby_ctl import bootstrap, dlq, rules, up
 from ruby_runtime.logging import configure_logging
 
-COMMANDS = (up, bootstrap, dlq)
+COMMANDS = (up, bootstrap, dlq, rules)
 
 
 def build_parser() -> argparse.ArgumentParser:
