@@ -112,13 +112,9 @@ async def test_rules_drive_real_home_assistant_once_through_crashes_and_bad_file
     js = operator.jetstream()
     status = await js.key_value(installation.topology.bucket(STATUS).bucket)
     timers = await js.key_value(installation.topology.bucket(TIMERS).bucket)
-    for entity in ("input_boolean.c", "input_boolean.d", "input_boolean.e"):
-        await set_boolean(ha_ws, entity, False)
-    await set_boolean(ha_ws, "input_boolean.e", True)
-    subscription = await ha_ws.subscribe("call_service")
-    ha_ws.inbox.clear()
     env = {**os.environ, **installation.environ(), "RUBY_RULES_DIR": str(rules)}
     engine = EngineProcess(env, tmp_path / "engine.log")
+    stream = installation.topology.stream(EVENTS).name
 
     started = datetime.now(UTC)
 
@@ -128,6 +124,17 @@ async def test_rules_drive_real_home_assistant_once_through_crashes_and_bad_file
     try:
         await engine.start()
         await eventually(ready, within=60, message="engine ready")
+        # A known start: the booleans set, and everything the engine had to handle handled
+        # (the gateway's reconciliation published HA's states before the engine started).
+        for entity in ("input_boolean.c", "input_boolean.d", "input_boolean.e"):
+            await set_boolean(ha_ws, entity, False)
+        await set_boolean(ha_ws, "input_boolean.e", True)
+        await asyncio.sleep(0.5)
+        await eventually(lambda: _drained(js, stream), message="engine idle")
+        await set_boolean(ha_ws, "input_boolean.d", False)  # whatever the backlog did to it
+        await asyncio.sleep(0.5)
+        subscription = await ha_ws.subscribe("call_service")
+        ha_ws.inbox.clear()
 
         # 1. A state change becomes the right service call.
         await set_boolean(ha_ws, "input_boolean.c", True)
@@ -135,7 +142,6 @@ async def test_rules_drive_real_home_assistant_once_through_crashes_and_bad_file
         assert await calls_of(ha_ws, subscription, "turn_on") == 1
 
         # 2. The same trigger redelivered (stored again under new message ids): no second call.
-        stream = installation.topology.stream(EVENTS).name
         subject = installation.subjects.ha_state("input_boolean.c")
         stored = await js.get_last_msg(stream, subject)
         for copy in range(2):
