@@ -21,8 +21,9 @@ from ruby_gateway.bridge import BridgeConfig
 from ruby_gateway.testing import Gateway, running_gateway
 from ruby_hasim.server import Simulator
 from ruby_natsx.testing import eventually
-from ruby_natsx.topology import COMMANDS, EVENTS, STATUS, Topology
+from ruby_natsx.topology import AUDIT, COMMANDS, EVENTS, STATUS, Topology
 from ruby_runtime.secret import Secret
+from ruby_schemas.audit import AuditRecordV1
 from ruby_schemas.registry import decode
 
 HALLWAY = """
@@ -96,13 +97,31 @@ def calls(hasim: Simulator, domain: str, service: str, entity: str) -> int:
     return hasim.calls[(domain, service, entity)]
 
 
-async def test_motion_after_dark_becomes_one_light_call(engine: Engine, hasim: Simulator) -> None:
+async def test_motion_after_dark_becomes_one_light_call(
+    engine: Engine, hasim: Simulator, js: JetStreamContext, topology_applied: Topology
+) -> None:
     hasim.set_state("sensor.outdoor_illuminance", "10")
     hasim.set_state("light.hallway", "off")
     hasim.set_state("binary_sensor.hallway_motion", "on")
     await eventually(lambda: hasim.states["light.hallway"].state == "on", message="light on")
     assert calls(hasim, "light", "turn_on", "light.hallway") == 1
     assert hasim.states["light.hallway"].attributes.get("brightness") is not None
+    # The firing is audited, linked to the triggering state change and the command it sent.
+    audit = await js.get_last_msg(
+        topology_applied.stream(AUDIT).name,
+        topology_applied.subjects.audit("engine", "rule_fired"),
+    )
+    fired = decode(audit.data or b"")
+    assert isinstance(fired.data, AuditRecordV1)
+    assert fired.data.target == "rule:hallway_light_on"
+    [command_id] = fired.data.details["command_ids"]  # type: ignore[index,misc,str-unpack]
+    [trace] = engine.status.traces("hallway_light_on")
+    assert trace["command_ids"] == [command_id]
+    motion = await js.get_last_msg(
+        topology_applied.stream(EVENTS).name,
+        topology_applied.subjects.ha_state("binary_sensor.hallway_motion"),
+    )
+    assert fired.data.correlation_id == decode(motion.data or b"").correlation_id
 
 
 async def test_the_for_timer_turns_the_light_off_once_after_quiet(
@@ -161,6 +180,14 @@ async def test_a_broken_rule_file_leaves_the_others_and_its_last_good_version_ru
     await eventually(lambda: hasim.states["light.hallway"].state == "on", message="light on")
     kv = await nc.jetstream().key_value(topology_applied.bucket(STATUS).bucket)
     await eventually(lambda: _refused(kv), message="status record shows both refusals")
+    audit = await nc.jetstream().get_last_msg(
+        topology_applied.stream(AUDIT).name,
+        topology_applied.subjects.audit("engine", "rule_rejected"),
+    )
+    record = decode(audit.data or b"").data
+    assert isinstance(record, AuditRecordV1)
+    assert record.outcome == "failed"
+    assert "kept running" in record.reason
 
 
 async def _refused(kv: object) -> bool:
