@@ -15,6 +15,7 @@ from nats.aio.client import Client
 from nats.js import JetStreamContext
 from nats.js.errors import KeyNotFoundError
 
+from ruby_ctl.rules_live import RulesRecord, TraceRecord
 from ruby_engine.engine import Engine
 from ruby_engine.testing import running_engine
 from ruby_gateway.bridge import BridgeConfig
@@ -122,6 +123,13 @@ async def test_motion_after_dark_becomes_one_light_call(
         topology_applied.subjects.ha_state("binary_sensor.hallway_motion"),
     )
     assert fired.data.correlation_id == decode(motion.data or b"").correlation_id
+    # What the engine writes for `rubyctl rules status|trace` is what rubyctl reads.
+    rules = RulesRecord.model_validate(engine.status.rules_record())
+    assert rules.rules["hallway_light_on"].runs == 1
+    assert rules.rules["hallway_light_on"].last_status == "finished"
+    runs = TraceRecord.model_validate({"rule_id": "hallway_light_on", "runs": [trace]}).runs
+    assert runs[0].trigger.to == "on"
+    assert [step.kind for step in runs[0].steps] == ["numeric_state", "call"]
 
 
 async def test_the_for_timer_turns_the_light_off_once_after_quiet(
