@@ -1,35 +1,67 @@
 """`rubyctl up` (what `make run` runs): OpenBao, bootstrap, nats-server (TLS + NKEY) with the
-topology applied as the operator; stops everything on Ctrl-C; a second start reuses it all."""
+topology applied as the operator, the demo home, the gateway and the engine, their output
+prefixed on the console; stops everything on Ctrl-C, the engine first; a second start reuses it
+all; a service that dies takes the stack down with a report."""
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import io
 import json
 import os
 import re
 import signal
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+import psutil
 import pytest
 
+from ruby_ctl.children import Child, Console, fresh_ready
 from ruby_ctl.operator import connect_operator, operator_settings
 from ruby_natsx.apply import Action, apply_topology
 from ruby_natsx.connection import NatsRefusedError, NatsSettings, connect
 from ruby_natsx.permissions import IDENTITIES
 from ruby_natsx.subjects import Subjects
-from ruby_natsx.topology import EVENTS, topology
+from ruby_natsx.topology import ENGINE, EVENTS, STATUS, topology
 
 URL = r"listening on (tls://127\.0\.0\.1:\d+)"
+RULE = """\
+rules:
+  - id: porch_light
+    description: Light the hallway when motion is seen.
+    triggers:
+      - kind: state
+        entity_id: binary_sensor.hallway_motion
+        to: "on"
+    actions:
+      - kind: call
+        service: light.turn_on
+        target:
+          entity_id: light.hallway
+"""
+STOPPED = r"^rubyctl up: (\S+) (?:stopped|had exited) \(exit code (-?\d+)"
+SERVICES = {"hasim": "ruby-hasim", "gateway": "ruby-gateway", "engine": "ruby-engine"}
+
+
+def rules_dir(tmp_path: Path) -> Path:
+    """A rules directory with one simple valid rule file."""
+    rules = tmp_path / "rules"
+    rules.mkdir(exist_ok=True)
+    (rules / "porch.yaml").write_text(RULE)
+    return rules
 
 
 class Up:
     """A running `rubyctl up` process and the lines it printed."""
 
-    def __init__(self, state_dir: Path) -> None:
+    def __init__(self, state_dir: Path, *extra: str) -> None:
         self.proc = subprocess.Popen(
             [
                 sys.executable,
@@ -48,6 +80,9 @@ class Up:
                 "0",
                 "--gateway-port",
                 "0",
+                "--rules",
+                str(rules_dir(state_dir.parent)),
+                *extra,
             ],
             stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT,
@@ -86,9 +121,29 @@ class Up:
 
     def interrupt(self) -> int:
         self.proc.send_signal(signal.SIGINT)
-        out, _ = self.proc.communicate(timeout=30)
+        return self.wait()
+
+    def wait(self) -> int:
+        out, _ = self.proc.communicate(timeout=45)
         self.lines.extend(out.splitlines())
         return self.proc.returncode
+
+    def descendants(self) -> dict[str, int]:
+        """The PID of every process it started, by name (the servers and the services)."""
+        programs = {**{v: k for k, v in SERVICES.items()}, "nats-server": "nats", "bao": "bao"}
+        found: dict[str, int] = {}
+        for child in psutil.Process(self.proc.pid).children(recursive=True):
+            with contextlib.suppress(psutil.Error):  # python, then the script; or a binary
+                for arg in child.cmdline()[:2]:
+                    if name := programs.get(Path(arg).name):
+                        found[name] = child.pid
+        return found
+
+    def stopped(self) -> list[tuple[str, int]]:
+        """The processes it said it stopped, in order, with their exit codes."""
+        return [
+            (m.group(1), int(m.group(2))) for line in self.lines if (m := re.match(STOPPED, line))
+        ]
 
     def kill(self) -> None:
         """Stop it the way a user does (Ctrl-C), so its children stop too; SIGKILL last."""
@@ -106,8 +161,8 @@ def start_up(tmp_path: Path) -> Iterator[type[Up]]:
     started: list[Up] = []
 
     class Tracked(Up):
-        def __init__(self, state_dir: Path) -> None:
-            super().__init__(state_dir)
+        def __init__(self, state_dir: Path, *extra: str) -> None:
+            super().__init__(state_dir, *extra)
             started.append(self)
 
     yield Tracked
@@ -149,20 +204,40 @@ async def test_up_runs_the_secure_stack_and_a_second_start_reuses_it(
     await js.publish(marker, b"kept across restarts")
     await nc.close()
 
-    # The services run too: the demo home and the gateway, ready.
+    # The services run too, each ready: the demo home, the gateway, the engine.
     readyz = first.find(r"gateway ready: (http://127\.0\.0\.1:\d+/readyz)").group(1)
-    gateway_pid = int(first.find(r"gateway pid (\d+) started").group(1))
-    home_pid = int(first.find(r"demo home \(ruby-hasim\) pid (\d+) started").group(1))
     assert readyz
+    assert first.find(r"^rubyctl up: engine ready")
+    pids = first.descendants()
+    assert set(pids) == {"bao", "nats", *SERVICES}, pids
+    for name in SERVICES:
+        assert int(first.find(rf"{name} pid (\d+) started").group(1)) == pids[name]
+    nc = await connect_operator(operator_settings(first.operator_env(state)), name="test")
+    kv = await nc.jetstream().key_value(topo.bucket(STATUS).bucket)
+    record = json.loads((await kv.get(ENGINE)).value or b"")
+    await nc.close()
+    assert record["ready"] is True
+    assert record["rules"] == 1
+    assert record["refused_files"] == []
+    # Their output is on the console, each line prefixed with the process name.
+    assert first.find(r"^gateway \| .*gateway running")
+    assert first.find(r"^engine  \| .*engine running")
+    assert first.find(r"^hasim   \| ruby-hasim: \d+ entities")
+    assert "engine running" in (state / "logs" / "engine.log").read_text()
 
     assert first.interrupt() == 0
-    assert not _alive(nats_pid), "nats-server outlived rubyctl up"
-    assert not _alive(bao_pid), "OpenBao outlived rubyctl up"
-    assert not _alive(gateway_pid), "the gateway outlived rubyctl up"
-    assert not _alive(home_pid), "the demo home outlived rubyctl up"
-    assert first.find(r"gateway stopped \(exit code 0\)")
-    assert first.find(r"nats-server stopped \(exit code 0\)")
-    assert first.find(r"OpenBao stopped \(exit code 0\)")
+    # Stopped in reverse order of dependency, the engine first, each with its exit code.
+    assert first.stopped() == [
+        ("engine", 0),
+        ("gateway", 0),
+        ("hasim", 0),
+        ("nats-server", 0),
+        ("OpenBao", 0),
+    ]
+    for name, pid in pids.items():
+        assert not psutil.pid_exists(pid), f"{name} (pid {pid}) outlived rubyctl up"
+    assert nats_pid == pids["nats"]
+    assert bao_pid == pids["bao"]
 
     # The second start reuses the state: same identities, nothing to create, the message kept.
     second = start_up(state)
@@ -256,3 +331,117 @@ def test_help_explains_up() -> None:
     assert "Ctrl-C" in out
     assert "RUBY_NATS_PORT" in out
     assert "RUBY_VAULT_PORT" in out
+
+
+def test_a_service_that_dies_stops_the_stack(tmp_path: Path, start_up: type[Up]) -> None:
+    up = start_up(tmp_path / "state", "--quiet")
+    up.read_until("Ruby Core is up")
+    assert not [line for line in up.lines if not line.startswith("rubyctl up: ")], "not quiet"
+    assert "engine running" in (tmp_path / "state" / "logs" / "engine.log").read_text()
+    pids = up.descendants()
+    assert set(pids) == {"bao", "nats", *SERVICES}, pids
+
+    os.kill(pids["engine"], signal.SIGKILL)
+    assert up.wait() == 1
+    assert up.find(r"^rubyctl up: engine exited unexpectedly \(exit code -9, SIGKILL\)")
+    assert up.find(r"^rubyctl up:   engine \| .*engine running"), "its last lines are shown"
+    assert up.stopped() == [
+        ("engine", -9),
+        ("gateway", 0),
+        ("hasim", 0),
+        ("nats-server", 0),
+        ("OpenBao", 0),
+    ]
+    for name, pid in pids.items():
+        assert not psutil.pid_exists(pid), f"{name} (pid {pid}) outlived rubyctl up"
+
+
+def test_up_refuses_a_missing_rules_directory(tmp_path: Path) -> None:
+    out = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "ruby_ctl",
+            "up",
+            "--state-dir",
+            str(tmp_path / "s"),
+            "--rules",
+            str(tmp_path / "nowhere"),
+            "--nats-port",
+            "0",
+            "--http-port",
+            "off",
+            "--vault-port",
+            "0",
+            "--ha-port",
+            "0",
+            "--gateway-port",
+            "0",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert out.returncode == 1
+    assert f"{tmp_path / 'nowhere'} is not a directory" in out.stdout
+    assert "OpenBao pid" not in out.stdout
+
+
+def test_a_child_is_drained_even_when_the_console_is_stuck(tmp_path: Path) -> None:
+    """A console that does not keep up never stalls a child: lines beyond the backlog are
+    left out of the console (and counted there), never out of the log file."""
+    release = threading.Event()
+
+    class Stuck(io.StringIO):
+        def write(self, text: str) -> int:
+            release.wait(30)
+            return super().write(text)
+
+    stream = Stuck()
+    console = Console("test", stream, backlog=10)
+    lines = 50_000
+    child = Child(
+        "chatty",
+        [sys.executable, "-c", f"for i in range({lines}): print('line', i)"],
+        dict(os.environ),
+        tmp_path / "chatty.log",
+        console,
+    )
+    child.start()
+    assert child.process is not None
+    assert child.process.wait(timeout=20) == 0, "the child was blocked by its output"
+    child.settle()
+    release.set()
+    console.close()
+    assert len((tmp_path / "chatty.log").read_text().splitlines()) == lines
+    assert child.tail()[-1] == f"line {lines - 1}"
+    shown = stream.getvalue().splitlines()
+    assert shown[0] == "chatty  | line 0"
+    echoed = [int(line.rsplit(" ", 1)[1]) for line in shown if line.startswith("chatty  | ")]
+    gaps = [
+        re.fullmatch(r"\((\d+) lines of output not shown here: see the log files\)", line)
+        for line in shown
+        if not line.startswith("chatty  | ")
+    ]
+    assert gaps, "no note about the lines left out"
+    assert all(gaps), shown
+    assert echoed == sorted(echoed)
+    assert len(echoed) + sum(int(gap.group(1)) for gap in gaps if gap) == lines
+
+
+def test_only_a_fresh_ready_record_counts() -> None:
+    start = datetime.now(UTC)
+    after, before = start + timedelta(seconds=1), start - timedelta(seconds=1)
+
+    def record(ready: object, updated: datetime) -> bytes:
+        return json.dumps({"ready": ready, "updated": updated.isoformat()}).encode()
+
+    assert fresh_ready(record(True, after), start)
+    assert not fresh_ready(record(True, before), start), "left by an earlier run"
+    assert not fresh_ready(record(False, after), start)
+    assert not fresh_ready(record("yes", after), start)
+    assert not fresh_ready(b"not json", start)
+    assert not fresh_ready(b"[]", start)
+    assert not fresh_ready(json.dumps({"ready": True, "updated": "noon"}).encode(), start)
+    assert not fresh_ready(None, start)

@@ -3,8 +3,10 @@
 In order: OpenBao (initialised on the first start, unsealed on every start; ADR-0015), then
 ``rubyctl bootstrap`` (identities, secrets, TLS, NATS permissions; a no-op once done), then
 nats-server with TLS and one NKEY user per identity (ADR-0005), then the topology, applied as
-the operator identity over TLS. Later pieces join here. Everything this command starts, it
-stops, by PID, on SIGINT or SIGTERM.
+the operator identity over TLS, then the services, each once the one before it is ready: the
+demo home (unless a real Home Assistant is named), the gateway, the engine. Their output goes
+to their log files and, prefixed with their name, to the console. On SIGINT or SIGTERM, or
+when one of them dies, everything this command started is stopped by PID, in reverse order.
 """
 
 from __future__ import annotations
@@ -19,14 +21,25 @@ import signal
 import socket
 import sys
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
 
 import aiohttp
 import hvac.exceptions
+from nats.js.client import JetStreamContext
 
 from ruby_ctl import args as cli_args
 from ruby_ctl.bootstrap import StatePaths, bootstrap
-from ruby_ctl.children import Child, console_script
+from ruby_ctl.children import (
+    Child,
+    Console,
+    console_script,
+    engine_ready,
+    exit_text,
+    file_tail,
+    http_ok,
+    wait_ready,
+)
 from ruby_ctl.openbao import OpenBao, OpenBaoError, free_port
 from ruby_ctl.operator import connect_operator, operator_settings
 from ruby_ctl.vault_admin import BootstrapError, write_fields
@@ -34,12 +47,21 @@ from ruby_natsx.apply import Action, IncompatibleChangeError, apply_topology
 from ruby_natsx.connection import NatsRefusedError
 from ruby_natsx.server import NatsServer, NatsServerError, ServerConfig, TlsFiles
 from ruby_natsx.subjects import Subjects
-from ruby_natsx.topology import topology
+from ruby_natsx.topology import ENGINE, STATUS, topology
 from ruby_runtime.errors import StartupError
 from ruby_runtime.logging import configure_logging
 from ruby_runtime.secret import Secret
-from ruby_runtime.settings import DEFAULT_VAULT_MOUNT
+from ruby_runtime.settings import (
+    DEFAULT_NATS_URL,
+    DEFAULT_PREFIX,
+    DEFAULT_STATE_DIR,
+    DEFAULT_VAULT_ADDR,
+    DEFAULT_VAULT_MOUNT,
+)
 from ruby_runtime.vault import HA_TOKEN_FIELD, ha_token_path
+
+READY_WITHIN = 60.0
+"""Seconds each service has to become ready."""
 
 
 @dataclass(frozen=True)
@@ -52,10 +74,38 @@ class UpOptions:
     ha_url: str | None = None
     ha_port: int = 8123
     gateway_port: int = 8081
+    rules_dir: Path = Path("rules")
+    quiet: bool = False
 
 
-def say(line: str) -> None:
-    print(f"rubyctl up: {line}", flush=True)
+CONSOLE = Console("rubyctl up")
+"""stdout: up's own lines and its children's, one whole line at a time."""
+say = CONSOLE.say
+
+
+class _Stop:
+    """SIGINT / SIGTERM: while starting, cancel the start (each step stops what it started);
+    once everything is up, end the wait. Later signals are ignored: stopping is bounded."""
+
+    def __init__(self) -> None:
+        self.requested = asyncio.Event()
+        self.signal: signal.Signals | None = None
+        self.waiting = False
+        self._task = asyncio.current_task()
+
+    def install(self) -> None:
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, self._on_signal, sig)
+
+    def _on_signal(self, sig: signal.Signals) -> None:
+        if self.requested.is_set():
+            return
+        self.signal = sig
+        self.requested.set()
+        say(f"{sig.name} received: stopping")
+        if not self.waiting and self._task is not None:
+            self._task.cancel()
 
 
 async def up(opts: UpOptions) -> int:
@@ -73,6 +123,23 @@ async def up(opts: UpOptions) -> int:
             say(f"{name} did not start: 127.0.0.1:{port}: address already in use")
             say(f"is another one running? choose another port with {flag}")
             return 1
+    if not opts.rules_dir.is_dir():
+        say(f"the engine has no rules directory: {opts.rules_dir} is not a directory")
+        say("choose one with --rules or RUBY_RULES_DIR")
+        return 1
+    stop = _Stop()
+    stop.install()
+    try:
+        return await _run_openbao(opts, state, stop)
+    except asyncio.CancelledError:
+        if stop.signal is None:
+            raise
+        if task := asyncio.current_task():
+            task.uncancel()  # our own cancellation (a signal while starting), now handled
+        return 128 + stop.signal
+
+
+async def _run_openbao(opts: UpOptions, state: StatePaths, stop: _Stop) -> int:
     bao = OpenBao(state.openbao, port=opts.vault_port)
     try:
         initialised = bao.start_unsealed()
@@ -93,12 +160,12 @@ async def up(opts: UpOptions) -> int:
         for identity, key in result.public_keys.items():
             say(f"identity {identity}: nkey {key}")
         say(f"bootstrap: {result.summary}")
-        return await _run_nats(opts, state, bao)
+        return await _run_nats(opts, state, bao, stop)
     finally:
-        say(f"OpenBao stopped (exit code {bao.stop()})")
+        say(f"OpenBao stopped ({exit_text(bao.stop())})")
 
 
-async def _run_nats(opts: UpOptions, state: StatePaths, bao: OpenBao) -> int:
+async def _run_nats(opts: UpOptions, state: StatePaths, bao: OpenBao, stop: _Stop) -> int:
     server = NatsServer(
         ServerConfig(
             state_dir=state.nats,
@@ -116,72 +183,63 @@ async def _run_nats(opts: UpOptions, state: StatePaths, bao: OpenBao) -> int:
         return 1
     try:
         say(f"nats-server pid {server.pid} listening on {server.url} (TLS, NKEY users)")
-        if opts.http_port is not None:
-            say(f"nats-server monitoring on http://127.0.0.1:{opts.http_port}")
-        say(f"state in {opts.state_dir}")
-        settings = operator_settings(
-            {
-                **os.environ,
-                "RUBY_STATE_DIR": str(opts.state_dir),
-                "RUBY_PREFIX": opts.prefix,
-                "RUBY_NATS_URL": server.url,
-                "RUBY_VAULT_ADDR": bao.addr,
-            }
-        )
         try:
-            nc = await connect_operator(settings, name="rubyctl-up")
+            nc = await connect_operator(operator_settings(_env(opts, bao, server)), "rubyctl-up")
         except (StartupError, NatsRefusedError) as exc:
             say(f"cannot connect as the operator: {exc}")
             return 1
-        try:
-            changes = await apply_topology(nc.jetstream(), topology(Subjects(opts.prefix)))
-        except IncompatibleChangeError as exc:
-            say(f"cannot apply the declared topology: {exc}")
-            return 1
-        finally:
-            await nc.close()
-        for change in changes:
-            say(str(change))
-        created = sum(c.action is Action.CREATED for c in changes)
-        updated = sum(c.action is Action.UPDATED for c in changes)
-        say(
-            f"topology applied as operator: {created} created, {updated} updated, "
-            f"{len(changes) - created - updated} unchanged"
-        )
         opts = dataclasses.replace(  # 0 = any free port, chosen now so the gateway is told it
             opts, ha_port=opts.ha_port or free_port(), gateway_port=opts.gateway_port or free_port()
         )
-        children = _services(opts, state, bao, server)
+        children: list[Child] = []
         try:
-            for child in children:
-                child.start()
-                say(f"{child.name} pid {child.pid} started (log {child.log_path})")
-            if not await _gateway_ready(opts, children):
-                return 1
+            try:
+                if not await _apply(nc.jetstream(), opts.prefix):
+                    return 1
+                children = _services(opts, bao, server)
+                if not await _start(children, nc.jetstream(), opts):
+                    return 1
+            finally:
+                await nc.close()  # the operator connection is for starting only
+            _where(opts, bao, server, children)
             say("Ruby Core is up. Press Ctrl-C to stop.")
-            return await _wait_for_stop(server, bao, children)
+            stop.waiting = True
+            return await _wait_for_stop(server, bao, children, stop)
         finally:
-            for child in reversed(children):
-                say(f"{child.name} stopped (exit code {child.stop()})")
+            for child in reversed(children):  # the engine first, so nothing new is sent
+                if child.process is not None:
+                    was = "stopped" if child.alive() else "had exited"
+                    say(f"{child.name} {was} ({exit_text(child.stop())})")
     finally:
-        say(f"nats-server stopped (exit code {server.stop()})")
+        say(f"nats-server stopped ({exit_text(server.stop())})")
 
 
-def _services(opts: UpOptions, state: StatePaths, bao: OpenBao, server: NatsServer) -> list[Child]:
-    """The demo home (unless RUBY_HA_URL names a real one) and the gateway."""
+async def _apply(js: JetStreamContext, prefix: str) -> bool:
+    try:
+        changes = await apply_topology(js, topology(Subjects(prefix)))
+    except IncompatibleChangeError as exc:
+        say(f"cannot apply the declared topology: {exc}")
+        return False
+    for change in changes:
+        say(str(change))
+    created = sum(c.action is Action.CREATED for c in changes)
+    updated = sum(c.action is Action.UPDATED for c in changes)
+    say(
+        f"topology applied as operator: {created} created, {updated} updated, "
+        f"{len(changes) - created - updated} unchanged"
+    )
+    return True
+
+
+def _services(opts: UpOptions, bao: OpenBao, server: NatsServer) -> list[Child]:
+    """In start order: the demo home (unless RUBY_HA_URL names a real one), gateway, engine."""
     logs = opts.state_dir / "logs"
-    env = {
-        **os.environ,
-        "RUBY_STATE_DIR": str(opts.state_dir),
-        "RUBY_PREFIX": opts.prefix,
-        "RUBY_NATS_URL": server.url,
-        "RUBY_VAULT_ADDR": bao.addr,
-        "RUBY_GATEWAY_HEALTH_PORT": str(opts.gateway_port),
-    }
+    console = None if opts.quiet else CONSOLE
+    env = {**os.environ, **_env(opts, bao, server)}
     children = []
     if opts.ha_url:
-        env["RUBY_HA_URL"] = opts.ha_url
-        say(f"home assistant: {opts.ha_url} (token from Vault {ha_token_path(opts.prefix)})")
+        ha_url = opts.ha_url
+        say(f"home assistant: {ha_url} (token from Vault {ha_token_path(opts.prefix)})")
     else:
         token = secrets.token_urlsafe(32)  # a fresh demo token on every start
         write_fields(
@@ -190,59 +248,141 @@ def _services(opts: UpOptions, state: StatePaths, bao: OpenBao, server: NatsServ
             ha_token_path(opts.prefix),
             {HA_TOKEN_FIELD: Secret(token, "demo home assistant token")},
         )
-        env["RUBY_HA_URL"] = f"ws://127.0.0.1:{opts.ha_port}/api/websocket"
+        ha_url = _demo_url(opts)
         children.append(
             Child(
-                "demo home (ruby-hasim)",
-                [console_script("ruby-hasim"), "--port", str(opts.ha_port)],
+                "hasim",
+                [
+                    console_script("ruby-hasim"),
+                    "--port",
+                    str(opts.ha_port),
+                    "--activity",
+                    str(DEMO_ACTIVITY),
+                ],
                 {**os.environ, "RUBY_HASIM_TOKEN": token},
                 logs / "hasim.log",
+                console,
             )
         )
-        say(f"demo home assistant (simulator) on {env['RUBY_HA_URL']}")
-    children.append(Child("gateway", [console_script("ruby-gateway")], env, logs / "gateway.log"))
-    return children
+        say(f"demo home assistant (simulator) on {ha_url}")
+    gateway_env = {
+        **env,
+        "RUBY_HA_URL": ha_url,
+        "RUBY_GATEWAY_HEALTH_PORT": str(opts.gateway_port),
+    }
+    engine_env = {**env, "RUBY_RULES_DIR": str(opts.rules_dir)}
+    return [
+        *children,
+        Child(
+            "gateway", [console_script("ruby-gateway")], gateway_env, logs / "gateway.log", console
+        ),
+        Child("engine", [console_script("ruby-engine")], engine_env, logs / "engine.log", console),
+    ]
 
 
-async def _gateway_ready(opts: UpOptions, children: list[Child], within: float = 60.0) -> bool:
-    url = f"http://127.0.0.1:{opts.gateway_port}/readyz"
-    deadline = asyncio.get_running_loop().time() + within
-    async with aiohttp.ClientSession() as http:
-        while asyncio.get_running_loop().time() < deadline:
-            for child in children:
-                if not child.alive():
-                    say(f"{child.name} exited (code {child.stop()}); see {child.log_path}")
-                    return False
-            with contextlib.suppress(aiohttp.ClientError):
-                async with http.get(url) as response:
-                    if response.status == 200:
-                        say(f"gateway ready: {url}")
-                        return True
-            await asyncio.sleep(0.2)
-    say(f"gateway not ready after {within}s; see {children[-1].log_path}")
-    return False
+async def _start(children: list[Child], js: JetStreamContext, opts: UpOptions) -> bool:
+    """Start each child once the one before it is ready; False (said why) if one is not."""
+    for i, child in enumerate(children):
+        since = datetime.now(UTC)
+        try:
+            child.start()
+        except OSError as exc:  # a console script missing: the workspace is not installed
+            say(f"{child.name} did not start: {exc}; install the workspace with `make sync`")
+            return False
+        say(f"{child.name} pid {child.pid} started (log {child.log_path})")
+        watched = children[: i + 1]
+        if child.name == "gateway":
+            url = _readyz(opts)
+            async with aiohttp.ClientSession() as http:
+                ready = await wait_ready(
+                    CONSOLE, f"gateway ready: {url}", http_ok(http, url), watched, READY_WITHIN
+                )
+        elif child.name == "engine":
+            kv = await js.key_value(topology(Subjects(opts.prefix)).bucket(STATUS).bucket)
+            probe = engine_ready(kv, ENGINE, since)
+            ready = await wait_ready(CONSOLE, "engine ready", probe, watched, READY_WITHIN)
+        else:
+            ready = True
+        if not ready:
+            return False
+    return True
 
 
-async def _wait_for_stop(server: NatsServer, bao: OpenBao, children: list[Child]) -> int:
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(sig, stop.set)
-    while not stop.is_set():
+async def _wait_for_stop(
+    server: NatsServer, bao: OpenBao, children: list[Child], stop: _Stop
+) -> int:
+    """0 when a signal asks to stop; 1 (said which and why) when a process dies first."""
+    while not stop.requested.is_set():
         for name, process, log in (
             ("nats-server", server.process, server.log_path),
             ("OpenBao", bao.process, bao.log_path),
-            *((c.name, c.process, c.log_path) for c in children),
         ):
             if process is None or process.poll() is not None:
-                say(f"{name} exited unexpectedly; see {log}")
+                code = None if process is None else process.returncode
+                say(f"{name} exited unexpectedly ({exit_text(code)}); its last lines ({log}):")
+                CONSOLE.say_tail(name, file_tail(log))
                 return 1
-        try:
-            await asyncio.wait_for(stop.wait(), timeout=1.0)
-        except TimeoutError:
-            continue
-    say("stopping")
+        for child in children:
+            if not child.alive():
+                child.report_exit(CONSOLE)
+                return 1
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(stop.requested.wait(), timeout=1.0)
     return 0
+
+
+def _env(opts: UpOptions, bao: OpenBao, server: NatsServer) -> dict[str, str]:
+    """The ``RUBY_*`` settings that lead a service (or rubyctl) to this stack."""
+    return {
+        "RUBY_STATE_DIR": str(opts.state_dir),
+        "RUBY_PREFIX": opts.prefix,
+        "RUBY_NATS_URL": server.url,
+        "RUBY_VAULT_ADDR": bao.addr,
+    }
+
+
+def _demo_url(opts: UpOptions) -> str:
+    return f"ws://127.0.0.1:{opts.ha_port}/api/websocket"
+
+
+def _readyz(opts: UpOptions) -> str:
+    return f"http://127.0.0.1:{opts.gateway_port}/readyz"
+
+
+def _where(opts: UpOptions, bao: OpenBao, server: NatsServer, children: list[Child]) -> None:
+    """What listens where, where the rules, state and logs are, and how to watch the rules."""
+    monitoring = f" (monitoring http://127.0.0.1:{opts.http_port})" if opts.http_port else ""
+    rules = ", ".join(sorted(p.name for p in opts.rules_dir.glob("*.yaml"))) or "no *.yaml"
+    logs = ", ".join(c.log_path.name for c in children)
+    say(f"  NATS      {server.url}{monitoring}")
+    say(f"  OpenBao   {bao.addr}")
+    say(f"  gateway   {_readyz(opts)}")
+    say(f"  home      {opts.ha_url or _demo_url(opts) + ' (the demo home, ruby-hasim)'}")
+    say(f"  rules     {opts.rules_dir} ({rules})")
+    say(f"  state     {opts.state_dir}")
+    say(f"  logs      {opts.state_dir / 'logs'}: {logs}; {server.log_path}; {bao.log_path}")
+    defaults = {  # what rubyctl's other commands assume (those of `make run`)
+        "RUBY_STATE_DIR": str(Path(DEFAULT_STATE_DIR).resolve()),
+        "RUBY_PREFIX": DEFAULT_PREFIX,
+        "RUBY_NATS_URL": DEFAULT_NATS_URL,
+        "RUBY_VAULT_ADDR": DEFAULT_VAULT_ADDR,
+    }
+    changed = [f"{k}={v}" for k, v in _env(opts, bao, server).items() if v != defaults[k]]
+    if changed:
+        say(f"other rubyctl commands reach this stack with: export {' '.join(changed)}")
+    say("watch the rules: `rubyctl rules status`; one rule's runs: `rubyctl rules trace <id>`")
+    if not opts.ha_url and (opts.rules_dir / "hallway.yaml").is_file():
+        say(
+            f"the hallway demo: it is dusk in the demo home and someone passes the hallway "
+            f"every {DEMO_ACTIVITY // 60} minutes: the light turns on at once and off 5 minutes "
+            "later; follow it with `rubyctl rules trace hallway_light_on` and "
+            "`rubyctl rules trace hallway_light_off`"
+        )
+
+
+DEMO_ACTIVITY = 420
+"""Seconds between passes in the demo home's hallway (``ruby-hasim --activity``): longer than
+the hallway rule's 5 minutes, so the light is seen going off as well as on."""
 
 
 def _port_free(port: int) -> bool:
@@ -254,6 +394,15 @@ def _port_free(port: int) -> bool:
     return True
 
 
+PORTS = (  # flag, variable, default, what listens there
+    ("--nats-port", "RUBY_NATS_PORT", 4222, "NATS client port on 127.0.0.1, 0 for any free one"),
+    ("--http-port", "RUBY_NATS_HTTP_PORT", 8222, "nats-server monitoring port, or 'off'"),
+    ("--vault-port", "RUBY_VAULT_PORT", 8200, "OpenBao API port (cluster port: the next one)"),
+    ("--ha-port", "RUBY_HA_PORT", 8123, "port of the demo home, 0 for any free one"),
+    ("--gateway-port", "RUBY_GATEWAY_HEALTH_PORT", 8081, "the gateway's /healthz and /readyz"),
+)
+
+
 def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     parser = commands.add_parser(
         "up",
@@ -262,32 +411,22 @@ def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
             "Start OpenBao (initialised on the first start, unsealed on every start), "
             "bootstrap identities and secrets, start nats-server with TLS and one NKEY user "
             "per identity (JetStream, state under --state-dir), apply every stream, consumer "
-            "and KV bucket as the operator, print where everything listens, and stay in the "
-            "foreground. Ctrl-C (or SIGTERM) stops everything this command started. Running "
-            "it again reuses the state and the identities."
+            "and KV bucket as the operator, then the demo home, the gateway and the engine, "
+            "each once the one before it is ready; print where everything listens and stay in "
+            "the foreground, showing the services' output prefixed with their name (also in "
+            "<state-dir>/logs/). Ctrl-C (or SIGTERM) stops everything this command started, "
+            "the engine first and OpenBao last. Running it again reuses the state and the "
+            "identities."
         ),
     )
     cli_args.add_state_dir(parser)
-    parser.add_argument(
-        "--nats-port",
-        type=cli_args.port,
-        default=cli_args.env_port("RUBY_NATS_PORT", 4222),
-        help="client port on 127.0.0.1, 0 for any free one (env RUBY_NATS_PORT; default 4222)",
-    )
-    parser.add_argument(
-        "--http-port",
-        type=cli_args.port,
-        default=cli_args.env_port("RUBY_NATS_HTTP_PORT", 8222),
-        help="nats-server monitoring port on 127.0.0.1, or 'off' "
-        "(env RUBY_NATS_HTTP_PORT; default 8222)",
-    )
-    parser.add_argument(
-        "--vault-port",
-        type=cli_args.port,
-        default=cli_args.env_port("RUBY_VAULT_PORT", 8200),
-        help="OpenBao API port on 127.0.0.1 (cluster port: the next one), 0 for any free "
-        "one (env RUBY_VAULT_PORT; default 8200)",
-    )
+    for flag, variable, default, what in PORTS:
+        parser.add_argument(
+            flag,
+            type=cli_args.port,
+            default=cli_args.env_port(variable, default),
+            help=f"{what} (env {variable}; default {default})",
+        )
     parser.add_argument(
         "--ha-url",
         default=os.environ.get("RUBY_HA_URL") or None,
@@ -295,18 +434,16 @@ def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
         "Vault (field token of <prefix>/gateway/ha). Default: a simulated demo home",
     )
     parser.add_argument(
-        "--ha-port",
-        type=cli_args.port,
-        default=cli_args.env_port("RUBY_HA_PORT", 8123),
-        help="port of the demo home on 127.0.0.1, 0 for any free one (env RUBY_HA_PORT; "
-        "default 8123)",
+        "--rules",
+        metavar="DIR",
+        type=Path,
+        default=Path(os.environ.get("RUBY_RULES_DIR") or "rules"),
+        help="the engine's directory of *.yaml rule files (env RUBY_RULES_DIR; default rules)",
     )
     parser.add_argument(
-        "--gateway-port",
-        type=cli_args.port,
-        default=cli_args.env_port("RUBY_GATEWAY_HEALTH_PORT", 8081),
-        help="the gateway's /healthz and /readyz on 127.0.0.1 (env RUBY_GATEWAY_HEALTH_PORT; "
-        "default 8081)",
+        "--quiet",
+        action="store_true",
+        help="show only rubyctl up's own lines; the services' output goes to their log files",
     )
     cli_args.add_prefix(parser)
     parser.set_defaults(handler=_handle)
@@ -324,6 +461,8 @@ def _handle(args: argparse.Namespace) -> int:
             ha_url=args.ha_url,
             ha_port=args.ha_port if args.ha_port is not None else 8123,
             gateway_port=args.gateway_port if args.gateway_port is not None else 8081,
+            rules_dir=args.rules.resolve(),
+            quiet=args.quiet,
         )
     )
 
@@ -331,7 +470,8 @@ def _handle(args: argparse.Namespace) -> int:
 def run(opts: UpOptions) -> int:
     try:
         return asyncio.run(up(opts))
-    except KeyboardInterrupt:  # a second Ctrl-C while stopping
+    except KeyboardInterrupt:  # Ctrl-C before up's own handlers were installed
         return 130
     finally:
+        CONSOLE.close()
         sys.stdout.flush()

@@ -9,8 +9,12 @@ import os
 import signal
 import sys
 
+from ruby_hasim.activity import evening
 from ruby_hasim.home import HomeError, default_home, generate_home, load_home
 from ruby_hasim.server import DEFAULT_TOKEN, Simulator
+
+FIRST_PASS = 20.0
+"""Seconds from start to the first pass of ``--activity``: time for the stack to come up."""
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -28,16 +32,38 @@ def _parser() -> argparse.ArgumentParser:
         help="the access token to accept (env RUBY_HASIM_TOKEN, which keeps it out of the "
         "process list; default: the well-known test token)",
     )
+    parser.add_argument(
+        "--activity",
+        metavar="SECONDS",
+        type=float,
+        help="play a scripted evening: dusk outside, and motion in the hallway for 5 s every "
+        "SECONDS, the first 20 s after start (SECONDS > 5; the demo uses 420, so the hallway "
+        "light also goes off)",
+    )
     return parser
 
 
-async def _serve(sim: Simulator) -> None:
+async def _serve(sim: Simulator, activity: float | None) -> None:
     stop = asyncio.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):  # both stop it cleanly, with exit code 0
         asyncio.get_running_loop().add_signal_handler(sig, stop.set)
     async with sim:
         print(f"ruby-hasim: {len(sim.states)} entities on {sim.url}", flush=True)
-        await stop.wait()
+        if activity is None:
+            await stop.wait()
+            return
+        print(
+            f"ruby-hasim: a scripted evening: hallway motion in {FIRST_PASS:g}s, "
+            f"then every {activity:g}s",
+            flush=True,
+        )
+        script = asyncio.create_task(evening(sim, period=activity, first=FIRST_PASS))
+        await asyncio.wait(
+            [script, asyncio.create_task(stop.wait())], return_when="FIRST_COMPLETED"
+        )
+        script.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await script
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -53,9 +79,12 @@ def main(argv: list[str] | None = None) -> int:
     except (OSError, HomeError) as exc:
         print(f"ruby-hasim: {exc}", file=sys.stderr)
         return 2
+    if args.activity is not None and args.activity <= 5:
+        print("ruby-hasim: --activity must be more than 5 seconds", file=sys.stderr)
+        return 2
     sim = Simulator(spec, token=args.token, host=args.host, port=args.port)
     with contextlib.suppress(KeyboardInterrupt):
-        asyncio.run(_serve(sim))
+        asyncio.run(_serve(sim, args.activity))
     return 0
 
 

@@ -1,0 +1,52 @@
+"""The demo home's scripted evening: dusk, then hallway motion on and off, period after period."""
+
+from __future__ import annotations
+
+import asyncio
+import subprocess
+import sys
+
+import pytest
+
+from ruby_hasim.activity import ILLUMINANCE, MOTION, evening
+from ruby_hasim.server import Simulator
+from ruby_hasim.testing import HaClient
+
+
+async def test_the_evening_sets_dusk_and_pulses_hallway_motion(
+    hasim: Simulator, ha_client: HaClient
+) -> None:
+    await ha_client.subscribe("state_changed")
+    script = asyncio.create_task(evening(hasim, period=0.3, motion_for=0.1))
+    await asyncio.sleep(0.75)  # three periods begin: on, off, on, off, on
+    script.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await script
+    changes = []
+    while True:
+        try:
+            event = await ha_client.next_event(timeout=0.2)
+        except TimeoutError:
+            break
+        data = event["event"]["data"]
+        changes.append((data["entity_id"], data["new_state"]["state"]))
+    assert changes[0] == (ILLUMINANCE, "20")
+    motion = [state for entity, state in changes if entity == MOTION]
+    assert motion[:5] == ["on", "off", "on", "off", "on"]
+
+
+async def test_the_period_must_outlast_the_motion(hasim: Simulator) -> None:
+    with pytest.raises(ValueError, match="must be longer"):
+        await evening(hasim, period=1, motion_for=5)
+
+
+def test_the_cli_refuses_a_too_short_activity_period() -> None:
+    done = subprocess.run(
+        [sys.executable, "-m", "ruby_hasim.main", "--port", "0", "--activity", "3"],
+        capture_output=True,
+        text=True,
+        timeout=30,
+        check=False,
+    )
+    assert done.returncode == 2
+    assert "--activity must be more than 5 seconds" in done.stderr
