@@ -168,7 +168,7 @@ class Engine:
             else:  # command outcomes: nothing reacts to them yet
                 return ()
             await self._store(effects.timers)
-            self.status.record(effects.traces)
+            self._record(effects)
         return outbound(self._subjects, effects, now)
 
     # --- timers ----------------------------------------------------------------------------
@@ -207,7 +207,25 @@ class Engine:
                     self._wake.set()
                     await asyncio.sleep(RETRY_AFTER)
                     continue
-                self.status.record(effects.traces)
+                self._record(effects)
+
+    def _record(self, effects: Effects) -> None:
+        """Keep the traces for the status, and log every run that did something."""
+        self.status.record(effects.traces)
+        for trace in effects.traces:
+            if trace["status"] in ("not_run", "ignored"):
+                log.debug("rule not run", rule=trace["rule_id"], reason=trace["reason"])
+            elif trace["status"] == "failed":
+                log.warning("rule failed", rule=trace["rule_id"], reason=trace["reason"])
+            else:
+                log.info(
+                    "rule ran",
+                    rule=trace["rule_id"],
+                    status=trace["status"],
+                    reason=trace["reason"] or None,
+                    trigger_event_id=trace["trigger"]["event_id"],
+                    command_ids=trace["command_ids"],
+                )
 
     async def _projection(self, entity_id: str) -> dict[str, EntityState]:
         try:

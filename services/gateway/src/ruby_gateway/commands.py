@@ -18,6 +18,7 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 
+import structlog
 from pydantic import JsonValue
 
 from ruby_gateway.ha_client import HaConnection, HaDisconnectedError, HaError
@@ -29,6 +30,8 @@ from ruby_schemas.audit import AuditOutcome
 from ruby_schemas.base import Payload
 from ruby_schemas.commands import CallServiceV1, CommandOutcomeV1, Outcome
 from ruby_schemas.envelope import Envelope, make_envelope
+
+log = structlog.get_logger("ruby_gateway.commands")
 
 PERMANENT_CODES = frozenset(
     {"not_found", "invalid_format", "service_validation_error", "unauthorized"}
@@ -156,6 +159,14 @@ def _report(
         cause=envelope,
         record_id=f"audit.cmd.{command.command_id}",
         details={"command_id": command.command_id, "ha_context_id": payload.ha_context_id},
+    )
+    log.info(
+        "command finished",
+        command_id=command.command_id,
+        service=f"{command.domain}.{command.service}",
+        entity_ids=list(command.target.entity_id),
+        outcome=outcome.value,
+        reason=reason,
     )
     subject = subjects.cmd_outcome(outcome.value, command.domain, command.service)
     return [Outbound(subject, event), audit]
