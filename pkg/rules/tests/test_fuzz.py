@@ -11,6 +11,8 @@ The bases are the real rules in ``rules/``, two per file.
 from __future__ import annotations
 
 import copy
+import tempfile
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -19,6 +21,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from ruby_rules import LoadResult, load_text
+from ruby_rules.engine import RuleEngine
+from ruby_rules.ruleset import RuleSet
 
 RULES_DIR = Path(__file__).resolve().parents[3] / "rules"
 _RULES = [
@@ -30,6 +34,13 @@ _RULES = [
 BASES: list[dict[str, Any]] = [
     {"rules": [rule, _RULES[(i + 1) % len(_RULES)]]} for i, rule in enumerate(_RULES)
 ]
+GOOD_FILE = yaml.safe_dump({"rules": _RULES}, width=1 << 20).encode()
+OTHER_FILE = b"""rules:
+  - id: fuzz_bystander
+    description: a rule in another file, which no save of fuzz.yaml may disturb
+    triggers: [{kind: event, event_type: fuzz_ping}]
+    actions: [{kind: publish, event_type: fuzz_pong}]
+"""
 REQUIRED_RULE_KEYS = ("id", "description", "triggers", "actions")
 WRONG_VALUES: list[Any] = [17, -1.5, True, None, [1, [2]], {"nested": {"x": 1}}]
 STRUCTURAL = ("unknown_key", "delete", "wrong_type", "unknown_kind", "duplicate_id")
@@ -128,3 +139,22 @@ def test_deep_nesting_is_refused() -> None:
     result = load_text(raw, "fuzz.yaml")
     assert result.errors
     assert_located(result, raw)
+
+
+@settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(malformed())
+def test_a_malformed_file_saved_over_a_good_one_keeps_the_good_rules_running(raw: bytes) -> None:
+    """What the engine does on every save: the file is refused whole, nothing else changes."""
+    with tempfile.TemporaryDirectory() as directory:
+        root = Path(directory)
+        (root / "fuzz.yaml").write_bytes(GOOD_FILE)
+        (root / "other.yaml").write_bytes(OTHER_FILE)
+        ruleset = RuleSet(root)
+        assert all(not change.rejected for change in ruleset.load_all())
+        running = ruleset.rules
+        (root / "fuzz.yaml").write_bytes(raw)
+        change = ruleset.reload("fuzz.yaml")
+        assert change.rejected
+        assert change.kept == tuple(r for r in running if r.file == "fuzz.yaml")
+        assert ruleset.rules == running
+        assert RuleEngine(tz=UTC).set_rules(ruleset.rules, datetime.now(UTC)) is not None
