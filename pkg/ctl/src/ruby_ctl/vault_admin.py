@@ -9,6 +9,7 @@ only that folder, and an AppRole of the same name bound to that policy alone.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Mapping
 from typing import Final
 
@@ -41,10 +42,34 @@ def ensure_kv_mount(vault: hvac.Client, mount: str) -> str | None:
         vault.sys.enable_secrets_engine(
             "kv", path=mount, options={"version": "2"}, description="Ruby Core secrets"
         )
+        _wait_until_versioned(vault, mount)
         return f"Vault KV v2 secrets engine at {mount}/: enabled"
     if current["type"] != "kv" or (current.get("options") or {}).get("version") != "2":
         raise BootstrapError(f"Vault already has a {current['type']} engine at {mount}/")
     return None
+
+
+KV_UPGRADE_WAIT = 15.0
+"""Seconds a freshly enabled KV v2 mount may take to finish its upgrade to versioned data."""
+
+
+def _wait_until_versioned(vault: hvac.Client, mount: str) -> None:
+    # A new KV v2 mount answers "Upgrading from non-versioned to versioned data" for a moment;
+    # reading an absent path until it says "not found" waits exactly for the end of that.
+    deadline = time.monotonic() + KV_UPGRADE_WAIT
+    while True:
+        try:
+            vault.secrets.kv.v2.read_secret_version(
+                path="_ruby_probe", mount_point=mount, raise_on_deleted_version=True
+            )
+        except hvac.exceptions.InvalidPath:
+            return  # "not found": the mount is versioned and ready
+        except hvac.exceptions.InvalidRequest as exc:
+            if "upgrading" not in str(exc).lower() or time.monotonic() > deadline:
+                raise
+            time.sleep(0.1)
+        else:
+            return
 
 
 def ensure_approle_auth(vault: hvac.Client) -> str | None:
