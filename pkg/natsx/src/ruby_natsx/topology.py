@@ -278,8 +278,8 @@ def topology(subjects: Subjects) -> Topology:
         ConsumerSpec(
             stream=stream_name(s, EVENTS),
             durable=ENGINE,
-            filter_subjects=(s.ha_all, s.outcomes_all),
-            description="The engine evaluates rules on HA events and command outcomes",
+            filter_subjects=(s.ha_all,),
+            description="The engine evaluates rules on Home Assistant states and events",
         ),
         ConsumerSpec(
             stream=stream_name(s, COMMANDS),
