@@ -283,3 +283,26 @@ def test_an_event_reaches_only_the_rules_indexed_under_its_entity() -> None:
     assert calls(fx) == ["switch.turn_on ['switch.x17']"]
     assert len(fx.traces) == 1
     assert not change(e, "sensor.unrelated", "off", "on", T0)
+
+
+def test_an_entity_the_gateway_sees_for_the_first_time_fires_nothing() -> None:
+    e = engine(hallway(), sensor__outdoor_illuminance=st("12"))
+    first = e.on_state_changed(
+        event_id="ha.binary_sensor.hallway_motion.first",
+        entity_id="binary_sensor.hallway_motion",
+        old=None,
+        new=st("on"),
+        now=T0,
+        reconciled=True,
+    )
+    assert not first
+    assert e.states["binary_sensor.hallway_motion"].state == "on"
+    missed = e.on_state_changed(  # a real change the gateway found on reconnecting: it fires
+        event_id="ha.binary_sensor.hallway_motion.later",
+        entity_id="binary_sensor.hallway_motion",
+        old=st("off"),
+        new=st("on", T0 + timedelta(seconds=5)),
+        now=T0 + timedelta(seconds=5),
+        reconciled=True,
+    )
+    assert calls(missed) == ["light.turn_on ['light.hallway']"]

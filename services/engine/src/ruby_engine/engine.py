@@ -155,6 +155,7 @@ class Engine:
                     new=payload.new_state,
                     now=now,
                     correlation_id=envelope.correlation_id,
+                    reconciled=payload.reconciled,
                 )
             elif isinstance(payload, EventFiredV1):
                 effects = self._core.on_event(
@@ -165,7 +166,7 @@ class Engine:
                     now=now,
                     correlation_id=envelope.correlation_id,
                 )
-            else:  # command outcomes: nothing reacts to them yet
+            else:  # nothing else is a trigger
                 return ()
             await self._store(effects.timers)
             self._record(effects)

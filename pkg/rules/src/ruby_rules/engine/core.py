@@ -179,14 +179,22 @@ class RuleEngine:
         new: EntityState | None,
         now: datetime,
         correlation_id: str | None = None,
+        reconciled: bool = False,
     ) -> Effects:
-        """A state change: update the view, fire, arm or cancel triggers, resume waits."""
+        """A state change: update the view, fire, arm or cancel triggers, resume waits.
+
+        A reconciled change without an old state is the gateway learning an entity it had
+        never seen (its first start, or an entity created while it was away): the view learns
+        it, but no trigger fires, as Home Assistant fires none for its entities at start-up.
+        """
         effects = Effects()
         current = self._states.get(entity_id)
         if new is None:
             self._states.pop(entity_id, None)
         elif current is None or new.last_updated >= current.last_updated:
             self._states[entity_id] = new
+        if reconciled and old is None:
+            return effects
         when = new.last_updated if new is not None else now
         for entry in self._index.for_entity(entity_id):
             rule = self._rules[entry.rule_id]
