@@ -9,7 +9,7 @@ export UV_PYTHON_DOWNLOADS := never
 export UV_PYTHON := $(PYTHON)
 RUN := $(UV) run --frozen --no-sync
 
-.PHONY: run test test-ha lint schemas sync fmt bench clean help
+.PHONY: run test test-ha lint schemas sync fmt bench bench-e2e clean help
 .DEFAULT_GOAL := help
 
 help: ## list the targets
@@ -60,6 +60,9 @@ schemas: sync ## regenerate the JSON Schemas in pkg/schemas/json/
 
 bench: sync ## measure the consumer runner against a raw nats-py loop (prints figures)
 	$(RUN) python bench/consume.py
+
+bench-e2e: sync ## the whole stack: state change -> rule -> HA call latency, engine throughput
+	$(RUN) python bench/e2e.py
 
 clean: ## remove the virtualenv and bootstrapped tools (keeps .ruby/ state)
 	rm -rf .venv $(TOOLS)
