@@ -5,6 +5,7 @@ Real nats-server, real gateway and engine code, the simulated home; rules in a t
 
 from __future__ import annotations
 
+import asyncio
 import json
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -21,6 +22,7 @@ from ruby_engine.testing import running_engine
 from ruby_gateway.bridge import BridgeConfig
 from ruby_gateway.testing import Gateway, running_gateway
 from ruby_hasim.server import Simulator
+from ruby_natsx.server import NatsServer
 from ruby_natsx.testing import eventually
 from ruby_natsx.topology import AUDIT, COMMANDS, EVENTS, STATUS, Topology
 from ruby_runtime.secret import Secret
@@ -230,3 +232,19 @@ async def test_hot_reload_adds_changes_and_removes_exactly_the_affected_rules(
     changed = await js.get_last_msg(stream, subjects.rule("fan_on_with_guests", "loaded"))
     replaced = decode(changed.data or b"").data.replaced_version  # type: ignore[attr-defined]
     assert replaced == before["fan_on_with_guests"].version
+
+
+async def test_a_nats_server_restart_loses_neither_a_pending_timer_nor_later_events(
+    engine: Engine, hasim: Simulator, nats_server: NatsServer
+) -> None:
+    hasim.set_state("light.hallway", "on")
+    hasim.set_state("binary_sensor.hallway_motion", "on")
+    hasim.set_state("binary_sensor.hallway_motion", "off")
+    await eventually(lambda: bool(engine.core.timers), message="the for timer armed")
+    await asyncio.to_thread(nats_server.restart)  # the timer falls due while it restarts
+    await eventually(lambda: hasim.states["light.hallway"].state == "off", message="light off")
+    hasim.set_state("switch.fan", "off")
+    hasim.set_state("input_boolean.guest_mode", "on")
+    await eventually(lambda: hasim.states["switch.fan"].state == "on", message="fan on")
+    assert calls(hasim, "light", "turn_off", "light.hallway") == 1
+    assert calls(hasim, "switch", "turn_on", "switch.fan") == 1

@@ -273,9 +273,14 @@ class Engine:
         async with self._lock:
             now = datetime.now(UTC)
             effects: Effects = self._core.set_rules(self._ruleset.rules, now)
-            await self._store(effects.timers)
             messages = [m for change in changes for m in self._announce(change, now)]
-            await self._publisher.publish(messages)
+            try:
+                await self._store(effects.timers)
+                await self._publisher.publish(messages)
+            except Exception as exc:  # NATS away: the rules run; set_rules repeats this at start
+                log.error(  # noqa: TRY400 - the cause is in the message; no traceback helps
+                    "rule changes applied, but not all stored or announced", error=str(exc)
+                )
         self.status.touch_rules()
         return list(changes)
 
