@@ -75,6 +75,8 @@ rules:
         target: {entity_id: light.x}
 """
 
+VERSION = "37d1f5a2bb041ea9"  # pragma: allowlist secret (a rule version, not a secret)
+
 
 def cli(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:
     code = main(list(argv))
@@ -403,7 +405,7 @@ def _trace(run: str, status: str, reason: str, minute: int) -> dict[str, Any]:
     return {
         "run_id": f"x-{run}",
         "rule_id": "x",
-        "version": "37d1f5a2bb041ea9",
+        "version": VERSION,
         "file": "hallway.yaml",
         "trigger": {
             "kind": "state",
@@ -429,7 +431,7 @@ def _rules_record(refused: dict[str, list[str]]) -> dict[str, Any]:
         "rules": {
             "x": {
                 "file": "hallway.yaml", "where": "hallway.yaml:3:5",
-                "version": "37d1f5a2bb041ea9", "mode": "restart", "runs": 7, "failed": 1,
+                "version": VERSION, "mode": "restart", "runs": 7, "failed": 1,
                 "last_status": "not_run", "last_reason": "condition 0 (state) false",
                 "last_run": (now - timedelta(minutes=3)).isoformat(),
             },
