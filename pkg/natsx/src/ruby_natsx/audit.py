@@ -6,7 +6,11 @@ after a crash stores it once. ADR-0019 (with the audit sink) owns the full list 
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Sequence
 from datetime import UTC, datetime
+from typing import Protocol
+
+from nats.aio.client import Client
 
 from ruby_natsx.handler import Outbound
 from ruby_natsx.subjects import Subjects
@@ -14,6 +18,7 @@ from ruby_schemas.audit import AuditOutcome, AuditRecordV1
 from ruby_schemas.base import Payload
 from ruby_schemas.envelope import Envelope, make_envelope, new_id
 from ruby_schemas.primitives import JsonObject
+from ruby_schemas.registry import encode
 
 
 def audit_record(
@@ -53,3 +58,52 @@ def audit_record(
         time=now,
     )
     return Outbound(subjects.audit(service, action.replace(".", "_")), envelope)
+
+
+def secret_read(
+    subjects: Subjects, *, service: str, path: str, field: str, at: datetime
+) -> Outbound:
+    """The ``secret.read`` record of ``service`` reading ``field`` of ``path`` (never the value)."""
+    return audit_record(
+        subjects,
+        service=service,
+        action="secret.read",
+        target=f"vault:{path}#{field}",
+        reason="its NATS credential, at start-up" if field == "seed" else "for its job",
+        details={"path": path, "field": field, "read_at": at.isoformat()},
+    )
+
+
+class SecretReadFact(Protocol):
+    """Where a secret was read from and when (``ruby_runtime.startup.SecretRead``)."""
+
+    @property
+    def path(self) -> str: ...
+    @property
+    def field(self) -> str: ...
+    @property
+    def at(self) -> datetime: ...
+
+
+def secrets_read(
+    subjects: Subjects, service: str, reads: Iterable[SecretReadFact]
+) -> list[Outbound]:
+    """The ``secret.read`` records of everything ``service`` read (its start-up reads)."""
+    return [
+        secret_read(subjects, service=service, path=r.path, field=r.field, at=r.at) for r in reads
+    ]
+
+
+async def publish_records(nc: Client, records: Sequence[Outbound]) -> None:
+    """Publish audit records and wait until JetStream stored each (``Nats-Msg-Id`` = record id).
+
+    For the few records a service writes outside a handler (start-up, a CLI command); a
+    handler returns its records to the runner instead.
+    """
+    js = nc.jetstream()
+    for out in records:
+        await js.publish(
+            out.subject,
+            encode(out.envelope),
+            headers={"Nats-Msg-Id": out.envelope.id, **out.headers},
+        )

@@ -20,6 +20,7 @@ import asyncio
 import sys
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Generic, Protocol, TextIO, TypeVar
 
@@ -27,9 +28,16 @@ from ruby_runtime.errors import NatsRefusedError, SettingsError, StartupError
 from ruby_runtime.logging import configure_logging, get_logger
 from ruby_runtime.redaction import scrub
 from ruby_runtime.settings import ServiceSettings
-from ruby_runtime.vault import fetch_nats_seed
+from ruby_runtime.vault import NATS_SEED_FIELD, fetch_nats_seed, nats_seed_path
 
-__all__ = ["Connection", "NatsConnector", "Started", "run_service", "start_service"]
+__all__ = [
+    "Connection",
+    "NatsConnector",
+    "SecretRead",
+    "Started",
+    "run_service",
+    "start_service",
+]
 
 
 class Connection(Protocol):
@@ -51,11 +59,22 @@ class NatsConnector(Protocol[C_co]):
 
 
 @dataclass(frozen=True)
+class SecretRead:
+    """A secret read from Vault at start-up (where, not what): to be audited once connected."""
+
+    path: str
+    field: str
+    at: datetime
+
+
+@dataclass(frozen=True)
 class Started(Generic[C]):
     """A started service: its settings and its NATS connection (holds no secret)."""
 
     settings: ServiceSettings
     nats: C
+    secrets_read: tuple[SecretRead, ...] = ()
+    """The secrets start-up read from Vault; the service audits them (``secret.read``)."""
 
 
 async def start_service(
@@ -89,6 +108,11 @@ async def start_service(
             "run `rubyctl bootstrap`, or point RUBY_NATS_CA_FILE at the CA of nats-server"
         )
     seed = await asyncio.to_thread(fetch_nats_seed, settings)
+    read = SecretRead(
+        f"{settings.vault.mount}/{nats_seed_path(settings.prefix, identity)}",
+        NATS_SEED_FIELD,
+        datetime.now(UTC),
+    )
     try:
         nats = await connect(
             url=settings.nats_url,
@@ -104,7 +128,7 @@ async def start_service(
     finally:
         del seed
     log.info("nats connected", identity=identity, nats=settings.nats_url)
-    return Started(settings, nats)
+    return Started(settings, nats, (read,))
 
 
 def run_service(

@@ -288,18 +288,19 @@ class Engine:
         out: list[Outbound] = []
 
         def emit(rule_id: str, what: str, payload: Payload, outcome: AuditOutcome,
-                 reason: str) -> None:  # fmt: skip
+                 reason: str, action: str | None = None) -> None:  # fmt: skip
             envelope = make_envelope(payload, source="ruby/engine", time=now)
             out.append(Outbound(self._subjects.rule(rule_id, what), envelope))
             out.append(
                 audit_record(
                     self._subjects,
                     service=IDENTITY,
-                    action=f"rule.{what}",
+                    action=action or f"rule.{what}",
                     target=f"rule:{rule_id}",
                     outcome=outcome,
                     reason=reason,
                     cause=envelope,
+                    details=payload.model_dump(mode="json"),
                 )
             )
 
@@ -316,7 +317,14 @@ class Engine:
                 file=after.file,
                 replaced_version=before.version,
             )
-            emit(after.id, "loaded", payload, AuditOutcome.SUCCEEDED, "changed")
+            emit(
+                after.id,
+                "loaded",
+                payload,
+                AuditOutcome.SUCCEEDED,
+                f"changed from version {before.version}",
+                action="rule.changed",
+            )
         for rule in change.unloaded:
             log.info("rule unloaded", rule=rule.id, version=rule.version, file=rule.file)
             payload = RuleUnloadedV1(

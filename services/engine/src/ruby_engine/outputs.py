@@ -86,7 +86,12 @@ def outbound(subjects: Subjects, effects: Effects, now: datetime) -> list[Outbou
                 reason=getattr(r.payload, "error_message", ""),
                 cause=envelope,
                 record_id=f"audit-{r.message_id}",
-                details={"command_ids": list(getattr(r.payload, "command_ids", ()))},
+                details={
+                    "rule_version": getattr(r.payload, "rule_version", None),
+                    "run_id": getattr(r.payload, "run_id", None),
+                    "trigger_event_id": r.trigger.event_id,
+                    "command_ids": list(getattr(r.payload, "command_ids", ())),
+                },
             )
         )
     return out

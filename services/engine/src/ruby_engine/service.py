@@ -20,6 +20,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 from nats.aio.client import Client
 
 from ruby_engine.engine import IDENTITY, Engine
+from ruby_natsx.audit import publish_records, secrets_read
 from ruby_natsx.runner import Runner, RunnerConfig
 from ruby_natsx.subjects import Subjects
 from ruby_natsx.topology import ENGINE, EVENTS, PROJECTION, STATUS, TIMERS, topology
@@ -91,9 +92,9 @@ async def run(engine: Engine, runner: Runner) -> None:
 async def serve(started: Started[Client]) -> int:
     """Run until SIGTERM or SIGINT; then stop pulling, finish in-flight work, exit 0."""
     directory = rules_dir()
-    engine, runner = await build(
-        started.nats, Subjects(started.settings.prefix), directory, timezone()
-    )
+    subjects = Subjects(started.settings.prefix)
+    engine, runner = await build(started.nats, subjects, directory, timezone())
+    await publish_records(started.nats, secrets_read(subjects, IDENTITY, started.secrets_read))
     loop = asyncio.get_running_loop()
 
     def stop() -> None:

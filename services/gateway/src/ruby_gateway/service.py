@@ -15,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import os
 import signal
+from datetime import UTC, datetime
 
 from nats.aio.client import Client
 
@@ -22,13 +23,14 @@ from ruby_gateway.bridge import BridgeConfig
 from ruby_gateway.health import Health
 from ruby_gateway.projection import load_projection
 from ruby_gateway.wiring import wire
+from ruby_natsx.audit import publish_records, secrets_read
 from ruby_natsx.subjects import Subjects
 from ruby_natsx.topology import GATEWAY, IDEMPOTENCY, PROJECTION, STATUS, topology
 from ruby_runtime.errors import SettingsError
 from ruby_runtime.logging import get_logger
 from ruby_runtime.secret import Secret
 from ruby_runtime.settings import ServiceSettings
-from ruby_runtime.startup import Started
+from ruby_runtime.startup import SecretRead, Started
 from ruby_runtime.vault import HA_TOKEN_FIELD, VaultSession, ha_token_path
 
 IDENTITY = GATEWAY
@@ -60,6 +62,12 @@ async def serve(started: Started[Client]) -> int:
     topo = topology(subjects)
     port = health_port()
     token = await asyncio.to_thread(fetch_ha_token, settings)
+    ha_token = SecretRead(
+        f"{settings.vault.mount}/{ha_token_path(settings.prefix)}",
+        HA_TOKEN_FIELD,
+        datetime.now(UTC),
+    )
+    await publish_records(nc, secrets_read(subjects, IDENTITY, (*started.secrets_read, ha_token)))
     projection_bucket = topo.bucket(PROJECTION).bucket
     projection = await load_projection(nc, projection_bucket)
     log.info("projection loaded", entities=len(projection))
