@@ -27,6 +27,7 @@ import requests
 
 from ruby_ctl import args as cli_args
 from ruby_ctl import pki, vault_admin
+from ruby_ctl.audit_spool import spool_bootstrap
 from ruby_ctl.files import read_text, write_private, write_public
 from ruby_ctl.openbao import OpenBao, OpenBaoError
 from ruby_natsx.credentials import is_user_seed, new_user_seed, user_public_key
@@ -110,7 +111,9 @@ def bootstrap(
     text = render_authorization(permissions(Subjects(prefix)), public_keys, installation=prefix)
     if write_public(state.authorization, text):
         changes.append(f"nats-server authorization {state.authorization}: written")
-    return BootstrapResult(tuple(c for c in changes if c), public_keys)
+    done = tuple(c for c in changes if c)
+    spool_bootstrap(state.root, prefix, done)  # audited once NATS runs (`rubyctl up`)
+    return BootstrapResult(done, public_keys)
 
 
 def _ensure_seed(
