@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import io
 import json
 import os
@@ -17,6 +18,9 @@ from ruby_ctl.testing import Installation
 from ruby_natsx.connection import connect_service
 from ruby_runtime.redaction import SECRET_VALUE_PATTERNS
 from ruby_runtime.startup import start_service
+from ruby_runtime.vault import nats_seed_path
+from ruby_schemas.audit import AuditRecordV1
+from ruby_schemas.registry import decode
 
 PORCH_RULE = """
 rules:
@@ -87,6 +91,26 @@ def test_a_full_start_up_logs_no_seed_token_or_secret_id(
         assert step in events, output
     assert "engine stopped" in events[events.index("engine running") :], output
     assert engine.returncode == 0, output
+
+    async def audited() -> object:  # the seed it read is audited: where, never what
+        nc = await installation.connect("operator")
+        try:
+            msg = await nc.jetstream().get_last_msg(
+                installation.topology.stream("AUDIT").name,
+                installation.subjects.audit("engine", "secret_read"),
+            )
+        finally:
+            await nc.drain()
+        assert installation.seed("engine").reveal() not in (msg.data or b"").decode()
+        return decode(msg.data or b"").data
+
+    record = asyncio.run(audited())
+    assert isinstance(record, AuditRecordV1)
+    assert record.action == "secret.read"
+    assert record.target == (
+        f"vault:{installation.settings('engine').vault.mount}/"
+        f"{nats_seed_path(installation.prefix, 'engine')}#seed"
+    )
     assert any(r["logger"].startswith(("urllib3", "nats")) for r in records), "DEBUG reached"
 
     state = installation.state

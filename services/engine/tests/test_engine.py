@@ -7,93 +7,20 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import AsyncIterator
 from pathlib import Path
 
-import pytest
-import pytest_asyncio
 from nats.aio.client import Client
 from nats.js import JetStreamContext
 from nats.js.errors import KeyNotFoundError
 
 from ruby_ctl.rules_live import RulesRecord, TraceRecord
 from ruby_engine.engine import Engine
-from ruby_engine.testing import running_engine
-from ruby_gateway.bridge import BridgeConfig
-from ruby_gateway.testing import Gateway, running_gateway
 from ruby_hasim.server import Simulator
 from ruby_natsx.server import NatsServer
 from ruby_natsx.testing import eventually
 from ruby_natsx.topology import AUDIT, COMMANDS, EVENTS, STATUS, Topology
-from ruby_runtime.secret import Secret
 from ruby_schemas.audit import AuditRecordV1
 from ruby_schemas.registry import decode
-
-HALLWAY = """
-rules:
-  - id: hallway_light_on
-    description: light on with motion when dark
-    triggers:
-      - {kind: state, entity_id: binary_sensor.hallway_motion, to: "on"}
-    conditions:
-      - {kind: numeric_state, entity_id: sensor.outdoor_illuminance, below: 50}
-    actions:
-      - kind: call
-        service: light.turn_on
-        target: {entity_id: light.hallway}
-        data: {brightness_pct: 60}
-  - id: hallway_light_off
-    description: light off after quiet
-    triggers:
-      - {kind: state, entity_id: binary_sensor.hallway_motion, to: "off", for: 1s}
-    actions:
-      - {kind: call, service: light.turn_off, target: {entity_id: light.hallway}}
-"""
-
-FAN = """
-rules:
-  - id: fan_on_with_guests
-    description: fan on when guests arrive
-    triggers:
-      - {kind: state, entity_id: input_boolean.guest_mode, to: "on"}
-    actions:
-      - {kind: call, service: switch.turn_on, target: {entity_id: switch.fan}}
-"""
-
-
-@pytest_asyncio.fixture
-async def gateway(
-    nc: Client, topology_applied: Topology, hasim: Simulator
-) -> AsyncIterator[Gateway]:
-    config = BridgeConfig(
-        url=hasim.url,
-        token=Secret(hasim.token, "ha token"),
-        ping_interval=0.5,
-        ping_timeout=0.5,
-        backoff_initial=0.05,
-        backoff_max=0.2,
-    )
-    async with running_gateway(
-        nc, topology_applied.subjects, config, owner="gateway-test", backoff=(0.1,) * 4
-    ) as gateway:
-        yield gateway
-
-
-@pytest.fixture
-def rules_dir(tmp_path: Path) -> Path:
-    directory = tmp_path / "rules"
-    directory.mkdir()
-    (directory / "hallway.yaml").write_text(HALLWAY)
-    (directory / "fan.yaml").write_text(FAN)
-    return directory
-
-
-@pytest_asyncio.fixture
-async def engine(
-    nc: Client, topology_applied: Topology, rules_dir: Path, gateway: Gateway
-) -> AsyncIterator[Engine]:
-    async with running_engine(nc, topology_applied.subjects, rules_dir) as engine:
-        yield engine
 
 
 def calls(hasim: Simulator, domain: str, service: str, entity: str) -> int:
@@ -173,9 +100,14 @@ async def test_a_redelivered_trigger_calls_home_assistant_once(
 
 
 async def test_a_broken_rule_file_leaves_the_others_and_its_last_good_version_running(
-    engine: Engine, hasim: Simulator, rules_dir: Path, nc: Client, topology_applied: Topology
+    engine: Engine,
+    hasim: Simulator,
+    rules_dir: Path,
+    nc: Client,
+    topology_applied: Topology,
+    fan_text: str,
 ) -> None:
-    (rules_dir / "fan.yaml").write_text(FAN.replace("kind: call", "kind: cal"))
+    (rules_dir / "fan.yaml").write_text(fan_text.replace("kind: call", "kind: cal"))
     await eventually(lambda: "fan.yaml" in engine.status.rules_record()["refused_files"],
                      message="refusal visible")  # fmt: skip
     [error] = engine.status.rules_record()["refused_files"]["fan.yaml"]
@@ -209,10 +141,15 @@ async def _refused(kv: object) -> bool:
 
 
 async def test_hot_reload_adds_changes_and_removes_exactly_the_affected_rules(
-    engine: Engine, hasim: Simulator, rules_dir: Path, nc: Client, topology_applied: Topology
+    engine: Engine,
+    hasim: Simulator,
+    rules_dir: Path,
+    nc: Client,
+    topology_applied: Topology,
+    fan_text: str,
 ) -> None:
     before = dict(engine.core.rules)
-    (rules_dir / "fan.yaml").write_text(FAN.replace("switch.fan", "switch.coffee_maker"))
+    (rules_dir / "fan.yaml").write_text(fan_text.replace("switch.fan", "switch.coffee_maker"))
     await eventually(
         lambda: (
             engine.core.rules["fan_on_with_guests"].version != before["fan_on_with_guests"].version

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from enum import StrEnum
-from typing import ClassVar
+from types import MappingProxyType
+from typing import ClassVar, Final
 
 from ruby_schemas.base import Payload
 from ruby_schemas.primitives import JsonObject, NonEmptyStr, UtcDatetime
@@ -45,3 +47,25 @@ class AuditRecordV1(Payload):
     """When the action happened."""
     details: JsonObject | None = None
     """Further facts about the action, as JSON values."""
+
+
+AUDITED_ACTIONS: Final[Mapping[str, str]] = MappingProxyType(
+    {
+        "command.executed": "gateway: Home Assistant executed a service call (details: command "
+        "id, HA context id)",
+        "command.refused": "gateway: a command was rejected, expired or failed",
+        "rule.loaded": "engine: a rule was loaded (start, new file, new rule)",
+        "rule.changed": "engine: a rule's definition changed (details: the new version)",
+        "rule.unloaded": "engine: a rule was removed from its file, or its file deleted",
+        "rule.rejected": "engine: a rule file was refused; its last good rules keep running",
+        "rule.fired": "engine: a rule ran (details: triggering event id, command ids)",
+        "rule.failed": "engine: a rule run failed (an expression error, a `stop` as error)",
+        "message.dead_lettered": "any consumer: a message was given up on and dead-lettered",
+        "message.replayed": "operator: `rubyctl dlq replay` put a dead letter back",
+        "message.purged": "operator: `rubyctl dlq purge` removed dead letters",
+        "secret.read": "every service: a secret was read from Vault (path and field only)",
+        "auth.refused": "gateway: Home Assistant refused the token (auth_invalid)",
+        "bootstrap.changed": "operator: bootstrap changed Vault, identities or NATS config",
+    }
+)
+"""Every critical action that leaves an audit record, and who records it when (ADR-0019)."""
