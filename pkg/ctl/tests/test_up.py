@@ -1,7 +1,7 @@
 """`rubyctl up` (what `make run` runs): OpenBao, bootstrap, nats-server (TLS + NKEY) with the
-topology applied as the operator, the demo home, the gateway and the engine, their output
-prefixed on the console; stops everything on Ctrl-C, the engine first; a second start reuses it
-all; a service that dies takes the stack down with a report."""
+topology applied as the operator, the audit sink, the demo home, the gateway and the engine,
+their output prefixed on the console; stops everything on Ctrl-C, the engine first; a second
+start reuses it all; a service that dies takes the stack down with a report."""
 
 from __future__ import annotations
 
@@ -29,7 +29,7 @@ from ruby_natsx.apply import Action, apply_topology
 from ruby_natsx.connection import NatsRefusedError, NatsSettings, connect
 from ruby_natsx.permissions import IDENTITIES
 from ruby_natsx.subjects import Subjects
-from ruby_natsx.topology import ENGINE, EVENTS, STATUS, topology
+from ruby_natsx.topology import AUDIT_SINK, ENGINE, EVENTS, STATUS, topology
 
 URL = r"listening on (tls://127\.0\.0\.1:\d+)"
 RULE = """\
@@ -47,7 +47,13 @@ rules:
           entity_id: light.hallway
 """
 STOPPED = r"^rubyctl up: (\S+) (?:stopped|had exited) \(exit code (-?\d+)"
-SERVICES = {"hasim": "ruby-hasim", "gateway": "ruby-gateway", "engine": "ruby-engine"}
+SERVICES = {
+    "audit": "ruby-audit-sink",
+    "hasim": "ruby-hasim",
+    "gateway": "ruby-gateway",
+    "engine": "ruby-engine",
+}
+STOP_ORDER = ["engine", "gateway", "hasim", "audit", "nats-server", "OpenBao"]
 
 
 def rules_dir(tmp_path: Path) -> Path:
@@ -204,10 +210,19 @@ async def test_up_runs_the_secure_stack_and_a_second_start_reuses_it(
     await js.publish(marker, b"kept across restarts")
     await nc.close()
 
-    # The services run too, each ready: the demo home, the gateway, the engine.
+    # The services run too, each ready, in order: the audit sink, the demo home, the gateway,
+    # the engine.
     readyz = first.find(r"gateway ready: (http://127\.0\.0\.1:\d+/readyz)").group(1)
     assert readyz
     assert first.find(r"^rubyctl up: engine ready")
+    pids_said = [
+        m.group(1) for line in first.lines if (m := re.match(r"^rubyctl up: (\S+) pid", line))
+    ]
+    assert pids_said == ["OpenBao", "nats-server", *SERVICES], pids_said
+    ready = [line for line in first.lines if re.match(r"^rubyctl up: \S+( sink)? ready", line)]
+    assert ready[0] == "rubyctl up: audit sink ready"
+    db = state / "audit" / "audit.db"
+    assert first.find(rf"^rubyctl up:   audit     {re.escape(str(db))} \(the audit store\)")
     pids = first.descendants()
     assert set(pids) == {"bao", "nats", *SERVICES}, pids
     for name in SERVICES:
@@ -215,25 +230,25 @@ async def test_up_runs_the_secure_stack_and_a_second_start_reuses_it(
     nc = await connect_operator(operator_settings(first.operator_env(state)), name="test")
     kv = await nc.jetstream().key_value(topo.bucket(STATUS).bucket)
     record = json.loads((await kv.get(ENGINE)).value or b"")
+    sink = json.loads((await kv.get(AUDIT_SINK)).value or b"")
     await nc.close()
     assert record["ready"] is True
     assert record["rules"] == 1
     assert record["refused_files"] == []
+    assert sink["ready"] is True
+    assert sink["db"] == str(db)
+    assert db.is_file()
     # Their output is on the console, each line prefixed with the process name.
     assert first.find(r"^gateway \| .*gateway running")
     assert first.find(r"^engine  \| .*engine running")
     assert first.find(r"^hasim   \| ruby-hasim: \d+ entities")
+    assert first.find(r"^audit   \| .*audit sink running")
     assert "engine running" in (state / "logs" / "engine.log").read_text()
 
     assert first.interrupt() == 0
     # Stopped in reverse order of dependency, the engine first, each with its exit code.
-    assert first.stopped() == [
-        ("engine", 0),
-        ("gateway", 0),
-        ("hasim", 0),
-        ("nats-server", 0),
-        ("OpenBao", 0),
-    ]
+    assert first.stopped() == [(name, 0) for name in STOP_ORDER]
+    assert "audit sink stopped" in (state / "logs" / "audit.log").read_text()
     for name, pid in pids.items():
         assert not psutil.pid_exists(pid), f"{name} (pid {pid}) outlived rubyctl up"
     assert nats_pid == pids["nats"]
@@ -345,13 +360,7 @@ def test_a_service_that_dies_stops_the_stack(tmp_path: Path, start_up: type[Up])
     assert up.wait() == 1
     assert up.find(r"^rubyctl up: engine exited unexpectedly \(exit code -9, SIGKILL\)")
     assert up.find(r"^rubyctl up:   engine \| .*engine running"), "its last lines are shown"
-    assert up.stopped() == [
-        ("engine", -9),
-        ("gateway", 0),
-        ("hasim", 0),
-        ("nats-server", 0),
-        ("OpenBao", 0),
-    ]
+    assert up.stopped() == [("engine", -9), *((name, 0) for name in STOP_ORDER[1:])]
     for name, pid in pids.items():
         assert not psutil.pid_exists(pid), f"{name} (pid {pid}) outlived rubyctl up"
 

@@ -3,7 +3,7 @@
 Each child's output goes through a pipe to one reader thread, which writes every line to the
 child's log file and hands it, prefixed with the child's name, to the `Console`. The reader
 never waits for the console, so a slow or stuck terminal cannot stall a service. `wait_ready`
-polls a readiness probe (`http_ok`, `engine_ready`) while watching that no child has died.
+polls a readiness probe (`http_ok`, `status_ready`) while watching that no child has died.
 """
 
 from __future__ import annotations
@@ -267,9 +267,9 @@ def http_ok(http: aiohttp.ClientSession, url: str) -> Probe:
     return probe
 
 
-def engine_ready(kv: KeyValue, key: str, since: datetime) -> Probe:
+def status_ready(kv: KeyValue, key: str, since: datetime) -> Probe:
     """Ready when the status record ``key`` says ``ready`` and was written after ``since``
-    (a record left by an earlier run does not count)."""
+    (a record left by an earlier run does not count): the engine's, the audit sink's."""
 
     async def probe() -> bool:
         try:
@@ -279,6 +279,10 @@ def engine_ready(kv: KeyValue, key: str, since: datetime) -> Probe:
         return fresh_ready(entry.value, since)
 
     return probe
+
+
+engine_ready = status_ready
+"""The name `bench/e2e.py` uses."""
 
 
 def fresh_ready(data: bytes | None, since: datetime) -> bool:

@@ -4,9 +4,10 @@ In order: OpenBao (initialised on the first start, unsealed on every start; ADR-
 ``rubyctl bootstrap`` (identities, secrets, TLS, NATS permissions; a no-op once done), then
 nats-server with TLS and one NKEY user per identity (ADR-0005), then the topology, applied as
 the operator identity over TLS, then the services, each once the one before it is ready: the
-demo home (unless a real Home Assistant is named), the gateway, the engine. Their output goes
-to their log files and, prefixed with their name, to the console. On SIGINT or SIGTERM, or
-when one of them dies, everything this command started is stopped by PID, in reverse order.
+audit sink (first, so the others' audit records are stored as they come), the demo home
+(unless a real Home Assistant is named), the gateway, the engine. Their output goes to their
+log files and, prefixed with their name, to the console. On SIGINT or SIGTERM, or when one of
+them dies, everything this command started is stopped by PID, in reverse order.
 """
 
 from __future__ import annotations
@@ -34,10 +35,10 @@ from ruby_ctl.children import (
     Child,
     Console,
     console_script,
-    engine_ready,
     exit_text,
     file_tail,
     http_ok,
+    status_ready,
     wait_ready,
 )
 from ruby_ctl.openbao import OpenBao, OpenBaoError, free_port
@@ -47,7 +48,7 @@ from ruby_natsx.apply import Action, IncompatibleChangeError, apply_topology
 from ruby_natsx.connection import NatsRefusedError
 from ruby_natsx.server import NatsServer, NatsServerError, ServerConfig, TlsFiles
 from ruby_natsx.subjects import Subjects
-from ruby_natsx.topology import ENGINE, STATUS, topology
+from ruby_natsx.topology import AUDIT_SINK, ENGINE, STATUS, topology
 from ruby_runtime.errors import StartupError
 from ruby_runtime.logging import configure_logging
 from ruby_runtime.secret import Secret
@@ -62,6 +63,8 @@ from ruby_runtime.vault import HA_TOKEN_FIELD, ha_token_path
 
 READY_WITHIN = 60.0
 """Seconds each service has to become ready."""
+AUDIT = "audit"
+"""The audit sink's name on the console (``audit   | ...``) and in up's own lines."""
 
 
 @dataclass(frozen=True)
@@ -206,7 +209,7 @@ async def _run_nats(opts: UpOptions, state: StatePaths, bao: OpenBao, stop: _Sto
             stop.waiting = True
             return await _wait_for_stop(server, bao, children, stop)
         finally:
-            for child in reversed(children):  # the engine first, so nothing new is sent
+            for child in reversed(children):  # the engine first, the audit sink last
                 if child.process is not None:
                     was = "stopped" if child.alive() else "had exited"
                     say(f"{child.name} {was} ({exit_text(child.stop())})")
@@ -232,11 +235,15 @@ async def _apply(js: JetStreamContext, prefix: str) -> bool:
 
 
 def _services(opts: UpOptions, bao: OpenBao, server: NatsServer) -> list[Child]:
-    """In start order: the demo home (unless RUBY_HA_URL names a real one), gateway, engine."""
+    """In start order: the audit sink, the demo home (unless RUBY_HA_URL names a real one),
+    the gateway, the engine."""
     logs = opts.state_dir / "logs"
     console = None if opts.quiet else CONSOLE
     env = {**os.environ, **_env(opts, bao, server)}
-    children = []
+    audit_env = {**env, "RUBY_AUDIT_DB": str(_audit_db(opts))}
+    children = [
+        Child(AUDIT, [console_script("ruby-audit-sink")], audit_env, logs / "audit.log", console)
+    ]
     if opts.ha_url:
         ha_url = opts.ha_url
         say(f"home assistant: {ha_url} (token from Vault {ha_token_path(opts.prefix)})")
@@ -291,15 +298,18 @@ async def _start(children: list[Child], js: JetStreamContext, opts: UpOptions) -
             return False
         say(f"{child.name} pid {child.pid} started (log {child.log_path})")
         watched = children[: i + 1]
-        if child.name == "gateway":
+        status = topology(Subjects(opts.prefix)).bucket(STATUS).bucket
+        if child.name == AUDIT:
+            probe = status_ready(await js.key_value(status), AUDIT_SINK, since)
+            ready = await wait_ready(CONSOLE, "audit sink ready", probe, watched, READY_WITHIN)
+        elif child.name == "gateway":
             url = _readyz(opts)
             async with aiohttp.ClientSession() as http:
                 ready = await wait_ready(
                     CONSOLE, f"gateway ready: {url}", http_ok(http, url), watched, READY_WITHIN
                 )
         elif child.name == "engine":
-            kv = await js.key_value(topology(Subjects(opts.prefix)).bucket(STATUS).bucket)
-            probe = engine_ready(kv, ENGINE, since)
+            probe = status_ready(await js.key_value(status), ENGINE, since)
             ready = await wait_ready(CONSOLE, "engine ready", probe, watched, READY_WITHIN)
         else:
             ready = True
@@ -341,6 +351,11 @@ def _env(opts: UpOptions, bao: OpenBao, server: NatsServer) -> dict[str, str]:
     }
 
 
+def _audit_db(opts: UpOptions) -> Path:
+    """Where the audit sink keeps the audit store (``RUBY_AUDIT_DB``)."""
+    return opts.state_dir / "audit" / "audit.db"
+
+
 def _demo_url(opts: UpOptions) -> str:
     return f"ws://127.0.0.1:{opts.ha_port}/api/websocket"
 
@@ -359,6 +374,7 @@ def _where(opts: UpOptions, bao: OpenBao, server: NatsServer, children: list[Chi
     say(f"  gateway   {_readyz(opts)}")
     say(f"  home      {opts.ha_url or _demo_url(opts) + ' (the demo home, ruby-hasim)'}")
     say(f"  rules     {opts.rules_dir} ({rules})")
+    say(f"  audit     {_audit_db(opts)} (the audit store)")
     say(f"  state     {opts.state_dir}")
     say(f"  logs      {opts.state_dir / 'logs'}: {logs}; {server.log_path}; {bao.log_path}")
     defaults = {  # what rubyctl's other commands assume (those of `make run`)
@@ -411,12 +427,13 @@ def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
             "Start OpenBao (initialised on the first start, unsealed on every start), "
             "bootstrap identities and secrets, start nats-server with TLS and one NKEY user "
             "per identity (JetStream, state under --state-dir), apply every stream, consumer "
-            "and KV bucket as the operator, then the demo home, the gateway and the engine, "
-            "each once the one before it is ready; print where everything listens and stay in "
-            "the foreground, showing the services' output prefixed with their name (also in "
+            "and KV bucket as the operator, then the audit sink (store in "
+            "<state-dir>/audit/audit.db), the demo home, the gateway and the engine, each once "
+            "the one before it is ready; print where everything listens and stay in the "
+            "foreground, showing the services' output prefixed with their name (also in "
             "<state-dir>/logs/). Ctrl-C (or SIGTERM) stops everything this command started, "
-            "the engine first and OpenBao last. Running it again reuses the state and the "
-            "identities."
+            "in reverse order: the engine first, OpenBao last. Running it again reuses the "
+            "state and the identities."
         ),
     )
     cli_args.add_state_dir(parser)

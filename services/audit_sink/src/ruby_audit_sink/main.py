@@ -2,21 +2,10 @@
 
 import sys
 
-from nats.aio.client import Client
-
+from ruby_audit_sink.service import serve
+from ruby_audit_sink.sink import IDENTITY
 from ruby_natsx.connection import connect_service
-from ruby_runtime.logging import get_logger
-from ruby_runtime.startup import Started, run_service
-
-IDENTITY = "audit_sink"
-
-
-async def serve(service: Started[Client]) -> int:
-    """Not implemented yet: the start-up (settings, Vault, NATS) ran; say so, exit non-zero."""
-    get_logger("ruby_audit_sink").error(
-        "started, but the audit_sink is not implemented yet (see the open issues)"
-    )
-    return 1
+from ruby_runtime.startup import run_service
 
 
 def main() -> int:
