@@ -11,10 +11,10 @@ import os
 import sys
 from collections.abc import Sequence
 
-from ruby_ctl import bootstrap, dlq, rules, up
+from ruby_ctl import audit, bootstrap, dlq, rules, up
 from ruby_runtime.logging import configure_logging
 
-COMMANDS = (up, bootstrap, dlq, rules)
+COMMANDS = (up, bootstrap, dlq, rules, audit)
 
 
 def build_parser() -> argparse.ArgumentParser:
