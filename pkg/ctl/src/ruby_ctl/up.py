@@ -30,6 +30,7 @@ import hvac.exceptions
 from nats.js.client import JetStreamContext
 
 from ruby_ctl import args as cli_args
+from ruby_ctl import audit_spool
 from ruby_ctl.bootstrap import StatePaths, bootstrap
 from ruby_ctl.children import (
     Child,
@@ -199,6 +200,8 @@ async def _run_nats(opts: UpOptions, state: StatePaths, bao: OpenBao, stop: _Sto
             try:
                 if not await _apply(nc.jetstream(), opts.prefix):
                     return 1
+                if spooled := await audit_spool.flush(nc, state.root):
+                    say(f"published {spooled} audit record(s) of bootstrap's changes")
                 children = _services(opts, bao, server)
                 if not await _start(children, nc.jetstream(), opts):
                     return 1

@@ -19,6 +19,7 @@ from nats.aio.client import Client
 
 from ruby_audit_sink.sink import IDENTITY, AuditSink
 from ruby_audit_sink.writer import MAX_BATCH
+from ruby_natsx.audit import publish_records, secrets_read
 from ruby_natsx.runner import Runner, RunnerConfig
 from ruby_natsx.subjects import Subjects
 from ruby_natsx.topology import AUDIT, AUDIT_SINK, STATUS, topology
@@ -63,9 +64,9 @@ async def run(sink: AuditSink, runner: Runner) -> None:
 
 async def serve(started: Started[Client]) -> int:
     """Run until SIGTERM or SIGINT; then stop pulling, commit what is in flight, exit 0."""
-    sink, runner = build(
-        started.nats, Subjects(started.settings.prefix), audit_db(started.settings)
-    )
+    subjects = Subjects(started.settings.prefix)
+    sink, runner = build(started.nats, subjects, audit_db(started.settings))
+    await publish_records(started.nats, secrets_read(subjects, IDENTITY, started.secrets_read))
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, runner.stop)
