@@ -126,12 +126,16 @@ async def matrix(installation: Installation, violations: Violations) -> AsyncIte
 
 
 async def _setup_kv(m: Matrix) -> dict[str, int]:
-    """One key per readable bucket, written by a service allowed to write it."""
+    """One key per readable bucket (and below each service's own status record), written by an
+    identity allowed to write it."""
     revisions = {}
     for bucket, writer in (("projection", GATEWAY), ("idempotency", GATEWAY), ("timers", ENGINE)):
         name = f"{m.inst.prefix}_{bucket}"
         ack = await m.js(writer).publish(f"$KV.{name}.probe", b"1")
         revisions[f"KV_{name}"] = ack.seq
+    status = f"{m.inst.prefix}_status"
+    for service in SERVICES:  # each service's own status key, which it may read back
+        await m.js(service).publish(f"$KV.{status}.{service}.probe", b"1")
     return revisions
 
 
@@ -184,7 +188,8 @@ def _operation(m: Matrix, identity: str, pattern: str, revisions: dict[str, int]
         return lambda: js.stream_info(parts[-1])
     if pattern.startswith("$JS.API.DIRECT.GET.") and pattern.endswith(".>"):
         stream = parts[4]
-        return lambda: js.get_msg(stream, subject=f"$KV.{stream[3:]}.probe", direct=True)
+        keys = ".".join(parts[5:-1]) or f"$KV.{stream[3:]}"  # a whole bucket, or keys below one
+        return lambda: js.get_msg(stream, subject=f"{keys}.probe", direct=True)
     if pattern.startswith("$JS.API.DIRECT.GET."):
         return lambda: js.get_msg(parts[4], seq=revisions[parts[4]], direct=True)
     if pattern.startswith("$JS.API.STREAM.MSG.GET."):

@@ -15,6 +15,7 @@ from nats.js.errors import KeyNotFoundError
 
 from ruby_ctl.rules_live import RulesRecord, TraceRecord
 from ruby_engine.engine import Engine
+from ruby_engine.testing import running_engine
 from ruby_hasim.server import Simulator
 from ruby_natsx.server import NatsServer
 from ruby_natsx.testing import eventually
@@ -185,3 +186,24 @@ async def test_a_nats_server_restart_loses_neither_a_pending_timer_nor_later_eve
     await eventually(lambda: hasim.states["switch.fan"].state == "on", message="fan on")
     assert calls(hasim, "light", "turn_off", "light.hallway") == 1
     assert calls(hasim, "switch", "turn_on", "switch.fan") == 1
+
+
+async def test_recent_runs_stay_visible_across_an_engine_restart(
+    gateway: object,
+    hasim: Simulator,
+    nc: Client,
+    topology_applied: Topology,
+    rules_dir: Path,
+) -> None:
+    subjects = topology_applied.subjects
+    async with running_engine(nc, subjects, rules_dir) as first:
+        hasim.set_state("switch.fan", "off")
+        hasim.set_state("input_boolean.guest_mode", "on")
+        await eventually(lambda: hasim.states["switch.fan"].state == "on", message="fan on")
+        [run] = first.status.traces("fan_on_with_guests")
+        await first.status.flush()
+    async with running_engine(nc, subjects, rules_dir) as second:
+        assert second.status.traces("fan_on_with_guests") == [run]
+        record = second.status.rules_record()["rules"]["fan_on_with_guests"]
+        assert record["runs"] == 1
+        assert record["last_status"] == "finished"

@@ -195,6 +195,10 @@ def _bucket_grants(topo: Topology, logical: str, access: Access, identity: str) 
         grants += [
             Grant(f"$KV.{name}.{key}", f"write its own {name} record"),
             Grant(f"$KV.{name}.{key}.>", f"write keys below its own {name} record"),
+            Grant(
+                f"{JS_API}.DIRECT.GET.{stream}.$KV.{name}.{key}.>",
+                f"read back the keys below its own {name} record (after a restart)",
+            ),
         ]
     return grants
 

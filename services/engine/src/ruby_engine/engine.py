@@ -82,6 +82,7 @@ class Engine:
         projection_bucket: str,
         timers_bucket: str,
         status_bucket: str,
+        status: KeyValue | None = None,
         tz: tzinfo | None = None,
     ) -> None:
         self._nc, self._subjects = nc, subjects
@@ -94,6 +95,7 @@ class Engine:
         self._stopping = asyncio.Event()
         self._publisher = Publisher(nc)
         self.status = Status(nc, f"$KV.{status_bucket}.{IDENTITY}", self._core, self._ruleset)
+        self._status_kv = status
 
     @property
     def core(self) -> RuleEngine:
@@ -122,6 +124,9 @@ class Engine:
         self._core.restore(records)
         log.info("engine state loaded", entities=len(states), timers=len(records))
         await self._apply_changes(self._ruleset.load_all())
+        if self._status_kv is not None:  # the runs recorded before a restart stay visible
+            runs = await self.status.restore(self._status_kv, IDENTITY)
+            log.info("recent runs restored", runs=runs)
         await self.status.start()
         log.info(
             "engine running",

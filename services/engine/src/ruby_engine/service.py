@@ -69,6 +69,7 @@ async def build(
         projection_bucket=buckets[PROJECTION],
         timers_bucket=buckets[TIMERS],
         status_bucket=buckets[STATUS],
+        status=await js.key_value(buckets[STATUS]),
         tz=tz,
     )
     runner = Runner(

@@ -14,6 +14,7 @@ one write per interval, not one per run.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 from collections import deque
 from collections.abc import Iterable
@@ -22,6 +23,8 @@ from datetime import UTC, datetime
 from typing import Any
 
 from nats.aio.client import Client
+from nats.js.errors import KeyNotFoundError
+from nats.js.kv import KeyValue
 
 from ruby_rules.engine import RuleEngine
 from ruby_rules.engine.effects import Trace
@@ -74,6 +77,31 @@ class Status:
             counts.last_status, counts.last_reason = trace["status"], trace["reason"]
             counts.last_run = trace["updated"]
             self._dirty.add(rule_id)
+
+    async def restore(self, kv: KeyValue, prefix: str) -> int:
+        """Take back the counts and recent runs a previous process wrote under ``prefix``
+        (``engine``) in the status bucket ``kv``; return how many runs. Unreadable records
+        are ignored: they are only history."""
+        restored = 0
+        rules = await _read(kv, f"{prefix}.rules")
+        rows = rules.get("rules") if isinstance(rules, dict) else None
+        for rule_id, row in (rows if isinstance(rows, dict) else {}).items():
+            with contextlib.suppress(TypeError, ValueError, AttributeError):
+                self._counts[rule_id] = _Counts(
+                    int(row["runs"]),
+                    int(row["failed"]),
+                    str(row["last_status"]),
+                    str(row["last_reason"]),
+                    str(row["last_run"]),
+                )
+        for rule in self._ruleset.rules:
+            record = await _read(kv, f"{prefix}.trace.{rule.id}")
+            runs = record.get("runs") if isinstance(record, dict) else None
+            if isinstance(runs, list):
+                kept = deque((r for r in runs if isinstance(r, dict)), maxlen=TRACES_KEPT)
+                self._traces[rule.id] = kept
+                restored += len(kept)
+        return restored
 
     def traces(self, rule_id: str) -> list[Trace]:
         """The recent runs of one rule, oldest first."""
@@ -155,6 +183,17 @@ class Status:
 
     async def _put(self, key: str, value: dict[str, Any]) -> None:
         await self._nc.publish(f"{self._subject}.{key}", json.dumps(value).encode())
+
+
+async def _read(kv: KeyValue, key: str) -> Any:
+    try:
+        entry = await kv.get(key)
+    except KeyNotFoundError:
+        return None
+    try:
+        return json.loads(entry.value or b"null")
+    except ValueError:
+        return None
 
 
 def _now() -> str:
