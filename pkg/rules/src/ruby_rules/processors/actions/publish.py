@@ -27,7 +27,10 @@ def _not_reserved(value: str) -> str:
 
 
 class PublishActionConfig(ActionConfig):
-    """Publishes ``event_type`` with ``data`` for other rules and services to react to."""
+    """Publishes ``event_type`` with ``data`` on EVENTS for other services to react to.
+
+    Rules do not trigger on these events (the engine consumes Home Assistant subjects only).
+    """
 
     kind: Literal["publish"]
     event_type: Annotated[Token, AfterValidator(_not_reserved)]
