@@ -17,6 +17,7 @@ import structlog
 from nats.aio.client import Client
 
 from ruby_natsx.audit import audit_record
+from ruby_natsx.handler import Outbound
 from ruby_natsx.permissions import OPERATOR
 from ruby_natsx.subjects import Subjects
 from ruby_schemas.registry import encode
@@ -29,16 +30,26 @@ def spool_path(state_root: Path) -> Path:
     return state_root / "audit" / "spool.jsonl"
 
 
-def spool_bootstrap(state_root: Path, prefix: str, changes: Sequence[str]) -> int:
-    """Append one ``bootstrap.changed`` record per change; return how many."""
-    if not changes:
+def spool(state_root: Path, records: Sequence[Outbound]) -> int:
+    """Append audit records to the spool; return how many."""
+    if not records:
         return 0
-    subjects = Subjects(prefix)
     path = spool_path(state_root)
     path.parent.mkdir(parents=True, exist_ok=True)
-    with path.open("a", encoding="utf-8") as spool:
-        for change in changes:
-            out = audit_record(
+    with path.open("a", encoding="utf-8") as spool_file:
+        for out in records:
+            line = {"subject": out.subject, "data": encode(out.envelope).decode()}
+            spool_file.write(json.dumps(line) + "\n")
+    return len(records)
+
+
+def spool_bootstrap(state_root: Path, prefix: str, changes: Sequence[str]) -> int:
+    """Spool one ``bootstrap.changed`` record per change; return how many."""
+    subjects = Subjects(prefix)
+    return spool(
+        state_root,
+        [
+            audit_record(
                 subjects,
                 service=OPERATOR,
                 action="bootstrap.changed",
@@ -46,9 +57,9 @@ def spool_bootstrap(state_root: Path, prefix: str, changes: Sequence[str]) -> in
                 reason=change,
                 details={"prefix": prefix},
             )
-            line = {"subject": out.subject, "data": encode(out.envelope).decode()}
-            spool.write(json.dumps(line) + "\n")
-    return len(changes)
+            for change in changes
+        ],
+    )
 
 
 async def flush(nc: Client, state_root: Path) -> int:

@@ -29,7 +29,7 @@ from ruby_ctl import args as cli_args
 from ruby_ctl import pki, vault_admin
 from ruby_ctl.audit_spool import spool_bootstrap
 from ruby_ctl.files import read_text, write_private, write_public
-from ruby_ctl.openbao import OpenBao, OpenBaoError
+from ruby_ctl.openbao import OpenBaoError
 from ruby_natsx.credentials import is_user_seed, new_user_seed, user_public_key
 from ruby_natsx.permissions import IDENTITIES, permissions, render_authorization
 from ruby_natsx.subjects import Subjects
@@ -209,13 +209,9 @@ def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
 def _handle(args: argparse.Namespace) -> int:
     configure_logging("rubyctl", level=os.environ.get("RUBY_LOG_LEVEL", "WARNING"))
     state = StatePaths(args.state_dir.resolve())
-    token = os.environ.get("RUBY_VAULT_TOKEN")
     try:
-        if token:
-            addr = os.environ.get("RUBY_VAULT_ADDR", "http://127.0.0.1:8200")
-            result = bootstrap(hvac.Client(url=addr, token=token), state, args.prefix)
-        else:
-            result = _bootstrap_local(state, args.prefix, args.vault_port or 0)
+        with vault_admin.admin_client(state.openbao, args.vault_port or 0, say) as vault:
+            result = bootstrap(vault, state, args.prefix)
     except (OpenBaoError, vault_admin.BootstrapError) as exc:
         say(f"failed: {exc}")
         return 1
@@ -224,17 +220,3 @@ def _handle(args: argparse.Namespace) -> int:
         return 1
     report(result)
     return 0
-
-
-def _bootstrap_local(state: StatePaths, prefix: str, port: int) -> BootstrapResult:
-    """Against the local OpenBao: the running one on ``port``, or one started for the job."""
-    bao = OpenBao(state.openbao, port=port)
-    if bao.attach():
-        bao.unseal()
-        return bootstrap(bao.root_client(), state, prefix)
-    bao.start_unsealed()
-    say(f"started the local OpenBao from {state.openbao} (pid {bao.pid}, {bao.addr})")
-    try:
-        return bootstrap(bao.root_client(), state, prefix)
-    finally:
-        say(f"OpenBao stopped (exit code {bao.stop()})")

@@ -44,7 +44,8 @@ from ruby_ctl.children import (
 )
 from ruby_ctl.openbao import OpenBao, OpenBaoError, free_port
 from ruby_ctl.operator import connect_operator, operator_settings
-from ruby_ctl.vault_admin import BootstrapError, write_fields
+from ruby_ctl.secret import SOURCE_FIELD
+from ruby_ctl.vault_admin import BootstrapError, read_field, write_fields
 from ruby_natsx.apply import Action, IncompatibleChangeError, apply_topology
 from ruby_natsx.connection import NatsRefusedError
 from ruby_natsx.server import NatsServer, NatsServerError, ServerConfig, TlsFiles
@@ -252,11 +253,23 @@ def _services(opts: UpOptions, bao: OpenBao, server: NatsServer) -> list[Child]:
         say(f"home assistant: {ha_url} (token from Vault {ha_token_path(opts.prefix)})")
     else:
         token = secrets.token_urlsafe(32)  # a fresh demo token on every start
+        vault = bao.root_client()
+        path = ha_token_path(opts.prefix)
+        source = read_field(vault, DEFAULT_VAULT_MOUNT, path, SOURCE_FIELD)
+        if source is not None and source.reveal() != DEMO_SOURCE:
+            say(
+                f"the demo home replaces the Home Assistant token stored with `rubyctl secret "
+                f"ha-token` in Vault ({DEFAULT_VAULT_MOUNT}/{path}): store it again before "
+                "using --ha-url"
+            )
         write_fields(
-            bao.root_client(),
+            vault,
             DEFAULT_VAULT_MOUNT,
-            ha_token_path(opts.prefix),
-            {HA_TOKEN_FIELD: Secret(token, "demo home assistant token")},
+            path,
+            {
+                HA_TOKEN_FIELD: Secret(token, "demo home assistant token"),
+                SOURCE_FIELD: Secret(DEMO_SOURCE, "source"),
+            },
         )
         ha_url = _demo_url(opts)
         children.append(
@@ -398,6 +411,9 @@ def _where(opts: UpOptions, bao: OpenBao, server: NatsServer, children: list[Chi
             "`rubyctl rules trace hallway_light_off`"
         )
 
+
+DEMO_SOURCE = "demo"
+"""The ``source`` field of the Home Assistant token the demo home writes to Vault."""
 
 DEMO_ACTIVITY = 420
 """Seconds between passes in the demo home's hallway (``ruby-hasim --activity``): longer than

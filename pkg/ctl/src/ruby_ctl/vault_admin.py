@@ -9,14 +9,19 @@ only that folder, and an AppRole of the same name bound to that policy alone.
 
 from __future__ import annotations
 
+import contextlib
+import os
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Iterator, Mapping
+from pathlib import Path
 from typing import Final
 
 import hvac
 import hvac.exceptions
 
+from ruby_ctl.openbao import OpenBao
 from ruby_runtime.secret import Secret
+from ruby_runtime.settings import DEFAULT_VAULT_ADDR
 from ruby_runtime.vault import identity_path
 
 APPROLE_MOUNT: Final = "approle"
@@ -188,3 +193,25 @@ def _same(current: object, wanted: object) -> bool:
         have = current if isinstance(current, list) else []
         return sorted(map(str, have)) == sorted(map(str, wanted))
     return current == wanted
+
+
+@contextlib.contextmanager
+def admin_client(openbao_dir: Path, port: int, say: Callable[[str], None]) -> Iterator[hvac.Client]:
+    """An administrator's Vault client: the Vault at ``RUBY_VAULT_ADDR`` with the token in
+    ``RUBY_VAULT_TOKEN``, else the local OpenBao (the running one on ``port``, or one started
+    from ``openbao_dir`` for the duration and stopped again)."""
+    token = os.environ.get("RUBY_VAULT_TOKEN")
+    if token:
+        yield hvac.Client(url=os.environ.get("RUBY_VAULT_ADDR", DEFAULT_VAULT_ADDR), token=token)
+        return
+    bao = OpenBao(openbao_dir, port=port)
+    if bao.attach():
+        bao.unseal()
+        yield bao.root_client()
+        return
+    bao.start_unsealed()
+    say(f"started the local OpenBao from {openbao_dir} (pid {bao.pid}, {bao.addr})")
+    try:
+        yield bao.root_client()
+    finally:
+        say(f"OpenBao stopped (exit code {bao.stop()})")

@@ -64,6 +64,7 @@ AUDITED_ACTIONS: Final[Mapping[str, str]] = MappingProxyType(
         "message.replayed": "operator: `rubyctl dlq replay` put a dead letter back",
         "message.purged": "operator: `rubyctl dlq purge` removed dead letters",
         "secret.read": "every service: a secret was read from Vault (path and field only)",
+        "secret.written": "operator: `rubyctl secret ha-token` stored the Home Assistant token",
         "auth.refused": "gateway: Home Assistant refused the token (auth_invalid)",
         "bootstrap.changed": "operator: bootstrap changed Vault, identities or NATS config",
     }
