@@ -68,10 +68,9 @@ from ruby_ctl.bootstrap import StatePaths, bootstrap
 from ruby_ctl.children import (
     Child,
     console_script,
-    engine_ready,
     exit_text,
-    fresh_ready,
     http_ok,
+    status_ready,
 )
 from ruby_ctl.openbao import OpenBao, free_port
 from ruby_ctl.operator import connect_operator, operator_settings
@@ -84,6 +83,7 @@ from ruby_hasim.services import Services
 from ruby_natsx.apply import apply_topology
 from ruby_natsx.publish import MSG_ID, Publisher
 from ruby_natsx.server import NatsServer, ServerConfig, TlsFiles
+from ruby_natsx.status import fresh_ready
 from ruby_natsx.subjects import Subjects
 from ruby_natsx.topology import COMMANDS, ENGINE, EVENTS, STATUS, Topology, topology
 from ruby_runtime.secret import Secret
@@ -265,7 +265,7 @@ class Stack:
         child = self._start("engine", env)
         if ready:
             kv = await self.js.key_value(self.topology.bucket(STATUS).bucket)
-            probe = engine_ready(kv, ENGINE, self.engine_since)
+            probe = status_ready(kv, ENGINE, self.engine_since)
             await wait_ready(child, probe, "its status record: ready")
         return child
 

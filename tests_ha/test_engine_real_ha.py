@@ -19,7 +19,7 @@ import pytest_asyncio
 from nats.js.errors import KeyNotFoundError
 
 from ruby_ctl.testing import Installation
-from ruby_engine.testing import EngineProcess, engine_ready
+from ruby_engine.testing import engine_process, engine_ready
 from ruby_gateway.bridge import BridgeConfig
 from ruby_gateway.testing import Gateway, running_gateway
 from ruby_hasim.testing import HaClient
@@ -113,7 +113,7 @@ async def test_rules_drive_real_home_assistant_once_through_crashes_and_bad_file
     status = await js.key_value(installation.topology.bucket(STATUS).bucket)
     timers = await js.key_value(installation.topology.bucket(TIMERS).bucket)
     env = {**os.environ, **installation.environ(), "RUBY_RULES_DIR": str(rules)}
-    engine = EngineProcess(env, tmp_path / "engine.log")
+    engine = engine_process(env, tmp_path / "engine.log")
     stream = installation.topology.stream(EVENTS).name
 
     started = datetime.now(UTC)

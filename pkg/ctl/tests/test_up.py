@@ -23,11 +23,12 @@ from pathlib import Path
 import psutil
 import pytest
 
-from ruby_ctl.children import Child, Console, fresh_ready
+from ruby_ctl.children import Child, Console
 from ruby_ctl.operator import connect_operator, operator_settings
 from ruby_natsx.apply import Action, apply_topology
 from ruby_natsx.connection import NatsRefusedError, NatsSettings, connect
 from ruby_natsx.permissions import IDENTITIES
+from ruby_natsx.status import fresh_ready
 from ruby_natsx.subjects import Subjects
 from ruby_natsx.topology import AUDIT_SINK, ENGINE, EVENTS, STATUS, topology
 

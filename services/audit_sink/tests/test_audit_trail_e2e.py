@@ -15,10 +15,10 @@ from pathlib import Path
 
 import pytest_asyncio
 
-from ruby_audit_sink.testing import SinkProcess, sink_ready
+from ruby_audit_sink.testing import sink_process, sink_ready
 from ruby_auditstore import AuditStore
 from ruby_ctl.testing import Installation
-from ruby_engine.testing import EngineProcess, engine_ready
+from ruby_engine.testing import engine_process, engine_ready
 from ruby_gateway.bridge import BridgeConfig
 from ruby_gateway.testing import Gateway, running_gateway
 from ruby_hasim.server import Simulator
@@ -79,8 +79,8 @@ async def test_a_firing_is_stored_and_why_leads_back_to_the_motion(
     }
     operator = await installation.connect("operator")
     status = await operator.jetstream().key_value(installation.topology.bucket(STATUS).bucket)
-    sink = SinkProcess(env, tmp_path / "sink.log")
-    engine = EngineProcess(env, tmp_path / "engine.log")
+    sink = sink_process(env, tmp_path / "sink.log")
+    engine = engine_process(env, tmp_path / "engine.log")
     since = datetime.now(UTC)
     try:
         await sink.start()

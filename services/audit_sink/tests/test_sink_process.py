@@ -17,7 +17,7 @@ from pathlib import Path
 from nats.js import JetStreamContext
 from nats.js.kv import KeyValue
 
-from ruby_audit_sink.testing import SinkProcess, sink_ready
+from ruby_audit_sink.testing import sink_process, sink_ready
 from ruby_auditstore import AuditStore
 from ruby_ctl.testing import Installation
 from ruby_natsx.apply import apply_consumer
@@ -86,7 +86,7 @@ async def test_kill_9_while_records_stream_in_stores_each_exactly_once(
     ]
     db = tmp_path / "audit" / "audit.db"
     env = {**os.environ, **installation.environ(), "RUBY_AUDIT_DB": str(db)}
-    sink = SinkProcess(env, tmp_path / "audit_sink.log")
+    sink = sink_process(env, tmp_path / "audit_sink.log")
     last_seq = 0
 
     async def stream_in() -> None:

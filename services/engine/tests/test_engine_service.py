@@ -13,7 +13,7 @@ import pytest_asyncio
 from nats.js.errors import KeyNotFoundError
 
 from ruby_ctl.testing import Installation
-from ruby_engine.testing import EngineProcess, engine_ready
+from ruby_engine.testing import engine_process, engine_ready
 from ruby_gateway.bridge import BridgeConfig
 from ruby_gateway.testing import Gateway, running_gateway
 from ruby_hasim.server import Simulator
@@ -70,7 +70,7 @@ async def test_a_for_timer_survives_kill_9_and_fires_once_after_restart(
             return False
 
     env = {**os.environ, **installation.environ(), "RUBY_RULES_DIR": str(rules)}
-    engine = EngineProcess(env, tmp_path / "engine.log")
+    engine = engine_process(env, tmp_path / "engine.log")
     try:
         await engine.start()
         await eventually(ready, within=60, message="engine ready")

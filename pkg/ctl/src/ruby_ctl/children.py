@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import queue
 import signal
 import subprocess
@@ -24,11 +23,10 @@ from pathlib import Path
 from typing import IO, TextIO
 
 import aiohttp
-import nats.errors
-from nats.js.errors import KeyNotFoundError
 from nats.js.kv import KeyValue
 
 from ruby_natsx.server import stop_process
+from ruby_natsx.status import status_ready as record_ready
 
 PREFIX_WIDTH = 7
 """Width of the name before `` | `` on the console: ``hasim   | ...``, ``gateway | ...``."""
@@ -272,23 +270,6 @@ def status_ready(kv: KeyValue, key: str, since: datetime) -> Probe:
     (a record left by an earlier run does not count): the engine's, the audit sink's."""
 
     async def probe() -> bool:
-        try:
-            entry = await kv.get(key)
-        except (KeyNotFoundError, nats.errors.TimeoutError):
-            return False
-        return fresh_ready(entry.value, since)
+        return await record_ready(kv, key, since)
 
     return probe
-
-
-engine_ready = status_ready
-"""The name `bench/e2e.py` uses."""
-
-
-def fresh_ready(data: bytes | None, since: datetime) -> bool:
-    """Decode a status record ``{"ready": true, "updated": <ISO time>, ...}``."""
-    try:
-        record = json.loads(data or b"")
-        return record["ready"] is True and datetime.fromisoformat(record["updated"]) > since
-    except (ValueError, TypeError, KeyError):
-        return False

@@ -20,8 +20,12 @@ from __future__ import annotations
 
 import asyncio
 import inspect
+import json
+import os
+import signal
+import sys
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Mapping
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -165,3 +169,40 @@ async def jetstream_ready(js: JetStreamContext) -> bool:
     except Exception:  # not reachable yet: the caller polls
         return False
     return True
+
+
+class ServiceProcess:
+    """A service run as its own process (``python -m <module>`` with ``env``), output appended
+    to ``log``; stopped by its PID with SIGTERM, or killed with SIGKILL to test recovery."""
+
+    def __init__(self, module: str, env: Mapping[str, str], log: Path) -> None:
+        self.module = module
+        self.env = dict(env)
+        self.log = log
+        self.process: asyncio.subprocess.Process | None = None
+
+    async def start(self) -> None:
+        with self.log.open("ab") as out:
+            self.process = await asyncio.create_subprocess_exec(
+                sys.executable, "-m", self.module, env=self.env, stdout=out, stderr=out
+            )
+
+    async def kill9(self) -> None:
+        assert self.process is not None
+        os.kill(self.process.pid, signal.SIGKILL)
+        await self.process.wait()
+
+    async def stop(self) -> int:
+        """SIGTERM, then its exit code (30 s at most)."""
+        assert self.process is not None
+        if self.process.returncode is None:
+            self.process.send_signal(signal.SIGTERM)
+        return await asyncio.wait_for(self.process.wait(), 30)
+
+    def events(self) -> list[str]:
+        """The ``event`` of every JSON log line written so far."""
+        return [
+            json.loads(line)["event"]
+            for line in self.log.read_text().splitlines()
+            if line.startswith("{")
+        ]
