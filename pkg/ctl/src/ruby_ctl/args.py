@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import textwrap
 from pathlib import Path
 
 from ruby_natsx.subjects import DEFAULT_PREFIX, SubjectError, check_token
@@ -54,4 +55,32 @@ def add_state_dir(parser: argparse.ArgumentParser) -> None:
         type=Path,
         default=Path(os.environ.get("RUBY_STATE_DIR", ".ruby")),
         help="where local state lives (env RUBY_STATE_DIR; default .ruby)",
+    )
+
+
+HELP_WIDTH = 78
+"""Where `add_verb` wraps a verb's description."""
+
+
+def add_verb(
+    verbs: argparse._SubParsersAction[argparse.ArgumentParser],
+    name: str,
+    help_text: str,
+    description: str,
+    examples: str,
+) -> argparse.ArgumentParser:
+    """A sub-command with a wrapped description and an ``examples:`` epilog.
+
+    Paragraphs are wrapped; indented lines (formats, examples) are kept as written.
+    """
+    lines = [
+        line if line.startswith(" ") else textwrap.fill(line, HELP_WIDTH)
+        for line in description.splitlines()
+    ]
+    return verbs.add_parser(
+        name,
+        help=help_text,
+        description="\n".join(lines),
+        epilog=f"examples:\n{examples}",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )

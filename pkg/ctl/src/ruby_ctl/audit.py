@@ -31,7 +31,7 @@ from ruby_ctl.rules_live import display_zone
 from ruby_natsx.subjects import Subjects
 from ruby_natsx.topology import AUDIT_SINK, STATUS, topology
 
-WIDTH = 78
+WIDTH = cli_args.HELP_WIDTH
 """Where the help text of the verbs wraps."""
 HEAD_KEY = f"{AUDIT_SINK}.head"
 """The status key under which the sink publishes its chain head."""
@@ -74,26 +74,6 @@ def positive(raw: str) -> int:
     return value
 
 
-def _verb(
-    verbs: argparse._SubParsersAction[argparse.ArgumentParser],
-    name: str,
-    help_text: str,
-    description: str,
-    examples: str,
-) -> argparse.ArgumentParser:
-    lines = [
-        line if line.startswith(" ") else textwrap.fill(line, WIDTH)
-        for line in description.splitlines()
-    ]
-    return verbs.add_parser(
-        name,
-        help=help_text,
-        description="\n".join(lines),
-        epilog=f"examples:\n{examples}",
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
-
-
 def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     parser = commands.add_parser(
         "audit",
@@ -112,7 +92,7 @@ def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
     )
     verbs = parser.add_subparsers(dest="verb", required=True, metavar="VERB")
 
-    query = _verb(
+    query = cli_args.add_verb(
         verbs,
         "query",
         "list audit records, filtered",
@@ -143,7 +123,7 @@ def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
     query.add_argument("--json", action="store_true", help="one JSON object per line")
     query.set_defaults(handler=_query)
 
-    verify = _verb(
+    verify = cli_args.add_verb(
         verbs,
         "verify",
         "check the audit store's hash chain and the head the sink published",
@@ -162,7 +142,7 @@ def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
     )
     verify.set_defaults(handler=_verify)
 
-    why = _verb(
+    why = cli_args.add_verb(
         verbs,
         "why",
         "explain why an entity is in its current state: which command, rule and trigger",

@@ -10,7 +10,6 @@ from __future__ import annotations
 import argparse
 import os
 import sys
-import textwrap
 from datetime import timedelta, tzinfo
 from pathlib import Path
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
@@ -23,8 +22,6 @@ from ruby_ctl.rules_sim import Printer, Simulation, stamp
 from ruby_rules import load_dir, load_file
 from ruby_rules.loader import RULE_FILE_GLOB
 
-WIDTH = 78
-"""Where the help text of the verbs wraps."""
 DEFAULT_UNTIL = timedelta(hours=1)
 """How long ``rules test`` keeps the clock running after the last event."""
 
@@ -37,27 +34,6 @@ def zone(raw: str) -> tzinfo:
         raise argparse.ArgumentTypeError(
             f"unknown time zone {raw!r} (expected an IANA name such as 'Europe/Paris' or 'UTC')"
         ) from None
-
-
-def _verb(
-    verbs: argparse._SubParsersAction[argparse.ArgumentParser],
-    name: str,
-    help_text: str,
-    description: str,
-    examples: str,
-) -> argparse.ArgumentParser:
-    # Paragraphs are wrapped; indented lines (formats, examples) are kept as written.
-    lines = [
-        line if line.startswith(" ") else textwrap.fill(line, WIDTH)
-        for line in description.splitlines()
-    ]
-    return verbs.add_parser(
-        name,
-        help=help_text,
-        description="\n".join(lines),
-        epilog=f"examples:\n{examples}",
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
 
 
 def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -77,7 +53,7 @@ def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
     )
     verbs = parser.add_subparsers(dest="verb", required=True, metavar="VERB")
 
-    check = _verb(
+    check = cli_args.add_verb(
         verbs,
         "check",
         "validate every rule file of a directory",
@@ -89,7 +65,7 @@ def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
     _add_dir(check)
     check.set_defaults(handler=_check)
 
-    test = _verb(
+    test = cli_args.add_verb(
         verbs,
         "test",
         "run the rules of one file against events, on a simulated clock",
@@ -135,7 +111,7 @@ def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
     test.add_argument("--json", action="store_true", help="one JSON object per line")
     test.set_defaults(handler=_test)
 
-    replay = _verb(
+    replay = cli_args.add_verb(
         verbs,
         "replay",
         "replay recorded events through the rules; list the commands they would send",
@@ -160,7 +136,7 @@ def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
     replay.add_argument("--json", action="store_true", help="one JSON object per line")
     replay.set_defaults(handler=rules_replay.replay)
 
-    status = _verb(
+    status = cli_args.add_verb(
         verbs,
         "status",
         "show each rule of the running engine: runs, failures, last run; refused files",
@@ -172,7 +148,7 @@ def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
     )
     status.set_defaults(handler=rules_live.status)
 
-    trace = _verb(
+    trace = cli_args.add_verb(
         verbs,
         "trace",
         "show the recent runs of one rule, step by step",
