@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import argparse
 import os
+import re
 import textwrap
+from datetime import timedelta
 from pathlib import Path
 
 from ruby_natsx.subjects import DEFAULT_PREFIX, SubjectError, check_token
@@ -84,3 +86,15 @@ def add_verb(
         epilog=f"examples:\n{examples}",
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
+
+
+_DURATION = re.compile(r"(\d+)([smhd])")
+_UNITS = {"s": "seconds", "m": "minutes", "h": "hours", "d": "days"}
+
+
+def duration(raw: str) -> timedelta:
+    """``90s``, ``10m``, ``2h``, ``7d``."""
+    match = _DURATION.fullmatch(raw.strip())
+    if not match:
+        raise argparse.ArgumentTypeError(f"{raw!r} is not a duration like 90s, 10m, 2h or 7d")
+    return timedelta(**{_UNITS[match.group(2)]: int(match.group(1))})

@@ -26,7 +26,6 @@ from ruby_auditstore import AuditStore, StoredRecord, Verified
 from ruby_ctl import args as cli_args
 from ruby_ctl import audit_why
 from ruby_ctl.audit_read import StoreError, connect_nats, open_store, unreadable, when
-from ruby_ctl.dlq import duration
 from ruby_ctl.rules_live import display_zone
 from ruby_natsx.subjects import Subjects
 from ruby_natsx.topology import AUDIT_SINK, STATUS, topology
@@ -48,7 +47,7 @@ def moment(raw: str) -> datetime:
     A time without an offset is in ``RUBY_TIMEZONE`` (default the local zone).
     """
     try:
-        return datetime.now(UTC) - duration(raw)
+        return datetime.now(UTC) - cli_args.duration(raw)
     except argparse.ArgumentTypeError:
         pass
     try:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import asyncio
 import os
 import sqlite3
 from datetime import datetime
@@ -12,10 +11,8 @@ from pathlib import Path
 from nats.aio.client import Client
 
 from ruby_auditstore import AuditStore
-from ruby_ctl.dlq import CONNECT_TIMEOUT
-from ruby_ctl.operator import connect_operator, operator_settings
+from ruby_ctl.operator import CONNECT_TIMEOUT, connect_cli
 from ruby_ctl.rules_live import display_zone
-from ruby_natsx.connection import NatsRefusedError, NatsSettings, connect
 from ruby_runtime.errors import StartupError
 
 
@@ -57,15 +54,12 @@ async def connect_nats(args: argparse.Namespace) -> Client:
     """
     where = args.nats_url or "NATS"
     try:
-        async with asyncio.timeout(CONNECT_TIMEOUT):
-            if args.nats_url:
-                return await connect(NatsSettings(url=args.nats_url, name="rubyctl"))
-            return await connect_operator(operator_settings())
+        return await connect_cli(args.nats_url)
     except TimeoutError:
         raise ConnectionError(
             f"{where} did not answer within {CONNECT_TIMEOUT}s (is `make run` running?)"
         ) from None
-    except (StartupError, NatsRefusedError) as exc:
+    except StartupError as exc:
         raise ConnectionError(str(exc)) from None
 
 

@@ -9,7 +9,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import re
 import sys
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime, timedelta
@@ -18,24 +17,9 @@ from nats.aio.client import Client
 from nats.js.errors import NotFoundError
 
 from ruby_ctl import args as cli_args
-from ruby_ctl.operator import connect_operator, operator_settings
-from ruby_natsx.connection import NatsRefusedError, NatsSettings, connect
+from ruby_ctl.operator import run_connected
 from ruby_natsx.dlq import DeadLetters, Filter, Stored
 from ruby_natsx.subjects import Subjects
-from ruby_runtime.errors import NatsRefusedError as RuntimeNatsRefusedError
-from ruby_runtime.errors import StartupError
-
-CONNECT_TIMEOUT = 5.0
-_DURATION = re.compile(r"(\d+)([smhd])")
-_UNITS = {"s": "seconds", "m": "minutes", "h": "hours", "d": "days"}
-
-
-def duration(raw: str) -> timedelta:
-    """``90s``, ``10m``, ``2h``, ``7d``."""
-    match = _DURATION.fullmatch(raw.strip())
-    if not match:
-        raise argparse.ArgumentTypeError(f"{raw!r} is not a duration like 90s, 10m, 2h or 7d")
-    return timedelta(**{_UNITS[match.group(2)]: int(match.group(1))})
 
 
 def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -83,8 +67,12 @@ def _add_filters(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--stream", help="only from this stream (e.g. RUBY_COMMANDS)")
     parser.add_argument("--consumer", help="only given up on by this consumer (e.g. gateway)")
     parser.add_argument("--subject", help="only with an original subject matching this glob")
-    parser.add_argument("--older-than", type=duration, help="last failed at least this long ago")
-    parser.add_argument("--newer-than", type=duration, help="last failed at most this long ago")
+    parser.add_argument(
+        "--older-than", type=cli_args.duration, help="last failed at least this long ago"
+    )
+    parser.add_argument(
+        "--newer-than", type=cli_args.duration, help="last failed at most this long ago"
+    )
 
 
 def _filter(args: argparse.Namespace) -> Filter:
@@ -101,39 +89,14 @@ Verb = Callable[[argparse.Namespace, DeadLetters], Awaitable[int]]
 
 
 def _run(args: argparse.Namespace, verb: Verb) -> int:
-    async def go() -> int:
-        try:
-            async with asyncio.timeout(CONNECT_TIMEOUT):
-                nc = await _connect(args)
-        except TimeoutError:
-            where = args.nats_url or "NATS"
-            print(
-                f"rubyctl dlq: {where} did not answer within {CONNECT_TIMEOUT}s "
-                "(is `make run` running?)",
-                file=sys.stderr,
-            )
-            return 2
-        except StartupError as exc:
-            print(f"rubyctl dlq: {exc}", file=sys.stderr)
-            return exc.exit_code
+    async def body(nc: Client) -> int:
         dead_letters = DeadLetters(nc, Subjects(args.prefix))
         try:
             return await verb(args, dead_letters)
         finally:
             await dead_letters.close()
-            await nc.drain()
 
-    return asyncio.run(go())
-
-
-async def _connect(args: argparse.Namespace) -> Client:
-    """As the operator (Vault AppRole, NKEY, TLS) unless --nats-url names an open server."""
-    if args.nats_url:
-        return await connect(NatsSettings(url=args.nats_url, name="rubyctl"))
-    try:
-        return await connect_operator(operator_settings())
-    except NatsRefusedError as exc:
-        raise RuntimeNatsRefusedError(str(exc)) from exc
+    return run_connected("dlq", args.nats_url, body)
 
 
 async def _selected(args: argparse.Namespace, dlq: DeadLetters) -> list[Stored]:

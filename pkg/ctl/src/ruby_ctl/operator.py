@@ -9,12 +9,15 @@ DLQ and AUDIT and replay dead letters, but not delete or purge the audit trail.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Mapping
+import sys
+from collections.abc import Awaitable, Callable, Mapping
 
 from nats.aio.client import Client
 
-from ruby_natsx.connection import NatsSettings, connect
+from ruby_natsx.connection import NatsRefusedError, NatsSettings, connect
 from ruby_natsx.permissions import OPERATOR
+from ruby_runtime.errors import NatsRefusedError as RuntimeNatsRefusedError
+from ruby_runtime.errors import StartupError
 from ruby_runtime.settings import ServiceSettings
 from ruby_runtime.vault import fetch_nats_seed
 
@@ -40,3 +43,52 @@ async def connect_operator(settings: ServiceSettings, name: str = "rubyctl") -> 
             identity=OPERATOR,
         )
     )
+
+
+CONNECT_TIMEOUT = 5.0
+"""Seconds a CLI command waits for NATS before saying the stack is not running."""
+
+
+async def connect_cli(nats_url: str | None) -> Client:
+    """As the operator (Vault AppRole, NKEY, TLS), or anonymously to ``nats_url`` (an open
+    server, for tests and tinkering), within ``CONNECT_TIMEOUT``.
+
+    Raises ``TimeoutError``, or the ``ruby_runtime.errors.StartupError`` of a failed step
+    (a refused connection is ``ruby_runtime.errors.NatsRefusedError``).
+    """
+    async with asyncio.timeout(CONNECT_TIMEOUT):
+        if nats_url:
+            return await connect(NatsSettings(url=nats_url, name="rubyctl"))
+        try:
+            return await connect_operator(operator_settings())
+        except NatsRefusedError as exc:
+            raise RuntimeNatsRefusedError(str(exc)) from exc
+
+
+def run_connected(
+    command: str, nats_url: str | None, body: Callable[[Client], Awaitable[int]]
+) -> int:
+    """Connect (`connect_cli`), run ``body``, drain; return its exit code. When NATS cannot
+    be reached, say why on stderr as ``rubyctl <command>: ...`` and return 2 (or the start-up
+    error's own exit code)."""
+
+    async def go() -> int:
+        try:
+            nc = await connect_cli(nats_url)
+        except TimeoutError:
+            where = nats_url or "NATS"
+            print(
+                f"rubyctl {command}: {where} did not answer within {CONNECT_TIMEOUT}s "
+                "(is `make run` running?)",
+                file=sys.stderr,
+            )
+            return 2
+        except StartupError as exc:
+            print(f"rubyctl {command}: {exc}", file=sys.stderr)
+            return exc.exit_code
+        try:
+            return await body(nc)
+        finally:
+            await nc.drain()
+
+    return asyncio.run(go())

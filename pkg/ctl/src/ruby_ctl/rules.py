@@ -16,7 +16,6 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from ruby_ctl import args as cli_args
 from ruby_ctl import rules_live, rules_replay
-from ruby_ctl.dlq import duration
 from ruby_ctl.rules_input import InputError, read_events, read_states
 from ruby_ctl.rules_sim import Printer, Simulation, stamp
 from ruby_rules import load_dir, load_file
@@ -102,7 +101,7 @@ def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
     )
     test.add_argument(
         "--until",
-        type=duration,
+        type=cli_args.duration,
         metavar="DURATION",
         default=DEFAULT_UNTIL,
         help="keep firing timers this long after the last event (default 1h)",
@@ -125,7 +124,7 @@ def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
     )
     replay.add_argument(
         "--since",
-        type=duration,
+        type=cli_args.duration,
         metavar="DURATION",
         required=True,
         help="how far back: 30m, 2h, 1d",

@@ -10,7 +10,6 @@ Also the operator connection the NATS-reading rule commands share (`run_as_opera
 from __future__ import annotations
 
 import argparse
-import asyncio
 import json
 import os
 import sys
@@ -24,13 +23,9 @@ from nats.js.errors import BucketNotFoundError, KeyNotFoundError
 from nats.js.kv import KeyValue
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError
 
-from ruby_ctl.dlq import CONNECT_TIMEOUT
-from ruby_ctl.operator import connect_operator, operator_settings
-from ruby_natsx.connection import NatsRefusedError, NatsSettings, connect
+from ruby_ctl.operator import run_connected
 from ruby_natsx.subjects import SubjectError, Subjects, check_token
 from ruby_natsx.topology import STATUS, topology
-from ruby_runtime.errors import NatsRefusedError as RuntimeNatsRefusedError
-from ruby_runtime.errors import StartupError
 
 STALE_AFTER = 30.0
 """Seconds after which the ``engine`` record is old news (the engine rewrites it every 5 s)."""
@@ -42,36 +37,10 @@ Verb = Callable[[argparse.Namespace, Client], Awaitable[int]]
 def run_as_operator(args: argparse.Namespace, verb: Verb) -> int:
     """Connect (as the operator, or anonymously to ``--nats-url``), run ``verb``, drain."""
 
-    async def go() -> int:
-        try:
-            async with asyncio.timeout(CONNECT_TIMEOUT):
-                nc = await _connect(args)
-        except TimeoutError:
-            where = args.nats_url or "NATS"
-            print(
-                f"rubyctl rules: {where} did not answer within {CONNECT_TIMEOUT}s "
-                "(is `make run` running?)",
-                file=sys.stderr,
-            )
-            return 2
-        except StartupError as exc:
-            print(f"rubyctl rules: {exc}", file=sys.stderr)
-            return exc.exit_code
-        try:
-            return await verb(args, nc)
-        finally:
-            await nc.drain()
+    async def body(nc: Client) -> int:
+        return await verb(args, nc)
 
-    return asyncio.run(go())
-
-
-async def _connect(args: argparse.Namespace) -> Client:
-    if args.nats_url:
-        return await connect(NatsSettings(url=args.nats_url, name="rubyctl"))
-    try:
-        return await connect_operator(operator_settings())
-    except NatsRefusedError as exc:
-        raise RuntimeNatsRefusedError(str(exc)) from exc
+    return run_connected("rules", args.nats_url, body)
 
 
 # --- the records, as the engine writes them ------------------------------------------------
