@@ -11,10 +11,10 @@ import os
 import sys
 from collections.abc import Sequence
 
-from ruby_ctl import audit, bootstrap, dlq, rules, secret, up
+from ruby_ctl import audit, bootstrap, dlq, rules, secret, up_cli
 from ruby_runtime.logging import configure_logging
 
-COMMANDS = (up, bootstrap, secret, dlq, rules, audit)
+COMMANDS = (up_cli, bootstrap, secret, dlq, rules, audit)
 
 
 def build_parser() -> argparse.ArgumentParser:

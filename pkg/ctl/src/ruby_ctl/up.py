@@ -12,7 +12,6 @@ them dies, everything this command started is stopped by PID, in reverse order.
 
 from __future__ import annotations
 
-import argparse
 import asyncio
 import contextlib
 import dataclasses
@@ -29,7 +28,6 @@ import aiohttp
 import hvac.exceptions
 from nats.js.client import JetStreamContext
 
-from ruby_ctl import args as cli_args
 from ruby_ctl import audit_spool
 from ruby_ctl.bootstrap import StatePaths, bootstrap
 from ruby_ctl.children import (
@@ -52,7 +50,6 @@ from ruby_natsx.server import NatsServer, NatsServerError, ServerConfig, TlsFile
 from ruby_natsx.subjects import Subjects
 from ruby_natsx.topology import AUDIT_SINK, ENGINE, STATUS, topology
 from ruby_runtime.errors import StartupError
-from ruby_runtime.logging import configure_logging
 from ruby_runtime.secret import Secret
 from ruby_runtime.settings import (
     DEFAULT_NATS_URL,
@@ -427,80 +424,6 @@ def _port_free(port: int) -> bool:
         except OSError:
             return False
     return True
-
-
-PORTS = (  # flag, variable, default, what listens there
-    ("--nats-port", "RUBY_NATS_PORT", 4222, "NATS client port on 127.0.0.1, 0 for any free one"),
-    ("--http-port", "RUBY_NATS_HTTP_PORT", 8222, "nats-server monitoring port, or 'off'"),
-    ("--vault-port", "RUBY_VAULT_PORT", 8200, "OpenBao API port (cluster port: the next one)"),
-    ("--ha-port", "RUBY_HA_PORT", 8123, "port of the demo home, 0 for any free one"),
-    ("--gateway-port", "RUBY_GATEWAY_HEALTH_PORT", 8081, "the gateway's /healthz and /readyz"),
-)
-
-
-def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    parser = commands.add_parser(
-        "up",
-        help="run the whole system on this machine until Ctrl-C",
-        description=(
-            "Start OpenBao (initialised on the first start, unsealed on every start), "
-            "bootstrap identities and secrets, start nats-server with TLS and one NKEY user "
-            "per identity (JetStream, state under --state-dir), apply every stream, consumer "
-            "and KV bucket as the operator, then the audit sink (store in "
-            "<state-dir>/audit/audit.db), the demo home, the gateway and the engine, each once "
-            "the one before it is ready; print where everything listens and stay in the "
-            "foreground, showing the services' output prefixed with their name (also in "
-            "<state-dir>/logs/). Ctrl-C (or SIGTERM) stops everything this command started, "
-            "in reverse order: the engine first, OpenBao last. Running it again reuses the "
-            "state and the identities."
-        ),
-    )
-    cli_args.add_state_dir(parser)
-    for flag, variable, default, what in PORTS:
-        parser.add_argument(
-            flag,
-            type=cli_args.port,
-            default=cli_args.env_port(variable, default),
-            help=f"{what} (env {variable}; default {default})",
-        )
-    parser.add_argument(
-        "--ha-url",
-        default=os.environ.get("RUBY_HA_URL") or None,
-        help="a real Home Assistant's WebSocket URL (env RUBY_HA_URL); its token must be in "
-        "Vault (field token of <prefix>/gateway/ha). Default: a simulated demo home",
-    )
-    parser.add_argument(
-        "--rules",
-        metavar="DIR",
-        type=Path,
-        default=Path(os.environ.get("RUBY_RULES_DIR") or "rules"),
-        help="the engine's directory of *.yaml rule files (env RUBY_RULES_DIR; default rules)",
-    )
-    parser.add_argument(
-        "--quiet",
-        action="store_true",
-        help="show only rubyctl up's own lines; the services' output goes to their log files",
-    )
-    cli_args.add_prefix(parser)
-    parser.set_defaults(handler=_handle)
-
-
-def _handle(args: argparse.Namespace) -> int:
-    configure_logging("rubyctl", level=os.environ.get("RUBY_LOG_LEVEL", "WARNING"))
-    return run(
-        UpOptions(
-            state_dir=args.state_dir.resolve(),
-            nats_port=args.nats_port if args.nats_port is not None else 4222,
-            http_port=args.http_port,
-            prefix=args.prefix,
-            vault_port=args.vault_port if args.vault_port is not None else 8200,
-            ha_url=args.ha_url,
-            ha_port=args.ha_port if args.ha_port is not None else 8123,
-            gateway_port=args.gateway_port if args.gateway_port is not None else 8081,
-            rules_dir=args.rules.resolve(),
-            quiet=args.quiet,
-        )
-    )
 
 
 def run(opts: UpOptions) -> int:
