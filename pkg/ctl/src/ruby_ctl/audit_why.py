@@ -28,7 +28,7 @@ from nats.aio.client import Client
 from nats.errors import TimeoutError as NatsTimeoutError
 from nats.js.client import JetStreamContext
 from nats.js.errors import BucketNotFoundError, KeyNotFoundError, NotFoundError
-from pydantic import BaseModel, ConfigDict, ValidationError
+from pydantic import ValidationError
 
 from ruby_auditstore import AuditStore, StoredRecord
 from ruby_ctl.audit_chain import Chain, Change, Command, Link, Rule, Trigger
@@ -40,6 +40,7 @@ from ruby_schemas.base import Payload
 from ruby_schemas.envelope import Envelope
 from ruby_schemas.errors import ContractError
 from ruby_schemas.ha_events import StateChangedV1
+from ruby_schemas.projection import ProjectionEntry
 from ruby_schemas.registry import decode
 
 MAX_COMMANDS = 20
@@ -243,16 +244,6 @@ def _change(envelope: Envelope[Payload], known: Change) -> Change:
 # --- the entity's current state ------------------------------------------------------------
 
 
-class Projected(BaseModel):
-    """The gateway's projection entry of one entity (tolerant of fields added later)."""
-
-    model_config = ConfigDict(extra="ignore", frozen=True)
-
-    state: str
-    last_changed: datetime | None = None
-    context_id: str
-
-
 class UnknownEntityError(LookupError):
     """The projection holds no (readable) entry for the entity."""
 
@@ -271,7 +262,7 @@ async def current(nc: Client, prefix: str, entity_id: str) -> Change:
             "not seen yet); pass --context ID to start from a context id"
         ) from None
     try:
-        projected = Projected.model_validate_json(entry.value or b"")
+        projected = ProjectionEntry.model_validate_json(entry.value or b"")
     except ValidationError as exc:
         raise UnknownEntityError(
             f"the projection entry of {entity_id} is unreadable: {exc}"

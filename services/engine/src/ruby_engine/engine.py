@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime, tzinfo
 from pathlib import Path
@@ -41,6 +40,7 @@ from ruby_schemas.audit import AuditOutcome
 from ruby_schemas.base import Payload
 from ruby_schemas.envelope import Envelope, make_envelope
 from ruby_schemas.ha_events import EntityState, EventFiredV1, StateChangedV1
+from ruby_schemas.projection import ProjectionEntry
 from ruby_schemas.rules import (
     RuleError,
     RuleLoadedV1,
@@ -58,14 +58,8 @@ MAX_SLEEP = 30.0
 
 
 def entity_state(raw: bytes) -> EntityState:
-    """A projection entry (the gateway's lean record) as an entity state."""
-    d = json.loads(raw)
-    return EntityState(
-        state=d["state"],
-        attributes=d.get("attributes") or {},
-        last_changed=d["last_changed"],
-        last_updated=d["last_updated"],
-    )
+    """A projection entry (`ProjectionEntry`, written by the gateway) as an entity state."""
+    return ProjectionEntry.model_validate_json(raw).entity_state()
 
 
 class Engine:
@@ -111,7 +105,7 @@ class Engine:
         for key, raw in (await read_bucket(self._nc, self._projection_bucket)).items():
             try:
                 states[key] = entity_state(raw)
-            except (ValueError, KeyError, TypeError) as exc:
+            except ValueError as exc:  # pydantic's ValidationError is one
                 log.warning("unreadable projection entry skipped", key=key, error=str(exc))
         self._core.set_states(states)
         records: list[TimerRecord] = []
@@ -240,7 +234,11 @@ class Engine:
             return {}
         if entry.value is None:
             return {}
-        return {entity_id: entity_state(entry.value)}
+        try:
+            return {entity_id: entity_state(entry.value)}
+        except ValueError as exc:  # unreadable: the entity is unknown, the re-check fails
+            log.warning("unreadable projection entry", entity=entity_id, error=str(exc))
+            return {}
 
     async def _store(self, timers: Mapping[str, TimerRecord | None]) -> None:
         for key, record in timers.items():

@@ -1,0 +1,25 @@
+"""What the gateway writes into the projection bucket is a `ProjectionEntry` (the readers'
+contract: the engine and `rubyctl audit why`), and reads back to the same entry."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+from ruby_gateway.projection import Projected
+from ruby_schemas.projection import ProjectionEntry
+
+T0 = datetime(2026, 11, 22, 18, 0, 0, 123456, tzinfo=UTC)
+
+
+def test_the_gateway_writes_what_readers_read() -> None:
+    projected = Projected(
+        state="on",
+        attributes={"friendly_name": "Hallway", "brightness": 153},
+        last_changed=T0,
+        last_updated=T0 + timedelta(seconds=1),
+        context_id="01JD3K2YV9A7Q4M8N2B5C6D7E8",
+    )
+    entry = ProjectionEntry.model_validate_json(projected.to_json())
+    assert entry.entity_state() == projected.entity_state()
+    assert entry.context_id == projected.context_id
+    assert Projected.from_json(entry.model_dump_json().encode()) == projected
