@@ -6,6 +6,7 @@ records tell what the store holds."""
 from __future__ import annotations
 
 import json
+import sqlite3
 import time
 from pathlib import Path
 
@@ -13,6 +14,7 @@ import pytest
 import structlog
 from nats.aio.client import Client
 from nats.js import JetStreamContext
+from nats.js.errors import NotFoundError
 
 from ruby_audit_sink.service import audit_db
 from ruby_audit_sink.testing import running_sink, sink_ready
@@ -25,6 +27,7 @@ from ruby_natsx.testing import eventually, state_changed
 from ruby_natsx.topology import AUDIT, AUDIT_SINK, DLQ, STATUS, Topology
 from ruby_runtime.errors import SettingsError
 from ruby_runtime.settings import ServiceSettings
+from ruby_schemas.audit import AuditRecordV1
 from ruby_schemas.registry import decode, encode
 
 
@@ -184,3 +187,44 @@ def test_the_store_is_in_the_state_directory_unless_named(tmp_path: Path) -> Non
     assert audit_db(settings, {}) == tmp_path / "audit" / "audit.db"
     named = tmp_path / "elsewhere.db"
     assert audit_db(settings, {"RUBY_AUDIT_DB": str(named)}) == named
+
+
+async def test_rows_removed_from_the_end_while_the_sink_was_down_are_audited_at_its_start(
+    nc: Client, js: JetStreamContext, topology_applied: Topology, subjects: Subjects, tmp_path: Path
+) -> None:
+    db = tmp_path / "audit.db"
+    publisher = Publisher(nc)
+    await publisher.publish(outbound(subjects, 20))
+    status = await js.key_value(topology_applied.bucket(STATUS).bucket)
+    async with running_sink(nc, subjects, db):
+        await eventually(lambda: stored(db) == 20, message="all stored")
+
+        async def head_at_20() -> bool:
+            record = json.loads((await status.get(f"{AUDIT_SINK}.head")).value or b"{}")
+            return bool(record.get("seq") == 20)
+
+        await eventually(head_at_20, message="head published")
+    await publisher.close()
+    tampered = sqlite3.connect(db)  # while the sink is down, the last two rows go
+    with tampered:
+        tampered.execute("DROP TRIGGER audit_no_delete")
+        tampered.execute("DELETE FROM audit_records WHERE seq > 18")
+    tampered.close()
+    async with running_sink(nc, subjects, db):
+        subject = subjects.audit(AUDIT_SINK, "audit_store_mismatch")
+
+        async def audited() -> bool:
+            try:
+                await js.get_last_msg(topology_applied.stream(AUDIT).name, subject)
+            except NotFoundError:
+                return False
+            return True
+
+        await eventually(audited, message="the mismatch is audited")
+    msg = await js.get_last_msg(topology_applied.stream(AUDIT).name, subject)
+    record = decode(msg.data or b"").data
+    assert isinstance(record, AuditRecordV1)
+    assert record.action == "audit.store_mismatch"
+    assert "the store ends at record 18" in record.reason
+    assert record.details is not None
+    assert record.details["published_seq"] == 20

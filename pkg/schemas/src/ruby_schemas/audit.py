@@ -67,6 +67,8 @@ AUDITED_ACTIONS: Final[Mapping[str, str]] = MappingProxyType(
         "secret.written": "operator: `rubyctl secret ha-token` stored the Home Assistant token",
         "auth.refused": "gateway: Home Assistant refused the token (auth_invalid)",
         "bootstrap.changed": "operator: bootstrap changed Vault, identities or NATS config",
+        "audit.store_mismatch": "audit sink: at start, its store does not reach the head it "
+        "published before (rows removed or changed while it was down)",
     }
 )
 """Every critical action that leaves an audit record, and who records it when (ADR-0019)."""

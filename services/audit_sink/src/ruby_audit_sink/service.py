@@ -42,7 +42,7 @@ def build(nc: Client, subjects: Subjects, db: Path) -> tuple[AuditSink, Runner]:
     batch can hold everything delivered while the previous one commits.
     """
     topo = topology(subjects)
-    sink = AuditSink(nc, db, status_bucket=topo.bucket(STATUS).bucket)
+    sink = AuditSink(nc, db, status_bucket=topo.bucket(STATUS).bucket, subjects=subjects)
     config = RunnerConfig(
         service=IDENTITY,
         stream=topo.stream(AUDIT).name,

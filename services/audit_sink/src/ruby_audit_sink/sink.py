@@ -9,6 +9,7 @@ logs a warning) and goes on.
 
 from __future__ import annotations
 
+import json
 import sqlite3
 from collections.abc import Sequence
 from pathlib import Path
@@ -16,14 +17,17 @@ from typing import Final
 
 import structlog
 from nats.aio.client import Client
+from nats.js.errors import KeyNotFoundError
 
 from ruby_audit_sink.status import SinkStatus
-from ruby_audit_sink.writer import BatchWriter
+from ruby_audit_sink.writer import BatchWriter, Committed
+from ruby_natsx.audit import audit_record, publish_records
 from ruby_natsx.errors import PermanentError
 from ruby_natsx.handler import Delivery, Outbound
+from ruby_natsx.subjects import Subjects
 from ruby_natsx.topology import AUDIT_SINK
 from ruby_runtime.errors import SettingsError
-from ruby_schemas.audit import AuditRecordV1
+from ruby_schemas.audit import AuditOutcome, AuditRecordV1
 from ruby_schemas.base import Payload
 from ruby_schemas.envelope import Envelope
 
@@ -36,8 +40,12 @@ IDENTITY: Final = AUDIT_SINK
 class AuditSink:
     """The store's writer and the sink's status; `start` before the runner, `close` after it."""
 
-    def __init__(self, nc: Client, db: Path, *, status_bucket: str) -> None:
+    def __init__(
+        self, nc: Client, db: Path, *, status_bucket: str, subjects: Subjects | None = None
+    ) -> None:
         self.db = db
+        self._nc, self._status_bucket = nc, status_bucket
+        self._subjects = subjects
         self.status = SinkStatus(nc, status_bucket, IDENTITY, db)
         self.writer = BatchWriter(db, on_commit=self.status.committed)
 
@@ -53,8 +61,50 @@ class AuditSink:
             raise SettingsError(
                 f"RUBY_AUDIT_DB: cannot open the audit store at {self.db}: {exc}"
             ) from exc
+        await self._check_head(state)
         await self.status.start(state)
         log.info("audit sink running", db=str(self.db), stored=state.stored)
+
+    async def _check_head(self, state: Committed) -> None:
+        """Compare the store with the head this sink published last (``audit_sink.head``).
+
+        A store that ends before it, or ends there with another hash, lost or changed rows
+        while the sink was down. That is logged and audited (``audit.store_mismatch``), in the
+        AUDIT stream that nobody can purge, before new records cover the gap; the sink goes on.
+        """
+        if self._subjects is None:
+            return
+        try:
+            kv = await self._nc.jetstream().key_value(self._status_bucket)
+            entry = await kv.get(f"{IDENTITY}.head")
+            head = json.loads(entry.value or b"{}")
+            seq, digest = int(head["seq"]), str(head["hash"])
+        except (KeyNotFoundError, ValueError, KeyError, TypeError):
+            return  # nothing published yet (a new installation), or unreadable: nothing to hold
+        if state.head_seq > seq or (state.head_seq == seq and state.head_hash == digest):
+            return
+        reason = (
+            f"the store ends at record {state.head_seq}, but this sink had published record "
+            f"{seq} as its head: rows were removed or changed while it was down"
+            if state.head_seq < seq
+            else f"record {seq} differs from the head this sink published: rows were changed"
+        )
+        log.error("audit store does not match its published head", reason=reason)
+        record = audit_record(
+            self._subjects,
+            service=IDENTITY,
+            action="audit.store_mismatch",
+            target=f"file:{self.db}",
+            outcome=AuditOutcome.FAILED,
+            reason=reason,
+            details={
+                "published_seq": seq,
+                "published_hash": digest,
+                "store_seq": state.head_seq,
+                "store_hash": state.head_hash,
+            },
+        )
+        await publish_records(self._nc, [record])
 
     async def close(self) -> None:
         """Commit what is queued, close the store, write ``ready: false``."""
