@@ -83,10 +83,16 @@ def test_for_timer_fires_after_five_quiet_minutes_and_is_cancelled_by_motion() -
     e = engine(hallway(), light__hallway=st("on"))
     armed = change(e, "binary_sensor.hallway_motion", "on", "off", T0)
     assert list(armed.timers) == ["for.hallway_light_off.0.binary_sensor.hallway_motion"]
+    [note] = armed.traces  # the trace says what is armed, and until when
+    assert note["status"] == "armed"
+    assert "binary_sensor.hallway_motion is off; fires at 2026-11-20T18:05:00" in note["reason"]
     assert e.next_deadline() == T0 + timedelta(minutes=5)
     assert not fire_due(e, T0 + timedelta(minutes=4)).commands
     cancel = change(e, "binary_sensor.hallway_motion", "off", "on", T0 + timedelta(minutes=4))
     assert cancel.timers == {"for.hallway_light_off.0.binary_sensor.hallway_motion": None}
+    [disarmed] = [t for t in cancel.traces if t["rule_id"] == "hallway_light_off"]
+    assert disarmed["status"] == "disarmed"
+    assert "changed to on before" in disarmed["reason"]
     change(e, "binary_sensor.hallway_motion", "on", "off", T0 + timedelta(minutes=6))
     assert not fire_due(e, T0 + timedelta(minutes=10)).commands
     fx = fire_due(e, T0 + timedelta(minutes=11))

@@ -19,6 +19,7 @@ from typing import Literal
 from pydantic import JsonValue
 
 from ruby_rules.engine import Effects, RuleEngine, TimerRecord
+from ruby_rules.engine.core import TIMER_NOTES
 from ruby_rules.engine.interpreter import CommandOut, EventOut
 from ruby_rules.model import Rule
 from ruby_schemas.base import Payload
@@ -205,6 +206,8 @@ class Simulation:
         out: list[Happening] = []
         shown: set[str] = set()
         for trace in fx.traces:
+            if trace["status"] in TIMER_NOTES:  # shown from the timer records below
+                continue
             rule_id: str = trace["rule_id"]
             tally = self.tally.setdefault(rule_id, Tally())
             ids = set(trace["command_ids"])

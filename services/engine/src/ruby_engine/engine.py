@@ -33,6 +33,7 @@ from ruby_natsx.kvread import read_bucket
 from ruby_natsx.publish import Publisher
 from ruby_natsx.subjects import Subjects
 from ruby_rules.engine import Effects, RuleEngine, TimerRecord
+from ruby_rules.engine.core import TIMER_NOTES
 from ruby_rules.engine.records import RecordError
 from ruby_rules.loader import RULE_FILE_GLOB
 from ruby_rules.ruleset import Change, RuleSet
@@ -213,7 +214,9 @@ class Engine:
         """Keep the traces for the status, and log every run that did something."""
         self.status.record(effects.traces)
         for trace in effects.traces:
-            if trace["status"] in ("not_run", "ignored"):
+            if trace["status"] in TIMER_NOTES:
+                log.debug("rule timer", rule=trace["rule_id"], note=trace["reason"])
+            elif trace["status"] in ("not_run", "ignored"):
                 log.debug("rule not run", rule=trace["rule_id"], reason=trace["reason"])
             elif trace["status"] == "failed":
                 log.warning("rule failed", rule=trace["rule_id"], reason=trace["reason"])

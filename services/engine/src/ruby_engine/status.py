@@ -27,6 +27,7 @@ from nats.js.errors import KeyNotFoundError
 from nats.js.kv import KeyValue
 
 from ruby_rules.engine import RuleEngine
+from ruby_rules.engine.core import TIMER_NOTES
 from ruby_rules.engine.effects import Trace
 from ruby_rules.ruleset import RuleSet
 
@@ -71,6 +72,9 @@ class Status:
                     break
             kept.append(trace)
             counts = self._counts.setdefault(rule_id, _Counts())
+            if trace["status"] in TIMER_NOTES:  # a `for` armed or cancelled: not a run
+                self._dirty.add(rule_id)
+                continue
             if trace["status"] not in ("waiting", "queued"):
                 counts.runs += 1
             counts.failed += trace["status"] == "failed"

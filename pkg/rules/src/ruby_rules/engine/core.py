@@ -39,6 +39,9 @@ from ruby_rules.processors.triggers.state import StateTrigger, watched_value
 from ruby_schemas.ha_events import EntityState
 from ruby_schemas.rules import RuleFailedV1, RuleFiredV1
 
+TIMER_NOTES = frozenset({"armed", "disarmed"})
+"""Trace statuses that note a ``for`` timer armed or cancelled: not runs of the rule."""
+
 LATE_AFTER = timedelta(seconds=30)
 """A trigger or timer handled later than this after its time is late: ``on_missed`` decides.
 Below it, the delay is ordinary processing (a backlog after a restart, a busy machine)."""
@@ -232,8 +235,19 @@ class RuleEngine:
                     ),
                     effects,
                 )
+                value = watched_value(new, config.attribute)  # type: ignore[attr-defined]
+                note = self._trace(rule.config, rule.version, rule.file, "", data, now)
+                note.update(status="armed", reason=f"for: {entity_id} is {value}; fires at "
+                            f"{(since + hold).isoformat()} if it holds")  # fmt: skip
+                effects.traces.append(note)
             elif key in self._timers and not self._still_holds(trigger, new):
+                due = self._timers[key].deadline
                 self._delete(key, effects)
+                value = watched_value(new, config.attribute)  # type: ignore[attr-defined]
+                note = self._trace(rule.config, rule.version, rule.file, "", data, now)
+                note.update(status="disarmed", reason=f"for: {entity_id} changed to {value} "
+                            f"before {due.isoformat() if due else '?'}")  # fmt: skip
+                effects.traces.append(note)
         for key in sorted(self._waits_entity.get(entity_id, ())):
             wait = self._wait_trigger(key)
             if wait is not None and wait.matches(old, new):
