@@ -21,10 +21,10 @@ from nats.js.errors import KeyNotFoundError
 from ruby_ctl.testing import Installation
 from ruby_engine.testing import engine_process, engine_ready
 from ruby_gateway.bridge import BridgeConfig
-from ruby_gateway.testing import Gateway, running_gateway
+from ruby_gateway.testing import Gateway, running_secure_gateway
 from ruby_hasim.testing import HaClient
-from ruby_natsx.testing import eventually
-from ruby_natsx.topology import EVENTS, STATUS, TIMERS
+from ruby_natsx.testing import consumers_idle, eventually
+from ruby_natsx.topology import ENGINE, EVENTS, GATEWAY, STATUS, TIMERS
 from ruby_runtime.secret import Secret
 
 if TYPE_CHECKING:
@@ -52,7 +52,6 @@ TIMER_KEY = "for.e_quiet_turns_d_off.0.input_boolean.e"
 async def secure_gateway(
     secure_installation: Installation, home_assistant: HomeAssistant
 ) -> AsyncIterator[Gateway]:
-    nc = await secure_installation.connect("gateway")
     config = BridgeConfig(
         url=home_assistant.url,
         token=Secret(home_assistant.token, "ha token"),
@@ -61,13 +60,8 @@ async def secure_gateway(
         backoff_initial=0.1,
         backoff_max=0.5,
     )
-    try:
-        async with running_gateway(
-            nc, secure_installation.subjects, config, owner="gw-ha", backoff=(0.2,) * 4
-        ) as gateway:
-            yield gateway
-    finally:
-        await nc.drain()
+    async with running_secure_gateway(secure_installation, config, backoff=(0.2,) * 4) as gw:
+        yield gw
 
 
 async def state(client: HaClient, entity: str) -> str:
@@ -121,6 +115,9 @@ async def test_rules_drive_real_home_assistant_once_through_crashes_and_bad_file
     def ready() -> Awaitable[bool]:
         return engine_ready(status, started)
 
+    def settled() -> Awaitable[bool]:
+        return consumers_idle(js, installation.topology, ENGINE, GATEWAY)
+
     try:
         await engine.start()
         await eventually(ready, within=60, message="engine ready")
@@ -129,10 +126,11 @@ async def test_rules_drive_real_home_assistant_once_through_crashes_and_bad_file
         for entity in ("input_boolean.c", "input_boolean.d", "input_boolean.e"):
             await set_boolean(ha_ws, entity, False)
         await set_boolean(ha_ws, "input_boolean.e", True)
-        await asyncio.sleep(0.5)
-        await eventually(lambda: _drained(js, stream), message="engine idle")
+        await eventually(lambda: _is(ha_ws, "input_boolean.e", "on"), message="e on")
+        await eventually(settled, message="engine and gateway idle")
         await set_boolean(ha_ws, "input_boolean.d", False)  # whatever the backlog did to it
-        await asyncio.sleep(0.5)
+        await eventually(lambda: _is(ha_ws, "input_boolean.d", "off"), message="d off")
+        await eventually(settled, message="engine and gateway idle")
         subscription = await ha_ws.subscribe("call_service")
         ha_ws.inbox.clear()
 
@@ -146,8 +144,7 @@ async def test_rules_drive_real_home_assistant_once_through_crashes_and_bad_file
         stored = await js.get_last_msg(stream, subject)
         for copy in range(2):
             await js.publish(subject, stored.data or b"", headers={"Nats-Msg-Id": f"re-{copy}"})
-        await eventually(lambda: _drained(js, stream), message="engine handled the copies")
-        await asyncio.sleep(1)
+        await eventually(settled, message="engine and gateway handled the copies")
         assert await calls_of(ha_ws, subscription, "turn_on") == 1
 
         # 3. A `for` timer survives kill -9 of the engine and fires once after the restart.
@@ -160,13 +157,13 @@ async def test_rules_drive_real_home_assistant_once_through_crashes_and_bad_file
         await engine.start()
         await eventually(ready, within=60, message="engine ready again")
         await eventually(lambda: _is(ha_ws, "input_boolean.d", "off"), message="d turned off")
-        await asyncio.sleep(1)
+        await eventually(lambda: _gone(timers), message="the for timer is deleted")
+        await eventually(settled, message="engine and gateway idle")
         assert await calls_of(ha_ws, subscription, "turn_off") == 1
 
         # 4. A broken rule file does not stop the others.
         (rules / "broken.yaml").write_text("rules:\n  - id: broken\n    triggers: nope\n")
         await set_boolean(ha_ws, "input_boolean.c", False)
-        await asyncio.sleep(0.5)
         await set_boolean(ha_ws, "input_boolean.c", True)
         await eventually(lambda: _is(ha_ws, "input_boolean.d", "on"), message="d on again")
         assert await calls_of(ha_ws, subscription, "turn_on") == 2
@@ -182,13 +179,16 @@ async def _is(client: HaClient, entity: str, value: str) -> bool:
     return await state(client, entity) == value
 
 
+async def _gone(timers: Any) -> bool:
+    try:
+        await timers.get(TIMER_KEY)
+    except KeyNotFoundError:
+        return True
+    return False
+
+
 async def _stored(timers: Any) -> bool:
     try:
         return (await timers.get(TIMER_KEY)).value is not None
     except KeyNotFoundError:
         return False
-
-
-async def _drained(js: Any, stream: str) -> bool:
-    info = await js.consumer_info(stream, "engine")
-    return bool(info.num_pending == 0 and info.num_ack_pending == 0)

@@ -157,4 +157,6 @@ def test_a_malformed_file_saved_over_a_good_one_keeps_the_good_rules_running(raw
         assert change.rejected
         assert change.kept == tuple(r for r in running if r.file == "fuzz.yaml")
         assert ruleset.rules == running
-        assert RuleEngine(tz=UTC).set_rules(ruleset.rules, datetime.now(UTC)) is not None
+        engine = RuleEngine(tz=UTC)
+        engine.set_rules(ruleset.rules, datetime.now(UTC))
+        assert set(engine.rules) == {rule.id for rule in running}

@@ -20,7 +20,7 @@ from ruby_auditstore import AuditStore
 from ruby_ctl.testing import Installation
 from ruby_engine.testing import engine_process, engine_ready
 from ruby_gateway.bridge import BridgeConfig
-from ruby_gateway.testing import Gateway, running_gateway
+from ruby_gateway.testing import Gateway, running_secure_gateway
 from ruby_hasim.server import Simulator
 from ruby_natsx.testing import eventually
 from ruby_natsx.topology import STATUS
@@ -41,15 +41,9 @@ rules:
 
 @pytest_asyncio.fixture
 async def gateway(secure_installation: Installation, hasim: Simulator) -> AsyncIterator[Gateway]:
-    nc = await secure_installation.connect("gateway")
     config = BridgeConfig(url=hasim.url, token=Secret(hasim.token, "ha token"))
-    try:
-        async with running_gateway(
-            nc, secure_installation.subjects, config, owner="gw", backoff=(0.1,) * 4
-        ) as gateway:
-            yield gateway
-    finally:
-        await nc.drain()
+    async with running_secure_gateway(secure_installation, config, backoff=(0.1,) * 4) as gw:
+        yield gw
 
 
 def rubyctl(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:

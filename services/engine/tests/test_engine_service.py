@@ -15,10 +15,10 @@ from nats.js.errors import KeyNotFoundError
 from ruby_ctl.testing import Installation
 from ruby_engine.testing import engine_process, engine_ready
 from ruby_gateway.bridge import BridgeConfig
-from ruby_gateway.testing import Gateway, running_gateway
+from ruby_gateway.testing import Gateway, running_secure_gateway
 from ruby_hasim.server import Simulator
-from ruby_natsx.testing import eventually
-from ruby_natsx.topology import STATUS, TIMERS
+from ruby_natsx.testing import consumers_idle, eventually
+from ruby_natsx.topology import ENGINE, GATEWAY, STATUS, TIMERS
 from ruby_runtime.secret import Secret
 
 RULES = """
@@ -35,15 +35,9 @@ TIMER_KEY = "for.hallway_light_off.0.binary_sensor.hallway_motion"
 
 @pytest_asyncio.fixture
 async def gateway(secure_installation: Installation, hasim: Simulator) -> AsyncIterator[Gateway]:
-    nc = await secure_installation.connect("gateway")
     config = BridgeConfig(url=hasim.url, token=Secret(hasim.token, "ha token"))
-    try:
-        async with running_gateway(
-            nc, secure_installation.subjects, config, owner="gw", backoff=(0.1,) * 4
-        ) as gateway:
-            yield gateway
-    finally:
-        await nc.drain()
+    async with running_secure_gateway(secure_installation, config, backoff=(0.1,) * 4) as gw:
+        yield gw
 
 
 async def test_a_for_timer_survives_kill_9_and_fires_once_after_restart(
@@ -91,7 +85,10 @@ async def test_a_for_timer_survives_kill_9_and_fires_once_after_restart(
             lambda: hasim.states["light.hallway"].state == "off", within=20, message="light off"
         )
         await eventually(lambda: _gone(timers), within=10, message="timer deleted")
-        await asyncio.sleep(1)  # nothing fires a second time
+        await eventually(
+            lambda: consumers_idle(js, installation.topology, ENGINE, GATEWAY),
+            message="nothing more in flight",
+        )
         assert hasim.calls[("light", "turn_off", "light.hallway")] == 1
     finally:
         code = await engine.stop()

@@ -13,12 +13,12 @@ from typing import Protocol
 from nats.aio.client import Client
 
 from ruby_natsx.handler import Outbound
+from ruby_natsx.publish import Publisher
 from ruby_natsx.subjects import Subjects
 from ruby_schemas.audit import AuditOutcome, AuditRecordV1
 from ruby_schemas.base import Payload
 from ruby_schemas.envelope import Envelope, make_envelope, new_id
 from ruby_schemas.primitives import JsonObject
-from ruby_schemas.registry import encode
 
 
 def audit_record(
@@ -100,10 +100,9 @@ async def publish_records(nc: Client, records: Sequence[Outbound]) -> None:
     For the few records a service writes outside a handler (start-up, a CLI command); a
     handler returns its records to the runner instead.
     """
-    js = nc.jetstream()
-    for out in records:
-        await js.publish(
-            out.subject,
-            encode(out.envelope),
-            headers={"Nats-Msg-Id": out.envelope.id, **out.headers},
-        )
+    publisher = Publisher(nc)
+    await publisher.start()
+    try:
+        await publisher.publish(records)
+    finally:
+        await publisher.close()

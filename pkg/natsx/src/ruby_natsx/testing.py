@@ -206,3 +206,14 @@ class ServiceProcess:
             for line in self.log.read_text().splitlines()
             if line.startswith("{")
         ]
+
+
+async def consumers_idle(js: JetStreamContext, topo: Topology, *durables: str) -> bool:
+    """Whether each named durable consumer has nothing pending and nothing unacknowledged:
+    every message published so far was handled (for ``eventually``, instead of a sleep)."""
+    for durable in durables:
+        spec = topo.consumer(durable)
+        info = await js.consumer_info(spec.stream, durable)
+        if info.num_pending or info.num_ack_pending:
+            return False
+    return True

@@ -98,12 +98,14 @@ class Status:
                     str(row["last_reason"]),
                     str(row["last_run"]),
                 )
-        for rule in self._ruleset.rules:
-            record = await _read(kv, f"{prefix}.trace.{rule.id}")
+        # One request per rule, all in flight at once: not a round trip after another.
+        ids = [rule.id for rule in self._ruleset.rules]
+        records = await asyncio.gather(*(_read(kv, f"{prefix}.trace.{i}") for i in ids))
+        for rule_id, record in zip(ids, records, strict=True):
             runs = record.get("runs") if isinstance(record, dict) else None
             if isinstance(runs, list):
                 kept = deque((r for r in runs if isinstance(r, dict)), maxlen=TRACES_KEPT)
-                self._traces[rule.id] = kept
+                self._traces[rule_id] = kept
                 restored += len(kept)
         return restored
 

@@ -9,6 +9,7 @@ import asyncio
 import contextlib
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
+from typing import Protocol
 
 from nats.aio.client import Client
 
@@ -46,3 +47,28 @@ async def running_gateway(
         bridge.stop()
         runner.stop()
         await asyncio.wait_for(asyncio.gather(*tasks), 15)
+
+
+class Installation(Protocol):
+    """What `running_secure_gateway` needs of ``ruby_ctl.testing.Installation``."""
+
+    @property
+    def subjects(self) -> Subjects: ...
+
+    async def connect(self, identity: str, name: str | None = None) -> Client: ...
+
+
+@contextlib.asynccontextmanager
+async def running_secure_gateway(
+    installation: Installation, config: BridgeConfig, *, backoff: tuple[float, ...]
+) -> AsyncIterator[Gateway]:
+    """`running_gateway` as the installation's gateway identity (TLS, NKEY, its permissions)
+    on its own connection, drained on exit."""
+    nc = await installation.connect("gateway")
+    try:
+        async with running_gateway(
+            nc, installation.subjects, config, owner="gateway-test", backoff=backoff
+        ) as gateway:
+            yield gateway
+    finally:
+        await nc.drain()
