@@ -9,6 +9,7 @@ observer (``ha_ws``) counts the service calls HA really executed (``call_service
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 from collections.abc import AsyncIterator, Awaitable
 from datetime import UTC, datetime
@@ -163,6 +164,7 @@ async def test_rules_drive_real_home_assistant_once_through_crashes_and_bad_file
 
         # 4. A broken rule file does not stop the others.
         (rules / "broken.yaml").write_text("rules:\n  - id: broken\n    triggers: nope\n")
+        await eventually(lambda: _refused(status, "broken.yaml"), message="refusal visible")
         await set_boolean(ha_ws, "input_boolean.c", False)
         await set_boolean(ha_ws, "input_boolean.c", True)
         await eventually(lambda: _is(ha_ws, "input_boolean.d", "on"), message="d on again")
@@ -177,6 +179,14 @@ async def test_rules_drive_real_home_assistant_once_through_crashes_and_bad_file
 
 async def _is(client: HaClient, entity: str, value: str) -> bool:
     return await state(client, entity) == value
+
+
+async def _refused(status: Any, file: str) -> bool:
+    try:
+        entry = await status.get("engine.rules")
+    except KeyNotFoundError:
+        return False
+    return file in json.loads(entry.value or b"{}").get("refused_files", {})
 
 
 async def _gone(timers: Any) -> bool:
