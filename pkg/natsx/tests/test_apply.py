@@ -14,6 +14,7 @@ from ruby_natsx.topology import (
     COMMANDS,
     DLQ,
     EVENTS,
+    GATEWAY,
     IDEMPOTENCY,
     PROJECTION,
     Retention,
@@ -44,7 +45,8 @@ async def test_apply_creates_everything_with_the_declared_configuration(
         cfg = (await js.consumer_info(consumer.stream, consumer.durable)).config
         assert cfg.max_ack_pending == tuning.MAX_ACK_PENDING
         assert cfg.max_deliver == tuning.MAX_DELIVER
-        assert cfg.ack_wait == tuning.ACK_WAIT
+        wanted = tuning.COMMAND_ACK_WAIT if consumer.durable == GATEWAY else tuning.ACK_WAIT
+        assert cfg.ack_wait == wanted
         assert not cfg.backoff  # BackOff would shorten AckWait; the runner naks instead
         assert cfg.ack_policy == "explicit"
 

@@ -11,7 +11,14 @@ from nats.js.kv import KeyValue
 from ruby_natsx import tuning
 from ruby_natsx.errors import TransientError
 from ruby_natsx.handler import Delivery, Outbound
-from ruby_natsx.idempotency import Claim, Done, KvIdempotencyStore, idempotent, message_key
+from ruby_natsx.idempotency import (
+    Claim,
+    Done,
+    KvIdempotencyStore,
+    idempotent,
+    message_key,
+    taken_over,
+)
 from ruby_natsx.testing import state_changed
 from ruby_natsx.topology import IDEMPOTENCY, Topology
 from ruby_schemas.base import Payload
@@ -116,3 +123,35 @@ async def test_a_failing_handler_releases_its_claim_for_the_retry(
         await handler(env, DELIVERY)
     assert await handler(env, DELIVERY) == []
     assert len(attempts) == 2
+
+
+async def test_a_singletons_claim_left_by_an_earlier_process_is_taken_over_at_once(
+    js: JetStreamContext, topology_applied: Topology
+) -> None:
+    kv = await ledger(js, topology_applied)
+    dead = KvIdempotencyStore(kv, owner="gateway-1-dead", singleton=True)
+    alive = KvIdempotencyStore(kv, owner="gateway-2-alive", singleton=True)
+    left = await dead.claim("k")
+    assert isinstance(left, Claim)
+    assert left.taken_over is None
+    # The same process's own pending claim is a concurrent delivery: wait for its lease.
+    with pytest.raises(TransientError, match="being handled by gateway-1-dead"):
+        await dead.claim("k")
+    taken = await alive.claim("k")  # another process of a singleton: the first one died
+    assert isinstance(taken, Claim)
+    assert taken.taken_over is not None
+    assert taken.taken_over.owner == "gateway-1-dead"
+    seen: list[object] = []
+
+    async def handler(envelope: Envelope[Payload], delivery: Delivery) -> Sequence[Outbound]:
+        seen.append(taken_over())
+        return []
+
+    await alive.release(taken)
+    await dead.claim("k2")
+    await idempotent(alive, key=lambda e, d: "k2")(handler)(
+        state_changed("light.x", "on"), DELIVERY
+    )
+    assert len(seen) == 1
+    assert getattr(seen[0], "owner", None) == "gateway-1-dead"
+    assert taken_over() is None  # only inside the handler's run

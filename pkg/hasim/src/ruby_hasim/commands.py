@@ -117,6 +117,20 @@ def get_config(conn: Connection, msg: JsonObject) -> None:
     conn.send(messages.result(_id(msg), config))
 
 
+def current_user(conn: Connection, msg: JsonObject) -> None:
+    """`auth/current_user`: the user the token belongs to (the `user_id` of its contexts)."""
+    _check(msg, {}, {})
+    user: JsonObject = {
+        "id": conn.user_id,
+        "name": "gateway",
+        "is_owner": False,
+        "is_admin": True,
+        "credentials": [],
+        "mfa_modules": [],
+    }
+    conn.send(messages.result(_id(msg), user))
+
+
 def supported_features(conn: Connection, msg: JsonObject) -> None:
     """Turn on features; `coalesce_messages` makes queued messages go out as JSON arrays."""
     _check(msg, {"features": _is_dict}, {})
@@ -188,6 +202,7 @@ COMMANDS: dict[str, Handler] = {
     "ping": ping,
     "get_states": get_states,
     "get_config": get_config,
+    "auth/current_user": current_user,
     "supported_features": supported_features,
     "subscribe_events": subscribe_events,
     "unsubscribe_events": unsubscribe_events,

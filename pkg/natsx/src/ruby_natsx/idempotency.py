@@ -11,6 +11,11 @@ entry's revision, so concurrent consumers of one message cannot both run it:
   taken over.
 - ``complete`` records the handler's outputs (revision-checked); ``release`` removes a
   pending claim after a failure so that the retry can claim at once.
+- A store for a singleton (``singleton=True``: one process of the service runs at a time, as
+  the gateway does) takes over a pending claim of another owner at once: that owner was an
+  earlier process of the service, and it died. The handler learns of the take-over through
+  `taken_over()` (when the dead process claimed the key), so that it can find out whether
+  its external effect happened before the crash.
 
 A duplicate returns the recorded outputs: the runner publishes them again with the same
 ``Nats-Msg-Id``, so a crash between completing and publishing loses nothing, and JetStream
@@ -20,6 +25,7 @@ stores them once.
 from __future__ import annotations
 
 import contextlib
+import contextvars
 import json
 import time
 from collections.abc import Callable, Sequence
@@ -44,9 +50,28 @@ def message_key(envelope: Envelope[Payload], delivery: Delivery) -> str:
 
 
 @dataclass(frozen=True)
+class TakenOver:
+    """A pending claim left by a process that died: who held it, since when (epoch seconds)."""
+
+    owner: str
+    since: float
+
+
+@dataclass(frozen=True)
 class Claim:
     key: str
     revision: int
+    taken_over: TakenOver | None = None
+
+
+_TAKEN_OVER: contextvars.ContextVar[TakenOver | None] = contextvars.ContextVar(
+    "ruby_idempotency_taken_over", default=None
+)
+
+
+def taken_over() -> TakenOver | None:
+    """Inside a handler run by `idempotent`: the dead claim this run took over, else None."""
+    return _TAKEN_OVER.get()
 
 
 @dataclass(frozen=True)
@@ -57,10 +82,18 @@ class Done:
 class KvIdempotencyStore:
     """The ledger on a KV bucket. Safe for any number of concurrent workers and processes."""
 
-    def __init__(self, kv: KeyValue, *, owner: str, lease: float = tuning.IDEMPOTENCY_LEASE):
+    def __init__(
+        self,
+        kv: KeyValue,
+        *,
+        owner: str,
+        lease: float = tuning.IDEMPOTENCY_LEASE,
+        singleton: bool = False,
+    ) -> None:
         self._kv = kv
         self._owner = owner
         self._lease = lease
+        self._singleton = singleton
 
     async def claim(self, key: str) -> Claim | Done:
         """Take the key for this worker, or return what was done under it already."""
@@ -76,13 +109,16 @@ class KvIdempotencyStore:
         record = json.loads(entry.value or b"{}")
         if record.get("state") == "done":
             return Done(tuple(_outbound(o) for o in record["outputs"]))
-        age = time.time() - float(record.get("since", 0))
-        if age < self._lease:
-            raise TransientError(f"{key} is being handled by {record.get('owner')}")
+        since = float(record.get("since", 0))
+        owner = str(record.get("owner"))
+        dead = self._singleton and owner != self._owner
+        if not dead and time.time() - since < self._lease:
+            raise TransientError(f"{key} is being handled by {owner}")
         try:
-            return Claim(key, await self._kv.update(key, pending, last=entry.revision))
+            revision = await self._kv.update(key, pending, last=entry.revision)
         except KeyWrongLastSequenceError:
             raise TransientError(f"{key} was taken over by another worker") from None
+        return Claim(key, revision, TakenOver(owner, since))
 
     async def complete(self, claim: Claim, outputs: Sequence[Outbound]) -> None:
         """Record the outputs; raise TransientError if the claim was lost meanwhile."""
@@ -109,11 +145,14 @@ def idempotent(store: KvIdempotencyStore, key: KeyFunction = message_key) -> Mid
             claimed = await store.claim(key(envelope, delivery))
             if isinstance(claimed, Done):
                 return claimed.outputs
+            token = _TAKEN_OVER.set(claimed.taken_over)
             try:
                 outputs = await handler(envelope, delivery)
             except BaseException:
                 await store.release(claimed)
                 raise
+            finally:
+                _TAKEN_OVER.reset(token)
             await store.complete(claimed, outputs)
             return outputs
 

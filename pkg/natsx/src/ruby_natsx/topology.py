@@ -286,6 +286,7 @@ def topology(subjects: Subjects) -> Topology:
             durable=GATEWAY,
             filter_subjects=(s.commands_all,),
             description="The gateway executes Home Assistant service calls",
+            ack_wait=tuning.COMMAND_ACK_WAIT,
         ),
         ConsumerSpec(
             stream=stream_name(s, AUDIT),

@@ -47,6 +47,11 @@ MAX_ACK_PENDING: Final = 256
 ACK_WAIT: Final = 30.0
 """A handler slower than this is either stuck or must send in_progress; redeliver it."""
 
+COMMAND_ACK_WAIT: Final = 5.0
+"""The gateway's AckWait on COMMANDS: a command held by a gateway that was killed comes back
+within seconds, not half a minute, so the restarted gateway settles it while it still matters
+(its calls last at most 10 s and send in_progress every third of this)."""
+
 MAX_DELIVER: Final = 5
 """Five attempts ride out a restart of a dependency; beyond that it goes to the DLQ."""
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from enum import StrEnum
-from typing import ClassVar
+from typing import ClassVar, Literal
 
 from pydantic import Field
 
@@ -39,6 +39,10 @@ class CallServiceV1(Payload):
     """The service data, as JSON values."""
     deadline: UtcDatetime
     """After this instant the command is not executed; its outcome is `expired`."""
+    backlog: Literal["latest", "all"] = "latest"
+    """The rule's backlog policy. `latest`: if the gateway already executed a command created
+    later on the same entities, this one is stale and is not executed (outcome `expired`,
+    error code `superseded`). `all`: executed whatever came after it."""
 
 
 class Outcome(StrEnum):

@@ -11,6 +11,12 @@ command id (a re-publish is stored once). HA's answer decides the message's fate
 | the deadline passed before the call | expired | acked (nothing to retry) |
 | not_found, invalid_format, service_validation_error, unauthorized | rejected | dead-lettered |
 | disconnected, timed out, other errors | (none yet) | nak'ed, retried with backoff |
+
+Nothing stale reaches a device (DESIGN promise 11): commands on one entity run one at a time
+in stream order (`ruby_gateway.ordering`), a ``latest`` command older than one already executed
+on the same entities is not run (outcome ``expired``, code ``superseded``), and a command whose
+claim was left by a gateway that died is first looked for in Home Assistant's state
+(`ruby_gateway.recovery`): found, it is recorded as executed with that context, not repeated.
 """
 
 from __future__ import annotations
@@ -22,9 +28,12 @@ import structlog
 from pydantic import JsonValue
 
 from ruby_gateway.ha_client import HaConnection, HaDisconnectedError, HaError
+from ruby_gateway.ordering import TargetOrder
+from ruby_gateway.recovery import find_out
 from ruby_natsx.audit import audit_record
 from ruby_natsx.errors import PermanentError, TransientError
 from ruby_natsx.handler import Delivery, Handler, Outbound
+from ruby_natsx.idempotency import taken_over
 from ruby_natsx.subjects import Subjects
 from ruby_schemas.audit import AuditOutcome
 from ruby_schemas.base import Payload
@@ -50,9 +59,14 @@ def command_key(envelope: Envelope[Payload], delivery: Delivery) -> str:
 
 
 def command_handler(
-    subjects: Subjects, connection: Callable[[], HaConnection | None], *, service: str = "gateway"
+    subjects: Subjects,
+    connection: Callable[[], HaConnection | None],
+    order: TargetOrder,
+    *,
+    service: str = "gateway",
 ) -> Handler:
-    """The handler; ``connection()`` returns the current HA connection, or None while down."""
+    """The handler; ``connection()`` returns the current HA connection, or None while down.
+    ``order`` must be the one `ruby_gateway.ordering.in_turn` serialises the handler with."""
 
     async def execute(envelope: Envelope[Payload], delivery: Delivery) -> Sequence[Outbound]:
         command = envelope.data
@@ -72,6 +86,40 @@ def command_handler(
         conn = connection()
         if conn is None:
             raise TransientError("home assistant is not connected")
+        entities = command.target.entity_id
+        latest = command.backlog == "latest"
+        newer = order.superseded(entities, envelope.time) if latest else None
+        if newer is not None:
+            reason = (
+                f"superseded: command {newer.command_id}, created later "
+                f"({newer.created.isoformat()}), was already executed on {', '.join(entities)}"
+            )
+            return _report(subjects, service, envelope, command, Outcome.EXPIRED, delivery,
+                           reason=reason, code="superseded")  # fmt: skip
+        dead = taken_over()
+        if dead is not None:
+            try:
+                finding = await find_out(conn, command, dead.since)
+            except HaDisconnectedError as exc:
+                raise TransientError(str(exc)) from exc
+            log.warning(
+                "command claimed by a dead gateway",
+                command_id=command.command_id,
+                owner=dead.owner,
+                verdict=finding.verdict,
+                reason=finding.reason,
+            )
+            if finding.verdict == "executed":
+                order.executed(entities, command.command_id, envelope.time)
+                return _report(subjects, service, envelope, command, Outcome.SUCCEEDED,
+                               delivery, reason=finding.reason,
+                               context_id=finding.context_id)  # fmt: skip
+            if finding.verdict == "unknown":
+                return _report(subjects, service, envelope, command, Outcome.FAILED, delivery,
+                               reason=finding.reason, code="outcome_unknown")  # fmt: skip
+            if finding.verdict == "superseded" and latest:
+                return _report(subjects, service, envelope, command, Outcome.EXPIRED, delivery,
+                               reason=finding.reason, code="superseded")  # fmt: skip
         target: dict[str, JsonValue] = {
             name: list(ids) for name, ids in command.target.model_dump().items() if ids
         }
@@ -105,6 +153,7 @@ def command_handler(
             raise TransientError(str(exc)) from exc
         context = result.get("context") if isinstance(result, dict) else None
         context_id = context.get("id") if isinstance(context, dict) else None
+        order.executed(entities, command.command_id, envelope.time)
         return _report(
             subjects,
             service,
@@ -130,13 +179,14 @@ def _report(
     reason: str,
     error: HaError | None = None,
     context_id: object = None,
+    code: str | None = None,
 ) -> list[Outbound]:
     payload = CommandOutcomeV1(
         command_id=command.command_id,
         domain=command.domain,
         service=command.service,
         outcome=outcome,
-        error_code=error.code if error else None,
+        error_code=error.code if error else code,
         error_message=error.message if error else None,
         ha_context_id=context_id if isinstance(context_id, str) else None,
         attempts=delivery.delivered,
@@ -158,7 +208,12 @@ def _report(
         reason=reason,
         cause=envelope,
         record_id=f"audit.cmd.{command.command_id}",
-        details={"command_id": command.command_id, "ha_context_id": payload.ha_context_id},
+        details={
+            "command_id": command.command_id,
+            "ha_context_id": payload.ha_context_id,
+            "outcome": outcome.value,
+            "error_code": payload.error_code,
+        },
     )
     log.info(
         "command finished",

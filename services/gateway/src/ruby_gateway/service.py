@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import secrets
 import signal
 from datetime import UTC, datetime
 
@@ -77,7 +78,7 @@ async def serve(started: Started[Client]) -> int:
         subjects,
         BridgeConfig(url=os.environ.get("RUBY_HA_URL", DEFAULT_HA_URL), token=token),
         ledger,
-        owner=f"gateway-{os.getpid()}",
+        owner=f"gateway-{os.getpid()}-{secrets.token_hex(4)}",  # unique even as pid 1
         projection=projection,
     )
     health = Health(

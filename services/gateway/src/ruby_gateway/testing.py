@@ -7,8 +7,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator
-from dataclasses import dataclass
+from collections.abc import AsyncIterator, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Protocol
 
 from nats.aio.client import Client
@@ -17,7 +18,7 @@ from ruby_gateway.bridge import Bridge, BridgeConfig
 from ruby_gateway.wiring import wire
 from ruby_natsx.runner import Runner
 from ruby_natsx.subjects import Subjects
-from ruby_natsx.testing import eventually
+from ruby_natsx.testing import ServiceProcess, eventually
 from ruby_natsx.topology import IDEMPOTENCY, topology
 
 
@@ -72,3 +73,73 @@ async def running_secure_gateway(
             yield gateway
     finally:
         await nc.drain()
+
+
+def gateway_process(env: Mapping[str, str], log: Path) -> ServiceProcess:
+    """The gateway as its own process (``python -m ruby_gateway.main``) with ``env``."""
+    return ServiceProcess("ruby_gateway.main", env, log)
+
+
+@dataclass
+class HoldingProxy:
+    """A TCP proxy on 127.0.0.1 in front of Home Assistant that can hold back HA's replies.
+
+    `hold()` stops passing what HA sends (kept, not dropped) while requests still go through:
+    HA executes a call and the gateway never hears back, which is the window between an
+    effect and its ledger record. `release()` lets the kept bytes through.
+    """
+
+    upstream_host: str
+    upstream_port: int
+    port: int = 0
+    _open: asyncio.Event = field(default_factory=asyncio.Event)
+    _server: asyncio.Server | None = None
+    _tasks: set[asyncio.Task[None]] = field(default_factory=set)
+
+    @property
+    def url(self) -> str:
+        """The WebSocket URL to give the gateway instead of HA's."""
+        return f"ws://127.0.0.1:{self.port}/api/websocket"
+
+    async def start(self) -> None:
+        self._open.set()
+        self._server = await asyncio.start_server(self._connected, "127.0.0.1", self.port)
+        self.port = self._server.sockets[0].getsockname()[1]
+
+    def hold(self) -> None:
+        self._open.clear()
+
+    def release(self) -> None:
+        self._open.set()
+
+    async def close(self) -> None:
+        if self._server is not None:
+            self._server.close()
+        for task in list(self._tasks):
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+
+    async def _connected(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        up_reader, up_writer = await asyncio.open_connection(self.upstream_host, self.upstream_port)
+        pumps = (
+            asyncio.create_task(self._pump(reader, up_writer, held=False)),
+            asyncio.create_task(self._pump(up_reader, writer, held=True)),
+        )
+        self._tasks.update(pumps)
+        try:
+            await asyncio.wait(pumps, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            for task in pumps:
+                task.cancel()
+                self._tasks.discard(task)
+            for w in (writer, up_writer):
+                w.close()
+
+    async def _pump(
+        self, source: asyncio.StreamReader, sink: asyncio.StreamWriter, *, held: bool
+    ) -> None:
+        while data := await source.read(65536):
+            if held:
+                await self._open.wait()
+            sink.write(data)
+            await sink.drain()

@@ -10,6 +10,7 @@ from nats.js.kv import KeyValue
 
 from ruby_gateway.bridge import Bridge, BridgeConfig
 from ruby_gateway.commands import command_handler, command_key
+from ruby_gateway.ordering import TargetOrder, in_turn
 from ruby_gateway.projection import Projection
 from ruby_natsx import tuning
 from ruby_natsx.handler import chain
@@ -29,12 +30,17 @@ def wire(
     projection: Projection | None = None,
     backoff: tuple[float, ...] = tuning.BACKOFF,
 ) -> tuple[Bridge, Runner]:
-    """The bridge to HA and the runner that executes COMMANDS through it, once per command id."""
+    """The bridge to HA and the runner that executes COMMANDS through it, once per command id.
+
+    ``owner`` names this process in the ledger and must differ from any earlier gateway's
+    (the gateway is a singleton: a claim of another owner was left by a dead gateway)."""
     topo = topology(subjects)
     bridge = Bridge(nc, subjects, config, topo.bucket(PROJECTION).bucket, projection)
+    order = TargetOrder()
     handler = chain(
-        command_handler(subjects, bridge.connection, service=config.service),
-        idempotent(KvIdempotencyStore(ledger, owner=owner), key=command_key),
+        command_handler(subjects, bridge.connection, order, service=config.service),
+        in_turn(order),
+        idempotent(KvIdempotencyStore(ledger, owner=owner, singleton=True), key=command_key),
     )
     runner = Runner(
         nc,
@@ -44,6 +50,7 @@ def wire(
             stream=topo.stream(COMMANDS).name,
             consumer=GATEWAY,
             backoff=backoff,
+            in_progress_interval=tuning.COMMAND_ACK_WAIT / 3,
         ),
         handler,
     )
