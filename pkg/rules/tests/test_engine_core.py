@@ -297,12 +297,12 @@ def test_an_entity_the_gateway_sees_for_the_first_time_fires_nothing() -> None:
         event_id="ha.binary_sensor.hallway_motion.first",
         entity_id="binary_sensor.hallway_motion",
         old=None,
-        new=st("on"),
+        new=st("off"),
         now=T0,
         reconciled=True,
     )
     assert not first
-    assert e.states["binary_sensor.hallway_motion"].state == "on"
+    assert e.states["binary_sensor.hallway_motion"].state == "off"
     missed = e.on_state_changed(  # a real change the gateway found on reconnecting: it fires
         event_id="ha.binary_sensor.hallway_motion.later",
         entity_id="binary_sensor.hallway_motion",
@@ -312,3 +312,118 @@ def test_an_entity_the_gateway_sees_for_the_first_time_fires_nothing() -> None:
         reconciled=True,
     )
     assert calls(missed) == ["light.turn_on ['light.hallway']"]
+
+
+MIRROR = """
+rules:
+  - id: mirror_on
+    description: c on, d on
+    triggers: [{kind: state, entity_id: input_boolean.c, to: "on"}]
+    actions: [{kind: call, service: input_boolean.turn_on, target: {entity_id: input_boolean.d}}]
+  - id: mirror_off
+    description: c off, d off
+    triggers: [{kind: state, entity_id: input_boolean.c, to: "off"}]
+    actions: [{kind: call, service: input_boolean.turn_off, target: {entity_id: input_boolean.d}}]
+"""
+
+
+def test_a_reconciled_change_is_judged_against_what_the_rules_last_saw() -> None:
+    # The gateway published c off -> on and was killed before its projection learnt it; c went
+    # back to off while it was away. Its reconciled event says off -> off (its stale guess of
+    # the old state): the rules saw c on, so for them c turned off, and the mirror follows.
+    e = engine(rules(MIRROR), input_boolean__c=st("off", T0 - timedelta(minutes=5)))
+    assert calls(change(e, "input_boolean.c", "off", "on", T0)) == [
+        "input_boolean.turn_on ['input_boolean.d']"
+    ]
+    reconciled = e.on_state_changed(
+        event_id="ha.input_boolean.c.later",
+        entity_id="input_boolean.c",
+        old=st("off", T0 - timedelta(minutes=5)),
+        new=st("off", T0 + timedelta(seconds=30)),
+        now=T0 + timedelta(seconds=31),
+        reconciled=True,
+    )
+    assert calls(reconciled) == ["input_boolean.turn_off ['input_boolean.d']"]
+    # Published again (a second reconnect), it is the same message: the same command id.
+    seen = e.on_state_changed(
+        event_id="ha.input_boolean.c.later",
+        entity_id="input_boolean.c",
+        old=st("on", T0),
+        new=st("off", T0 + timedelta(seconds=30)),
+        now=T0 + timedelta(seconds=32),
+        reconciled=True,
+    )
+    assert [c.command_id for c in seen.commands] == [c.command_id for c in reconciled.commands]
+
+
+def backlog_of(e: RuleEngine, states: list[str], start: datetime) -> list[Effects]:
+    """Replay changes of c as the engine meets them after a restart (its view already holds
+    the last one, read from the projection)."""
+    out = []
+    for i in range(1, len(states)):
+        at = start + timedelta(seconds=i)
+        out.append(
+            e.on_state_changed(
+                event_id=f"ha.input_boolean.c.{i}",
+                entity_id="input_boolean.c",
+                old=st(states[i - 1], at - timedelta(seconds=1)),
+                new=st(states[i], at),
+                now=start + timedelta(minutes=2),
+            )
+        )
+    return out
+
+
+def test_a_backlog_fires_only_the_latest_change_per_entity_by_default() -> None:
+    toggles = ["off", "on", "off", "on", "off", "on", "off", "on", "off"]  # 8 changes
+    last = T0 + timedelta(seconds=len(toggles) - 1)
+    e = engine(rules(MIRROR), input_boolean__c=st(toggles[-1], last))
+    effects = backlog_of(e, toggles, T0)
+    assert [calls(fx) for fx in effects[:-1]] == [[]] * 7
+    assert calls(effects[-1]) == ["input_boolean.turn_off ['input_boolean.d']"]
+    skipped = [t for fx in effects for t in fx.traces if t["status"] == "skipped"]
+    assert len(skipped) == 7
+    assert all("superseded" in t["reason"] for t in skipped)
+
+
+def test_a_rule_with_backlog_all_fires_every_change_of_a_backlog() -> None:
+    counting = MIRROR.replace(
+        "    actions: [{kind: call, service: input_boolean.turn_on",
+        "    backlog: {policy: all}\n    actions: [{kind: call, service: input_boolean.turn_on",
+    )
+    toggles = ["off", "on", "off", "on", "off"]
+    e = engine(rules(counting), input_boolean__c=st("off", T0 + timedelta(seconds=4)))
+    effects = backlog_of(e, toggles, T0)
+    fired = [c for fx in effects for c in calls(fx)]
+    assert fired == ["input_boolean.turn_on ['input_boolean.d']"] * 2 + [
+        "input_boolean.turn_off ['input_boolean.d']"
+    ]
+
+
+def test_backlog_max_lateness_skips_a_late_run_and_bounds_its_commands() -> None:
+    bounded = MIRROR.replace(
+        "    actions: [{kind: call, service: input_boolean.turn_on",
+        "    backlog: {max_lateness: 10s}\n"
+        "    actions: [{kind: call, service: input_boolean.turn_on",
+    )
+    e = engine(rules(bounded), input_boolean__c=st("off", T0 - timedelta(minutes=5)))
+    on_time = change(e, "input_boolean.c", "off", "on", T0)
+    assert [c.not_after for c in on_time.commands] == [T0 + timedelta(seconds=10)]
+    late = e.on_state_changed(
+        event_id="ha.input_boolean.c.late",
+        entity_id="input_boolean.c",
+        old=st("on", T0),
+        new=st("off", T0 + timedelta(seconds=1)),
+        now=T0 + timedelta(seconds=12),
+    )
+    assert calls(late) == ["input_boolean.turn_off ['input_boolean.d']"]  # mirror_off: no bound
+    e2 = engine(rules(bounded), input_boolean__c=st("off", T0 - timedelta(minutes=5)))
+    too_late = e2.on_state_changed(
+        event_id="ha.input_boolean.c.too_late",
+        entity_id="input_boolean.c",
+        old=st("off", T0 - timedelta(minutes=5)),
+        new=st("on", T0),
+        now=T0 + timedelta(seconds=11),
+    )
+    assert not too_late.commands
+    assert "backlog.max_lateness" in too_late.traces[0]["reason"]

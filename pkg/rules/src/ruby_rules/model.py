@@ -39,6 +39,19 @@ class OnMissed(_Strict):
     """With ``run``: skip anyway when later than this; no limit when omitted."""
 
 
+class Backlog(_Strict):
+    """What to do with changes and commands that come late (DESIGN promise 11, ADR-0031)."""
+
+    policy: Literal["latest", "all"] = "latest"
+    """``latest``: when a newer change of the same entity is already known (the engine catching
+    up on a backlog), an older change fires nothing (traced as skipped), and the gateway does
+    not run a command older than one it already ran on the same entities. ``all``: every
+    change fires and every command runs, for rules that count."""
+    max_lateness: Duration | None = None
+    """A run is skipped, and its commands are refused by the gateway, when later than this
+    after its trigger; without it, commands stay valid for 5 minutes."""
+
+
 class RuleConfig(_Strict):
     """One rule as written in a rule file, validated."""
 
@@ -59,6 +72,8 @@ class RuleConfig(_Strict):
     """What a run does, in order."""
     on_missed: OnMissed = OnMissed()
     """The policy for timers missed while the engine was down."""
+    backlog: Backlog = Backlog()
+    """The policy for late changes and commands: only the latest change counts, by default."""
 
     @field_validator("max")
     @classmethod
@@ -82,6 +97,7 @@ def rule_config_type() -> type[RuleConfig]:
     if not RuleConfig.__pydantic_complete__:
         RuleConfig.model_rebuild(_types_namespace=registry.namespace())
         OnMissed.model_rebuild()
+        Backlog.model_rebuild()
     return RuleConfig
 
 

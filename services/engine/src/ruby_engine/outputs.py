@@ -54,7 +54,10 @@ def outbound(subjects: Subjects, effects: Effects, now: datetime) -> list[Outbou
                 device_id=tuple(c.target.get("device_id", ())),
             ),
             data=c.data,
-            deadline=now + COMMAND_DEADLINE,
+            deadline=now + COMMAND_DEADLINE
+            if c.not_after is None
+            else min(now + COMMAND_DEADLINE, c.not_after),
+            backlog=c.backlog,
         )
         out.append(
             Outbound(

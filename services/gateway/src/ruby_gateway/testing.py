@@ -15,6 +15,7 @@ from typing import Protocol
 from nats.aio.client import Client
 
 from ruby_gateway.bridge import Bridge, BridgeConfig
+from ruby_gateway.projection import Projection
 from ruby_gateway.wiring import wire
 from ruby_natsx.runner import Runner
 from ruby_natsx.subjects import Subjects
@@ -36,10 +37,14 @@ async def running_gateway(
     *,
     owner: str,
     backoff: tuple[float, ...],
+    projection: Projection | None = None,
 ) -> AsyncIterator[Gateway]:
-    """The bridge and the command runner, connected to HA; both stopped on exit."""
+    """The bridge and the command runner, connected to HA; both stopped on exit.
+    ``projection``: what the service would have loaded from its bucket (default: none)."""
     ledger = await nc.jetstream().key_value(topology(subjects).bucket(IDEMPOTENCY).bucket)
-    bridge, runner = wire(nc, subjects, config, ledger, owner=owner, backoff=backoff)
+    bridge, runner = wire(
+        nc, subjects, config, ledger, owner=owner, backoff=backoff, projection=projection
+    )
     tasks = (asyncio.create_task(bridge.run()), asyncio.create_task(runner.run()))
     try:
         await eventually(lambda: bridge.status.connected, message="gateway connected to HA")

@@ -192,17 +192,31 @@ class RuleEngine:
         """
         effects = Effects()
         current = self._states.get(entity_id)
+        newer = (  # the view already holds a later version: this change is a backlog's
+            current if new is not None and current is not None
+            and current.last_updated > new.last_updated else None
+        )  # fmt: skip
         if new is None:
             self._states.pop(entity_id, None)
-        elif current is None or new.last_updated >= current.last_updated:
+        elif newer is None:
             self._states[entity_id] = new
         if reconciled and old is None:
             return effects
+        earlier = (
+            current is not None and new is not None and current.last_updated < new.last_updated
+        )
+        if reconciled and earlier:
+            old = current  # what the rules last saw, not the gateway's stored guess
         when = new.last_updated if new is not None else now
         for entry in self._index.for_entity(entity_id):
             rule = self._rules[entry.rule_id]
             config = rule.config.triggers[entry.index]
             trigger: Any = self._registry.trigger(config)
+            if newer is not None and rule.config.backlog.policy == "latest":
+                if trigger.matches(old, new):
+                    self._superseded(rule, entry.index, event_id, entity_id, old, new, newer,
+                                     now, effects)  # fmt: skip
+                continue
             data = TriggerData(
                 kind=config.kind,
                 id=self._trigger_name(rule.config, entry.index),
@@ -285,6 +299,36 @@ class RuleEngine:
             if isinstance(wait, EventTrigger) and wait.matches(event_type, data):
                 self._resume(key, now, effects, note=f"wait_for: event {event_type}")
         return effects
+
+    def _superseded(
+        self,
+        rule: Rule,
+        index: int,
+        event_id: str,
+        entity_id: str,
+        old: EntityState | None,
+        new: EntityState | None,
+        newer: EntityState,
+        now: datetime,
+        effects: Effects,
+    ) -> None:
+        data = TriggerData(
+            kind=rule.config.triggers[index].kind,
+            id=self._trigger_name(rule.config, index),
+            event_id=event_id,
+            time=new.last_updated if new is not None else now,
+            entity_id=entity_id,
+            from_state=old,
+            to_state=new,
+        )
+        run = ids.run_id(rule.id, rule.version, str(index), event_id)
+        trace = self._trace(rule.config, rule.version, rule.file, run, data, now)
+        trace.update(
+            status="skipped",
+            reason=f"superseded: {entity_id} is already {newer.state!r} since "
+            f"{newer.last_updated.isoformat()} (backlog policy latest)",
+        )
+        effects.traces.append(trace)
 
     # --- timers ----------------------------------------------------------------------------
 
@@ -384,7 +428,7 @@ class RuleEngine:
         key = f"run.{rule.id}.{run}"
         if key in self._timers:  # the same trigger again (a redelivery): same run, same ids
             self._segment(config, rule.version, rule.file, run, trigger, now, None, trace, effects,
-                          store=False)  # fmt: skip
+                          store=False, due=due)  # fmt: skip
             return
         active = [k for k in self._runs[rule.id] if self._timers[k].status == "waiting"]
         queued = [k for k in self._runs[rule.id] if self._timers[k].status == "queued"]
@@ -415,7 +459,8 @@ class RuleEngine:
             trace.update(status="ignored", reason=f"mode parallel: {len(active)} runs in flight")
             effects.traces.append(trace)
             return
-        self._segment(config, rule.version, rule.file, run, trigger, now, None, trace, effects)
+        self._segment(config, rule.version, rule.file, run, trigger, now, None, trace, effects,
+                      due=due)  # fmt: skip
 
     def _segment(
         self,
@@ -430,7 +475,9 @@ class RuleEngine:
         effects: Effects,
         *,
         store: bool = True,
+        due: datetime | None = None,
     ) -> None:
+        limit = config.backlog.max_lateness
         interpreter = Interpreter(
             self._registry,
             rule_id=config.id,
@@ -439,6 +486,8 @@ class RuleEngine:
             trigger=trigger,
             ctx=self._ctx(trigger, now),
             now=now,
+            not_after=None if limit is None else (due or now) + limit,
+            backlog=config.backlog.policy,
         )
         segment: Segment = interpreter.run(config.actions, resume_after)
         effects.commands += segment.commands
@@ -483,8 +532,9 @@ class RuleEngine:
                             record.trigger, now, steps=list(record.steps))  # fmt: skip
         trace["steps"].append({"at": now.isoformat(), "path": "resume", "kind": "timer",
                                "result": note})  # fmt: skip
+        due = record.deadline if record.deadline is not None and record.deadline <= now else now
         self._segment(record.rule, record.version, record.file, record.run_id, record.trigger,
-                      now, record.resume_after, trace, effects)  # fmt: skip
+                      now, record.resume_after, trace, effects, due=due)  # fmt: skip
 
     def _finish(
         self, record: TimerRecord, now: datetime, effects: Effects, status: str, reason: str
@@ -545,6 +595,9 @@ class RuleEngine:
 
     def _late(self, config: RuleConfig, due: datetime, now: datetime) -> str | None:
         lateness = now - due
+        limit = config.backlog.max_lateness
+        if limit is not None and lateness > limit:
+            return f"late by {lateness}: more than backlog.max_lateness {limit}"
         if lateness <= LATE_AFTER:
             return None
         policy = config.on_missed

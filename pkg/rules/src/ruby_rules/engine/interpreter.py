@@ -48,6 +48,10 @@ class CommandOut:
     version: str
     run_id: str
     trigger: TriggerData
+    not_after: datetime | None = None
+    """Not to be executed after this (the rule's ``backlog.max_lateness`` past its due time)."""
+    backlog: Literal["latest", "all"] = "latest"
+    """The rule's backlog policy, for the gateway (`CallServiceV1.backlog`)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -113,10 +117,13 @@ class Interpreter:
         trigger: TriggerData,
         ctx: Context,
         now: datetime,
+        not_after: datetime | None = None,
+        backlog: Literal["latest", "all"] = "latest",
     ) -> None:
         self._registry = registry
         self._rule_id, self._version, self._run_id = rule_id, version, run_id
         self._trigger, self._ctx, self._now = trigger, ctx, now
+        self._not_after, self._backlog = not_after, backlog
         self.segment = Segment()
 
     def run(self, actions: Sequence[ActionConfig], resume_after: Path | None) -> Segment:
@@ -170,6 +177,8 @@ class Interpreter:
                     self._version,
                     self._run_id,
                     self._trigger,
+                    self._not_after,
+                    self._backlog,
                 )
             )
             self._step(where, "call", f"sent {config.service}", command_id=cid)  # type: ignore[attr-defined]
