@@ -155,3 +155,18 @@ async def test_a_singletons_claim_left_by_an_earlier_process_is_taken_over_at_on
     assert len(seen) == 1
     assert getattr(seen[0], "owner", None) == "gateway-1-dead"
     assert taken_over() is None  # only inside the handler's run
+
+
+async def test_a_claim_this_process_could_neither_complete_nor_release_is_taken_back_at_once(
+    js: JetStreamContext, topology_applied: Topology
+) -> None:
+    kv = await ledger(js, topology_applied)
+    store = KvIdempotencyStore(kv, owner="gateway-1")
+    first = await store.claim("orphan")
+    assert isinstance(first, Claim)
+    # NATS went away between the effect and complete(): both complete and release failed.
+    store._active.discard("orphan")
+    again = await store.claim("orphan")  # the redelivery, once NATS is back: no lease to wait
+    assert isinstance(again, Claim)
+    assert again.taken_over is not None
+    assert again.taken_over.owner == "gateway-1"

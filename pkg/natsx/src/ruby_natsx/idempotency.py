@@ -11,6 +11,8 @@ entry's revision, so concurrent consumers of one message cannot both run it:
   taken over.
 - ``complete`` records the handler's outputs (revision-checked); ``release`` removes a
   pending claim after a failure so that the retry can claim at once.
+- A pending claim of this very store that no handler holds any more (its completion and
+  release failed, NATS being away at that moment) is taken over at once, like a dead one.
 - A store for a singleton (``singleton=True``: one process of the service runs at a time, as
   the gateway does) takes over a pending claim of another owner at once: that owner was an
   earlier process of the service, and it died. The handler learns of the take-over through
@@ -94,14 +96,18 @@ class KvIdempotencyStore:
         self._owner = owner
         self._lease = lease
         self._singleton = singleton
+        self._active: set[str] = set()
 
     async def claim(self, key: str) -> Claim | Done:
         """Take the key for this worker, or return what was done under it already."""
         pending = self._pending()
         try:
-            return Claim(key, await self._kv.create(key, pending))
+            claim = Claim(key, await self._kv.create(key, pending))
         except KeyWrongLastSequenceError:
             pass
+        else:
+            self._active.add(key)
+            return claim
         try:
             entry = await self._kv.get(key)
         except KeyNotFoundError:  # released or expired between the two calls
@@ -111,13 +117,17 @@ class KvIdempotencyStore:
             return Done(tuple(_outbound(o) for o in record["outputs"]))
         since = float(record.get("since", 0))
         owner = str(record.get("owner"))
-        dead = self._singleton and owner != self._owner
+        # This process's own pending claim that no handler of it holds any more (completing and
+        # releasing it failed, NATS being away) is as dead as another process's.
+        orphaned = owner == self._owner and key not in self._active
+        dead = orphaned or (self._singleton and owner != self._owner)
         if not dead and time.time() - since < self._lease:
             raise TransientError(f"{key} is being handled by {owner}")
         try:
             revision = await self._kv.update(key, pending, last=entry.revision)
         except KeyWrongLastSequenceError:
             raise TransientError(f"{key} was taken over by another worker") from None
+        self._active.add(key)
         return Claim(key, revision, TakenOver(owner, since))
 
     async def complete(self, claim: Claim, outputs: Sequence[Outbound]) -> None:
@@ -127,11 +137,16 @@ class KvIdempotencyStore:
             await self._kv.update(claim.key, json.dumps(record).encode(), last=claim.revision)
         except KeyWrongLastSequenceError:
             raise TransientError(f"lost the claim on {claim.key} while handling it") from None
+        finally:
+            self._active.discard(claim.key)
 
     async def release(self, claim: Claim) -> None:
         """Give up a claim after a failure; a lost claim is left to its new owner."""
-        with contextlib.suppress(KeyWrongLastSequenceError):
-            await self._kv.delete(claim.key, last=claim.revision)
+        try:
+            with contextlib.suppress(KeyWrongLastSequenceError):
+                await self._kv.delete(claim.key, last=claim.revision)
+        finally:
+            self._active.discard(claim.key)
 
     def _pending(self) -> bytes:
         return json.dumps({"state": "pending", "owner": self._owner, "since": time.time()}).encode()
