@@ -2,9 +2,10 @@
 
 The gateway runs in-process as the installation's gateway identity, the engine as its own
 process (``ruby-engine``, TLS + NKEY); the test fires custom events through Home Assistant's
-own WebSocket ``fire_event`` and watches what HA executes. Entity: ``input_boolean.motion``
-(``a`` and ``b`` belong to HA's own automations). Also: the simulator's ``fire_event``
-answers in Home Assistant's shapes.
+own WebSocket ``fire_event`` and watches what HA executes. Entity: ``input_boolean.lamp_power``
+(``a`` and ``b`` belong to HA's own automations; ``motion`` to the drift test, whose shapes
+would show who changed it last). Also: the simulator's ``fire_event`` answers in Home
+Assistant's shapes.
 """
 
 from __future__ import annotations
@@ -33,15 +34,17 @@ from ruby_schemas.registry import decode
 if TYPE_CHECKING:
     from .conftest import HomeAssistant
 
-ENTITY = "input_boolean.motion"
+ENTITY = "input_boolean.lamp_power"
 BUTTON = """
 rules:
-  - id: ha_button_turns_motion_on
-    description: the test button b1 turns input_boolean.motion on
+  - id: ha_button_turns_lamp_power_on
+    description: the test button b1 turns input_boolean.lamp_power on
     triggers:
       - {kind: event, event_type: ruby_test_button, event_data: {button: b1}}
     actions:
-      - {kind: call, service: input_boolean.turn_on, target: {entity_id: input_boolean.motion}}
+      - kind: call
+        service: input_boolean.turn_on
+        target: {entity_id: input_boolean.lamp_power}
 """
 BARRIER = """
 rules:
@@ -151,7 +154,7 @@ async def test_a_rule_on_a_home_assistant_bus_event_fires(
         # 1. Other data does not match; the button's own does: one call, executed by HA.
         other = await fire(ha_ws, "ruby_test_button", {"button": "b2"})
         pressed = await fire(ha_ws, "ruby_test_button", {"button": "b1"})
-        await eventually(lambda: _is(ha_ws, ENTITY, "on"), message="motion turned on")
+        await eventually(lambda: _is(ha_ws, ENTITY, "on"), message="lamp_power turned on")
         await eventually(settled, message="engine and gateway idle")
         assert await turn_ons(ha_ws, subscription) == 1
         events = await stored(js, topo, "ruby_test_button")
