@@ -18,6 +18,7 @@ from ruby_ctl.testing import Installation
 from ruby_engine.testing import running_engine
 from ruby_gateway.bridge import BridgeConfig
 from ruby_gateway.testing import Gateway, running_secure_gateway
+from ruby_hasim.model import JsonObject
 from ruby_hasim.server import Simulator
 from ruby_natsx.testing import consumers_idle, eventually
 from ruby_natsx.topology import ENGINE, EVENTS, GATEWAY, Topology
@@ -45,7 +46,7 @@ rules:
     actions:
       - {kind: call, service: light.turn_on, target: {entity_id: light.hallway}}
 """
-HALL_BUTTON = {"device_ieee": "00:11:22:33", "command": "on", "args": []}
+HALL_BUTTON: JsonObject = {"device_ieee": "00:11:22:33", "command": "on", "args": []}
 
 
 @pytest_asyncio.fixture
