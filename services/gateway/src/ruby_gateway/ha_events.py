@@ -102,8 +102,7 @@ class WantedTypes:
     async def close(self) -> None:
         if self._task is not None:
             self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
+            await asyncio.gather(self._task, return_exceptions=True)
         if self._sub is not None:
             with contextlib.suppress(Exception):  # the connection may be closed already
                 await self._sub.unsubscribe()
@@ -118,6 +117,11 @@ class WantedTypes:
             try:
                 msg = await self._sub.next_msg(timeout=self._resync)
             except nats.errors.TimeoutError:
+                await self._read()
+                continue
+            except Exception as exc:  # the subscription is unusable: reading still works
+                log.warning("event types record not followed", error=repr(exc))
+                await asyncio.sleep(self._resync)
                 await self._read()
                 continue
             operation = (msg.headers or {}).get("KV-Operation")
