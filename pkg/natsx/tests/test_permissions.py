@@ -24,7 +24,16 @@ from ruby_natsx.permissions import (
     subject_matches,
 )
 from ruby_natsx.subjects import Subjects
-from ruby_natsx.topology import AUDIT, AUDIT_SINK, COMMANDS, ENGINE, EVENTS, GATEWAY, topology
+from ruby_natsx.topology import (
+    AUDIT,
+    AUDIT_SINK,
+    COMMANDS,
+    ENGINE,
+    EVENT_TYPES_KEY,
+    EVENTS,
+    GATEWAY,
+    topology,
+)
 
 S = Subjects("ruby")
 TOPO = topology(S)
@@ -64,8 +73,11 @@ def test_services_never_administer_jetstream(identity: str) -> None:
 
 @pytest.mark.parametrize("identity", IDENTITIES)
 def test_each_identity_reads_only_its_own_inbox(identity: str) -> None:
-    (grant,) = _of(identity).subscribe
+    grant, *followed = _of(identity).subscribe
     assert grant.subject == f"_INBOX_{identity}.>"
+    assert [g.subject for g in followed] == (
+        [f"$KV.ruby_status.{EVENT_TYPES_KEY}"] if identity == GATEWAY else []
+    )
     assert inbox_prefix(identity) == f"_INBOX_{identity}"
     for other in IDENTITIES:
         if other != identity:
@@ -139,6 +151,24 @@ def test_kv_access_is_what_each_service_needs() -> None:
                 assert not writes(identity, "status", other)
     assert not any(writes(AUDIT_SINK, b) for b in ("projection", "timers"))
     assert not any(writes(OPERATOR, b) for b in ("projection", "idempotency", "timers", "status"))
+
+
+def test_only_the_gateway_follows_the_engines_event_types_and_only_that_key() -> None:
+    record = f"$KV.ruby_status.{EVENT_TYPES_KEY}"
+    read = f"$JS.API.DIRECT.GET.KV_ruby_status.{record}"
+    gateway = _of(GATEWAY)
+    assert gateway.may_subscribe(record)
+    assert gateway.may_publish(read)
+    assert not gateway.may_publish(record)  # it follows the record; only the engine writes it
+    assert not gateway.may_subscribe("$KV.ruby_status.engine.rules")
+    assert not gateway.may_subscribe("$KV.ruby_status.>")
+    assert not gateway.may_subscribe("$KV.ruby_status.engine.>")
+    assert not gateway.may_publish("$JS.API.DIRECT.GET.KV_ruby_status.$KV.ruby_status.engine")
+    assert not gateway.may_publish("$JS.API.DIRECT.GET.KV_ruby_status.$KV.ruby_status.engine.rules")
+    assert not gateway.may_publish("$JS.API.DIRECT.GET.KV_ruby_status")  # by sequence: any key
+    assert _of(ENGINE).may_publish(record)
+    for identity in (ENGINE, AUDIT_SINK, OPERATOR):
+        assert not _of(identity).may_subscribe(record), identity
 
 
 def test_the_operator_administers_but_cannot_delete_the_audit_stream() -> None:

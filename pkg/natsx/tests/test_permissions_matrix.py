@@ -27,7 +27,7 @@ from nats.js.errors import APIError
 from ruby_ctl.testing import Installation
 from ruby_natsx.apply import Action, apply_topology
 from ruby_natsx.permissions import IDENTITIES, OPERATOR, SERVICES, permissions_of
-from ruby_natsx.topology import AUDIT, COMMANDS, DLQ, ENGINE, EVENTS, GATEWAY
+from ruby_natsx.topology import AUDIT, COMMANDS, DLQ, ENGINE, EVENT_TYPES_KEY, EVENTS, GATEWAY
 
 ALLOWED = "allowed"
 BY_PERMISSIONS = "refused by permissions"
@@ -136,6 +136,7 @@ async def _setup_kv(m: Matrix) -> dict[str, int]:
     status = f"{m.inst.prefix}_status"
     for service in SERVICES:  # each service's own status key, which it may read back
         await m.js(service).publish(f"$KV.{status}.{service}.probe", b"1")
+    await m.js(ENGINE).publish(f"$KV.{status}.{EVENT_TYPES_KEY}", b"{}")  # the gateway follows it
     return revisions
 
 
@@ -186,6 +187,8 @@ def _operation(m: Matrix, identity: str, pattern: str, revisions: dict[str, int]
         return lambda: js.consumer_info(parts[-2], parts[-1])
     if pattern.startswith("$JS.API.STREAM.INFO."):
         return lambda: js.stream_info(parts[-1])
+    if pattern.startswith("$JS.API.DIRECT.GET.") and parts[5:6] == ["$KV"]:  # one key
+        return lambda: js.get_msg(parts[4], subject=".".join(parts[5:]), direct=True)
     if pattern.startswith("$JS.API.DIRECT.GET.") and pattern.endswith(".>"):
         stream = parts[4]
         keys = ".".join(parts[5:-1]) or f"$KV.{stream[3:]}"  # a whole bucket, or keys below one
@@ -210,8 +213,11 @@ async def test_every_identity_can_do_exactly_what_its_table_says(
 
     # Allowed: every grant of every identity, as the operation it stands for.
     for identity, perms in tables.items():
-        for grant in (*perms.publish, *perms.subscribe):
+        for grant in perms.publish:
             act = _operation(m, identity, grant.subject, revisions)
+            await m.expect(identity, grant.why, act, ALLOWED, concrete(grant.subject))
+        for grant in perms.subscribe:
+            act = _receive(m, identity, grant.subject)
             await m.expect(identity, grant.why, act, ALLOWED, concrete(grant.subject))
 
     # Refused: every grant of the others that this identity's table does not give it.
@@ -237,7 +243,8 @@ async def test_every_identity_can_do_exactly_what_its_table_says(
                 subject = concrete(grant.subject)
                 if not perms.may_subscribe(subject):
                     act = _subscribe(m.nc[identity], subject)
-                    await m.expect(identity, f"read {other}'s inbox", act, BY_PERMISSIONS, subject)
+                    what = f"{other}'s {grant.why}"
+                    await m.expect(identity, what, act, BY_PERMISSIONS, subject)
 
     # Refused: what nobody's job needs, attempted as the real operations.
     for identity in IDENTITIES:
@@ -252,6 +259,25 @@ async def test_every_identity_can_do_exactly_what_its_table_says(
     assert not m.wrong, "\n".join(m.wrong)
     assert m.ok[ALLOWED] > 50
     assert m.ok["refused"] > 100
+
+
+def _receive(m: Matrix, identity: str, pattern: str) -> Act:
+    """Subscribe as ``identity``; for a followed KV key, also receive a put of it."""
+    nc = m.nc[identity]
+    if pattern.startswith("_INBOX"):
+        return lambda: nc.subscribe(concrete(pattern))
+    assert pattern.startswith("$KV."), f"the matrix has no operation for {pattern!r}: add one"
+
+    async def follow() -> None:
+        sub = await nc.subscribe(pattern)
+        try:
+            await nc.flush()
+            await m.js(ENGINE).publish(pattern, b"{}")  # the engine writes what others follow
+            await sub.next_msg(timeout=5)
+        finally:
+            await sub.unsubscribe()
+
+    return follow
 
 
 def _publish(nc: Client, subject: str) -> Act:
@@ -315,6 +341,26 @@ def _forbidden(m: Matrix, identity: str) -> list[tuple[str, Act, str, str]]:
     ]
     if operator:
         return rows
+    if identity == GATEWAY:  # it follows one key of the engine's: only reads it, only that one
+        status = m.inst.topology.bucket("status")
+        record = f"$KV.{status.bucket}.{EVENT_TYPES_KEY}"
+        rules = f"$KV.{status.bucket}.engine.rules"
+        rows += [
+            ("write the engine's event types", _publish(nc, record), BY_PERMISSIONS, record),
+            ("follow the engine's other keys", _subscribe(nc, rules), BY_PERMISSIONS, rules),
+            (
+                "follow the whole status bucket",
+                _subscribe(nc, f"$KV.{status.bucket}.>"),
+                BY_PERMISSIONS,
+                f"$KV.{status.bucket}.>",
+            ),
+            (
+                "read the engine's other keys",
+                lambda: js.get_msg(status.stream().name, subject=rules, direct=True),
+                BY_PERMISSIONS,
+                f"{api_}.DIRECT.GET.{status.stream().name}.{rules}",
+            ),
+        ]
     own = [c for c in topo.consumers if c.durable == identity]
     rows += [
         (

@@ -6,7 +6,16 @@ from typing import ClassVar
 
 import pytest
 
-from ruby_schemas import REGISTRY, ContractError, Payload, Registry, encode, make_envelope
+from ruby_schemas import (
+    REGISTRY,
+    ContractError,
+    HaEventTypesV1,
+    Payload,
+    Registry,
+    decode,
+    encode,
+    make_envelope,
+)
 from ruby_schemas.export import expected_files
 from ruby_schemas.primitives import NonEmptyStr
 
@@ -68,6 +77,7 @@ def test_the_registry_holds_every_released_contract() -> None:
         "audit.record.v1",
         "cmd.outcome.v1",
         "dlq.dead_letter.v1",
+        "engine.ha_event_types.v1",
         "ha.call_service.v1",
         "ha.event.v1",
         "ha.state_changed.v1",
@@ -80,3 +90,20 @@ def test_the_registry_holds_every_released_contract() -> None:
     ]
     for message_type, payload_class in REGISTRY.items():
         assert message_type == payload_class.TYPE
+
+
+def test_the_wanted_event_types_are_kept_sorted_once_and_strict() -> None:
+    wanted = HaEventTypesV1(event_types=("zha_event", "deconz_event", "zha_event"))
+    assert wanted.event_types == ("deconz_event", "zha_event")
+    decoded = decode(encode(make_envelope(wanted, source="ruby/engine")))
+    assert decoded.data == wanted
+    with pytest.raises(ContractError, match=r"data\.event_types\[0\]"):
+        decode(
+            encode(make_envelope(wanted, source="ruby/engine")).replace(b'"deconz_event"', b'""')
+        )
+    with pytest.raises(ContractError, match=r"data\.extra"):
+        decode(
+            encode(make_envelope(wanted, source="ruby/engine")).replace(
+                b'"event_types"', b'"extra":1,"event_types"'
+            )
+        )

@@ -11,7 +11,7 @@ from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any
 
 from ruby_hasim import const, messages
-from ruby_hasim.errors import InvalidFormatError, NotFoundError
+from ruby_hasim.errors import HomeAssistantError, InvalidFormatError, NotFoundError
 from ruby_hasim.model import Context, Event, JsonObject, JsonValue
 
 if TYPE_CHECKING:
@@ -152,6 +152,7 @@ def subscribe_events(conn: Connection, msg: JsonObject) -> None:
             conn.send(messages.event_message(iden, event))
 
     conn.subscriptions[iden] = conn.home.listen(forward)
+    conn.subscription_types[iden] = str(event_type)
     conn.send(messages.result(iden))
     conn.on_change()
 
@@ -162,8 +163,34 @@ def unsubscribe_events(conn: Connection, msg: JsonObject) -> None:
     unsubscribe = conn.subscriptions.pop(_id(msg, "subscription"), None)
     if unsubscribe is None:
         raise NotFoundError(const.MSG_SUBSCRIPTION_NOT_FOUND)
+    conn.subscription_types.pop(_id(msg, "subscription"), None)
     unsubscribe()
     conn.send(messages.result(_id(msg)))
+    conn.on_change()
+
+
+def fire_event(conn: Connection, msg: JsonObject) -> None:
+    """Fire `event_type` with `event_data` on the bus in a new context of the connection's user;
+    subscribers get the event before the caller gets the result, which carries the context."""
+    _check(msg, {"event_type": _is_str}, {"event_data": _is_dict})
+    event_type, data = str(msg["event_type"]), msg.get("event_data", {})
+    assert isinstance(data, dict)  # noqa: S101  # checked by _check
+    if len(event_type) > const.MAX_LENGTH_EVENT_TYPE:
+        limit = str(const.MAX_LENGTH_EVENT_TYPE)
+        raise HomeAssistantError(
+            f"Value {event_type} for property event_type has a maximum length of {limit} "
+            "characters.",
+            translation_domain="homeassistant",
+            translation_key="max_length_exceeded",
+            translation_placeholders={
+                "value": event_type,
+                "property_name": "event_type",
+                "max_length": limit,
+            },
+        )
+    context = Context(user_id=conn.user_id)
+    conn.home.fire(event_type, dict(data), context)
+    conn.send(messages.result(_id(msg), {"context": context.as_dict()}))
 
 
 def call_service(conn: Connection, msg: JsonObject) -> None:
@@ -206,6 +233,7 @@ COMMANDS: dict[str, Handler] = {
     "supported_features": supported_features,
     "subscribe_events": subscribe_events,
     "unsubscribe_events": unsubscribe_events,
+    "fire_event": fire_event,
     "call_service": call_service,
 }
 """The commands the simulator knows; any other type gets `unknown_command`."""

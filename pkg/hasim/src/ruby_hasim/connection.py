@@ -58,12 +58,14 @@ class Connection:
         self.faults = faults
         self.stats = stats
         self.on_change = on_change
-        """Called when the connection authenticates or subscribes (for `wait_for_clients`)."""
+        """Called when the connection authenticates, subscribes or unsubscribes (for waiters)."""
         self.user_id = user_id
         self.authenticated = False
         self.last_id = 0
         self.coalesce = False
         self.subscriptions: dict[int, Callable[[], None]] = {}
+        self.subscription_types: dict[int, str] = {}
+        """The event type of each subscription (`*` for all), for `Simulator.subscribed_types`."""
         self._token = token
         self._queue: deque[tuple[float, str]] = deque()
         self._pending = asyncio.Event()
@@ -89,6 +91,7 @@ class Connection:
             for unsubscribe in self.subscriptions.values():
                 unsubscribe()
             self.subscriptions.clear()
+            self.subscription_types.clear()
             writer.cancel()
             await asyncio.wait([writer])
             await self.ws.close()

@@ -55,6 +55,8 @@ MSG_SUBSCRIPTION_NOT_FOUND: Final = "Subscription not found."
 EVENT_STATE_CHANGED: Final = "state_changed"
 EVENT_CALL_SERVICE: Final = "call_service"
 MATCH_ALL: Final = "*"
+MAX_LENGTH_EVENT_TYPE: Final = 64
+"""The longest event type Home Assistant's bus fires (`homeassistant.const`)."""
 
 AUTH_TIMEOUT: Final = 10.0
 """Seconds a client has to send its `auth` message (as in Home Assistant)."""

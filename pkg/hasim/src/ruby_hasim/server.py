@@ -15,7 +15,7 @@ from ruby_hasim import const
 from ruby_hasim.connection import Connection, Stats
 from ruby_hasim.faults import Faults
 from ruby_hasim.home import Home, HomeSpec, default_home
-from ruby_hasim.model import JsonValue, State
+from ruby_hasim.model import Context, Event, JsonObject, JsonValue, State
 from ruby_hasim.services import CallKey, Services
 
 CLOSE_TIMEOUT = 1.0
@@ -120,6 +120,13 @@ class Simulator:
         """Remove an entity (fires `state_changed` with `new_state` null)."""
         return self.home.remove_entity(entity_id)
 
+    def fire_event(
+        self, event_type: str, data: JsonObject | None = None, *, context: Context | None = None
+    ) -> Event:
+        """Fire a bus event as an integration does (a ZHA button, a remote): every subscription
+        to `event_type` (or to all events) has it queued before this returns."""
+        return self.home.fire(event_type, dict(data or {}), context)
+
     # --- inspection -------------------------------------------------------------------------
 
     @property
@@ -141,6 +148,16 @@ class Simulator:
     def clients(self) -> int:
         """Connections open and authenticated now."""
         return sum(1 for conn in self._connections if conn.authenticated)
+
+    @property
+    def subscribed_types(self) -> Counter[str]:
+        """Event subscriptions of authenticated connections, by event type (`*`: all)."""
+        return Counter(
+            event_type
+            for conn in self._connections
+            if conn.authenticated
+            for event_type in conn.subscription_types.values()
+        )
 
     @property
     def subscribers(self) -> int:

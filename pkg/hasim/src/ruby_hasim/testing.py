@@ -107,6 +107,11 @@ class HaClient:
                 if message.get("type") == "event":
                     return message
 
+    async def fire_event(self, event_type: str, data: dict[str, Any] | None = None) -> Message:
+        """Fire a bus event with the `fire_event` command; return its result message."""
+        fields = {"event_data": data} if data is not None else {}
+        return await self.command("fire_event", event_type=event_type, **fields)
+
     async def subscribe(self, event_type: str | None = None) -> int:
         """Subscribe to events (all, or of `event_type`); return the subscription id."""
         fields = {"event_type": event_type} if event_type else {}

@@ -1,8 +1,10 @@
 """Who may do what on NATS: one declarative table, rendered into nats-server's authorization.
 
 ``NEEDS`` says, in the topology's own terms, what each service's job needs: the durable
-consumers it pulls from, the subject families it produces, and the KV buckets it reads or
-writes. ``permissions(subjects)`` turns it, with the operator's grants, into per-identity
+consumers it pulls from, the subject families it produces, the KV buckets it reads or
+writes, and the single KV keys of another service it follows (reads once, then receives
+every put on a core subscription: services cannot create the consumer a KV watch needs).
+``permissions(subjects)`` turns it, with the operator's grants, into per-identity
 publish and subscribe allow-lists; ``render_authorization`` writes them into the
 ``authorization {}`` block of nats-server's configuration, users keyed by NKEY public key.
 Nothing else grants anything: a subject missing here is refused by the server (ADR-0005).
@@ -26,6 +28,7 @@ from ruby_natsx.topology import (
     AUDIT_SINK,
     DLQ,
     ENGINE,
+    EVENT_TYPES_KEY,
     GATEWAY,
     IDEMPOTENCY,
     PROJECTION,
@@ -66,6 +69,8 @@ class Needs:
     consumers: tuple[str, ...] = ()
     produces: tuple[Produces, ...] = ()
     buckets: tuple[tuple[str, Access], ...] = ()
+    follows: tuple[tuple[str, str], ...] = ()
+    """(bucket, key) pairs written by another service: read that one key, receive its puts."""
 
 
 NEEDS: Final[Mapping[str, Needs]] = MappingProxyType(
@@ -78,6 +83,7 @@ NEEDS: Final[Mapping[str, Needs]] = MappingProxyType(
                 (IDEMPOTENCY, Access.READ_WRITE),
                 (STATUS, Access.OWN_KEY),
             ),
+            follows=((STATUS, EVENT_TYPES_KEY),),  # the HA event types to forward
         ),
         ENGINE: Needs(
             consumers=(ENGINE,),
@@ -174,8 +180,15 @@ def _service(topo: Topology, identity: str, needs: Needs) -> Permissions:
     publish.append(Grant(s.audit_of(identity), "its own audit records"))
     for logical, access in needs.buckets:
         publish += _bucket_grants(topo, logical, access, identity)
-    inbox = Grant(f"{inbox_prefix(identity)}.>", "replies, pull deliveries and publish acks")
-    return Permissions(identity, _unique(publish), (inbox,))
+    subscribe = [Grant(f"{inbox_prefix(identity)}.>", "replies, pull deliveries and publish acks")]
+    for logical, key in needs.follows:
+        bucket = topo.bucket(logical)
+        subject = f"$KV.{bucket.bucket}.{key}"
+        publish.append(
+            Grant(f"{JS_API}.DIRECT.GET.{bucket.stream().name}.{subject}", f"read {key} at start")
+        )
+        subscribe.append(Grant(subject, f"receive every put of {key}"))
+    return Permissions(identity, _unique(publish), tuple(subscribe))
 
 
 def _bucket_grants(topo: Topology, logical: str, access: Access, identity: str) -> list[Grant]:

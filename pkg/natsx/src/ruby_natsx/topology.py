@@ -31,6 +31,10 @@ IDEMPOTENCY: Final = "idempotency"
 TIMERS: Final = "timers"
 STATUS: Final = "status"
 
+EVENT_TYPES_KEY: Final = f"{ENGINE}.event_types"
+"""The status-bucket key under which the engine keeps the Home Assistant event types its rules
+listen to (``engine.ha_event_types.v1``); the gateway follows it (ADR-0030)."""
+
 _T = TypeVar("_T")
 
 

@@ -10,6 +10,7 @@ from ruby_schemas.commands import CallServiceV1, CommandOutcomeV1, Outcome, Serv
 from ruby_schemas.dlq import DeadLetterV1
 from ruby_schemas.envelope import Envelope, make_envelope, new_id
 from ruby_schemas.errors import ContractError, FieldError
+from ruby_schemas.event_types import HaEventTypesV1
 from ruby_schemas.ha_events import EntityState, EventFiredV1, StateChangedV1
 from ruby_schemas.registry import REGISTRY, Registry, decode, encode
 from ruby_schemas.rules import (
@@ -34,6 +35,7 @@ __all__ = [
     "Envelope",
     "EventFiredV1",
     "FieldError",
+    "HaEventTypesV1",
     "Outcome",
     "Payload",
     "Registry",

@@ -16,6 +16,7 @@ from ruby_schemas.base import Payload
 from ruby_schemas.commands import CallServiceV1, CommandOutcomeV1, Outcome, ServiceTarget
 from ruby_schemas.dlq import DeadLetterV1
 from ruby_schemas.envelope import Envelope, make_envelope
+from ruby_schemas.event_types import HaEventTypesV1
 from ruby_schemas.ha_events import EntityState, EventFiredV1, StateChangedV1
 from ruby_schemas.rules import (
     RuleError,
@@ -125,6 +126,7 @@ def _examples() -> list[Payload]:
             event_type="kitchen_lit",
             data={"brightness_pct": 60},
         ),
+        HaEventTypesV1(event_types=("deconz_event", "zha_event")),
     ]
 
 

@@ -20,6 +20,7 @@ from ruby_schemas.commands import CallServiceV1, CommandOutcomeV1
 from ruby_schemas.dlq import DeadLetterV1
 from ruby_schemas.envelope import Envelope, envelope_class
 from ruby_schemas.errors import ContractError, FieldError
+from ruby_schemas.event_types import HaEventTypesV1
 from ruby_schemas.ha_events import EventFiredV1, StateChangedV1
 from ruby_schemas.primitives import TYPE_PATTERN
 from ruby_schemas.rules import (
@@ -141,6 +142,7 @@ REGISTRY = Registry(
         RuleFailedV1,
         RuleUnloadedV1,
         RuleEventV1,
+        HaEventTypesV1,
     ]
 )
 """Every message type Ruby Core sends or accepts."""

@@ -25,6 +25,7 @@ from nats.js.errors import KeyNotFoundError
 from nats.js.kv import KeyValue
 from watchfiles import awatch
 
+from ruby_engine.event_types import EventTypesRecord
 from ruby_engine.outputs import outbound
 from ruby_engine.status import Status
 from ruby_natsx.audit import audit_record
@@ -89,6 +90,7 @@ class Engine:
         self._wake = asyncio.Event()
         self._stopping = asyncio.Event()
         self._publisher = Publisher(nc)
+        self.event_types = EventTypesRecord(self._publisher, status_bucket)  # for the gateway
         self.status = Status(nc, f"$KV.{status_bucket}.{IDENTITY}", self._core, self._ruleset)
         self._status_kv = status
 
@@ -138,6 +140,7 @@ class Engine:
     async def close(self) -> None:
         """Stop writing status; close the publisher."""
         await self.status.close()
+        await self.event_types.close()
         await self._publisher.close()
 
     # --- events ----------------------------------------------------------------------------
@@ -288,6 +291,7 @@ class Engine:
                     "rule changes applied, but not all stored or announced", error=str(exc)
                 )
         self.status.touch_rules()
+        await self.event_types.update(self._core)
         return list(changes)
 
     def _announce(self, change: Change, now: datetime) -> list[Outbound]:

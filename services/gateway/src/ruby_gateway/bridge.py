@@ -14,6 +14,8 @@ Promises:
   entity's current state (the intermediate states of that flood are not published).
 - ``auth_invalid`` is logged and audited once per streak, and retried only after
   ``auth_backoff``: never a hot loop.
+- Other bus events: only the types the engine's rules listen to, in the same order and
+  pipeline (``ha_events``, ADR-0030).
 """
 
 from __future__ import annotations
@@ -31,6 +33,7 @@ from nats.aio.client import Client
 from pydantic import ValidationError
 
 from ruby_gateway.ha_client import HaAuthInvalidError, HaConnection, HaDisconnectedError
+from ruby_gateway.ha_events import HaEvents, HaEventsStatus
 from ruby_gateway.projection import Projected, Projection
 from ruby_gateway.reconcile import diff
 from ruby_natsx.audit import audit_record
@@ -73,6 +76,7 @@ class BridgeStatus:
     auth_failures: int = 0
     skipped_seen: int = 0
     backlog_overflows: int = 0
+    ha_events: HaEventsStatus = field(default_factory=HaEventsStatus)
 
 
 @dataclass
@@ -104,6 +108,8 @@ class Bridge:
         self._publisher = Publisher(nc)
         self.projection = projection or Projection()
         self.status = BridgeStatus(projection_loaded=projection is not None)
+        self.ha_events = HaEvents(nc, subjects, self._publisher, self.status.ha_events,
+                                  service=config.service, window=config.window)  # fmt: skip
         self._pending: deque[_Pending] = deque()
         self._stopping = asyncio.Event()
         self._audited_auth = False
@@ -119,6 +125,7 @@ class Bridge:
     async def run(self) -> None:
         backoff = self.config.backoff_initial
         await self._publisher.start()
+        await self.ha_events.start()
         try:
             while not self._stopping.is_set():
                 try:
@@ -146,6 +153,7 @@ class Bridge:
                 if not self._stopping.is_set():
                     self.status.reconnects += 1
         finally:
+            await self.ha_events.close()
             await self._publisher.close()
 
     async def _sleep(self, seconds: float) -> None:
@@ -176,12 +184,13 @@ class Bridge:
             heart: asyncio.Task[Any] = asyncio.create_task(self._heartbeat(conn), name="ha-beat")
             stop: asyncio.Task[Any] = asyncio.create_task(self._stopping.wait(), name="stop")
             full: asyncio.Task[Any] = asyncio.create_task(overflow.wait(), name="overflow")
+            bus = asyncio.create_task(self.ha_events.follow(conn, receive), name="ha-bus-events")
             done, _ = await asyncio.wait(
-                {reader, pump, heart, stop, full}, return_when=asyncio.FIRST_COMPLETED
+                {reader, pump, heart, stop, full, bus}, return_when=asyncio.FIRST_COMPLETED
             )
-            for task in (pump, heart, stop, full):
+            for task in (pump, heart, stop, full, bus):
                 task.cancel()
-            await asyncio.gather(pump, heart, stop, full, return_exceptions=True)
+            await asyncio.gather(pump, heart, stop, full, bus, return_exceptions=True)
             for task in done:
                 if task not in (stop, full) and not task.cancelled() and task.exception():
                     raise task.exception()  # type: ignore[misc]
@@ -221,6 +230,9 @@ class Bridge:
     async def _live(self, events: asyncio.Queue[dict[str, object]]) -> None:
         while True:
             raw = await events.get()
+            if raw.get("event_type") != "state_changed":  # a bus event a rule listens to
+                await self.ha_events.forward(raw)
+                continue
             try:
                 event = HaStateChangedEvent.model_validate(raw)
             except ValidationError as exc:

@@ -115,6 +115,11 @@ class HaConnection:
             self._waiting.pop(message_id, None)
         return message_id
 
+    async def unsubscribe(self, subscription: int) -> None:
+        """End a subscription; events of it still on the way are dropped."""
+        self._subscriptions.pop(subscription, None)
+        await self.call("unsubscribe_events", subscription=subscription)
+
     async def ping(self, within: float) -> None:
         """Raise HaDisconnectedError unless a pong comes back ``within`` seconds."""
         await self.call("ping", within=within)
