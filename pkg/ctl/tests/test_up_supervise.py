@@ -100,10 +100,11 @@ async def test_killed_processes_are_restarted_ready_again_and_audited(
     nc = await connect_operator(operator_settings(up.operator_env()), name="test")
     try:
         # OpenBao: started again on its port and unsealed from init.json.
-        bao, _ = kill9(up, "openbao")
+        bao, at = kill9(up, "openbao")
         up.read_until(r"^rubyctl up: openbao exited unexpectedly \(exit code -9, SIGKILL\)")
         new_bao = restarted(up, "openbao", bao)
         up.read_until(r"^rubyctl up: openbao ready: http://127\.0\.0\.1:\d+ \(unsealed\)$")
+        print(f"openbao: unsealed and active again {up.read_at[-1] - at:.2f}s after kill -9")
         await audited_restart(nc, "openbao", new_bao)
 
         # The engine: back at once, ready again (it logs in to the restarted OpenBao).
