@@ -150,14 +150,15 @@ class Supervisor:
             code = await _exited(process)
             if loop.time() - started >= self.policy.stable_after:
                 streak = 0
-            what, tail = exit_text(code), await process.tail()
+            ended = f"exited unexpectedly ({exit_text(code)})"
+            tail = await process.tail()
             while True:  # until it is started again, or has crashed too often
                 now = loop.time()
                 crashes.append(now)
                 while crashes and crashes[0] < now - self.policy.window:
                     crashes.popleft()
                 if len(crashes) >= self.policy.max_crashes:
-                    say(f"{process.name} exited ({what}); its last lines:")
+                    say(f"{process.name} {ended}; its last lines:")
                     self._console.say_tail(process.name, tail)
                     return (
                         f"{process.name} crashed {len(crashes)} times within "
@@ -165,17 +166,14 @@ class Supervisor:
                     )
                 delay = self.policy.delay(streak)
                 streak += 1
-                say(
-                    f"{process.name} exited unexpectedly ({what}); restarting in {delay:g}s; "
-                    "its last lines:"
-                )
+                say(f"{process.name} {ended}; restarting in {delay:g}s; its last lines:")
                 self._console.say_tail(process.name, tail)
                 await asyncio.sleep(delay)
                 since = datetime.now(UTC)
                 try:
                     await _whole(process.restart())
                 except RestartError as exc:
-                    what, tail = f"did not start again: {exc}", []
+                    ended, tail = f"did not start again ({exc})", await process.tail()
                     continue
                 break
             started = loop.time()
