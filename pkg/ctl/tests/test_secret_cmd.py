@@ -1,15 +1,21 @@
-"""`rubyctl secret ha-token`: the token goes from stdin to Vault, never to the screen, audited."""
+"""`rubyctl secret ha-token`: the token goes from stdin to Vault, never to the screen, audited;
+on a fresh state directory it bootstraps first, and `rubyctl up` then uses the token."""
 
 from __future__ import annotations
 
+import asyncio
 import os
+import socket
 import subprocess
 import sys
+from pathlib import Path
 
 from ruby_ctl.audit_spool import flush, spool_path
+from ruby_ctl.openbao import free_port
 from ruby_ctl.secret import OPERATOR_SOURCE, SOURCE_FIELD
-from ruby_ctl.testing import Installation
+from ruby_ctl.testing import Installation, UpProcess
 from ruby_ctl.vault_admin import read_field
+from ruby_hasim.testing import SimulatorFactory
 from ruby_natsx.topology import AUDIT
 from ruby_runtime.settings import DEFAULT_VAULT_MOUNT
 from ruby_runtime.vault import HA_TOKEN_FIELD, ha_token_path
@@ -73,3 +79,53 @@ def test_anything_but_one_token_is_refused_and_nothing_is_written(
     path = ha_token_path(secure_installation.prefix)
     vault = secure_installation.bao.root_client()
     assert read_field(vault, DEFAULT_VAULT_MOUNT, path, HA_TOKEN_FIELD) is None
+
+
+def _vault_ports() -> int:
+    """A free port for OpenBao's API whose next port (its cluster port) is free too."""
+    while True:
+        port = free_port()
+        with socket.socket() as probe:
+            try:
+                probe.bind(("127.0.0.1", port + 1))
+            except OSError:
+                continue
+        return port
+
+
+async def test_on_a_fresh_state_directory_it_bootstraps_first_and_up_uses_the_token(
+    tmp_path: Path, hasim_factory: SimulatorFactory, start_up: type[UpProcess]
+) -> None:
+    """The README's order: store the token, then `rubyctl up --ha-url` (same OpenBao port, at
+    once) connects the gateway to that Home Assistant with it."""
+    home = await hasim_factory(token=TOKEN)
+    state = tmp_path / "state"
+    vault_port = str(_vault_ports())
+    env = {k: v for k, v in os.environ.items() if k not in ("RUBY_VAULT_TOKEN", "RUBY_VAULT_ADDR")}
+    done = await asyncio.to_thread(
+        subprocess.run,
+        [sys.executable, "-m", "ruby_ctl", "secret", "ha-token", "--state-dir", str(state),
+         "--vault-port", vault_port],
+        input=TOKEN + "\n", env=env, capture_output=True, text=True, timeout=90, check=False,
+    )  # fmt: skip
+    output = done.stdout + done.stderr
+    assert done.returncode == 0, output
+    assert "rubyctl secret: bootstrapped the installation first" in done.stdout
+    assert "rubyctl secret: stored the Home Assistant token in Vault" in done.stdout
+    assert TOKEN not in output
+    assert TOKEN not in spool_path(state).read_text()  # its audit record, waiting for NATS
+
+    rules = tmp_path / "rules"
+    rules.mkdir()
+    up = start_up(state, rules, "--vault-port", vault_port, "--ha-url", home.url, "--quiet")
+    # Read in a thread: the simulated home answers the gateway from this test's event loop.
+    await asyncio.to_thread(up.read_until, "Ruby Core is up", 90)
+    assert up.find(r"^rubyctl up: bootstrap: nothing changed")
+    assert up.find(r"^rubyctl up: gateway ready: ")  # /readyz: Home Assistant accepted the token
+    assert not [line for line in up.lines if "demo home" in line]
+    gateway_log = (state / "logs" / "gateway.log").read_text()
+    assert "home assistant connected" in gateway_log
+    assert await asyncio.to_thread(up.interrupt) == 0
+    printed = "\n".join(up.lines)
+    assert TOKEN not in printed
+    assert TOKEN not in gateway_log

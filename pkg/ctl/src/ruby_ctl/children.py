@@ -130,8 +130,11 @@ class Child:
     _tail_lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
     def start(self) -> None:
-        """Start the process and the thread that drains its output until it exits."""
+        """Start the process and the thread that drains its output until it exits. Again
+        after it exited: a new process, appending to the same log."""
         self.log_path.parent.mkdir(parents=True, exist_ok=True)
+        with self._tail_lock:
+            self._tail.clear()
         log = self.log_path.open("ab")
         try:
             self.process = subprocess.Popen(  # noqa: S603 - our own console scripts
@@ -159,6 +162,11 @@ class Child:
 
     def alive(self) -> bool:
         return self.process is not None and self.process.poll() is None
+
+    def exit_code(self) -> int | None:
+        """None while it runs (or before it started); then its exit code (negative: the
+        signal that ended it)."""
+        return None if self.process is None else self.process.poll()
 
     def report_exit(self, console: Console) -> None:
         """Say that it died, how, and its last lines."""

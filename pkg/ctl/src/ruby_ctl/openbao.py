@@ -102,12 +102,17 @@ class OpenBao:
         return self.state_dir / "openbao.log"
 
     def start(self, timeout: float = 30.0) -> None:
-        """Start the server and return once its API answers (sealed or not)."""
+        """Start the server and return once its API answers (sealed or not).
+
+        A restart (after ``stop`` or a crash) reuses the ports it had, so clients find it again.
+        """
         if self.process is not None and self.process.poll() is None:
             raise OpenBaoError(f"OpenBao already running (pid {self.process.pid})")
-        api = self.port or free_port()
-        cluster = self.cluster_port or (api + 1 if self.port else free_port())
-        self._bound = (api, cluster)
+        if self._bound is None:
+            api = self.port or free_port()
+            cluster = self.cluster_port or (api + 1 if self.port else free_port())
+            self._bound = (api, cluster)
+        api, cluster = self._bound
         (self.state_dir / "raft").mkdir(parents=True, exist_ok=True)
         self.state_dir.chmod(0o700)
         config = self.state_dir / "openbao.hcl"

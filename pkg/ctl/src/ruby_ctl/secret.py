@@ -2,7 +2,9 @@
 
 The gateway reads it at start (field ``token`` of ``<prefix>/gateway/ha``). The token is read
 from standard input (without echo on a terminal), never from the command line, and never
-printed. Its writing is audited (``secret.written``, spooled until NATS runs).
+printed. Its writing is audited (``secret.written``, spooled until NATS runs). On a fresh state
+directory it bootstraps the installation first (the KV mount, the identities and their
+policies: ``rubyctl bootstrap``, idempotent), so it may come before the first ``rubyctl up``.
 """
 
 from __future__ import annotations
@@ -18,7 +20,7 @@ import requests
 from ruby_ctl import args as cli_args
 from ruby_ctl import vault_admin
 from ruby_ctl.audit_spool import spool
-from ruby_ctl.bootstrap import StatePaths
+from ruby_ctl.bootstrap import StatePaths, bootstrap
 from ruby_ctl.openbao import OpenBaoError
 from ruby_natsx.audit import audit_record
 from ruby_natsx.permissions import OPERATOR
@@ -53,7 +55,9 @@ def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
             "<prefix>/gateway/ha, where the gateway reads it at its next start. Create the "
             "token in Home Assistant under your profile, Security, Long-lived access tokens. "
             "Uses the local OpenBao (started for the duration if it is not running), or the "
-            "Vault at RUBY_VAULT_ADDR with an administrator token in RUBY_VAULT_TOKEN. The "
+            "Vault at RUBY_VAULT_ADDR with an administrator token in RUBY_VAULT_TOKEN; what "
+            "`rubyctl bootstrap` would create is created first, so it works on a fresh state "
+            "directory, before the first `rubyctl up`. The "
             "demo home (rubyctl up without --ha-url) stores its own token in the same place: "
             "run this again before pointing rubyctl up at a real Home Assistant. Example: "
             "rubyctl secret ha-token < ha-token.txt"
@@ -89,13 +93,20 @@ def _ha_token(args: argparse.Namespace) -> int:
     path = ha_token_path(args.prefix)
     try:
         with vault_admin.admin_client(state.openbao, args.vault_port or 0, say) as vault:
+            # The mount, the gateway's identity and policy may not exist yet (a fresh state
+            # directory, before any `rubyctl up`): make them right first, as bootstrap does.
+            prepared = bootstrap(vault, state, args.prefix)
+            if prepared.changes:
+                say(f"bootstrapped the installation first ({prepared.summary}):")
+                for change in prepared.changes:
+                    say(f"  {change}")
             vault_admin.write_fields(
                 vault,
                 DEFAULT_VAULT_MOUNT,
                 path,
                 {HA_TOKEN_FIELD: token, SOURCE_FIELD: Secret(OPERATOR_SOURCE, "source")},
             )
-    except OpenBaoError as exc:
+    except (OpenBaoError, vault_admin.BootstrapError) as exc:
         say(f"failed: {exc}")
         return 1
     except (hvac.exceptions.VaultError, requests.exceptions.RequestException) as exc:

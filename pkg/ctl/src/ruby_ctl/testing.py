@@ -11,6 +11,8 @@ Load with ``-p ruby_ctl.testing`` (the root ``pyproject.toml`` does). Fixtures:
   operator. ``installation.connect(identity)`` connects the way that identity does.
 - ``fresh_installation``: the same, bootstrapped for one test only (Vault state only; no
   nats-server), for tests that break or repair things.
+- ``start_up``: starts `rubyctl up` as a process (`UpProcess`), stopped like Ctrl-C at the
+  end of the test.
 
 Secrets are fetched at run time from Vault (through the AppRole of the identity, as the
 services do); nothing secret is written into a test file.
@@ -20,6 +22,11 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import re
+import signal
+import subprocess
+import sys
+import time
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -32,7 +39,7 @@ from ruby_ctl.bootstrap import BootstrapResult, StatePaths, bootstrap
 from ruby_ctl.openbao import OpenBao
 from ruby_natsx.apply import apply_topology
 from ruby_natsx.connection import NatsSettings, connect
-from ruby_natsx.permissions import OPERATOR
+from ruby_natsx.permissions import IDENTITIES, OPERATOR
 from ruby_natsx.server import NatsServer, ServerConfig, TlsFiles
 from ruby_natsx.subjects import Subjects
 from ruby_natsx.topology import Topology, topology
@@ -160,3 +167,112 @@ def secure_installation(openbao: OpenBao, tmp_path: Path) -> Iterator[Installati
 @pytest.fixture
 def fresh_installation(openbao: OpenBao, tmp_path: Path) -> Installation:
     return _installation(openbao, tmp_path / "state")
+
+
+# --- `rubyctl up` as a process ------------------------------------------------------------
+
+UP_STOPPED = r"^rubyctl up: (\S+) (?:stopped|had exited) \(exit code (-?\d+)"
+
+
+class UpProcess:
+    """A running `rubyctl up` (every port free, monitoring off, unless ``extra`` says other
+    flags: later flags win) and the lines it printed, each with when it was read."""
+
+    def __init__(self, state_dir: Path, rules: Path, *extra: str) -> None:
+        self.state_dir = state_dir
+        zero = ("--nats-port", "--vault-port", "--ha-port", "--gateway-port")
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "ruby_ctl", "up", "--state-dir", str(state_dir),
+             *(arg for flag in zero for arg in (flag, "0")), "--http-port", "off",
+             "--rules", str(rules), *extra],
+            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+        )  # fmt: skip
+        self.lines: list[str] = []
+        self.read_at: list[float] = []
+        """``time.monotonic()`` when each line was read."""
+
+    def read_until(self, marker: str, timeout: float = 30.0) -> str:
+        """Read lines until one contains ``marker`` (a regular expression); that line."""
+        assert self.proc.stdout is not None
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            line = self.proc.stdout.readline()
+            if not line:
+                break
+            self.lines.append(line.rstrip("\n"))
+            self.read_at.append(time.monotonic())
+            if re.search(marker, line):
+                return self.lines[-1]
+        pytest.fail(f"{marker!r} never printed; output:\n" + "\n".join(self.lines))
+
+    def find(self, pattern: str) -> re.Match[str]:
+        """The first line matching ``pattern``."""
+        for line in self.lines:
+            if match := re.search(pattern, line):
+                return match
+        pytest.fail(f"no line matches {pattern!r}:\n" + "\n".join(self.lines))
+
+    def keys(self) -> dict[str, str]:
+        """The NKEY public key printed for each identity."""
+        return {i: self.find(rf"identity {i}: nkey (U[A-Z2-7]{{55}})").group(1) for i in IDENTITIES}
+
+    def operator_env(self) -> dict[str, str]:
+        """The ``RUBY_*`` settings the operator reaches this stack with."""
+        return {
+            "RUBY_STATE_DIR": str(self.state_dir),
+            "RUBY_NATS_URL": self.find(r"listening on (tls://127\.0\.0\.1:\d+)").group(1),
+            "RUBY_VAULT_ADDR": self.find(r"openbao pid \d+ on (http://127\.0\.0\.1:\d+)").group(1),
+        }
+
+    def pids(self) -> dict[str, int]:
+        """The PID of each process it runs, from its PID files (``<state>/run/<name>.pid``)."""
+        return {
+            path.stem: int(path.read_text())
+            for path in sorted((self.state_dir / "run").glob("*.pid"))
+        }
+
+    def interrupt(self) -> int:
+        """Ctrl-C; its exit code once it has stopped everything."""
+        self.proc.send_signal(signal.SIGINT)
+        return self.wait()
+
+    def wait(self, timeout: float = 60) -> int:
+        """Its exit code, once it has exited; the rest of its lines are read."""
+        out, _ = self.proc.communicate(timeout=timeout)
+        for line in out.splitlines():
+            self.lines.append(line)
+            self.read_at.append(time.monotonic())
+        return self.proc.returncode
+
+    def stopped(self) -> list[tuple[str, int]]:
+        """The processes it said it stopped, in order, with their exit codes."""
+        return [
+            (m.group(1), int(m.group(2)))
+            for line in self.lines
+            if (m := re.match(UP_STOPPED, line))
+        ]
+
+    def kill(self) -> None:
+        """Stop it the way a user does (Ctrl-C), so its children stop too; SIGKILL last."""
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGINT)
+            try:
+                self.proc.communicate(timeout=60)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+
+
+@pytest.fixture
+def start_up() -> Iterator[type[UpProcess]]:
+    """`UpProcess`, each one stopped (Ctrl-C) at the end of the test."""
+    started: list[UpProcess] = []
+
+    class Tracked(UpProcess):
+        def __init__(self, state_dir: Path, rules: Path, *extra: str) -> None:
+            super().__init__(state_dir, rules, *extra)
+            started.append(self)
+
+    yield Tracked
+    for up in started:
+        up.kill()

@@ -6,79 +6,47 @@ nats-server with TLS and one NKEY user per identity (ADR-0005), then the topolog
 the operator identity over TLS, then the services, each once the one before it is ready: the
 audit sink (first, so the others' audit records are stored as they come), the demo home
 (unless a real Home Assistant is named), the gateway, the engine. Their output goes to their
-log files and, prefixed with their name, to the console. On SIGINT or SIGTERM, or when one of
-them dies, everything this command started is stopped by PID, in reverse order.
+log files and, prefixed with their name, to the console; each process's PID is in
+``<state>/run/<name>.pid``. Then it supervises (``ruby_ctl.supervise``, ADR-0029): a process
+that dies, servers included, is restarted with backoff and the restart audited; only a process
+that crashes too often stops the stack (exit 1). On SIGINT or SIGTERM everything this command
+started is stopped by PID, in reverse order (exit 0).
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import dataclasses
-import os
-import secrets
 import signal
-import socket
 import sys
-from dataclasses import dataclass
 from datetime import UTC, datetime
-from pathlib import Path
 
 import aiohttp
 import hvac.exceptions
+from nats.aio.client import Client
 from nats.js.client import JetStreamContext
 
 from ruby_ctl import audit_spool
 from ruby_ctl.bootstrap import StatePaths, bootstrap
-from ruby_ctl.children import (
-    Child,
-    Console,
-    console_script,
-    exit_text,
-    file_tail,
-    http_ok,
-    status_ready,
-    wait_ready,
-)
+from ruby_ctl.children import Console, exit_text, wait_ready
 from ruby_ctl.openbao import OpenBao, OpenBaoError, free_port
 from ruby_ctl.operator import connect_operator, operator_settings
-from ruby_ctl.secret import SOURCE_FIELD
-from ruby_ctl.vault_admin import BootstrapError, read_field, write_fields
+from ruby_ctl.supervise import PidFiles, Supervisor
+from ruby_ctl.up_stack import NATS, OPENBAO, Service, UpOptions, env, port_free, services, where
+from ruby_ctl.up_watch import RestartAudit, watched_nats, watched_openbao, watched_service
+from ruby_ctl.vault_admin import BootstrapError
 from ruby_natsx.apply import Action, IncompatibleChangeError, apply_topology
 from ruby_natsx.connection import NatsRefusedError
 from ruby_natsx.server import NatsServer, NatsServerError, ServerConfig, TlsFiles
 from ruby_natsx.subjects import Subjects
-from ruby_natsx.topology import AUDIT_SINK, ENGINE, STATUS, topology
+from ruby_natsx.topology import STATUS, topology
 from ruby_runtime.errors import StartupError
-from ruby_runtime.secret import Secret
-from ruby_runtime.settings import (
-    DEFAULT_NATS_URL,
-    DEFAULT_PREFIX,
-    DEFAULT_STATE_DIR,
-    DEFAULT_VAULT_ADDR,
-    DEFAULT_VAULT_MOUNT,
-)
-from ruby_runtime.vault import HA_TOKEN_FIELD, ha_token_path
+from ruby_runtime.startup import close_nats
+
+__all__ = ["UpOptions", "run", "up"]
 
 READY_WITHIN = 60.0
 """Seconds each service has to become ready."""
-AUDIT = "audit"
-"""The audit sink's name on the console (``audit   | ...``) and in up's own lines."""
-
-
-@dataclass(frozen=True)
-class UpOptions:
-    state_dir: Path
-    nats_port: int
-    http_port: int | None
-    prefix: str
-    vault_port: int = 8200
-    ha_url: str | None = None
-    ha_port: int = 8123
-    gateway_port: int = 8081
-    rules_dir: Path = Path("rules")
-    quiet: bool = False
-
 
 CONSOLE = Console("rubyctl up")
 """stdout: up's own lines and its children's, one whole line at a time."""
@@ -111,17 +79,19 @@ class _Stop:
 
 
 async def up(opts: UpOptions) -> int:
-    """Start everything, report where it listens, wait for a stop signal, stop everything."""
+    """Start everything, report where it listens, supervise until a stop signal (0) or until a
+    process crashes too often (1), stop everything."""
     opts.state_dir.mkdir(parents=True, exist_ok=True)
     state = StatePaths(opts.state_dir)
     for name, port, flag in (
         ("nats-server", opts.nats_port, "--nats-port or RUBY_NATS_PORT"),
         ("nats-server monitoring", opts.http_port, "--http-port or RUBY_NATS_HTTP_PORT"),
         ("OpenBao", opts.vault_port, "--vault-port or RUBY_VAULT_PORT"),
+        ("OpenBao's cluster port", opts.vault_port and opts.vault_port + 1, "--vault-port"),
         ("the demo home", None if opts.ha_url else opts.ha_port, "--ha-port or RUBY_HA_PORT"),
         ("the gateway's health", opts.gateway_port, "--gateway-port"),
     ):
-        if port and not _port_free(port):  # fail in a second, not after bootstrapping
+        if port and not port_free(port):  # fail in a second, not after bootstrapping
             say(f"{name} did not start: 127.0.0.1:{port}: address already in use")
             say(f"is another one running? choose another port with {flag}")
             return 1
@@ -129,10 +99,12 @@ async def up(opts: UpOptions) -> int:
         say(f"the engine has no rules directory: {opts.rules_dir} is not a directory")
         say("choose one with --rules or RUBY_RULES_DIR")
         return 1
+    pids = PidFiles(opts.run_dir)
+    pids.clear()
     stop = _Stop()
     stop.install()
     try:
-        return await _run_openbao(opts, state, stop)
+        return await _run_openbao(opts, state, pids, stop)
     except asyncio.CancelledError:
         if stop.signal is None:
             raise
@@ -141,7 +113,7 @@ async def up(opts: UpOptions) -> int:
         return 128 + stop.signal
 
 
-async def _run_openbao(opts: UpOptions, state: StatePaths, stop: _Stop) -> int:
+async def _run_openbao(opts: UpOptions, state: StatePaths, pids: PidFiles, stop: _Stop) -> int:
     bao = OpenBao(state.openbao, port=opts.vault_port)
     try:
         initialised = bao.start_unsealed()
@@ -149,9 +121,10 @@ async def _run_openbao(opts: UpOptions, state: StatePaths, stop: _Stop) -> int:
         say(f"OpenBao did not start: {exc}")
         say("is another one running? choose another port with --vault-port or RUBY_VAULT_PORT")
         return 1
+    pids.write(OPENBAO, bao.pid)
     try:
         how = "initialised and unsealed" if initialised else "unsealed"
-        say(f"OpenBao pid {bao.pid} on {bao.addr} ({how}; state in {state.openbao})")
+        say(f"{OPENBAO} pid {bao.pid} on {bao.addr} ({how}; state in {state.openbao})")
         try:
             result = await asyncio.to_thread(bootstrap, bao.root_client(), state, opts.prefix)
         except (BootstrapError, hvac.exceptions.VaultError) as exc:
@@ -162,12 +135,15 @@ async def _run_openbao(opts: UpOptions, state: StatePaths, stop: _Stop) -> int:
         for identity, key in result.public_keys.items():
             say(f"identity {identity}: nkey {key}")
         say(f"bootstrap: {result.summary}")
-        return await _run_nats(opts, state, bao, stop)
+        return await _run_nats(opts, state, bao, pids, stop)
     finally:
-        say(f"OpenBao stopped ({exit_text(bao.stop())})")
+        say(f"{OPENBAO} stopped ({exit_text(bao.stop())})")
+        pids.remove(OPENBAO)
 
 
-async def _run_nats(opts: UpOptions, state: StatePaths, bao: OpenBao, stop: _Stop) -> int:
+async def _run_nats(
+    opts: UpOptions, state: StatePaths, bao: OpenBao, pids: PidFiles, stop: _Stop
+) -> int:
     server = NatsServer(
         ServerConfig(
             state_dir=state.nats,
@@ -183,39 +159,58 @@ async def _run_nats(opts: UpOptions, state: StatePaths, bao: OpenBao, stop: _Sto
         say(f"nats-server did not start: {exc}")
         say("is another one running? choose another port with --nats-port or RUBY_NATS_PORT")
         return 1
+    pids.write(NATS, server.pid)
     try:
-        say(f"nats-server pid {server.pid} listening on {server.url} (TLS, NKEY users)")
+        say(f"{NATS} pid {server.pid} listening on {server.url} (TLS, NKEY users)")
         try:
-            nc = await connect_operator(operator_settings(_env(opts, bao, server)), "rubyctl-up")
+            nc = await connect_operator(operator_settings(env(opts, bao, server)), "rubyctl-up")
         except (StartupError, NatsRefusedError) as exc:
             say(f"cannot connect as the operator: {exc}")
             return 1
-        opts = dataclasses.replace(  # 0 = any free port, chosen now so the gateway is told it
-            opts, ha_port=opts.ha_port or free_port(), gateway_port=opts.gateway_port or free_port()
-        )
-        children: list[Child] = []
+        try:  # the operator connection: to start, then to watch readiness and audit restarts
+            return await _run_services(opts, state, bao, server, nc, pids, stop)
+        finally:
+            await close_nats(nc, within=5)
+    finally:
+        say(f"{NATS} stopped ({exit_text(server.stop())})")
+        pids.remove(NATS)
+
+
+async def _run_services(
+    opts: UpOptions,
+    state: StatePaths,
+    bao: OpenBao,
+    server: NatsServer,
+    nc: Client,
+    pids: PidFiles,
+    stop: _Stop,
+) -> int:
+    opts = dataclasses.replace(  # 0 = any free port, chosen now so the gateway is told it
+        opts, ha_port=opts.ha_port or free_port(), gateway_port=opts.gateway_port or free_port()
+    )
+    js = nc.jetstream()
+    if not await _apply(js, opts.prefix):
+        return 1
+    if spooled := await audit_spool.flush(nc, state.root):
+        say(f"published {spooled} audit record(s) of bootstrap's changes")
+    status = await js.key_value(topology(Subjects(opts.prefix)).bucket(STATUS).bucket)
+    started: list[Service] = []
+    async with aiohttp.ClientSession() as http:
         try:
-            try:
-                if not await _apply(nc.jetstream(), opts.prefix):
-                    return 1
-                if spooled := await audit_spool.flush(nc, state.root):
-                    say(f"published {spooled} audit record(s) of bootstrap's changes")
-                children = _services(opts, bao, server)
-                if not await _start(children, nc.jetstream(), opts):
-                    return 1
-            finally:
-                await nc.close()  # the operator connection is for starting only
-            _where(opts, bao, server, children)
+            stack = services(opts, bao, server, CONSOLE, status, http)
+            if not await _start(stack, started, pids):
+                return 1
+            children = [s.child for s in started]
+            where(opts, bao, server, children, say)
             say("Ruby Core is up. Press Ctrl-C to stop.")
             stop.waiting = True
-            return await _wait_for_stop(server, bao, children, stop)
+            return await _supervise(opts, bao, server, nc, started, pids, stop)
         finally:
-            for child in reversed(children):  # the engine first, the audit sink last
-                if child.process is not None:
-                    was = "stopped" if child.alive() else "had exited"
-                    say(f"{child.name} {was} ({exit_text(child.stop())})")
-    finally:
-        say(f"nats-server stopped ({exit_text(server.stop())})")
+            for service in reversed(started):  # the engine first, the audit sink last
+                child = service.child
+                was = "stopped" if child.alive() else "had exited"
+                say(f"{child.name} {was} ({exit_text(await asyncio.to_thread(child.stop))})")
+                pids.remove(child.name)
 
 
 async def _apply(js: JetStreamContext, prefix: str) -> bool:
@@ -235,195 +230,59 @@ async def _apply(js: JetStreamContext, prefix: str) -> bool:
     return True
 
 
-def _services(opts: UpOptions, bao: OpenBao, server: NatsServer) -> list[Child]:
-    """In start order: the audit sink, the demo home (unless RUBY_HA_URL names a real one),
-    the gateway, the engine."""
-    logs = opts.state_dir / "logs"
-    console = None if opts.quiet else CONSOLE
-    env = {**os.environ, **_env(opts, bao, server)}
-    audit_env = {**env, "RUBY_AUDIT_DB": str(_audit_db(opts))}
-    children = [
-        Child(AUDIT, [console_script("ruby-audit-sink")], audit_env, logs / "audit.log", console)
-    ]
-    if opts.ha_url:
-        ha_url = opts.ha_url
-        say(f"home assistant: {ha_url} (token from Vault {ha_token_path(opts.prefix)})")
-    else:
-        token = secrets.token_urlsafe(32)  # a fresh demo token on every start
-        vault = bao.root_client()
-        path = ha_token_path(opts.prefix)
-        source = read_field(vault, DEFAULT_VAULT_MOUNT, path, SOURCE_FIELD)
-        if source is not None and source.reveal() != DEMO_SOURCE:
-            say(
-                f"the demo home replaces the Home Assistant token stored with `rubyctl secret "
-                f"ha-token` in Vault ({DEFAULT_VAULT_MOUNT}/{path}): store it again before "
-                "using --ha-url"
-            )
-        write_fields(
-            vault,
-            DEFAULT_VAULT_MOUNT,
-            path,
-            {
-                HA_TOKEN_FIELD: Secret(token, "demo home assistant token"),
-                SOURCE_FIELD: Secret(DEMO_SOURCE, "source"),
-            },
-        )
-        ha_url = _demo_url(opts)
-        children.append(
-            Child(
-                "hasim",
-                [
-                    console_script("ruby-hasim"),
-                    "--port",
-                    str(opts.ha_port),
-                    "--activity",
-                    str(DEMO_ACTIVITY),
-                ],
-                {**os.environ, "RUBY_HASIM_TOKEN": token},
-                logs / "hasim.log",
-                console,
-            )
-        )
-        say(f"demo home assistant (simulator) on {ha_url}")
-    gateway_env = {
-        **env,
-        "RUBY_HA_URL": ha_url,
-        "RUBY_GATEWAY_HEALTH_PORT": str(opts.gateway_port),
-    }
-    engine_env = {**env, "RUBY_RULES_DIR": str(opts.rules_dir)}
-    return [
-        *children,
-        Child(
-            "gateway", [console_script("ruby-gateway")], gateway_env, logs / "gateway.log", console
-        ),
-        Child("engine", [console_script("ruby-engine")], engine_env, logs / "engine.log", console),
-    ]
-
-
-async def _start(children: list[Child], js: JetStreamContext, opts: UpOptions) -> bool:
-    """Start each child once the one before it is ready; False (said why) if one is not."""
-    for i, child in enumerate(children):
+async def _start(stack: list[Service], started: list[Service], pids: PidFiles) -> bool:
+    """Start each service once the one before it is ready, appending it to ``started``; False
+    (said why) if one does not start or does not become ready."""
+    for service in stack:
+        child = service.child
         since = datetime.now(UTC)
         try:
             child.start()
         except OSError as exc:  # a console script missing: the workspace is not installed
             say(f"{child.name} did not start: {exc}; install the workspace with `make sync`")
             return False
+        started.append(service)
+        pids.write(child.name, child.pid)
         say(f"{child.name} pid {child.pid} started (log {child.log_path})")
-        watched = children[: i + 1]
-        status = topology(Subjects(opts.prefix)).bucket(STATUS).bucket
-        if child.name == AUDIT:
-            probe = status_ready(await js.key_value(status), AUDIT_SINK, since)
-            ready = await wait_ready(CONSOLE, "audit sink ready", probe, watched, READY_WITHIN)
-        elif child.name == "gateway":
-            url = _readyz(opts)
-            async with aiohttp.ClientSession() as http:
-                ready = await wait_ready(
-                    CONSOLE, f"gateway ready: {url}", http_ok(http, url), watched, READY_WITHIN
-                )
-        elif child.name == "engine":
-            probe = status_ready(await js.key_value(status), ENGINE, since)
-            ready = await wait_ready(CONSOLE, "engine ready", probe, watched, READY_WITHIN)
-        else:
-            ready = True
-        if not ready:
+
+        async def probe(check: Service = service, at: datetime = since) -> bool:
+            return await check.ready(at)
+
+        watched = [s.child for s in started]
+        if not await wait_ready(CONSOLE, service.ready_line, probe, watched, READY_WITHIN):
             return False
     return True
 
 
-async def _wait_for_stop(
-    server: NatsServer, bao: OpenBao, children: list[Child], stop: _Stop
+async def _supervise(
+    opts: UpOptions,
+    bao: OpenBao,
+    server: NatsServer,
+    nc: Client,
+    started: list[Service],
+    pids: PidFiles,
+    stop: _Stop,
 ) -> int:
-    """0 when a signal asks to stop; 1 (said which and why) when a process dies first."""
-    while not stop.requested.is_set():
-        for name, process, log in (
-            ("nats-server", server.process, server.log_path),
-            ("OpenBao", bao.process, bao.log_path),
-        ):
-            if process is None or process.poll() is not None:
-                code = None if process is None else process.returncode
-                say(f"{name} exited unexpectedly ({exit_text(code)}); its last lines ({log}):")
-                CONSOLE.say_tail(name, file_tail(log))
-                return 1
-        for child in children:
-            if not child.alive():
-                child.report_exit(CONSOLE)
-                return 1
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(stop.requested.wait(), timeout=1.0)
+    """0 when a signal asks to stop; 1 (said why) when a process crashes too often."""
+    audit = RestartAudit(nc, opts.prefix, opts.state_dir, CONSOLE)
+    watched = [watched_openbao(bao), watched_nats(server), *map(watched_service, started)]
+    supervisor = Supervisor(watched, CONSOLE, pids, audit.restarted, ready_within=READY_WITHIN)
+    supervising = asyncio.create_task(supervisor.run(), name="supervise")
+    flushing = asyncio.create_task(audit.keep_flushing(), name="flush audit spool")
+    stopping = asyncio.create_task(stop.requested.wait(), name="stop requested")
+    try:
+        await asyncio.wait({supervising, stopping}, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        for task in (supervising, flushing, stopping):
+            task.cancel()
+        ended = await asyncio.gather(supervising, flushing, stopping, return_exceptions=True)
+    reason = ended[0]
+    if isinstance(reason, str):
+        say(f"{reason}: stopping everything")
+        return 1
+    if isinstance(reason, Exception):
+        raise reason  # a defect in the supervisor itself: shown, after everything is stopped
     return 0
-
-
-def _env(opts: UpOptions, bao: OpenBao, server: NatsServer) -> dict[str, str]:
-    """The ``RUBY_*`` settings that lead a service (or rubyctl) to this stack."""
-    return {
-        "RUBY_STATE_DIR": str(opts.state_dir),
-        "RUBY_PREFIX": opts.prefix,
-        "RUBY_NATS_URL": server.url,
-        "RUBY_VAULT_ADDR": bao.addr,
-    }
-
-
-def _audit_db(opts: UpOptions) -> Path:
-    """Where the audit sink keeps the audit store (``RUBY_AUDIT_DB``)."""
-    return opts.state_dir / "audit" / "audit.db"
-
-
-def _demo_url(opts: UpOptions) -> str:
-    return f"ws://127.0.0.1:{opts.ha_port}/api/websocket"
-
-
-def _readyz(opts: UpOptions) -> str:
-    return f"http://127.0.0.1:{opts.gateway_port}/readyz"
-
-
-def _where(opts: UpOptions, bao: OpenBao, server: NatsServer, children: list[Child]) -> None:
-    """What listens where, where the rules, state and logs are, and how to watch the rules."""
-    monitoring = f" (monitoring http://127.0.0.1:{opts.http_port})" if opts.http_port else ""
-    rules = ", ".join(sorted(p.name for p in opts.rules_dir.glob("*.yaml"))) or "no *.yaml"
-    logs = ", ".join(c.log_path.name for c in children)
-    say(f"  NATS      {server.url}{monitoring}")
-    say(f"  OpenBao   {bao.addr}")
-    say(f"  gateway   {_readyz(opts)}")
-    say(f"  home      {opts.ha_url or _demo_url(opts) + ' (the demo home, ruby-hasim)'}")
-    say(f"  rules     {opts.rules_dir} ({rules})")
-    say(f"  audit     {_audit_db(opts)} (the audit store)")
-    say(f"  state     {opts.state_dir}")
-    say(f"  logs      {opts.state_dir / 'logs'}: {logs}; {server.log_path}; {bao.log_path}")
-    defaults = {  # what rubyctl's other commands assume (those of `make run`)
-        "RUBY_STATE_DIR": str(Path(DEFAULT_STATE_DIR).resolve()),
-        "RUBY_PREFIX": DEFAULT_PREFIX,
-        "RUBY_NATS_URL": DEFAULT_NATS_URL,
-        "RUBY_VAULT_ADDR": DEFAULT_VAULT_ADDR,
-    }
-    changed = [f"{k}={v}" for k, v in _env(opts, bao, server).items() if v != defaults[k]]
-    if changed:
-        say(f"other rubyctl commands reach this stack with: export {' '.join(changed)}")
-    say("watch the rules: `rubyctl rules status`; one rule's runs: `rubyctl rules trace <id>`")
-    if not opts.ha_url and (opts.rules_dir / "hallway.yaml").is_file():
-        say(
-            f"the hallway demo: it is dusk in the demo home and someone passes the hallway "
-            f"every {DEMO_ACTIVITY // 60} minutes: the light turns on at once and off 5 minutes "
-            "later; follow it with `rubyctl rules trace hallway_light_on` and "
-            "`rubyctl rules trace hallway_light_off`"
-        )
-
-
-DEMO_SOURCE = "demo"
-"""The ``source`` field of the Home Assistant token the demo home writes to Vault."""
-
-DEMO_ACTIVITY = 420
-"""Seconds between passes in the demo home's hallway (``ruby-hasim --activity``): longer than
-the hallway rule's 5 minutes, so the light is seen going off as well as on."""
-
-
-def _port_free(port: int) -> bool:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        try:
-            sock.bind(("127.0.0.1", port))
-        except OSError:
-            return False
-    return True
 
 
 def run(opts: UpOptions) -> int:

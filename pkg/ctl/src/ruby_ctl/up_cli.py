@@ -31,9 +31,12 @@ def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
             "<state-dir>/audit/audit.db), the demo home, the gateway and the engine, each once "
             "the one before it is ready; print where everything listens and stay in the "
             "foreground, showing the services' output prefixed with their name (also in "
-            "<state-dir>/logs/). Ctrl-C (or SIGTERM) stops everything this command started, "
-            "in reverse order: the engine first, OpenBao last. Running it again reuses the "
-            "state and the identities."
+            "<state-dir>/logs/; PIDs in <state-dir>/run/<name>.pid). A process that dies, "
+            "servers included, is restarted with backoff (from 0.1 s, doubling, at most 5 s) "
+            "and the restart audited; 5 crashes of one process within 60 s stop everything "
+            "(exit 1). Ctrl-C (or SIGTERM) stops everything this command started, in reverse "
+            "order: the engine first, OpenBao last. Running it again, even at once, reuses "
+            "the ports, the state and the identities."
         ),
     )
     cli_args.add_state_dir(parser)

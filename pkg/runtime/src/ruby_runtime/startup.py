@@ -9,9 +9,11 @@ A service's ``main`` is one call::
 
 ``run_service`` reads the ``RUBY_*`` settings, configures logging, logs in to Vault with the
 service's AppRole, reads its NKEY seed (and revokes the Vault token), connects to NATS as the
-service, runs ``serve`` and drains the connection. A failure to start is one log line, one
-line on stderr and a distinct exit code (``ruby_runtime.errors``). The NATS client is passed
-in (``connect``) so that this package does not depend on NATS: ``ruby_natsx`` provides it.
+service, runs ``serve`` and ends the connection (`close_nats`: drained when connected,
+closed otherwise, within a bound, so a lost nats-server never turns a clean stop into a
+crash). A failure to start is one log line, one line on stderr and a distinct exit code
+(``ruby_runtime.errors``). The NATS client is passed in (``connect``) so that this package
+does not depend on NATS: ``ruby_natsx`` provides it.
 """
 
 from __future__ import annotations
@@ -31,19 +33,32 @@ from ruby_runtime.settings import ServiceSettings
 from ruby_runtime.vault import NATS_SEED_FIELD, fetch_nats_seed, nats_seed_path
 
 __all__ = [
+    "DRAIN_WITHIN",
     "Connection",
     "NatsConnector",
     "SecretRead",
     "Started",
+    "close_nats",
     "run_service",
     "start_service",
 ]
 
+DRAIN_WITHIN = 10.0
+"""Seconds a service's NATS connection has to drain at the end before it is closed instead."""
+
 
 class Connection(Protocol):
-    """What the runtime needs of a NATS connection: to drain it at the end."""
+    """What the runtime needs of a NATS connection: to end it, drained if it can be."""
+
+    @property
+    def is_connected(self) -> bool: ...
+
+    @property
+    def is_closed(self) -> bool: ...
 
     async def drain(self) -> None: ...
+
+    async def close(self) -> None: ...
 
 
 C = TypeVar("C", bound=Connection)
@@ -152,7 +167,7 @@ def run_service(
         try:
             return await body(started)
         finally:
-            await started.nats.drain()
+            await close_nats(started.nats)
 
     try:
         return asyncio.run(main())
@@ -165,3 +180,29 @@ def run_service(
         return exc.exit_code
     except KeyboardInterrupt:
         return 130
+
+
+async def close_nats(nats: Connection, within: float = DRAIN_WITHIN) -> None:
+    """End the connection whatever its state; never raises for that state.
+
+    Connected: drained (subscriptions finish what they hold, pending publishes are flushed),
+    for ``within`` seconds at most. Reconnecting, or a drain that fails or runs out of time
+    (the server went away meanwhile): closed, dropping what is unsent, which is what a lost
+    server means anyway. Already closed: nothing to do.
+    """
+    log = get_logger("ruby_runtime.startup")
+    if nats.is_closed:
+        return
+    if nats.is_connected:
+        try:
+            await asyncio.wait_for(nats.drain(), within)
+        except Exception as exc:  # any failure to drain ends in a close below
+            log.warning("nats drain failed; closing", reason=scrub(f"{type(exc).__name__} {exc}"))
+        else:
+            return
+    else:
+        log.info("nats not connected at stop; closing without draining")
+    try:
+        await asyncio.wait_for(nats.close(), within)
+    except Exception as exc:  # the process is ending: say so and go on
+        log.warning("nats close failed", reason=scrub(f"{type(exc).__name__} {exc}"))

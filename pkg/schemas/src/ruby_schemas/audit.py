@@ -67,6 +67,8 @@ AUDITED_ACTIONS: Final[Mapping[str, str]] = MappingProxyType(
         "secret.written": "operator: `rubyctl secret ha-token` stored the Home Assistant token",
         "auth.refused": "gateway: Home Assistant refused the token (auth_invalid)",
         "bootstrap.changed": "operator: bootstrap changed Vault, identities or NATS config",
+        "service.restarted": "operator: `rubyctl up` restarted a process that died (details: "
+        "process, exit code, new pid, restarts so far)",
         "audit.store_mismatch": "audit sink: at start, its store does not reach the head it "
         "published before (rows removed or changed while it was down)",
     }
