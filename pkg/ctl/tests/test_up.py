@@ -15,7 +15,6 @@ import signal
 import subprocess
 import sys
 import threading
-import time
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -97,13 +96,16 @@ class Up:
         )
         self.lines: list[str] = []
 
-    def read_until(self, marker: str, timeout: float = 30.0) -> None:
+    def read_until(self, marker: str) -> None:
+        """Read its output until a line holds ``marker``; fail if it exits first.
+
+        No clock of the test's own: how long a start may take is `rubyctl up`'s to decide (each
+        service gets ``READY_WITHIN`` seconds, then it says which one was not ready and exits),
+        and a start on a busy machine takes longer than on an idle one. pytest's timeout is
+        the backstop for a process that hangs without a word.
+        """
         assert self.proc.stdout is not None
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            line = self.proc.stdout.readline()
-            if not line:
-                break
+        for line in self.proc.stdout:
             self.lines.append(line.rstrip("\n"))
             if marker in line:
                 return
