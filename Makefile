@@ -9,7 +9,7 @@ export UV_PYTHON_DOWNLOADS := never
 export UV_PYTHON := $(PYTHON)
 RUN := $(UV) run --frozen --no-sync
 
-.PHONY: run test test-ha lint schemas sync fmt bench bench-e2e clean help
+.PHONY: run test test-busy test-ha lint schemas sync fmt bench bench-e2e clean help
 .DEFAULT_GOAL := help
 
 help: ## list the targets
@@ -27,6 +27,54 @@ run: sync ## run the whole system on this machine, in the foreground, until Ctrl
 
 test: sync ## run every test (real nats-server, no mocks)
 	$(RUN) pytest
+
+BUSY_RUNS ?= 5
+BUSY_ARGS ?=
+# The suite BUSY_RUNS times while stress-ng keeps every CPU busy (a test that passes only on an
+# idle machine fails here); BUSY_ARGS narrows it (a path, -k). stress-ng is stopped by its PID
+# however this ends (pass, fail, Ctrl-C); a run it does not load is refused, never counted.
+# A tool for hunting flaky tests, not part of CI.
+test-busy: sync ## the suite BUSY_RUNS=5 times, every CPU kept busy by stress-ng; pass/fail per run
+	@if ! command -v stress-ng > /dev/null; then \
+	  echo "test-busy: stress-ng is missing, so there would be no load; install it: apt-get install stress-ng" >&2; \
+	  exit 2; \
+	fi; \
+	set -o pipefail; \
+	runs=$(BUSY_RUNS); cpus=$$(nproc); logs=$$(mktemp -d -t ruby-test-busy.XXXXXX); \
+	results=(); failed=0; running=; \
+	stress-ng --cpu "$$cpus" --timeout $$((runs * 3600)) --quiet & stress=$$!; \
+	finish() { \
+	  kill "$$stress" 2> /dev/null; wait "$$stress" 2> /dev/null; \
+	  echo "test-busy: stress-ng (pid $$stress) stopped; logs in $$logs"; \
+	  printf '%s\n' "$${results[@]}"; \
+	  [ -z "$$running" ] || echo "run $$running: interrupted"; \
+	}; \
+	trap finish EXIT; trap 'exit 130' INT; trap 'exit 143' TERM; \
+	for _ in $$(seq 50); do \
+	  [ "$$(pgrep -c -P "$$stress")" -ge "$$cpus" ] && break; \
+	  kill -0 "$$stress" 2> /dev/null || break; \
+	  sleep 0.1; \
+	done; \
+	if [ "$$(pgrep -c -P "$$stress")" -lt "$$cpus" ]; then \
+	  echo "test-busy: stress-ng (pid $$stress) did not start $$cpus CPU workers: no load, no run" >&2; \
+	  exit 2; \
+	fi; \
+	echo "test-busy: stress-ng pid $$stress keeps $$cpus CPU(s) busy; $$runs run(s) of:" 'pytest $(BUSY_ARGS)'; \
+	for i in $$(seq "$$runs"); do \
+	  log="$$logs/run-$$i.log"; started=$$SECONDS; running=$$i; \
+	  echo "test-busy: run $$i of $$runs"; \
+	  $(RUN) pytest -q -p no:cacheprovider -rfE $(BUSY_ARGS) 2>&1 | tee "$$log"; code=$$?; \
+	  took=$$((SECONDS - started)); running=; \
+	  if ! kill -0 "$$stress" 2> /dev/null; then \
+	    results+=("run $$i: not counted, stress-ng ended during it"); failed=1; break; \
+	  elif [ "$$code" -eq 0 ]; then \
+	    results+=("run $$i: passed ($${took}s)"); \
+	  else \
+	    results+=("run $$i: FAILED, exit $$code ($${took}s)"); failed=1; \
+	    while read -r line; do results+=("  $$line"); done < <(grep -E '^(FAILED|ERROR) ' "$$log" | sed 's/ - .*//'); \
+	  fi; \
+	done; \
+	exit "$$failed"
 
 HA_DIR ?= /tmp/ha
 HA_TOOLS ?= ../shared/tools/ha

@@ -42,7 +42,7 @@ def rules_dir(tmp_path: Path) -> Path:
 
 
 def started(up: UpProcess, tmp_path: Path) -> None:
-    up.read_until("Ruby Core is up", timeout=90)
+    up.read_until("Ruby Core is up")
     assert set(up.pids()) == {"openbao", "nats-server", *SERVICES}
 
 
@@ -117,7 +117,7 @@ async def test_killed_processes_are_restarted_ready_again_and_audited(
         new_engine = restarted(up, "engine", engine)
         assert up.find(r"^rubyctl up:   engine \| .*engine running"), "its last lines are shown"
         back = up.read_at[-1] - at
-        up.read_until(r"^rubyctl up: engine ready$", timeout=60)
+        up.read_until(r"^rubyctl up: engine ready$")
         ready = up.read_at[-1] - at
         print(f"engine: restarted {back:.2f}s after kill -9, ready after {ready:.2f}s")
         assert back < 3, "the first restart comes at once"

@@ -18,21 +18,19 @@ async def test_the_evening_sets_dusk_and_pulses_hallway_motion(
 ) -> None:
     await ha_client.subscribe("state_changed")
     script = asyncio.create_task(evening(hasim, period=0.3, motion_for=0.1))
-    await asyncio.sleep(0.75)  # three periods begin: on, off, on, off, on
+    changes: list[tuple[str, str]] = []
+    motion: list[str] = []
+    while len(motion) < 5:  # three periods begin: on, off, on, off, on (however late)
+        event = await ha_client.next_event(timeout=10)
+        data = event["event"]["data"]
+        changes.append((data["entity_id"], data["new_state"]["state"]))
+        if data["entity_id"] == MOTION:
+            motion.append(data["new_state"]["state"])
     script.cancel()
     with pytest.raises(asyncio.CancelledError):
         await script
-    changes = []
-    while True:
-        try:
-            event = await ha_client.next_event(timeout=0.2)
-        except TimeoutError:
-            break
-        data = event["event"]["data"]
-        changes.append((data["entity_id"], data["new_state"]["state"]))
     assert changes[0] == (ILLUMINANCE, "20")
-    motion = [state for entity, state in changes if entity == MOTION]
-    assert motion[:5] == ["on", "off", "on", "off", "on"]
+    assert motion == ["on", "off", "on", "off", "on"]
 
 
 async def test_the_period_must_outlast_the_motion(hasim: Simulator) -> None:

@@ -17,7 +17,7 @@ from pathlib import Path
 from nats.js import JetStreamContext
 from nats.js.kv import KeyValue
 
-from ruby_audit_sink.testing import sink_process, sink_ready
+from ruby_audit_sink.testing import published_head, sink_process, sink_ready
 from ruby_auditstore import AuditStore
 from ruby_ctl.testing import Installation
 from ruby_natsx.apply import apply_consumer
@@ -56,8 +56,7 @@ async def record_of(status: KeyValue, key: str) -> dict[str, object]:
 
 def head_is(status: KeyValue, head: tuple[int, str]) -> Callable[[], Awaitable[bool]]:
     async def check() -> bool:
-        record = await record_of(status, f"{AUDIT_SINK}.head")
-        return (record["seq"], record["hash"]) == head
+        return await published_head(status) == head
 
     return check
 

@@ -191,14 +191,17 @@ class UpProcess:
         self.read_at: list[float] = []
         """``time.monotonic()`` when each line was read."""
 
-    def read_until(self, marker: str, timeout: float = 30.0) -> str:
-        """Read lines until one contains ``marker`` (a regular expression); that line."""
+    def read_until(self, marker: str) -> str:
+        """Read lines until one contains ``marker`` (a regular expression); that line. Fails if
+        `rubyctl up` exits first.
+
+        No clock of the test's own: how long a start may take is `rubyctl up`'s to decide (each
+        service gets ``READY_WITHIN`` seconds, then it says which one was not ready and exits),
+        and a start on a busy machine takes longer than on an idle one. pytest's timeout is the
+        backstop for a process that hangs without a word.
+        """
         assert self.proc.stdout is not None
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            line = self.proc.stdout.readline()
-            if not line:
-                break
+        for line in self.proc.stdout:
             self.lines.append(line.rstrip("\n"))
             self.read_at.append(time.monotonic())
             if re.search(marker, line):

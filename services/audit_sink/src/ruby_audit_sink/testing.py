@@ -5,11 +5,13 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 from collections.abc import AsyncIterator, Mapping
 from datetime import datetime
 from pathlib import Path
 
 from nats.aio.client import Client
+from nats.js.errors import KeyNotFoundError
 from nats.js.kv import KeyValue
 
 from ruby_audit_sink.service import build, run
@@ -43,3 +45,19 @@ def sink_process(env: Mapping[str, str], log: Path) -> ServiceProcess:
 async def sink_ready(status: KeyValue, since: datetime | None = None) -> bool:
     """Whether the audit sink's status record says ready, written after ``since``."""
     return await status_ready(status, IDENTITY, since)
+
+
+async def published_head(status: KeyValue) -> tuple[int, str] | None:
+    """The head the sink published last (``audit_sink.head``) as ``(seq, hash)``; None before
+    its first.
+
+    The sink publishes it after a commit, with a core publish that the status bucket stores a
+    moment later: rows seen in the store say nothing about the head yet. Poll this with
+    ``eventually`` until it shows the head expected.
+    """
+    try:
+        entry = await status.get(f"{IDENTITY}.head")
+    except KeyNotFoundError:
+        return None
+    record = json.loads(entry.value or b"{}")
+    return int(record["seq"]), str(record["hash"])
