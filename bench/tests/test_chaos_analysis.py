@@ -1,0 +1,159 @@
+"""The chaos run's verdicts on hand-made Home Assistant change logs (no stack, no clock)."""
+
+from __future__ import annotations
+
+import pytest
+from chaos.analysis import (
+    BASELINE,
+    TOTAL,
+    Fate,
+    analyse_pair,
+    back_end_to_end,
+    flap_window,
+    flapping,
+    kind_at,
+    summarise,
+    twice,
+)
+from chaos.model import AuditFacts, Call, Change, Kill, Pair
+
+PAIR = Pair("input_boolean.c", "input_boolean.d")
+
+
+def src(*log: tuple[float, str]) -> list[Change]:
+    return [Change(PAIR.source, state, at) for at, state in log]
+
+
+def mir(*log: tuple[float, str]) -> list[Change]:
+    return [Change(PAIR.mirror, state, at, f"ctx-{at}") for at, state in log]
+
+
+def call(service: str, at: float, entity: str = PAIR.mirror) -> Call:
+    return Call("input_boolean", service, (entity,), f"call-{at}", at)
+
+
+def fates(
+    sources: list[Change], mirrors: list[Change], end: float = 60.0, calls: list[Call] = ()
+) -> list[Fate]:
+    result = analyse_pair(PAIR, ("off", "off"), sources, mirrors, end, calls=calls)
+    return [f.fate for f in result.fates]
+
+
+def test_a_mirror_that_follows_within_milliseconds_is_on_time_and_never_wrong() -> None:
+    sources = src((0.0, "on"), (0.2, "off"), (0.4, "on"))
+    mirrors = mir((0.006, "on"), (0.207, "off"), (0.405, "on"))
+    result = analyse_pair(PAIR, ("off", "off"), sources, mirrors, 10.0)
+    assert [f.fate for f in result.fates] == [Fate.ON_TIME] * 3
+    assert [f.mirrored_at for f in result.fates] == [0.006, 0.207, 0.405]
+    assert result.wrong_way == []
+    assert result.bursts == []
+
+
+def test_a_value_shown_after_a_second_but_before_the_next_change_is_late() -> None:
+    assert fates(src((0.0, "on"), (5.0, "off")), mir((1.5, "on"), (5.01, "off"))) == [
+        Fate.LATE,
+        Fate.ON_TIME,
+    ]
+
+
+def test_changes_made_while_the_engine_was_down_are_superseded_and_skipped() -> None:
+    # Five changes while nothing mirrors; after recovery only the latest is applied (late).
+    # The mirror showing "off" while its source was off again is no credit: nothing called.
+    sources = src((0.0, "on"), (0.2, "off"), (0.4, "on"), (0.6, "off"), (0.8, "on"))
+    result = analyse_pair(PAIR, ("off", "off"), sources, mir((2.5, "on")), 10.0)
+    assert [f.fate for f in result.fates] == [Fate.SKIPPED] * 4 + [Fate.LATE]
+    assert result.wrong_way == []
+
+
+def test_a_stale_burst_is_wrong_way_changes_and_one_flapping_burst() -> None:
+    # All four stale commands replayed within 6 ms, three seconds late (issue 11, item 2).
+    sources = src((0.0, "on"), (0.2, "off"), (0.4, "on"), (0.6, "off"))
+    mirrors = mir((3.000, "on"), (3.002, "off"), (3.004, "on"), (3.006, "off"))
+    result = analyse_pair(PAIR, ("off", "off"), sources, mirrors, 10.0)
+    assert [m.at for m in result.wrong_way] == [3.000, 3.004]  # "on" while the source was off
+    # The replays of "on" are put down to the last "on" before them; the last change (off) is
+    # reached by the burst's last "off", late.
+    assert [f.fate for f in result.fates] == [Fate.SKIPPED, Fate.SKIPPED, Fate.STALE, Fate.LATE]
+    assert [(b.start, b.end, b.changes) for b in result.bursts] == [(3.000, 3.006, 4)]
+
+
+def test_a_mirror_left_wrong_at_the_end_is_not_on_time_for_the_last_change() -> None:
+    # Issue 11, item 1: the last change (off) never reached the mirror.
+    result = fates(src((0.0, "on"), (0.5, "off")), mir((0.01, "on")), end=40.0)
+    assert result == [Fate.ON_TIME, Fate.SKIPPED]
+
+
+def test_a_value_the_mirror_already_showed_is_reached_by_a_call_for_it_only() -> None:
+    # "on" was superseded at once; the engine skipped it and called turn_off for "off", which
+    # changed nothing in HA (the mirror was off) but reached it.
+    sources = src((0.0, "on"), (0.1, "off"))
+    called = [call("turn_on", 0.05, PAIR.source), call("turn_off", 0.104)]
+    result = analyse_pair(PAIR, ("off", "off"), sources, [], 5.0, calls=called)
+    assert [(f.fate, f.mirrored_at) for f in result.fates] == [
+        (Fate.SKIPPED, None),
+        (Fate.ON_TIME, 0.104),
+    ]
+    assert fates(sources, [], 5.0, calls=[call("turn_off", 2.0)]) == [Fate.SKIPPED, Fate.LATE]
+    assert fates(sources, [], 5.0) == [Fate.SKIPPED, Fate.SKIPPED]  # nothing called
+
+
+def test_flapping_needs_three_changes_within_the_window_and_merges_overlaps() -> None:
+    def changes(*times: float) -> list[Change]:
+        return [Change(PAIR.mirror, "on" if i % 2 else "off", t) for i, t in enumerate(times)]
+
+    assert [b.changes for b in flapping("m", changes(0.0, 0.05, 0.09))] == [3]
+    assert flapping("m", changes(0.0, 0.06, 0.12)) == []
+    assert flapping("m", changes(0.0, 0.05)) == []
+    bursts = flapping("m", changes(0.0, 0.01, 0.02, 0.03, 0.5, 0.51, 0.52, 1.0))
+    assert [(b.start, b.changes) for b in bursts] == [(0.0, 4), (0.5, 3)]
+    # A mirror that follows its source every 200 ms is never a burst.
+    assert flapping("m", changes(*(i * 0.2 for i in range(50)))) == []
+
+
+def test_the_flap_window_stays_under_half_a_sources_toggle_interval() -> None:
+    assert flap_window(10, 2) == pytest.approx(0.1)
+    assert flap_window(40, 2) == pytest.approx(0.025)
+
+
+def test_calls_no_executed_record_claims_are_the_ones_executed_twice() -> None:
+    facts = AuditFacts(executed={"cmd-1": 1}, executed_contexts=frozenset({"A"}))
+    claimed = Call("input_boolean", "turn_on", (PAIR.mirror,), "A", 1.0)
+    again = Call("input_boolean", "turn_on", (PAIR.mirror,), "B", 1.1)
+    toggler = Call("input_boolean", "turn_off", (PAIR.source,), "C", 1.2)
+    assert twice([claimed, again, toggler], [PAIR.mirror], facts) == [again]
+
+
+def test_each_anomaly_is_counted_in_the_window_of_the_kill_it_happened_in() -> None:
+    engine = Kill("engine", 100, at=10.0, back_at=12.0)  # window: 10 .. 17
+    lost = Kill("nats-server", 200, at=30.0)  # never back: 30 .. 30 + 60 + 5
+    kills = [engine, lost]
+    assert kind_at(9.9, kills, timeout=60) == BASELINE
+    assert kind_at(11.0, kills, timeout=60) == "engine"
+    assert kind_at(17.0, kills, timeout=60) == "engine"
+    assert kind_at(17.1, kills, timeout=60) == BASELINE
+    assert kind_at(94.0, kills, timeout=60) == "nats-server"
+    sources = src((5.0, "on"), (11.0, "off"), (13.0, "on"), (20.0, "off"))
+    mirrors = mir((5.01, "on"), (13.5, "off"), (13.51, "on"), (20.01, "off"))
+    pair = analyse_pair(PAIR, ("off", "off"), sources, mirrors, 25.0)
+    unclaimed = [Call("input_boolean", "turn_on", (PAIR.mirror,), "X", 11.5)]
+    rows = summarise([pair], kills, unclaimed, AuditFacts(), timeout=60)
+    assert list(rows) == ["gateway", "engine", "audit_sink", "nats-server", BASELINE, TOTAL]
+    row = rows["engine"]
+    assert (row.kills, row.downtimes, row.not_back) == (1, [2.0], 0)
+    # "off" at 11 was shown only at 13.5, when the source was "on" again: stale, wrong-way;
+    # "on" at 13 was reached at 13.51.
+    assert (row.fates[Fate.STALE], row.fates[Fate.ON_TIME], row.wrong_way) == (1, 1, 1)
+    assert row.twice == 1
+    assert rows[BASELINE].fates[Fate.ON_TIME] == 2
+    assert rows["nats-server"].not_back == 1
+    total = rows[TOTAL]
+    assert (total.kills, sum(total.fates.values()), total.twice) == (2, 4, 1)
+
+
+def test_back_end_to_end_is_the_first_change_after_the_kill_mirrored_on_time() -> None:
+    sources = src((1.0, "on"), (11.0, "off"), (12.0, "on"))
+    mirrors = mir((1.01, "on"), (12.3, "off"), (12.31, "on"))
+    pair = analyse_pair(PAIR, ("off", "off"), sources, mirrors, 20.0)
+    # "off" at 11 was shown only after the source had moved on: not back yet at 12.3.
+    assert back_end_to_end(Kill("gateway", 1, at=10.0), pair.fates) == pytest.approx(2.31)
+    assert back_end_to_end(Kill("gateway", 1, at=15.0), pair.fates) is None
