@@ -187,11 +187,13 @@ def definitions(flap_within: float, grace: float) -> list[str]:
         "after it was back ('no kill': all other time)",
         "  down: kill -9 until rubyctl up said it was ready again (nats-server: until NATS "
         "greets a client and the gateway's /readyz is ready, or up's line)",
-        "  back e2e: kill -9 until a source change made after it was mirrored on time",
-        f"  on time: the mirror showed the source's new value within {ON_TIME:g} s and before "
-        "the next source change (already showing it counts); late: after that, still before it",
-        "  skipped: superseded (the source changed again first) and never shown later; stale: "
-        "superseded, then shown anyway once the source no longer had it",
+        "  back e2e: kill -9 until a source change made after it was reached on time",
+        "  reached: the mirror changed to the source's new value, or, if it already showed it, "
+        "HA received a call setting it to that value (showing it by chance is not reached)",
+        f"  on time: reached within {ON_TIME:g} s and before the next source change; late: "
+        "reached after that, still before the next source change",
+        "  skipped: not reached before the source changed again (or the run ended), never "
+        "shown later; stale: not reached in time, then shown once the source no longer had it",
         "  wrong-way: a mirror change to a value its source did not have at that moment",
         f"  flapping: bursts of {FLAP_CHANGES}+ changes of one mirror within "
         f"{flap_within * 1000:g} ms",
