@@ -262,7 +262,11 @@ def summarise(
     timeout: float,
     grace: float = GRACE,
 ) -> dict[str, Row]:
-    """One `Row` per kind of kill, one for `BASELINE` and the `TOTAL`, in that order."""
+    """One `Row` per kind of kill, one for `BASELINE` and the `TOTAL`, in that order.
+
+    Only kills that were made count (and open a window); one without a PID was not made.
+    """
+    kills = [k for k in kills if k.pid is not None]
     rows = {kind: Row(kind) for kind in (*KINDS, BASELINE)}
     all_fates = [f for p in pairs for f in p.fates]
     for kill in kills:

@@ -126,6 +126,7 @@ def test_calls_no_executed_record_claims_are_the_ones_executed_twice() -> None:
 def test_each_anomaly_is_counted_in_the_window_of_the_kill_it_happened_in() -> None:
     engine = Kill("engine", 100, at=10.0, back_at=12.0)  # window: 10 .. 17
     lost = Kill("nats-server", 200, at=30.0)  # never back: 30 .. 30 + 60 + 5
+    not_made = Kill("gateway", None, at=19.0, note="no process of ours to kill")
     kills = [engine, lost]
     assert kind_at(9.9, kills, timeout=60) == BASELINE
     assert kind_at(11.0, kills, timeout=60) == "engine"
@@ -136,7 +137,7 @@ def test_each_anomaly_is_counted_in_the_window_of_the_kill_it_happened_in() -> N
     mirrors = mir((5.01, "on"), (13.5, "off"), (13.51, "on"), (20.01, "off"))
     pair = analyse_pair(PAIR, ("off", "off"), sources, mirrors, 25.0)
     unclaimed = [Call("input_boolean", "turn_on", (PAIR.mirror,), "X", 11.5)]
-    rows = summarise([pair], kills, unclaimed, AuditFacts(), timeout=60)
+    rows = summarise([pair], [*kills, not_made], unclaimed, AuditFacts(), timeout=60)
     assert list(rows) == ["gateway", "engine", "audit_sink", "nats-server", BASELINE, TOTAL]
     row = rows["engine"]
     assert (row.kills, row.downtimes, row.not_back) == (1, [2.0], 0)
@@ -144,7 +145,8 @@ def test_each_anomaly_is_counted_in_the_window_of_the_kill_it_happened_in() -> N
     # "on" at 13 was reached at 13.51.
     assert (row.fates[Fate.STALE], row.fates[Fate.ON_TIME], row.wrong_way) == (1, 1, 1)
     assert row.twice == 1
-    assert rows[BASELINE].fates[Fate.ON_TIME] == 2
+    assert rows[BASELINE].fates[Fate.ON_TIME] == 2  # incl. off at 20: no gateway kill made
+    assert rows["gateway"].kills == 0
     assert rows["nats-server"].not_back == 1
     total = rows[TOTAL]
     assert (total.kills, sum(total.fates.values()), total.twice) == (2, 4, 1)
