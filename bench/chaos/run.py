@@ -253,10 +253,16 @@ async def run(opts: Options, home: Home, stack: Stack) -> Outcome:
         outcome.machine += f"; load average {load_start} at the start, {load()} at the end"
     finally:
         await session.close()
-    if not stack.stopped:
-        outcome.traces = await traces(stack, home.pairs)
     rules = [rule_id(p, s) for p in home.pairs for s in ("on", "off")]
-    outcome.facts = audit_facts(await audit_lines(stack), rules)
+    try:  # the evidence beside HA's: what cannot be read is said, the report goes on
+        if not stack.stopped:
+            outcome.traces = await traces(stack, home.pairs)
+        outcome.facts = audit_facts(await audit_lines(stack), rules)
+    except RuntimeError as exc:
+        outcome.notes.append(
+            f"the audit store or the engine's traces could not be read ({exc}): 'twice' is "
+            "not counted"
+        )
     flap = analysis.flap_window(opts.rate, len(home.pairs))
     mirrors = {p.mirror for p in home.pairs}
     outcome.calls = [c for c in recorder.calls if c.at >= start and mirrors & set(c.entity_ids)]
@@ -272,7 +278,8 @@ async def run(opts: Options, home: Home, stack: Stack) -> Outcome:
         )
         for p in home.pairs
     ]
-    outcome.unclaimed = analysis.twice(outcome.calls, mirrors, outcome.facts)
+    if outcome.facts.actions:  # the audit store was read
+        outcome.unclaimed = analysis.twice(outcome.calls, mirrors, outcome.facts)
     outcome.rows = analysis.summarise(
         pairs, outcome.kills, outcome.unclaimed, outcome.facts, timeout=opts.ready_within
     )

@@ -174,7 +174,7 @@ class Stack:
         ports.append(self.ports.gateway)
         while not all(_bindable(p) for p in ports):
             if time.monotonic() - start > within:
-                raise RuntimeError(f"OpenBao's ports {ports} stayed busy for {within:.0f} s")
+                raise RuntimeError(f"ports {ports} stayed busy for {within:.0f} s")
             await asyncio.sleep(0.5)
         return time.monotonic() - start
 
