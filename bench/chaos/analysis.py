@@ -23,6 +23,7 @@ report prints them too):
 from __future__ import annotations
 
 import bisect
+import math
 import statistics
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
@@ -229,17 +230,45 @@ class Row:
 
 
 def window_end(kill: Kill, timeout: float, grace: float = GRACE) -> float:
-    """Where a kill's window ends: ``grace`` seconds after it was back (or gave up)."""
+    """The earliest a kill's window ends: ``grace`` seconds after it was back (or gave up)."""
     back = kill.back_at if kill.back_at is not None else kill.at + timeout
     return back + grace
 
 
-def kind_at(at: float, kills: Sequence[Kill], timeout: float, grace: float = GRACE) -> str:
+@dataclass(frozen=True)
+class Window:
+    """The time a kill's effects belong to it: from the kill until ``grace`` seconds after it
+    was back, and after a change made after it was reached on time again (never: no end)."""
+
+    kind: str
+    start: float
+    end: float
+
+
+def windows(
+    kills: Iterable[Kill], fates: Sequence[SourceFate], timeout: float, grace: float = GRACE
+) -> list[Window]:
+    """The window of each kill made (one without a PID was not made)."""
+    found = []
+    for kill in kills:
+        if kill.pid is None:
+            continue
+        e2e = back_end_to_end(kill, fates)
+        end = (
+            math.inf
+            if e2e is None
+            else max(window_end(kill, timeout, grace), kill.at + e2e + grace)
+        )
+        found.append(Window(kill.kind, kill.at, end))
+    return found
+
+
+def kind_at(at: float, windows: Iterable[Window]) -> str:
     """The kind of the kill whose window holds ``at`` (the latest such kill), or `BASELINE`."""
     found = BASELINE
-    for kill in kills:
-        if kill.at <= at <= window_end(kill, timeout, grace):
-            found = kill.kind
+    for window in windows:
+        if window.start <= at <= window.end:
+            found = window.kind
     return found
 
 
@@ -269,6 +298,7 @@ def summarise(
     kills = [k for k in kills if k.pid is not None]
     rows = {kind: Row(kind) for kind in (*KINDS, BASELINE)}
     all_fates = [f for p in pairs for f in p.fates]
+    spans = windows(kills, all_fates, timeout, grace)
     for kill in kills:
         row = rows[kill.kind]
         row.kills += 1
@@ -280,7 +310,7 @@ def summarise(
             row.e2e.append(e2e)
 
     def where(at: float) -> Row:
-        return rows[kind_at(at, kills, timeout, grace)]
+        return rows[kind_at(at, spans)]
 
     for p in pairs:
         for f in p.fates:

@@ -184,7 +184,7 @@ def definitions(flap_within: float, grace: float) -> list[str]:
     return [
         "definitions:",
         f"  kind: the row counts what happened from each kill of that kind until {grace:g} s "
-        "after it was back ('no kill': all other time)",
+        "after it was back, both by 'down' and by 'back e2e' ('no kill': all other time)",
         "  down: kill -9 until rubyctl up said it was ready again (nats-server: until NATS "
         "greets a client and the gateway's /readyz is ready, or up's line)",
         "  back e2e: kill -9 until a source change made after it was reached on time",

@@ -14,6 +14,7 @@ from chaos.analysis import (
     kind_at,
     summarise,
     twice,
+    windows,
 )
 from chaos.model import AuditFacts, Call, Change, Kill, Pair
 
@@ -123,16 +124,38 @@ def test_calls_no_executed_record_claims_are_the_ones_executed_twice() -> None:
     assert twice([claimed, again, toggler], [PAIR.mirror], facts) == [again]
 
 
+def test_a_kills_window_lasts_until_it_is_back_both_for_up_and_end_to_end() -> None:
+    sources = src((1.0, "on"), (11.0, "off"), (14.0, "on"), (40.0, "off"))
+    mirrors = mir((1.01, "on"), (11.01, "off"), (15.0, "on"), (40.01, "off"))
+    fates = analyse_pair(PAIR, ("off", "off"), sources, mirrors, 99.0).fates
+    engine = Kill("engine", 100, at=10.0, back_at=12.0)  # mirrored again at 11.01: up's 12 wins
+    gateway = Kill("gateway", 101, at=13.0, back_at=13.5)  # but mirrored again only at 15.0
+    lost = Kill("nats-server", 200, at=30.0)  # up never said it was back: 60 s + 5
+    not_made = Kill("audit_sink", None, at=20.0, note="no process of ours to kill")
+    spans = windows([engine, gateway, lost, not_made], fates, timeout=60)
+    assert [(w.kind, w.start, w.end) for w in spans] == [
+        ("engine", 10.0, 17.0),
+        ("gateway", 13.0, 20.0),
+        ("nats-server", 30.0, 95.0),
+    ]
+    assert [kind_at(t, spans) for t in (9.9, 12.0, 13.0, 19.0, 20.1, 31.0)] == [
+        BASELINE,
+        "engine",
+        "gateway",
+        "gateway",
+        BASELINE,
+        "nats-server",
+    ]
+    # Nothing was reached on time after a kill at 41: its window has no end.
+    late = windows([Kill("engine", 1, at=41.0, back_at=42.0)], fates, timeout=60)
+    assert kind_at(500.0, late) == "engine"
+
+
 def test_each_anomaly_is_counted_in_the_window_of_the_kill_it_happened_in() -> None:
-    engine = Kill("engine", 100, at=10.0, back_at=12.0)  # window: 10 .. 17
+    engine = Kill("engine", 100, at=10.0, back_at=12.0)  # back e2e at 13.51: until 18.51
     lost = Kill("nats-server", 200, at=30.0)  # never back: 30 .. 30 + 60 + 5
     not_made = Kill("gateway", None, at=19.0, note="no process of ours to kill")
     kills = [engine, lost]
-    assert kind_at(9.9, kills, timeout=60) == BASELINE
-    assert kind_at(11.0, kills, timeout=60) == "engine"
-    assert kind_at(17.0, kills, timeout=60) == "engine"
-    assert kind_at(17.1, kills, timeout=60) == BASELINE
-    assert kind_at(94.0, kills, timeout=60) == "nats-server"
     sources = src((5.0, "on"), (11.0, "off"), (13.0, "on"), (20.0, "off"))
     mirrors = mir((5.01, "on"), (13.5, "off"), (13.51, "on"), (20.01, "off"))
     pair = analyse_pair(PAIR, ("off", "off"), sources, mirrors, 25.0)
@@ -140,7 +163,7 @@ def test_each_anomaly_is_counted_in_the_window_of_the_kill_it_happened_in() -> N
     rows = summarise([pair], [*kills, not_made], unclaimed, AuditFacts(), timeout=60)
     assert list(rows) == ["gateway", "engine", "audit_sink", "nats-server", BASELINE, TOTAL]
     row = rows["engine"]
-    assert (row.kills, row.downtimes, row.not_back) == (1, [2.0], 0)
+    assert (row.kills, row.downtimes, row.not_back, row.e2e) == (1, [2.0], 0, [3.51])
     # "off" at 11 was shown only at 13.5, when the source was "on" again: stale, wrong-way;
     # "on" at 13 was reached at 13.51.
     assert (row.fates[Fate.STALE], row.fates[Fate.ON_TIME], row.wrong_way) == (1, 1, 1)
