@@ -16,12 +16,13 @@ import platform
 import random
 import subprocess
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 
 from chaos import analysis
+from chaos.analysis import GRACE, ON_TIME
 from chaos.evidence import TraceCounts, audit_facts
 from chaos.ha import HaSession, Recorder, Toggler
 from chaos.home import REPO, Home, RealHome, SimHome
@@ -127,11 +128,28 @@ async def align(session: HaSession, pairs: Sequence[Pair]) -> None:
         await asyncio.sleep(0.2)
 
 
+def mirrored_since(recorder: Recorder, pairs: Sequence[Pair], since: float) -> bool:
+    """Whether, after ``since``, a mirror took its source's new value within `ON_TIME`."""
+    for pair in pairs:
+        sources = [c for c in recorder.of(pair.source) if c.at > since]
+        for m in (c for c in recorder.of(pair.mirror) if c.at > since):
+            before = [c for c in sources if c.at < m.at]
+            if before and before[-1].state == m.state and m.at - before[-1].at <= ON_TIME:
+                return True
+    return False
+
+
 async def chaos(
-    stack: Stack, opts: Options, start: float, stop: asyncio.Event, notes: list[str]
+    stack: Stack,
+    opts: Options,
+    start: float,
+    stop: asyncio.Event,
+    notes: list[str],
+    recovered: Callable[[float], bool],
 ) -> list[Kill]:
-    """The kills, each at a random moment of its slot of the run, after the previous one's
-    window closed; stops early if the stack stopped. Sets ``stop`` when done."""
+    """The kills, each at a random moment of its slot of the run, once the previous one's
+    window closed (``recovered(kill time)`` says mirroring works again, or ``ready_within``
+    passed); stops early if the stack stopped. Sets ``stop`` when done."""
     rng = random.Random(opts.seed)  # noqa: S311  # reproducible moments, not a secret
     plan = kill_plan(opts.kills, opts.seed)
     slot = max(0.0, opts.minutes * 60 - WARM_UP) / max(1, len(plan))
@@ -152,7 +170,11 @@ async def chaos(
             kill.back_at = await stack.wait_back(kind, at, opts.ready_within)
             if kill.back_at is None:
                 kill.note = "the stack stopped" if stack.stopped else "timeout"
-            free_at = analysis.window_end(kill, opts.ready_within)
+            give_up = at + opts.ready_within
+            while not recovered(at) and time.time() < give_up and not stack.stopped:
+                if not await stack.running_until(time.time() + 0.1):
+                    break
+            free_at = max(analysis.window_end(kill, opts.ready_within), time.time() + GRACE)
             running = await stack.running_until(free_at)
             kill.restarts = stack.restarts_between(at, free_at)
             if not running:
@@ -238,7 +260,14 @@ async def run(opts: Options, home: Home, stack: Stack) -> Outcome:
         stop = asyncio.Event()
         sources = {p.source: "off" for p in home.pairs}
         toggling = asyncio.create_task(toggler.run(sources, stop))
-        outcome.kills = await chaos(stack, opts, start, stop, outcome.notes)
+        outcome.kills = await chaos(
+            stack,
+            opts,
+            start,
+            stop,
+            outcome.notes,
+            lambda since: mirrored_since(recorder, home.pairs, since),
+        )
         outcome.stack_stopped = stack.stopped
         await toggling
         outcome.duration = time.time() - start

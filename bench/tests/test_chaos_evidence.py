@@ -8,9 +8,10 @@ from collections import Counter
 from datetime import UTC, datetime
 
 from chaos.evidence import TraceCounts, audit_facts, call_from_event, change_from_event
+from chaos.ha import Recorder
 from chaos.home import REAL_PAIRS, SIM_PAIRS
 from chaos.model import KINDS, Call, Change
-from chaos.run import kill_plan, mirror_rules, rule_id
+from chaos.run import kill_plan, mirror_rules, mirrored_since, rule_id
 
 from ruby_rules import load_text
 
@@ -127,3 +128,19 @@ def test_the_kill_plan_spreads_kills_evenly_and_follows_the_seed() -> None:
         "audit_sink": 1,
         "nats-server": 1,
     }
+
+
+def test_the_kill_loop_sees_mirroring_work_again_after_a_kill() -> None:
+    pair = REAL_PAIRS[0]
+    recorder = Recorder(frozenset({pair.source, pair.mirror}))
+
+    def seen(*log: tuple[str, str, float]) -> None:
+        recorder.changes.extend(Change(entity, state, at) for entity, state, at in log)
+
+    seen((pair.source, "on", 5.0), (pair.mirror, "on", 5.01))  # before the kill: no proof
+    assert not mirrored_since(recorder, [pair], since=10.0)
+    seen((pair.source, "off", 11.0), (pair.mirror, "on", 11.2))  # a stale "on": wrong value
+    seen((pair.source, "on", 12.0), (pair.mirror, "off", 12.1), (pair.mirror, "on", 13.5))
+    assert not mirrored_since(recorder, [pair], since=10.0)  # "on" 1.5 s late, not on time
+    seen((pair.source, "off", 14.0), (pair.mirror, "off", 14.02))
+    assert mirrored_since(recorder, [pair], since=10.0)
