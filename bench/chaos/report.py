@@ -168,6 +168,11 @@ def _cross_checks(o: Outcome) -> list[str]:
         f"  audit store: rule.fired {facts.fired} (chaos rules), command.refused "
         f"{len(facts.refused)} ({superseded} as superseded); superseded per HA's log: {skipped}",
     ]
+    for call in o.unclaimed[:10]:
+        out.append(
+            f"    unclaimed: +{call.at - o.started:.3f} s {call.domain}.{call.service} "
+            f"{', '.join(call.entity_ids)} (context {call.context_id})"
+        )
     if o.traces is not None:
         statuses = ", ".join(f"{s} {n}" for s, n in sorted(o.traces.by_status.items()))
         out.append(

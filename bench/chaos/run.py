@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import json
 import os
 import platform
@@ -313,9 +314,9 @@ async def run(opts: Options, home: Home, stack: Stack) -> Outcome:
         pairs, outcome.kills, outcome.unclaimed, outcome.facts, timeout=opts.ready_within
     )
     outcome.flap_within = flap
-    with (stack.state_dir / "chaos-changes.jsonl").open("w") as dump:  # for --keep
-        for c in recorder.changes:
-            dump.write(json.dumps(c.__dict__) + "\n")
+    for name, seen in (("changes", recorder.changes), ("calls", recorder.calls)):
+        with (stack.state_dir / f"chaos-{name}.jsonl").open("w") as dump:  # for --keep
+            dump.writelines(json.dumps(dataclasses.asdict(c)) + "\n" for c in seen)
     return outcome
 
 

@@ -17,6 +17,7 @@ from chaos.analysis import (
     windows,
 )
 from chaos.model import AuditFacts, Call, Change, Kill, Pair
+from chaos.report import Final, Outcome, render
 
 PAIR = Pair("input_boolean.c", "input_boolean.d")
 
@@ -182,3 +183,20 @@ def test_back_end_to_end_is_the_first_change_after_the_kill_mirrored_on_time() -
     # "off" at 11 was shown only after the source had moved on: not back yet at 12.3.
     assert back_end_to_end(Kill("gateway", 1, at=10.0), pair.fates) == pytest.approx(2.31)
     assert back_end_to_end(Kill("gateway", 1, at=15.0), pair.fates) is None
+
+
+def test_the_report_shows_each_kind_a_wrong_final_state_and_each_unclaimed_call() -> None:
+    kills = [Kill("engine", 100, at=10.0, back_at=12.0)]
+    pair = analyse_pair(PAIR, ("off", "off"), src((5.0, "on")), mir((5.01, "on")), 20.0)
+    again = Call("input_boolean", "turn_on", (PAIR.mirror,), "CTX-B", 11.5)
+    outcome = Outcome("simulator", [PAIR], "machine: test", "versions: test", 1, 10.0, 10.0)
+    outcome.kills = kills
+    outcome.unclaimed = [again]
+    outcome.rows = summarise([pair], kills, [again], AuditFacts(), timeout=60)
+    outcome.finals = [Final(PAIR, source="on", mirror="off", waited=30.2)]
+    text = "\n".join(render(outcome))
+    engine = next(line for line in text.splitlines() if line.startswith("  engine "))
+    assert engine.split()[-1] == "1"  # the unclaimed call, in the engine's window
+    assert "input_boolean.d = off, its source input_boolean.c = on: WRONG" in text
+    assert "unclaimed: +1.500 s input_boolean.turn_on input_boolean.d (context CTX-B)" in text
+    assert "+    0.0 s  engine       pid 100      back after 2.00 s" in text
