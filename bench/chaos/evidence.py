@@ -66,7 +66,7 @@ def audit_facts(lines: Iterable[str], rules: Iterable[str]) -> AuditFacts:
     """
     targets = {f"rule:{r}" for r in rules}
     executed: Counter[str] = Counter()
-    contexts: set[str] = set()
+    contexts: dict[str, set[str]] = {}
     refused: dict[str, str] = {}
     actions: Counter[str] = Counter()
     fired = 0
@@ -85,12 +85,13 @@ def audit_facts(lines: Iterable[str], rules: Iterable[str]) -> AuditFacts:
         if action == "command.executed" and isinstance(command_id, str):
             executed[command_id] += 1
             if isinstance(context := details.get("ha_context_id"), str):
-                contexts.add(context)
+                contexts.setdefault(context, set()).add(command_id)
         elif action == "command.refused" and isinstance(command_id, str):
             refused[command_id] = str(record.get("reason", ""))
         elif action == "rule.fired" and record.get("target") in targets:
             fired += 1
-    return AuditFacts(dict(executed), frozenset(contexts), refused, fired, dict(actions))
+    shared = sum(len(ids) > 1 for ids in contexts.values())
+    return AuditFacts(dict(executed), frozenset(contexts), shared, refused, fired, dict(actions))
 
 
 @dataclass

@@ -74,6 +74,9 @@ class AuditFacts:
     """command id -> number of ``command.executed`` records (more than 1: executed twice)."""
     executed_contexts: frozenset[str] = frozenset()
     """The Home Assistant context ids recorded by ``command.executed`` records."""
+    shared_contexts: int = 0
+    """Context ids claimed by more than one command id (a recovered command credited with
+    another command's call would make that call's twin look unclaimed)."""
     refused: dict[str, str] = field(default_factory=dict)
     """command id -> the reason of its ``command.refused`` record."""
     fired: int = 0

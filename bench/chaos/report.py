@@ -164,7 +164,8 @@ def _cross_checks(o: Outcome) -> list[str]:
         "cross-checks:",
         f"  HA received {len(o.calls)} service calls for the mirrors; the audit store has "
         f"{executed} command.executed records ({len(facts.executed)} command ids), "
-        f"{len(o.unclaimed)} calls are claimed by none",
+        f"{len(o.unclaimed)} calls are claimed by none, {facts.shared_contexts} contexts by "
+        "more than one command",
         f"  audit store: rule.fired {facts.fired} (chaos rules), command.refused "
         f"{len(facts.refused)} ({superseded} as superseded); superseded per HA's log: {skipped}",
     ]

@@ -71,17 +71,19 @@ def test_audit_facts_count_executions_per_command_and_their_contexts() -> None:
         record("command.executed", "input_boolean.turn_on", command_id="c1", ha_context_id="A"),
         record("command.executed", "input_boolean.turn_on", command_id="c1", ha_context_id="B"),
         record("command.executed", "input_boolean.turn_off", command_id="c2", ha_context_id=None),
+        record("command.executed", "input_boolean.turn_off", command_id="c4", ha_context_id="B"),
         record("command.refused", "input_boolean.turn_off", command_id="c3"),
         record("rule.fired", "rule:chaos_c_on", command_ids=["c1"]),
         record("rule.fired", "rule:hallway_light_on", command_ids=["x"]),
         "not json",
     ]
     facts = audit_facts(lines, ["chaos_c_on", "chaos_c_off"])
-    assert facts.executed == {"c1": 2, "c2": 1}
+    assert facts.executed == {"c1": 2, "c2": 1, "c4": 1}
     assert facts.executed_contexts == {"A", "B"}
+    assert facts.shared_contexts == 1  # B: credited to c1 and c4
     assert facts.refused == {"c3": "superseded by a later change"}
     assert facts.fired == 1
-    assert facts.actions == {"command.executed": 3, "command.refused": 1, "rule.fired": 2}
+    assert facts.actions == {"command.executed": 4, "command.refused": 1, "rule.fired": 2}
 
 
 def test_trace_counts_find_runs_skipped_as_superseded() -> None:
