@@ -119,7 +119,7 @@ async def test_on_a_fresh_state_directory_it_bootstraps_first_and_up_uses_the_to
     rules.mkdir()
     up = start_up(state, rules, "--vault-port", vault_port, "--ha-url", home.url, "--quiet")
     # Read in a thread: the simulated home answers the gateway from this test's event loop.
-    await asyncio.to_thread(up.read_until, "Ruby Core is up", 90)
+    await asyncio.to_thread(up.read_until, "Ruby Core is up")
     assert up.find(r"^rubyctl up: bootstrap: nothing changed")
     assert up.find(r"^rubyctl up: gateway ready: ")  # /readyz: Home Assistant accepted the token
     assert not [line for line in up.lines if "demo home" in line]

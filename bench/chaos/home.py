@@ -1,0 +1,134 @@
+"""The Home Assistant the run drives: the real one from ``../shared/tools/ha/``, or the simulator.
+
+Either is started by the run on a free port of 127.0.0.1 and stopped at its end; either gives a
+WebSocket URL, a token (kept in memory, never printed) and the mirror pairs to use.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+import signal
+import subprocess
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from chaos.model import Pair
+
+REPO = Path(__file__).resolve().parents[2]
+HA_TOOLS = Path(os.environ.get("RUBY_HA_TOOLS", REPO.parent / "shared" / "tools" / "ha")).resolve()
+HA_DIR = Path(os.environ.get("HA_DIR", "/tmp/ha"))  # noqa: S108  # the HA tools' own default
+
+REAL_PAIRS = (
+    Pair("input_boolean.c", "input_boolean.d"),
+    Pair("input_boolean.e", "input_boolean.motion"),
+)
+"""Entities of the tools' HA config; ``a`` and ``b`` belong to HA's own automations."""
+SIM_PAIRS = (
+    Pair("input_boolean.guest_mode", "input_boolean.vacation"),
+    Pair("input_boolean.night_mode", "switch.fan"),
+)
+"""Entities of the simulator's default home (it has only three input_booleans)."""
+
+
+class HomeError(RuntimeError):
+    """Home Assistant could not be started (the message says why)."""
+
+
+def real_ha_installed() -> bool:
+    """Whether ``$HA_DIR`` holds an installed Home Assistant and the tools to start it."""
+    return (HA_DIR / "venv" / "bin" / "hass").exists() and (HA_TOOLS / "start.sh").exists()
+
+
+@dataclass
+class RealHome:
+    """A real Home Assistant Core, started with ``start.sh PORT``, stopped with ``stop.sh``."""
+
+    port: int
+    token: str = field(default="", repr=False)
+    version: str = "?"
+    started: bool = False
+    pairs: tuple[Pair, ...] = REAL_PAIRS
+    label: str = "real Home Assistant"
+
+    @property
+    def url(self) -> str:
+        return f"ws://127.0.0.1:{self.port}/api/websocket"
+
+    def _env(self) -> dict[str, str]:
+        return {**os.environ, "HA_DIR": str(HA_DIR), "HA_PORT": str(self.port), "HA_SKIP_PIP": "1"}
+
+    def _run(self, *command: str) -> str:
+        done = subprocess.run(  # noqa: S603  # the shared HA tools, by absolute path
+            command, env=self._env(), capture_output=True, text=True, timeout=240, check=False
+        )
+        if done.returncode != 0:
+            tail = (done.stdout + done.stderr).strip().splitlines()[-5:]
+            raise HomeError(
+                f"{Path(command[1]).name} failed ({done.returncode}): {' / '.join(tail)}"
+            )
+        return done.stdout
+
+    def start(self, log: Path) -> None:
+        """Start HA (``start.sh``'s output to ``log``) and get a token for it."""
+        log.write_text(self._run("bash", str(HA_TOOLS / "start.sh"), str(self.port)))
+        self.started = True
+        python = str(HA_DIR / "venv" / "bin" / "python")
+        url = f"http://127.0.0.1:{self.port}"
+        self.token = self._run(python, str(HA_TOOLS / "get_token.py"), "--url", url).strip()
+
+    def stop(self) -> str:
+        if not self.started:
+            return "not started"
+        self.started = False
+        try:
+            return self._run("bash", str(HA_TOOLS / "stop.sh")).strip() or "stopped"
+        except HomeError as exc:
+            return str(exc)
+
+
+@dataclass
+class SimHome:
+    """The Home Assistant simulator (``ruby-hasim``, its default home) as a process of ours."""
+
+    port: int
+    executable: str
+    token: str = field(default_factory=lambda: secrets.token_urlsafe(32), repr=False)
+    version: str = "?"
+    process: subprocess.Popen[bytes] | None = None
+    pairs: tuple[Pair, ...] = SIM_PAIRS
+    label: str = "Home Assistant simulator (ruby-hasim)"
+
+    @property
+    def url(self) -> str:
+        return f"ws://127.0.0.1:{self.port}/api/websocket"
+
+    def start(self, log: Path) -> None:
+        with log.open("ab") as out:
+            self.process = subprocess.Popen(  # noqa: S603  # our own console script
+                [self.executable, "--port", str(self.port)],
+                env={**os.environ, "RUBY_HASIM_TOKEN": self.token},
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
+                start_new_session=True,
+            )
+        deadline = time.monotonic() + 30
+        while b" entities on " not in log.read_bytes():
+            if self.process.poll() is not None or time.monotonic() > deadline:
+                raise HomeError(f"ruby-hasim did not start; see {log}")
+            time.sleep(0.05)
+
+    def stop(self) -> str:
+        if self.process is None or self.process.poll() is not None:
+            return "not running"
+        self.process.send_signal(signal.SIGTERM)
+        try:
+            return f"stopped (exit code {self.process.wait(timeout=10)})"
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            return f"killed (exit code {self.process.wait()})"
+
+
+Home = RealHome | SimHome
