@@ -232,6 +232,8 @@ async def test_a_command_delivered_three_times_calls_home_assistant_once(
     assert audit.details == {
         "command_id": command.command_id,
         "ha_context_id": outcome.ha_context_id,
+        "outcome": "succeeded",
+        "error_code": None,
     }
 
 
