@@ -16,15 +16,12 @@ from typing import TYPE_CHECKING
 from nats.js.errors import NotFoundError
 
 from ruby_ctl.testing import Installation
-from ruby_ctl.vault_admin import write_fields
 from ruby_gateway.testing import HoldingProxy, gateway_process
 from ruby_hasim.testing import HaClient
 from ruby_natsx.handler import Outbound
 from ruby_natsx.publish import Publisher
 from ruby_natsx.testing import consumers_idle, eventually
 from ruby_natsx.topology import EVENTS, GATEWAY, IDEMPOTENCY
-from ruby_runtime.secret import Secret
-from ruby_runtime.vault import HA_TOKEN_FIELD, ha_token_path
 from ruby_schemas.commands import CallServiceV1, CommandOutcomeV1, ServiceTarget
 from ruby_schemas.envelope import make_envelope, new_id
 from ruby_schemas.registry import decode
@@ -59,13 +56,7 @@ async def test_a_gateway_killed_after_home_assistants_call_does_not_call_again(
     tmp_path: Path,
 ) -> None:
     inst = secure_installation
-    settings = inst.settings("gateway")
-    write_fields(
-        inst.bao.root_client(),
-        settings.vault.mount,
-        ha_token_path(inst.prefix),
-        {HA_TOKEN_FIELD: Secret(home_assistant.token, "ha token")},
-    )
+    inst.store_ha_token(home_assistant.token)
     reply = await ha_ws.command(
         "call_service", domain="input_boolean", service="turn_off", target={"entity_id": ENTITY}
     )

@@ -21,15 +21,12 @@ from nats.aio.msg import Msg
 
 from ruby_ctl.openbao import free_port
 from ruby_ctl.testing import Installation
-from ruby_ctl.vault_admin import write_fields
 from ruby_hasim.server import Simulator
 from ruby_natsx.connection import NatsSettings, connect
 from ruby_natsx.status import status_ready
 from ruby_natsx.testing import ServerFactory, ServiceProcess, eventually
 from ruby_natsx.topology import AUDIT_SINK, ENGINE, GATEWAY, STATUS
-from ruby_runtime.secret import Secret
 from ruby_runtime.startup import close_nats
-from ruby_runtime.vault import HA_TOKEN_FIELD, ha_token_path
 
 RULE = """
 rules:
@@ -51,12 +48,7 @@ async def _http_ok(url: str) -> bool:
 
 
 def _gateway(inst: Installation, hasim: Simulator, tmp: Path) -> tuple[dict[str, str], Ready]:
-    write_fields(
-        inst.bao.root_client(),
-        inst.settings("gateway").vault.mount,
-        ha_token_path(inst.prefix),
-        {HA_TOKEN_FIELD: Secret(hasim.token, "ha token")},
-    )
+    inst.store_ha_token(hasim.token)
     port = free_port()
     env = {"RUBY_HA_URL": hasim.url, "RUBY_GATEWAY_HEALTH_PORT": str(port)}
     return env, lambda: _http_ok(f"http://127.0.0.1:{port}/readyz")

@@ -19,7 +19,6 @@ from nats.js import JetStreamContext
 from nats.js.errors import NotFoundError
 
 from ruby_ctl.testing import Installation
-from ruby_ctl.vault_admin import write_fields
 from ruby_gateway.bridge import BridgeConfig
 from ruby_gateway.testing import Gateway, HoldingProxy, gateway_process, running_gateway
 from ruby_hasim.server import Simulator
@@ -30,7 +29,6 @@ from ruby_natsx.publish import Publisher
 from ruby_natsx.testing import consumers_idle, eventually
 from ruby_natsx.topology import AUDIT, EVENTS, GATEWAY, IDEMPOTENCY, Topology
 from ruby_runtime.secret import Secret
-from ruby_runtime.vault import HA_TOKEN_FIELD, ha_token_path
 from ruby_schemas.audit import AuditRecordV1
 from ruby_schemas.commands import CallServiceV1, CommandOutcomeV1, ServiceTarget
 from ruby_schemas.envelope import make_envelope, new_id
@@ -227,13 +225,7 @@ async def test_a_gateway_killed_between_home_assistants_call_and_its_ledger_call
     secure_installation: Installation, hasim: Simulator, tmp_path: Path
 ) -> None:
     inst = secure_installation
-    settings = inst.settings("gateway")
-    write_fields(
-        inst.bao.root_client(),
-        settings.vault.mount,
-        ha_token_path(inst.prefix),
-        {HA_TOKEN_FIELD: Secret(hasim.token, "ha token")},
-    )
+    inst.store_ha_token(hasim.token)
     proxy = HoldingProxy("127.0.0.1", hasim.port)
     await proxy.start()
     env = {**os.environ, **inst.environ(), "RUBY_HA_URL": proxy.url,

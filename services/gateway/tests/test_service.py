@@ -18,14 +18,11 @@ import aiohttp
 
 from ruby_ctl.openbao import free_port
 from ruby_ctl.testing import Installation
-from ruby_ctl.vault_admin import write_fields
 from ruby_hasim.server import Simulator
 from ruby_natsx.handler import Outbound
 from ruby_natsx.publish import Publisher
 from ruby_natsx.testing import eventually
 from ruby_natsx.topology import STATUS
-from ruby_runtime.secret import Secret
-from ruby_runtime.vault import HA_TOKEN_FIELD, ha_token_path
 from ruby_schemas.commands import CallServiceV1, ServiceTarget
 from ruby_schemas.envelope import make_envelope, new_id
 
@@ -41,13 +38,7 @@ async def ready(url: str) -> bool:
 async def test_the_gateway_service_starts_executes_a_command_and_stops_cleanly(
     installation: Installation, hasim: Simulator
 ) -> None:
-    settings = installation.settings("gateway")
-    write_fields(  # what an operator stores once: the gateway's Home Assistant token
-        installation.bao.root_client(),
-        settings.vault.mount,
-        ha_token_path(installation.prefix),
-        {HA_TOKEN_FIELD: Secret(hasim.token, "ha token")},
-    )
+    installation.store_ha_token(hasim.token)
     port = free_port()
     env = {
         **os.environ,

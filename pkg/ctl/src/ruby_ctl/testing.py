@@ -37,6 +37,7 @@ from nats.aio.client import Client
 
 from ruby_ctl.bootstrap import BootstrapResult, StatePaths, bootstrap
 from ruby_ctl.openbao import OpenBao
+from ruby_ctl.vault_admin import write_fields
 from ruby_natsx.apply import apply_topology
 from ruby_natsx.connection import NatsSettings, connect
 from ruby_natsx.permissions import IDENTITIES, OPERATOR
@@ -45,7 +46,7 @@ from ruby_natsx.subjects import Subjects
 from ruby_natsx.topology import Topology, topology
 from ruby_runtime.secret import Secret
 from ruby_runtime.settings import ServiceSettings
-from ruby_runtime.vault import fetch_nats_seed
+from ruby_runtime.vault import HA_TOKEN_FIELD, fetch_nats_seed, ha_token_path
 
 
 @dataclass
@@ -87,6 +88,15 @@ class Installation:
 
     def settings(self, identity: str, **overrides: str) -> ServiceSettings:
         return ServiceSettings.from_env(identity, self.environ(**overrides))
+
+    def store_ha_token(self, token: str) -> None:
+        """What an operator stores once: the gateway's Home Assistant token, in Vault."""
+        write_fields(
+            self.bao.root_client(),
+            self.settings("gateway").vault.mount,
+            ha_token_path(self.prefix),
+            {HA_TOKEN_FIELD: Secret(token, "ha token")},
+        )
 
     def seed(self, identity: str) -> Secret:
         """The identity's NKEY seed, read from Vault with its own AppRole (cached)."""
