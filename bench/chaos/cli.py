@@ -44,7 +44,14 @@ def parser() -> argparse.ArgumentParser:
         "--kills",
         type=int,
         default=20,
-        help=f"kill -9 count, spread evenly over {', '.join(KINDS)}",
+        help="kill -9 count, spread evenly over the kinds killed",
+    )
+    p.add_argument(
+        "--only",
+        choices=KINDS,
+        action="append",
+        metavar="KIND",
+        help=f"kill only this kind (repeatable; one of {', '.join(KINDS)}); default: all",
     )
     p.add_argument("--rate", type=float, default=10.0, help="source changes per second, in all")
     p.add_argument("--seed", type=int, default=1, help="seed of the kills' order and moments")
@@ -77,7 +84,7 @@ def _into_namespace() -> None:
 
 
 async def _main(args: argparse.Namespace, kind: str, state_dir: Path) -> int:
-    opts = Options(args.minutes, args.kills, args.rate, args.seed)
+    opts = Options(args.minutes, args.kills, args.rate, args.seed, tuple(args.only or KINDS))
     home = make_home(kind, free_port(), console_script("ruby-hasim"))
     rules = state_dir / "chaos-rules"
     write_rules(rules, home.pairs)

@@ -47,13 +47,15 @@ class Options:
     kills: int
     rate: float
     seed: int
+    kinds: tuple[str, ...] = KINDS
+    """The kinds of process killed (``--only``), in turn."""
     ready_within: float = 60.0
     """Seconds a killed service has to be back before the run moves on."""
 
 
-def kill_plan(kills: int, seed: int) -> list[str]:
-    """``kills`` kinds, as evenly spread over `KINDS` as possible, shuffled by ``seed``."""
-    plan = [KINDS[i % len(KINDS)] for i in range(kills)]
+def kill_plan(kills: int, seed: int, kinds: Sequence[str] = KINDS) -> list[str]:
+    """``kills`` kinds, as evenly spread over ``kinds`` as possible, shuffled by ``seed``."""
+    plan = [kinds[i % len(kinds)] for i in range(kills)]
     random.Random(seed).shuffle(plan)  # noqa: S311  # a reproducible order, not a secret
     return plan
 
@@ -152,7 +154,7 @@ async def chaos(
     window closed (``recovered(kill time)`` says mirroring works again, or ``ready_within``
     passed); stops early if the stack stopped. Sets ``stop`` when done."""
     rng = random.Random(opts.seed)  # noqa: S311  # reproducible moments, not a secret
-    plan = kill_plan(opts.kills, opts.seed)
+    plan = kill_plan(opts.kills, opts.seed, opts.kinds)
     slot = max(0.0, opts.minutes * 60 - WARM_UP) / max(1, len(plan))
     kills: list[Kill] = []
     free_at = start + WARM_UP

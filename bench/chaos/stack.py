@@ -135,7 +135,7 @@ class Stack:
             "RUBY_NATS_URL": f"tls://127.0.0.1:{self.ports.nats}",
             "RUBY_VAULT_ADDR": f"http://127.0.0.1:{self.ports.vault}",
             "RUBY_VAULT_PORT": str(self.ports.vault),
-            "RUBY_LOG_LEVEL": "WARNING",
+            "RUBY_LOG_LEVEL": os.environ.get("RUBY_LOG_LEVEL", "WARNING"),
         }
 
     async def ctl(self, *args: str, stdin: str | None = None, timeout: float = 120) -> str:  # noqa: ASYNC109  # each command has its own bound

@@ -313,6 +313,32 @@ async def test_the_runner_keeps_receiving_after_nats_server_restarts(
     await nc.close()
 
 
+async def test_the_runner_pulls_again_as_soon_as_its_connection_is_back(
+    nats_server_factory: ServerFactory, prefix: str, running: Running
+) -> None:
+    # Heartbeats so rare that the watchdog cannot notice the lost pull requests within the
+    # test's wait: only the reconnect callback can make the runner receive again in time.
+    server = nats_server_factory()
+    nc = await connect(NatsSettings(url=server.url, name="reconnect", reconnect_wait=0.1))
+    js = nc.jetstream()
+    topo = topology(Subjects(prefix))
+    await apply_topology(js, topo)
+    runner = await start(nc, topo, echo(topo.subjects), running, idle_heartbeat=60.0, expires=120.0)
+    await publish_states(js, topo.subjects, 10)
+    await eventually(lambda: runner.stats.acked == 10)
+    repulls = runner.stats.repulls
+
+    server.restart()
+    await eventually(lambda: jetstream_ready(js), message="JetStream back after the restart")
+    await publish_states(js, topo.subjects, 10)
+    await eventually(
+        lambda: runner.stats.acked == 20, within=20, message="messages after the restart"
+    )
+    assert runner.stats.repulls > repulls
+    runner.stop()
+    await nc.close()
+
+
 async def test_stop_finishes_or_naks_in_flight_work_and_loses_nothing(
     nc: Client, js: JetStreamContext, topology_applied: Topology, running: Running
 ) -> None:

@@ -386,6 +386,27 @@ def test_a_backlog_fires_only_the_latest_change_per_entity_by_default() -> None:
     assert all("superseded" in t["reason"] for t in skipped)
 
 
+def test_a_later_change_of_attributes_only_does_not_supersede_a_state_change() -> None:
+    # c turned on, then only an attribute changed, and the engine restarted with the latter in
+    # its view: a `to: on` trigger never fires on the attribute change, so the state change
+    # must still fire.
+    touched = EntityState(
+        state="on",
+        attributes={"friendly_name": "C"},
+        last_changed=T0,
+        last_updated=T0 + timedelta(seconds=2),
+    )
+    e = engine(rules(MIRROR), input_boolean__c=touched)
+    fx = e.on_state_changed(
+        event_id="ha.input_boolean.c.1",
+        entity_id="input_boolean.c",
+        old=st("off", T0 - timedelta(minutes=5)),
+        new=st("on", T0),
+        now=T0 + timedelta(seconds=10),
+    )
+    assert calls(fx) == ["input_boolean.turn_on ['input_boolean.d']"]
+
+
 def test_a_rule_with_backlog_all_fires_every_change_of_a_backlog() -> None:
     counting = MIRROR.replace(
         "    actions: [{kind: call, service: input_boolean.turn_on",

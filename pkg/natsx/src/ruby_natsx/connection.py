@@ -17,6 +17,8 @@ import asyncio
 import contextlib
 import logging
 import ssl
+import weakref
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -30,6 +32,24 @@ from ruby_natsx.permissions import inbox_prefix
 log = logging.getLogger("ruby_natsx.connection")
 
 DEFAULT_INBOX: bytes = b"_INBOX"
+
+_RECONNECTED: weakref.WeakKeyDictionary[Client, list[Callable[[], None]]] = (
+    weakref.WeakKeyDictionary()
+)
+
+
+def when_reconnected(client: Client, callback: Callable[[], None]) -> Callable[[], None]:
+    """Call ``callback`` each time ``client`` (made by `connect`) has reconnected, at once,
+    so that whoever lost server-side state with the old connection (pull requests) can ask
+    again without waiting for a timeout. Returns the function that stops the calls."""
+    callbacks = _RECONNECTED.setdefault(client, [])
+    callbacks.append(callback)
+
+    def forget() -> None:
+        with contextlib.suppress(ValueError):
+            callbacks.remove(callback)
+
+    return forget
 
 
 class _TlsCloseNoise(logging.Filter):
@@ -113,6 +133,11 @@ async def connect(settings: NatsSettings) -> Client:
 
     async def on_reconnected() -> None:
         log.info("nats reconnected")
+        for callback in list(_RECONNECTED.get(client, ())):
+            try:
+                callback()
+            except Exception:
+                log.exception("a reconnect callback failed")
 
     client = Client()
     url = settings.url

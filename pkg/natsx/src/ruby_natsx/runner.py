@@ -10,7 +10,9 @@ Promises:
 - Messages whose ``order_key`` is equal are handled one at a time, in stream order.
 - Pull requests carry an idle heartbeat; if neither messages nor heartbeats arrive for three
   intervals (a reconnect lost the requests), the runner forgets them and pulls anew, so it
-  never silently stops receiving.
+  never silently stops receiving. On a connection made by ``connection.connect`` it pulls
+  anew as soon as the client has reconnected: a backlog does not grow for seconds while a
+  restarted nats-server holds no pull request.
 - Handlers running longer than ``in_progress_interval`` are kept alive with ``+WPI``.
 - ``stop()`` stops pulling, naks what has not started, gives running handlers
   ``drain_timeout`` to finish, cancels and naks the rest, then ``run()`` returns. Nothing is
@@ -25,15 +27,17 @@ import contextlib
 import json
 import time
 from collections import deque
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Coroutine, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from typing import Any
 
 import structlog
 from nats.aio.client import Client
 from nats.aio.msg import Msg
 
 from ruby_natsx import tuning
+from ruby_natsx.connection import when_reconnected
 from ruby_natsx.dlq import dead_letter
 from ruby_natsx.errors import PermanentError, UndecodableError
 from ruby_natsx.fate import Fate, Verdict, decide
@@ -140,6 +144,7 @@ class Runner:
         self._max_deliver = 0
         lanes = config.concurrency if config.order_key else 1
         self._lanes: list[asyncio.Queue[Msg]] = [asyncio.Queue() for _ in range(lanes)]
+        self._background: set[asyncio.Task[None]] = set()
 
     @property
     def inflight(self) -> int:
@@ -167,11 +172,13 @@ class Runner:
             for i in range(self.config.concurrency)
         ]
         watchdog = asyncio.create_task(self._watch())
+        forget = when_reconnected(self._nc, self._reconnected)
         self._started.set()
         try:
             await self._pump()
             await self._stopping.wait()
         finally:
+            forget()
             self._stopping.set()
             # Drain, not unsubscribe: messages already buffered for the callback are handed
             # to it (and nak'ed at once) instead of waiting out AckWait on the server.
@@ -207,6 +214,19 @@ class Runner:
             await self._nc.publish(self._next_subject, json.dumps(request).encode(), self._inbox)
             credit += batch
             free -= batch
+
+    def _reconnected(self) -> None:
+        """The server forgot our pull requests with the old connection: ask again now."""
+        self._pulls.clear()
+        self._last_seen = time.monotonic()
+        self.stats.repulls += 1
+        log.info("nats reconnected; pulling again")
+        self._later(self._pump())
+
+    def _later(self, work: Coroutine[Any, Any, None]) -> None:
+        task = asyncio.ensure_future(work)
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)
 
     def _spend_credit(self, count: int = 1) -> None:
         while count and self._pulls:
@@ -250,8 +270,15 @@ class Runner:
             if status == "409":
                 log.info("pull request ended", status=status, description=description)
             await self._pump()
+        elif status == "503":  # no responders: JetStream is starting (a restarted server)
+            log.info("pull request unanswered: JetStream not ready; pulling again shortly")
+            self._later(self._pump_after(tuning.PULL_RETRY_NOT_READY))
         else:  # refused (400 bad request, ...): retried by the watchdog, never in a hot loop
             log.error("pull request refused", status=status, description=description)
+
+    async def _pump_after(self, seconds: float) -> None:
+        await asyncio.sleep(seconds)
+        await self._pump()
 
     async def _watch(self) -> None:
         """Re-pull after lost requests, and keep long handlers alive with in-progress acks."""

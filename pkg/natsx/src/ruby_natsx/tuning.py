@@ -90,6 +90,10 @@ FETCH_EXPIRES: Final = 5.0
 PULL_IDLE_HEARTBEAT: Final = 1.0
 """The server proves an idle pull request is alive this often; 3 missed = re-issue the pulls."""
 
+PULL_RETRY_NOT_READY: Final = 0.1
+"""A pull request nobody answered (503: JetStream still recovering after a server restart) is
+sent again after this long: soon, so a backlog stays short, and never in a hot loop."""
+
 MAX_CONCURRENCY: Final = 64
 """Concurrent handlers per runner: handlers mostly wait on round trips (measured: 16 -> 64
 raised the bench's throughput with outputs by ~15%, 128 added nothing); fixed worker tasks."""

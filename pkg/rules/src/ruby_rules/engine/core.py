@@ -189,13 +189,14 @@ class RuleEngine:
         A reconciled change without an old state is the gateway learning an entity it had
         never seen (its first start, or an entity created while it was away): the view learns
         it, but no trigger fires, as Home Assistant fires none for its entities at start-up.
+
+        A change older than the view's version of the entity (read from the projection at a
+        restart) is a backlog's: ``latest`` rules skip it unless the newer version changed
+        only attributes (ADR-0031).
         """
         effects = Effects()
         current = self._states.get(entity_id)
-        newer = (  # the view already holds a later version: this change is a backlog's
-            current if new is not None and current is not None
-            and current.last_updated > new.last_updated else None
-        )  # fmt: skip
+        newer = _later(current, new)  # the view already holds a later version
         if new is None:
             self._states.pop(entity_id, None)
         elif newer is None:
@@ -212,7 +213,8 @@ class RuleEngine:
             rule = self._rules[entry.rule_id]
             config = rule.config.triggers[entry.index]
             trigger: Any = self._registry.trigger(config)
-            if newer is not None and rule.config.backlog.policy == "latest":
+            latest_only = rule.config.backlog.policy == "latest"
+            if latest_only and newer is not None and _supersedes(newer, new, config):
                 if trigger.matches(old, new):
                     self._superseded(rule, entry.index, event_id, entity_id, old, new, newer,
                                      now, effects)  # fmt: skip
@@ -685,3 +687,22 @@ class RuleEngine:
         for waits in (self._waits_entity, self._waits_event):
             for keys in waits.values():
                 keys.discard(key)
+
+
+def _later(state: EntityState | None, than: EntityState | None) -> EntityState | None:
+    """``state`` if it is a later version of the entity than ``than``, else None."""
+    if state is None or than is None or state.last_updated <= than.last_updated:
+        return None
+    return state
+
+
+def _supersedes(newer: EntityState, new: EntityState | None, config: Any) -> bool:
+    """Whether ``newer`` is a later change of what ``config`` watches than ``new``: of the
+    state (``last_changed``), or of any attribute for an attribute trigger (``last_updated``).
+    A later version that changed only attributes does not supersede a state change: the
+    state trigger would not fire on it, and the state change must still count."""
+    if new is None:
+        return False
+    if getattr(config, "attribute", None) is None:
+        return newer.last_changed > new.last_changed
+    return newer.last_updated > new.last_updated
