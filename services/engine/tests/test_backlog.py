@@ -2,6 +2,10 @@
 
 - the engine killed while changes keep coming: after its restart only the latest change per
   entity fires (the others are traced as superseded), so a device does not flap;
+- a change that reaches the engine late (a backlog its view cannot see: nats-server restarted
+  while the gateway kept sending) gives commands that name it, so the gateway can drop them
+  once Home Assistant has changed that entity again (tested with the gateway in
+  ``services/gateway/tests/test_command_recovery.py``);
 - the gateway killed after JetStream stored a change and before its projection learnt it: the
   reconciled change is judged against what the rules saw, so a mirror never stays wrong.
 """
@@ -10,7 +14,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import AsyncIterator, Awaitable
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest_asyncio
@@ -24,11 +28,12 @@ from ruby_gateway.projection import load_projection
 from ruby_gateway.testing import Gateway, running_gateway, running_secure_gateway
 from ruby_hasim.server import Simulator
 from ruby_natsx.testing import consumers_idle, eventually
-from ruby_natsx.topology import ENGINE, EVENTS, GATEWAY, PROJECTION, STATUS, Topology
+from ruby_natsx.topology import COMMANDS, ENGINE, EVENTS, GATEWAY, PROJECTION, STATUS, Topology
 from ruby_runtime.secret import Secret
-from ruby_schemas.envelope import make_envelope
-from ruby_schemas.ha_events import StateChangedV1
-from ruby_schemas.registry import encode
+from ruby_schemas.commands import CallServiceV1, TriggerChange
+from ruby_schemas.envelope import make_envelope, new_id
+from ruby_schemas.ha_events import EntityState, StateChangedV1
+from ruby_schemas.registry import decode, encode
 
 MIRROR = """
 rules:
@@ -111,6 +116,46 @@ async def test_an_engine_restarted_after_a_backlog_fires_only_the_latest_change(
     finally:
         await engine.stop()
         await operator.drain()
+
+
+async def test_the_commands_of_a_change_that_reached_the_engine_late_name_it(
+    nc: Client, js: JetStreamContext, topology_applied: Topology, tmp_path: Path
+) -> None:
+    topo = topology_applied
+    rules = tmp_path / "rules"
+    rules.mkdir()
+    (rules / "mirror.yaml").write_text(MIRROR)
+    at = datetime.now(UTC) - timedelta(minutes=2)
+    change = StateChangedV1(
+        entity_id=SOURCE,
+        old_state=EntityState(state="off", last_changed=at, last_updated=at),
+        new_state=EntityState(
+            state="on",
+            last_changed=at + timedelta(seconds=1),
+            last_updated=at + timedelta(seconds=2),
+        ),
+        context_id=new_id(),
+    )
+    sent = make_envelope(change, source="ruby/gateway", time=at + timedelta(seconds=2))
+    await js.publish(topo.subjects.ha_state(SOURCE), encode(sent),
+                     headers={"Nats-Msg-Id": sent.id})  # fmt: skip
+    async with running_engine(nc, topo.subjects, rules):
+        await eventually(lambda: consumers_idle(js, topo, ENGINE), within=20)
+    commands = await stored(js, topo.stream(COMMANDS).name)
+    assert [(c.service, c.late_trigger) for c in commands] == [
+        ("turn_on", TriggerChange(entity_id=SOURCE, last_changed=at + timedelta(seconds=1)))
+    ]
+
+
+async def stored(js: JetStreamContext, stream: str) -> list[CallServiceV1]:
+    """Every command in ``stream``, in order."""
+    info = await js.stream_info(stream)
+    out = []
+    for seq in range(info.state.first_seq, info.state.last_seq + 1):
+        payload = decode((await js.get_msg(stream, seq)).data or b"").data
+        assert isinstance(payload, CallServiceV1)
+        out.append(payload)
+    return out
 
 
 async def test_a_change_stored_but_not_projected_when_the_gateway_died_is_not_lost(

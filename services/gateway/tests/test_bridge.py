@@ -6,6 +6,7 @@ import asyncio
 import dataclasses
 from collections import Counter
 from collections.abc import AsyncIterator, Awaitable, Callable
+from datetime import UTC, datetime
 
 import pytest_asyncio
 from nats.aio.client import Client
@@ -15,8 +16,11 @@ from ruby_gateway.bridge import Bridge, BridgeConfig
 from ruby_gateway.projection import Projected, load_projection
 from ruby_hasim.home import generate_home
 from ruby_hasim.server import Simulator
-from ruby_natsx.testing import eventually
-from ruby_natsx.topology import AUDIT, EVENTS, PROJECTION, Topology
+from ruby_natsx.apply import apply_topology
+from ruby_natsx.connection import NatsSettings, connect
+from ruby_natsx.subjects import Subjects
+from ruby_natsx.testing import ServerFactory, eventually, jetstream_ready
+from ruby_natsx.topology import AUDIT, EVENTS, PROJECTION, Topology, topology
 from ruby_runtime.secret import Secret
 from ruby_schemas.audit import AuditRecordV1
 from ruby_schemas.ha import HaState
@@ -55,13 +59,20 @@ async def start_bridge(nc: Client, topology_applied: Topology) -> AsyncIterator[
 
 async def published(js: JetStreamContext, topo: Topology) -> list[StateChangedV1]:
     """Every state change stored in EVENTS, in stream order."""
+    return [change for _, change in await stored_changes(js, topo)]
+
+
+async def stored_changes(
+    js: JetStreamContext, topo: Topology
+) -> list[tuple[datetime, StateChangedV1]]:
+    """Every state change stored in EVENTS, in stream order, with its envelope's time."""
     stream = topo.stream(EVENTS).name
     info = await js.stream_info(stream)
     out = []
     for seq in range(info.state.first_seq, info.state.last_seq + 1):
-        data = decode((await js.get_msg(stream, seq)).data or b"").data
-        if isinstance(data, StateChangedV1):
-            out.append(data)
+        envelope = decode((await js.get_msg(stream, seq)).data or b"")
+        if isinstance(envelope.data, StateChangedV1):
+            out.append((envelope.time, envelope.data))
     return out
 
 
@@ -261,3 +272,54 @@ async def test_a_flood_beyond_the_backlog_bound_reconnects_and_loses_no_final_st
         assert final is not None
         assert final.state == state.state
         assert final.last_updated == sim_state(sim, entity).last_updated
+
+
+async def test_a_change_received_while_nats_is_away_is_stamped_when_it_was_received(
+    hasim: Simulator, nats_server_factory: ServerFactory, prefix: str
+) -> None:
+    # The engine tells a backlog by the envelope's time (ADR-0031): a change Home Assistant
+    # sent while nats-server was away must carry the time it was received, not the time the
+    # gateway got around to publishing it once NATS was back.
+    server = nats_server_factory()
+    nc = await connect(NatsSettings(url=server.url, name="gateway", reconnect_wait=0.1))
+    js = nc.jetstream()
+    topo = topology(Subjects(prefix))
+    await apply_topology(js, topo)
+    seen: dict[str, datetime] = {}
+    config = BridgeConfig(url=hasim.url, token=Secret(hasim.token, "t"))
+    bridge = Bridge(nc, topo.subjects, config, topo.bucket(PROJECTION).bucket,
+                    on_change=seen.__setitem__)  # fmt: skip
+    task = asyncio.create_task(bridge.run())
+    try:
+        await eventually(settled(bridge, hasim), message="projection equals HA")
+        light = next(e for e in hasim.states if e.startswith("light."))
+        server.stop()
+        first = hasim.set_state(light, "on" if hasim.states[light].state == "off" else "off")
+        # Seen and handed to JetStream: the gateway now waits for its ack at the lull.
+        await eventually(lambda: seen.get(light) == first.last_changed, message="first seen")
+        for _ in range(3):
+            hasim.set_state(light, "on" if hasim.states[light].state == "off" else "off")
+        last = hasim.states[light]
+        await eventually(lambda: seen.get(light) == last.last_changed, message="HA's changes seen")
+        back = datetime.now(UTC)
+        server.start()
+        await eventually(lambda: jetstream_ready(js), message="JetStream back")
+
+        async def stored() -> bool:
+            return any(
+                c.new_state is not None and c.new_state.last_updated == last.last_updated
+                for _, c in await stored_changes(js, topo)
+            )
+
+        await eventually(stored, within=30, message="the last change stored")
+        live = [
+            sent
+            for sent, change in await stored_changes(js, topo)
+            if change.entity_id == light and not change.reconciled
+        ]
+        assert len(live) >= 2, live
+        assert all(sent < back for sent in live[-4:]), (live[-4:], back)
+    finally:
+        bridge.stop()
+        await asyncio.wait_for(task, 10)
+        await nc.close()

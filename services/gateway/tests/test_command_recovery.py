@@ -7,9 +7,10 @@ executed its call and before the ledger recorded it (HA's reply is held back by 
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -20,18 +21,21 @@ from nats.js.errors import NotFoundError
 
 from ruby_ctl.testing import Installation
 from ruby_gateway.bridge import BridgeConfig
+from ruby_gateway.commands import command_handler
+from ruby_gateway.ordering import TargetOrder, in_turn
 from ruby_gateway.testing import Gateway, HoldingProxy, gateway_process, running_gateway
 from ruby_hasim.server import Simulator
 from ruby_hasim.testing import HaClient
-from ruby_natsx.handler import Outbound
+from ruby_natsx.handler import Delivery, Outbound, chain
 from ruby_natsx.idempotency import Claim, KvIdempotencyStore
 from ruby_natsx.publish import Publisher
 from ruby_natsx.testing import consumers_idle, eventually
 from ruby_natsx.topology import AUDIT, EVENTS, GATEWAY, IDEMPOTENCY, Topology
 from ruby_runtime.secret import Secret
 from ruby_schemas.audit import AuditRecordV1
-from ruby_schemas.commands import CallServiceV1, CommandOutcomeV1, ServiceTarget
-from ruby_schemas.envelope import make_envelope, new_id
+from ruby_schemas.base import Payload
+from ruby_schemas.commands import CallServiceV1, CommandOutcomeV1, ServiceTarget, TriggerChange
+from ruby_schemas.envelope import Envelope, make_envelope, new_id
 from ruby_schemas.registry import decode, encode
 
 
@@ -100,6 +104,24 @@ async def outcome_of(js: JetStreamContext, topo: Topology, command_id: str) -> C
     return found[0]
 
 
+async def all_outcomes(js: JetStreamContext, topo: Topology) -> dict[str, CommandOutcomeV1]:
+    """Every outcome event in EVENTS, by command id."""
+    stream = topo.stream(EVENTS).name
+    info = await js.stream_info(stream)
+    found: dict[str, CommandOutcomeV1] = {}
+    seq = info.state.first_seq
+    while seq <= info.state.last_seq:
+        try:
+            raw = await js.get_msg(stream, seq, subject=topo.subjects.outcomes_all, next=True)
+        except NotFoundError:  # no outcome after seq
+            break
+        payload = decode(raw.data or b"").data
+        if isinstance(payload, CommandOutcomeV1):
+            found[payload.command_id] = payload
+        seq = (raw.seq or seq) + 1
+    return found
+
+
 async def audit_of(js: JetStreamContext, topo: Topology, command_id: str) -> AuditRecordV1:
     for action in ("command_executed", "command_refused"):
         try:
@@ -153,6 +175,106 @@ async def test_a_command_older_than_one_executed_on_its_entity_is_superseded(
     assert hasim.calls[("light", "turn_on", light)] == 1
 
 
+async def test_a_late_run_is_not_executed_once_its_trigger_entity_changed_again(
+    gateway: Gateway, hasim: Simulator, js: JetStreamContext, topology_applied: Topology
+) -> None:
+    # A backlog after a nats-server restart: the engine met "guest mode on" late and sent
+    # turn_on; Home Assistant turned guest mode off meanwhile (its own run follows). The
+    # turn_on is stale: running it would make the mirror flap.
+    topo = topology_applied
+    light = next(e for e in hasim.states if e.startswith("light."))
+    source = "input_boolean.guest_mode"
+    turned_on = hasim.set_state(source, "on")
+    turned_off = hasim.set_state(source, "off")
+    await eventually(
+        lambda: (
+            (known := gateway.bridge.projection.get(source)) is not None
+            and known.last_changed == turned_off.last_changed
+        ),
+        message="the gateway saw guest mode turn off",
+    )
+    stale = command("turn_on", (light,))
+    stale = stale.model_copy(
+        update={
+            "late_trigger": TriggerChange(entity_id=source, last_changed=turned_on.last_changed)
+        }
+    )
+    await send(js, topo, stale)
+    outcome = await outcome_of(js, topo, stale.command_id)
+    assert (outcome.outcome, outcome.error_code) == ("expired", "superseded")
+    assert hasim.calls[("light", "turn_on", light)] == 0
+    refused = await audit_of(js, topo, stale.command_id)
+    assert refused.action == "command.refused"
+    assert f"{source} changed again" in refused.reason
+
+    # The run of the latest change, even late, runs; so does a late `all` run.
+    current = command("turn_off", (light,)).model_copy(
+        update={
+            "late_trigger": TriggerChange(entity_id=source, last_changed=turned_off.last_changed)
+        }
+    )
+    await send(js, topo, current)
+    assert (await outcome_of(js, topo, current.command_id)).outcome == "succeeded"
+    counted = command("turn_on", (light,), backlog="all").model_copy(
+        update={
+            "late_trigger": TriggerChange(entity_id=source, last_changed=turned_on.last_changed)
+        }
+    )
+    await send(js, topo, counted)
+    assert (await outcome_of(js, topo, counted.command_id)).outcome == "succeeded"
+    assert hasim.calls[("light", "turn_on", light)] == 1
+
+
+async def test_a_late_command_with_a_newer_one_waiting_for_its_entity_is_not_executed(
+    gateway: Gateway, hasim: Simulator, topology_applied: Topology
+) -> None:
+    # A command held up (here: behind another that holds the light's turn, as one waiting
+    # out a NATS outage would) gets its turn late, while a newer command for the same light
+    # already waits: running both would flip the light twice in a row.
+    topo = topology_applied
+    light = next(e for e in hasim.states if e.startswith("light."))
+    order = TargetOrder()
+    handler = chain(command_handler(topo.subjects, gateway.bridge.connection, order),
+                    in_turn(order))  # fmt: skip
+    now = datetime.now(UTC)
+    stale, newer = command("turn_on", (light,)), command("turn_off", (light,))
+    release = asyncio.Event()
+
+    async def blocker() -> None:
+        async with order.turn([light], now - timedelta(minutes=2)):
+            await release.wait()
+
+    held = asyncio.create_task(blocker())
+    await asyncio.sleep(0)
+
+    async def handle(cmd: CallServiceV1, created: datetime) -> Sequence[Outbound]:
+        return await handler(*delivered(cmd, created))
+
+    first = asyncio.create_task(handle(stale, now - timedelta(minutes=1)))
+    second = asyncio.create_task(handle(newer, now - timedelta(seconds=59)))
+    await eventually(lambda: order.waiting_newer([light], now - timedelta(minutes=1)) is not None)
+    release.set()
+    await held
+    refused = outcome_in(await first)
+    assert (refused.outcome, refused.error_code) == ("expired", "superseded")
+    assert outcome_in(await second).outcome == "succeeded"
+    assert hasim.calls[("light", "turn_on", light)] == 0
+    assert hasim.calls[("light", "turn_off", light)] == 1
+
+
+def delivered(cmd: CallServiceV1, created: datetime) -> tuple[Envelope[Payload], Delivery]:
+    envelope = make_envelope(cmd, source="ruby/engine", message_id=cmd.command_id, time=created)
+    subject = f"ruby.cmd.ha.{cmd.domain}.{cmd.service}"
+    return envelope, Delivery(subject, "COMMANDS", GATEWAY, 1, 1, {}, created)
+
+
+def outcome_in(messages: Sequence[Outbound]) -> CommandOutcomeV1:
+    (outcome,) = [
+        m.envelope.data for m in messages if isinstance(m.envelope.data, CommandOutcomeV1)
+    ]
+    return outcome
+
+
 async def test_a_burst_of_commands_on_one_entity_ends_in_the_last_ones_state(
     gateway: Gateway, hasim: Simulator, js: JetStreamContext, topology_applied: Topology
 ) -> None:
@@ -163,8 +285,16 @@ async def test_a_burst_of_commands_on_one_entity_ends_in_the_last_ones_state(
         await send(js, topo, cmd)
     await eventually(lambda: consumers_idle(js, topo, GATEWAY), within=30, message="all run")
     assert hasim.states[light].state == "on"  # the last command's, never an earlier one's
+    found = await all_outcomes(js, topo)
+    outcomes = [found[cmd.command_id] for cmd in burst]
+    assert outcomes[-1].outcome == "succeeded"
     executed = hasim.calls[("light", "turn_on", light)] + hasim.calls[("light", "turn_off", light)]
-    assert executed == len(burst)  # none of them superseded: each was newer than the last
+    assert executed == sum(o.outcome == "succeeded" for o in outcomes)
+    # Each ran, or (its turn came late, a newer one already waiting) was superseded.
+    assert {(o.outcome, o.error_code) for o in outcomes[:-1]} <= {
+        ("succeeded", None),
+        ("expired", "superseded"),
+    }
 
 
 async def test_a_call_found_in_home_assistants_state_after_a_crash_is_not_made_again(

@@ -94,6 +94,13 @@ PULL_RETRY_NOT_READY: Final = 0.1
 """A pull request nobody answered (503: JetStream still recovering after a server restart) is
 sent again after this long: soon, so a backlog stays short, and never in a hot loop."""
 
+LATE_AFTER: Final = 0.1
+"""A message handled longer than this after it was sent is a backlog's (live ones take about
+1 ms), ADR-0031. A late state change: the commands of the runs it starts name it
+(``CallServiceV1.late_trigger``), and the gateway drops them under backlog policy ``latest`` if
+Home Assistant has changed that entity since. A late command: the gateway drops it under
+``latest`` if a newer command for the same entities already waits for its turn."""
+
 MAX_CONCURRENCY: Final = 64
 """Concurrent handlers per runner: handlers mostly wait on round trips (measured: 16 -> 64
 raised the bench's throughput with outputs by ~15%, 128 added nothing); fixed worker tasks."""

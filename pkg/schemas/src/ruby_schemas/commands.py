@@ -22,6 +22,15 @@ class ServiceTarget(Contract):
     """Areas to act on."""
 
 
+class TriggerChange(Contract):
+    """The state change that started a rule's run: its entity, and when its state changed."""
+
+    entity_id: EntityId
+    """The entity whose state changed."""
+    last_changed: UtcDatetime
+    """The new state's `last_changed`, as Home Assistant reported it."""
+
+
 class CallServiceV1(Payload):
     """Call one Home Assistant service; executed at most once per `command_id`."""
 
@@ -43,6 +52,11 @@ class CallServiceV1(Payload):
     """The rule's backlog policy. `latest`: if the gateway already executed a command created
     later on the same entities, this one is stale and is not executed (outcome `expired`,
     error code `superseded`). `all`: executed whatever came after it."""
+    late_trigger: TriggerChange | None = None
+    """Set when the run started from a state change that reached the engine late (a backlog:
+    after an outage or a restart). Under `latest`, if Home Assistant has reported a later
+    change of that entity's state by the time the gateway handles the command, the command
+    is stale and is not executed (outcome `expired`, error code `superseded`)."""
 
 
 class Outcome(StrEnum):

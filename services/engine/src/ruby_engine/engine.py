@@ -16,7 +16,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections.abc import Mapping, Sequence
-from datetime import UTC, datetime, tzinfo
+from datetime import UTC, datetime, timedelta, tzinfo
 from pathlib import Path
 
 import structlog
@@ -28,6 +28,7 @@ from watchfiles import awatch
 from ruby_engine.event_types import EventTypesRecord
 from ruby_engine.outputs import outbound
 from ruby_engine.status import Status
+from ruby_natsx import tuning
 from ruby_natsx.audit import audit_record
 from ruby_natsx.handler import Delivery, Outbound
 from ruby_natsx.kvread import read_bucket
@@ -40,6 +41,7 @@ from ruby_rules.loader import RULE_FILE_GLOB
 from ruby_rules.ruleset import Change, RuleSet
 from ruby_schemas.audit import AuditOutcome
 from ruby_schemas.base import Payload
+from ruby_schemas.commands import TriggerChange
 from ruby_schemas.envelope import Envelope, make_envelope
 from ruby_schemas.ha_events import EntityState, EventFiredV1, StateChangedV1
 from ruby_schemas.projection import ProjectionEntry
@@ -57,6 +59,7 @@ RETRY_AFTER = 1.0
 """Seconds before firing a timer again whose messages could not be published."""
 MAX_SLEEP = 30.0
 """The timer task wakes at least this often, so a wall-clock jump is noticed."""
+LATE = timedelta(seconds=tuning.LATE_AFTER)
 
 
 def entity_state(raw: bytes) -> EntityState:
@@ -148,9 +151,16 @@ class Engine:
     async def handle(self, envelope: Envelope[Payload], delivery: Delivery) -> Sequence[Outbound]:
         """The EVENTS handler: store timer changes, return the messages to publish."""
         payload = envelope.data
+        late: dict[str, TriggerChange] = {}
         async with self._lock:
             now = datetime.now(UTC)
             if isinstance(payload, StateChangedV1):
+                if payload.new_state is not None and now - envelope.time > LATE:
+                    # A backlog's change: its commands let the gateway drop them if Home
+                    # Assistant has changed the entity since (ADR-0031).
+                    late[envelope.id] = TriggerChange(
+                        entity_id=payload.entity_id, last_changed=payload.new_state.last_changed
+                    )
                 effects = self._core.on_state_changed(
                     event_id=envelope.id,
                     entity_id=payload.entity_id,
@@ -173,7 +183,7 @@ class Engine:
                 return ()
             await self._store(effects.timers)
             self._record(effects)
-        return outbound(self._subjects, effects, now)
+        return outbound(self._subjects, effects, now, late=late)
 
     # --- timers ----------------------------------------------------------------------------
 

@@ -8,6 +8,7 @@ automation is one chain from Home Assistant's event to its service call.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from datetime import datetime, timedelta
 
 from ruby_natsx.audit import audit_record
@@ -17,7 +18,7 @@ from ruby_rules.context import TriggerData
 from ruby_rules.engine import Effects
 from ruby_schemas.audit import AuditOutcome
 from ruby_schemas.base import Payload
-from ruby_schemas.commands import CallServiceV1, ServiceTarget
+from ruby_schemas.commands import CallServiceV1, ServiceTarget, TriggerChange
 from ruby_schemas.envelope import Envelope, make_envelope
 from ruby_schemas.rules import RuleEventV1
 
@@ -40,8 +41,17 @@ def _envelope(
     )
 
 
-def outbound(subjects: Subjects, effects: Effects, now: datetime) -> list[Outbound]:
-    """The messages that carry out ``effects``: commands, rule events, then audit records."""
+def outbound(
+    subjects: Subjects,
+    effects: Effects,
+    now: datetime,
+    *,
+    late: Mapping[str, TriggerChange] | None = None,
+) -> list[Outbound]:
+    """The messages that carry out ``effects``: commands, rule events, then audit records.
+
+    ``late`` maps the id of a state change that reached the engine late to that change: the
+    commands of runs it started carry it as ``late_trigger``."""
     out: list[Outbound] = []
     for c in effects.commands:
         payload = CallServiceV1(
@@ -58,6 +68,7 @@ def outbound(subjects: Subjects, effects: Effects, now: datetime) -> list[Outbou
             if c.not_after is None
             else min(now + COMMAND_DEADLINE, c.not_after),
             backlog=c.backlog,
+            late_trigger=(late or {}).get(c.trigger.event_id),
         )
         out.append(
             Outbound(

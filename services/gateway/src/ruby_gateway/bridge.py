@@ -24,9 +24,10 @@ import asyncio
 import contextlib
 import random
 from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, NamedTuple
 
 import structlog
 from nats.aio.client import Client
@@ -79,6 +80,13 @@ class BridgeStatus:
     ha_events: HaEventsStatus = field(default_factory=HaEventsStatus)
 
 
+class _Received(NamedTuple):
+    """A raw event from Home Assistant and when the gateway received it."""
+
+    raw: dict[str, object]
+    at: datetime
+
+
 @dataclass
 class _Pending:
     entity_id: str
@@ -100,6 +108,7 @@ class Bridge:
         config: BridgeConfig,
         projection_bucket: str,
         projection: Projection | None = None,
+        on_change: Callable[[str, datetime], None] | None = None,
     ) -> None:
         self._nc = nc
         self._subjects = subjects
@@ -114,6 +123,8 @@ class Bridge:
         self._stopping = asyncio.Event()
         self._audited_auth = False
         self._connection: HaConnection | None = None
+        self._on_change = on_change
+        """Told each entity's ``last_changed`` as soon as HA reports it (before publishing)."""
 
     def connection(self) -> HaConnection | None:
         """The live HA connection, or None while disconnected (for the command executor)."""
@@ -162,12 +173,14 @@ class Bridge:
                 await self._stopping.wait()
 
     async def _session(self, conn: HaConnection) -> None:
-        events: asyncio.Queue[dict[str, object]] = asyncio.Queue(self.config.max_backlog)
+        events: asyncio.Queue[_Received] = asyncio.Queue(self.config.max_backlog)
         overflow = asyncio.Event()
 
         def receive(raw: dict[str, object]) -> None:
+            if self._on_change is not None:  # at once: _live may be waiting on JetStream
+                _tell_change(raw, self._on_change)
             try:
-                events.put_nowait(raw)
+                events.put_nowait(_Received(raw, datetime.now(UTC)))
             except asyncio.QueueFull:  # HA outruns JetStream: stop queueing, reconcile later
                 overflow.set()
 
@@ -216,6 +229,9 @@ class Bridge:
         return len(states)
 
     async def _reconcile(self, states: list[HaState]) -> None:
+        if self._on_change is not None:
+            for state in states:
+                self._on_change(state.entity_id, state.last_changed)
         changes = diff(self.projection, states)
         for state in changes.changed:
             await self._emit(state.entity_id, self._changed(state, reconciled=True))
@@ -227,9 +243,9 @@ class Bridge:
         if changes.changed or changes.removed:
             log.info("reconciled", changed=len(changes.changed), removed=len(changes.removed))
 
-    async def _live(self, events: asyncio.Queue[dict[str, object]]) -> None:
+    async def _live(self, events: asyncio.Queue[_Received]) -> None:
         while True:
-            raw = await events.get()
+            raw, received = await events.get()
             if raw.get("event_type") != "state_changed":  # a bus event a rule listens to
                 await self.ha_events.forward(raw)
                 continue
@@ -244,9 +260,9 @@ class Bridge:
                 continue
             entity_id = event.data.entity_id
             if new is None:
-                await self._emit(entity_id, self._removed(entity_id, event))
+                await self._emit(entity_id, self._removed(entity_id, event), received)
             else:
-                await self._emit(entity_id, self._changed(new, event=event))
+                await self._emit(entity_id, self._changed(new, event=event), received)
             self.status.last_event_at = datetime.now(UTC)
             if events.empty():  # a lull: let the projection catch up with what was stored
                 await self._settle_all()
@@ -291,8 +307,13 @@ class Bridge:
         return payload, f"ha.{entity_id}.removed.{version}", None
 
     async def _emit(
-        self, entity_id: str, change: tuple[StateChangedV1, str, Projected | None]
+        self,
+        entity_id: str,
+        change: tuple[StateChangedV1, str, Projected | None],
+        received: datetime | None = None,
     ) -> None:
+        """Publish one change; its envelope's time is when HA's event was ``received`` (the
+        engine tells a backlog by it), or now for a reconciled one."""
         payload, message_id, projected = change
         try:
             subject = self._subjects.ha_state(entity_id)
@@ -302,7 +323,7 @@ class Bridge:
             )
             return
         envelope = make_envelope(
-            payload, source=f"ruby/{self.config.service}", message_id=message_id
+            payload, source=f"ruby/{self.config.service}", message_id=message_id, time=received
         )
         ack = await self._publisher.send(subject, encode(envelope), {MSG_ID: message_id})
         self._pending.append(_Pending(entity_id, projected, ack))
@@ -360,3 +381,18 @@ class Bridge:
         )
         with contextlib.suppress(Exception):  # audit is best effort while HA refuses us
             await self._publisher.publish([record])
+
+
+def _tell_change(raw: dict[str, object], on_change: Callable[[str, datetime], None]) -> None:
+    """Pass a raw ``state_changed`` event's entity and ``last_changed`` to ``on_change``, as
+    it arrives; anything malformed is left to the validated path (`Bridge._live`)."""
+    if raw.get("event_type") != "state_changed":
+        return
+    try:
+        data: Any = raw["data"]
+        changed = datetime.fromisoformat(data["new_state"]["last_changed"])
+        entity_id = data["entity_id"]
+    except (KeyError, TypeError, ValueError):
+        return
+    if isinstance(entity_id, str) and changed.tzinfo is not None:
+        on_change(entity_id, changed)

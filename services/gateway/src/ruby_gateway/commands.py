@@ -14,7 +14,10 @@ command id (a re-publish is stored once). HA's answer decides the message's fate
 
 Nothing stale reaches a device (DESIGN promise 11): commands on one entity run one at a time
 in stream order (`ruby_gateway.ordering`), a ``latest`` command older than one already executed
-on the same entities is not run (outcome ``expired``, code ``superseded``), and a command whose
+on the same entities is not run (outcome ``expired``, code ``superseded``), nor is a late one
+(``tuning.LATE_AFTER``) when a newer one already waits for the same entities, nor one started
+by a change that reached the engine late when Home Assistant has changed that entity since
+(``late_trigger``): a backlog is not replayed as a burst. A command whose
 claim was left by a gateway that died is first looked for in Home Assistant's state
 (`ruby_gateway.recovery`): found, it is recorded as executed with that context, not repeated.
 """
@@ -22,7 +25,7 @@ claim was left by a gateway that died is first looked for in Home Assistant's st
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 import structlog
 from pydantic import JsonValue
@@ -30,6 +33,7 @@ from pydantic import JsonValue
 from ruby_gateway.ha_client import HaConnection, HaDisconnectedError, HaError
 from ruby_gateway.ordering import TargetOrder
 from ruby_gateway.recovery import find_out
+from ruby_natsx import tuning
 from ruby_natsx.audit import audit_record
 from ruby_natsx.errors import PermanentError, TransientError
 from ruby_natsx.handler import Delivery, Handler, Outbound
@@ -49,6 +53,7 @@ PERMANENT_CODES = frozenset(
 
 MAX_CALL_WAIT = 10.0
 """The longest a single call_service may take, even with a far deadline."""
+LATE = timedelta(seconds=tuning.LATE_AFTER)
 
 
 def command_key(envelope: Envelope[Payload], delivery: Delivery) -> str:
@@ -93,6 +98,32 @@ def command_handler(
             reason = (
                 f"superseded: command {newer.command_id}, created later "
                 f"({newer.created.isoformat()}), was already executed on {', '.join(entities)}"
+            )
+            return _report(subjects, service, envelope, command, Outcome.EXPIRED, delivery,
+                           reason=reason, code="superseded")  # fmt: skip
+        waiting = (
+            order.waiting_newer(entities, envelope.time)
+            if latest and now - envelope.time > LATE
+            else None
+        )
+        if waiting is not None:
+            reason = (
+                f"superseded: a command created later ({waiting.isoformat()}) already waits "
+                f"to run on {', '.join(entities)}; this one is {now - envelope.time} late"
+            )
+            return _report(subjects, service, envelope, command, Outcome.EXPIRED, delivery,
+                           reason=reason, code="superseded")  # fmt: skip
+        trigger = command.late_trigger
+        since = (
+            order.changed_since(trigger.entity_id, trigger.last_changed)
+            if latest and trigger is not None
+            else None
+        )
+        if trigger is not None and since is not None:
+            reason = (
+                f"superseded: {trigger.entity_id} changed again at {since.isoformat()}, after "
+                f"the change that started this run ({trigger.last_changed.isoformat()}), "
+                "which reached the engine late"
             )
             return _report(subjects, service, envelope, command, Outcome.EXPIRED, delivery,
                            reason=reason, code="superseded")  # fmt: skip

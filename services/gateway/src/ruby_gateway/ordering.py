@@ -9,7 +9,13 @@ must not undo a newer one: a mirror would end on the stale value, for good.
   served (asyncio locks are fair; the runner starts handlers in delivery order, and the
   middleware takes its turn before any other await).
 - `TargetOrder.superseded(entity_ids, created)` names a newer command this process already
-  executed on every one of those entities; `executed` records one.
+  executed on every one of those entities; `executed` records one. `waiting_newer` tells of a
+  newer command already waiting for the same turns: a command whose turn comes late (held
+  behind one that waited out a NATS or Home Assistant outage) is stale if so.
+- `TargetOrder.changed_since(entity_id, last_changed)`: when Home Assistant last reported a
+  change of the entity's state, if later than ``last_changed`` (the bridge tells it every
+  change as it receives it, `saw_change`, before publishing it). A command started by a change
+  that reached the engine late (``late_trigger``) is stale once its entity changed again.
 It is per process: a command held by a gateway that died is checked against Home Assistant's
 state instead (`ruby_gateway.recovery`).
 """
@@ -41,29 +47,42 @@ class TargetOrder:
 
     def __init__(self) -> None:
         self._locks: dict[str, asyncio.Lock] = {}
-        self._waiting: dict[str, int] = {}
+        self._waiting: dict[str, list[datetime]] = {}
+        """Per entity, the creation times of the commands holding or waiting for its turn."""
         self._newest: dict[str, Newest] = {}
+        self._changed: dict[str, datetime] = {}
 
     @contextlib.asynccontextmanager
-    async def turn(self, entity_ids: Iterable[str]) -> AsyncIterator[None]:
-        """Hold every entity's turn (taken in sorted order: no deadlock) for the block."""
+    async def turn(self, entity_ids: Iterable[str], created: datetime) -> AsyncIterator[None]:
+        """Hold every entity's turn (taken in sorted order: no deadlock) for the block, for a
+        command created at ``created``."""
         names = sorted(set(entity_ids))
-        queued: list[str] = []
-        held: set[str] = set()
+        held: list[str] = []
+        for name in names:  # waiting for all of them from the start
+            self._waiting.setdefault(name, []).append(created)
+            self._locks.setdefault(name, asyncio.Lock())
         try:
             for name in names:
-                self._waiting[name] = self._waiting.get(name, 0) + 1
-                queued.append(name)
-                await self._locks.setdefault(name, asyncio.Lock()).acquire()
-                held.add(name)
+                await self._locks[name].acquire()
+                held.append(name)
             yield
         finally:
-            for name in reversed(queued):
-                if name in held:
-                    self._locks[name].release()
-                self._waiting[name] -= 1
+            for name in reversed(held):
+                self._locks[name].release()
+            for name in names:
+                self._waiting[name].remove(created)
                 if not self._waiting[name]:  # nobody else waits: forget the lock
                     del self._waiting[name], self._locks[name]
+
+    def waiting_newer(self, entity_ids: Sequence[str], created: datetime) -> datetime | None:
+        """The creation time of a command created after ``created`` that already waits for
+        the turn of every one of ``entity_ids``, if there is one on each (the oldest such)."""
+        if not entity_ids:
+            return None
+        newest = [max(self._waiting.get(e, ()), default=None) for e in entity_ids]
+        if all(n is not None and n > created for n in newest):
+            return min(n for n in newest if n is not None)
+        return None
 
     def superseded(self, entity_ids: Sequence[str], created: datetime) -> Newest | None:
         """A command created after ``created`` and executed on all of ``entity_ids``, if any."""
@@ -81,6 +100,17 @@ class TargetOrder:
             if known is None or known.created <= created:
                 self._newest[entity_id] = Newest(command_id, created)
 
+    def saw_change(self, entity_id: str, last_changed: datetime) -> None:
+        """Home Assistant reported ``entity_id``'s state as changed at ``last_changed``."""
+        known = self._changed.get(entity_id)
+        if known is None or known < last_changed:
+            self._changed[entity_id] = last_changed
+
+    def changed_since(self, entity_id: str, last_changed: datetime) -> datetime | None:
+        """When the entity's state last changed, if later than ``last_changed``."""
+        known = self._changed.get(entity_id)
+        return known if known is not None and known > last_changed else None
+
 
 def in_turn(order: TargetOrder) -> Middleware:
     """Run a command's handler (and its ledger claim) only in its entities' turn."""
@@ -90,7 +120,7 @@ def in_turn(order: TargetOrder) -> Middleware:
             command = envelope.data
             if not isinstance(command, CallServiceV1) or not command.target.entity_id:
                 return await handler(envelope, delivery)
-            async with order.turn(command.target.entity_id):
+            async with order.turn(command.target.entity_id, envelope.time):
                 return await handler(envelope, delivery)
 
         return ordered

@@ -35,8 +35,9 @@ def wire(
     ``owner`` names this process in the ledger and must differ from any earlier gateway's
     (the gateway is a singleton: a claim of another owner was left by a dead gateway)."""
     topo = topology(subjects)
-    bridge = Bridge(nc, subjects, config, topo.bucket(PROJECTION).bucket, projection)
     order = TargetOrder()
+    bridge = Bridge(nc, subjects, config, topo.bucket(PROJECTION).bucket, projection,
+                    on_change=order.saw_change)  # fmt: skip
     handler = chain(
         command_handler(subjects, bridge.connection, order, service=config.service),
         in_turn(order),
