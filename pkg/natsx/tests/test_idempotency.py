@@ -170,3 +170,31 @@ async def test_a_claim_this_process_could_neither_complete_nor_release_is_taken_
     assert isinstance(again, Claim)
     assert again.taken_over is not None
     assert again.taken_over.owner == "gateway-1"
+
+
+async def test_a_failed_run_on_a_dead_claim_hands_it_back_so_the_retry_still_knows(
+    js: JetStreamContext, topology_applied: Topology
+) -> None:
+    # Seen under load: the restarted gateway took a dead gateway's claim over, failed at once
+    # (Home Assistant not connected yet) and released it; the retry then claimed a fresh key,
+    # did not know the dead gateway may have called, and called Home Assistant again.
+    kv = await ledger(js, topology_applied)
+    dead = KvIdempotencyStore(kv, owner="gateway-1-dead", singleton=True)
+    alive = KvIdempotencyStore(kv, owner="gateway-2-alive", singleton=True)
+    left = await dead.claim("cmd.1")
+    assert isinstance(left, Claim)
+    seen: list[object] = []
+
+    async def handler(envelope: Envelope[Payload], delivery: Delivery) -> Sequence[Outbound]:
+        seen.append(taken_over())
+        if len(seen) == 1:
+            raise TransientError("home assistant is not connected")
+        return []
+
+    run = idempotent(alive, key=lambda e, d: "cmd.1")(handler)
+    env = state_changed("light.x", "on")
+    with pytest.raises(TransientError):
+        await run(env, DELIVERY)
+    assert await run(env, DELIVERY) == []
+    assert [getattr(s, "owner", None) for s in seen] == ["gateway-1-dead"] * 2
+    assert [getattr(s, "since", None) for s in seen] == [seen[0].since] * 2  # type: ignore[attr-defined]

@@ -17,7 +17,8 @@ entry's revision, so concurrent consumers of one message cannot both run it:
   the gateway does) takes over a pending claim of another owner at once: that owner was an
   earlier process of the service, and it died. The handler learns of the take-over through
   `taken_over()` (when the dead process claimed the key), so that it can find out whether
-  its external effect happened before the crash.
+  its external effect happened before the crash. If that run fails, ``release`` hands the
+  claim back as the dead process left it, so every retry still knows.
 
 A duplicate returns the recorded outputs: the runner publishes them again with the same
 ``Nats-Msg-Id``, so a crash between completing and publishing loses nothing, and JetStream
@@ -141,10 +142,22 @@ class KvIdempotencyStore:
             self._active.discard(claim.key)
 
     async def release(self, claim: Claim) -> None:
-        """Give up a claim after a failure; a lost claim is left to its new owner."""
+        """Give up a claim after a failure; a lost claim is left to its new owner.
+
+        A claim taken over from a dead process is handed back as that process left it (its
+        owner, its ``since``), not deleted: the retry takes it over again and learns, through
+        `taken_over()`, that the dead process may have done the work. Deleted, the retry would
+        claim a fresh key and do the work a second time."""
         try:
             with contextlib.suppress(KeyWrongLastSequenceError):
-                await self._kv.delete(claim.key, last=claim.revision)
+                dead = claim.taken_over
+                if dead is None:
+                    await self._kv.delete(claim.key, last=claim.revision)
+                else:
+                    record = {"state": "pending", "owner": dead.owner, "since": dead.since}
+                    await self._kv.update(
+                        claim.key, json.dumps(record).encode(), last=claim.revision
+                    )
         finally:
             self._active.discard(claim.key)
 
