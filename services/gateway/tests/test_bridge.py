@@ -6,13 +6,13 @@ import asyncio
 import dataclasses
 from collections import Counter
 from collections.abc import AsyncIterator, Awaitable, Callable
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 import pytest_asyncio
 from nats.aio.client import Client
 from nats.js import JetStreamContext
 
-from ruby_gateway.bridge import Bridge, BridgeConfig
+from ruby_gateway.bridge import Bridge, BridgeConfig, _Pending
 from ruby_gateway.projection import Projected, load_projection
 from ruby_hasim.home import generate_home
 from ruby_hasim.server import Simulator
@@ -323,3 +323,29 @@ async def test_a_change_received_while_nats_is_away_is_stamped_when_it_was_recei
         bridge.stop()
         await asyncio.wait_for(task, 10)
         await nc.close()
+
+
+async def test_two_settlers_never_project_an_older_change_last(
+    nc: Client, topology_applied: Topology
+) -> None:
+    # _live and the heartbeat both settle published changes. Seen under load: each popped one
+    # change of the same entity, the newer one's ack came first, and the projection (and its
+    # KV entry) ended on the older one for good.
+    topo = topology_applied
+    bridge = Bridge(nc, topo.subjects, BridgeConfig(url="ws://127.0.0.1:9", token=Secret("t", "t")),
+                    topo.bucket(PROJECTION).bucket)  # fmt: skip
+    at = datetime.now(UTC)
+    older = Projected("on", {}, at, at, "c1")
+    newer = Projected("off", {}, at + timedelta(seconds=1), at + timedelta(seconds=1), "c2")
+    loop = asyncio.get_running_loop()
+    first_ack, second_ack = loop.create_future(), loop.create_future()
+    bridge._pending.extend([_Pending("light.x", older, first_ack),
+                            _Pending("light.x", newer, second_ack)])  # fmt: skip
+    settlers = [asyncio.create_task(bridge._settle_all()) for _ in range(2)]
+    await asyncio.sleep(0)  # both settlers are waiting now
+    second_ack.set_result(2)  # JetStream answers the newer publish first
+    await asyncio.sleep(0)
+    first_ack.set_result(1)
+    await asyncio.gather(*settlers)
+    assert bridge.projection.get("light.x") == newer
+    assert bridge.status.events_published == 2

@@ -120,6 +120,7 @@ class Bridge:
         self.ha_events = HaEvents(nc, subjects, self._publisher, self.status.ha_events,
                                   service=config.service, window=config.window)  # fmt: skip
         self._pending: deque[_Pending] = deque()
+        self._settling = asyncio.Lock()
         self._stopping = asyncio.Event()
         self._audited_auth = False
         self._connection: HaConnection | None = None
@@ -331,6 +332,13 @@ class Bridge:
             await self._settle_one()
 
     async def _settle_one(self, *, fail_ok: bool = False) -> None:
+        # One settler at a time (_live and the heartbeat both settle): two interleaved ones
+        # would each pop a change and could project the older one last.
+        async with self._settling:
+            if self._pending:
+                await self._settle_next(fail_ok=fail_ok)
+
+    async def _settle_next(self, *, fail_ok: bool) -> None:
         pending = self._pending.popleft()
         try:
             await pending.ack
