@@ -7,11 +7,12 @@ saved mid-edit never unloads a working automation. Pure: reads files, no NATS, n
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from ruby_rules.errors import LoadError
-from ruby_rules.loader import RULE_FILE_GLOB, load_file
+from ruby_rules.loader import RULE_FILE_GLOB, LoadResult, load_file
 from ruby_rules.model import Rule
 
 
@@ -59,13 +60,32 @@ class RuleSet:
 
     def reload(self, name: str) -> Change:
         """Reload the file ``name`` (relative to the directory), or unload it if it is gone."""
+        return self.apply(name, self.read(name))
+
+    def read(self, name: str) -> LoadResult | None:
+        """Load the file ``name`` without changing the set; ``None`` when it is gone.
+
+        Touches nothing of the set, so it may run in a worker thread while the set is in use
+        (the engine reads there, so a large file never stalls its event loop). Never raises:
+        a path that exists but is no regular file (a pipe, a device, a directory, a dangling
+        link) is an error, so its last good rules keep running instead of being unloaded.
+        """
         path = self.directory / name
+        if not os.path.lexists(path):
+            return None
+        try:
+            return load_file(path, name=name)
+        except Exception as exc:  # a loader bug must not stop the engine: refuse the file
+            message = f"could not be loaded ({type(exc).__name__}); the last good rules run"
+            return LoadResult(errors=(LoadError(name, 1, 1, message),))
+
+    def apply(self, name: str, result: LoadResult | None) -> Change:
+        """Take what `read` returned for ``name``: load, change, unload or refuse its rules."""
         before = self.files.get(name, ())
-        if not path.is_file():
+        if result is None:
             self.files.pop(name, None)
             self.errors.pop(name, None)
             return Change(name, unloaded=before)
-        result = load_file(path, name=name)
         errors = list(result.errors)
         taken = {rule.id: rule for other, rules in self.files.items() if other != name
                  for rule in rules}  # fmt: skip
