@@ -86,7 +86,7 @@ def _check(info: os.stat_result, link: bool) -> None:
 
 
 def _too_large(size: int, *, grew: bool) -> str:
-    have = "more than" if grew else f"{size:,} bytes,"
+    have = "it grew past" if grew else f"{size:,} bytes, more than"
     return (
         f"refused: {have} {MAX_FILE_BYTES:,} bytes, the most a rule file may have: "
         "split its rules into several files"

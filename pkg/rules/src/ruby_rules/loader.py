@@ -18,7 +18,7 @@ from pydantic import ValidationError
 from ruby_rules.errors import LoadError, at, capped, describe, show_path, validation_errors
 from ruby_rules.files import MAX_FILE_BYTES, FileRefused, read_rule_file
 from ruby_rules.model import Rule, rule_config_type, rule_version
-from ruby_rules.processors.types import is_token
+from ruby_rules.processors.types import MAX_ID_LENGTH, is_token
 from ruby_rules.yamldoc import START, Document, YamlError, parse
 
 RULE_FILE_GLOB = "*.yaml"
@@ -116,10 +116,12 @@ def _load_rule(
     doc: Document, file: str, index: int, item: object
 ) -> tuple[Rule | None, list[LoadError]]:
     base = ("rules", index)
-    rule_id = item.get("id") if isinstance(item, dict) else None
-    # Only a valid id names the rule in messages and in the subjects of its rejection.
-    rule_id = rule_id if is_token(rule_id) else None
-    label = f"rule {rule_id!r}" if rule_id is not None else f"rules[{index}]"
+    written = item.get("id") if isinstance(item, dict) else None
+    # A short id names the rule in messages, quoted; only a valid one goes into the error's
+    # rule_id, which the engine puts in the subject of the rejection.
+    rule_id = written if is_token(written) else None
+    short = isinstance(written, str) and len(written) <= MAX_ID_LENGTH
+    label = f"rule {written!r}" if short else f"rules[{index}]"
     errors = [
         at(file, p.where, f"{label}: {show_path(p.path[2:]) or 'rule'}: {p.message}", rule_id)
         for p in doc.problems

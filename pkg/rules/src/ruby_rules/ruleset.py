@@ -52,11 +52,14 @@ class RuleSet:
         """Every running rule, files in name order."""
         return tuple(rule for name in sorted(self.files) for rule in self.files[name])
 
+    def names(self) -> list[str]:
+        """The files `load_all` (re)loads: those present and those known, in name order."""
+        present = {p.name for p in self.directory.glob(RULE_FILE_GLOB)}
+        return sorted(present | set(self.files) | set(self.errors))
+
     def load_all(self) -> list[Change]:
         """(Re)load every rule file of the directory; also unloads files that disappeared."""
-        present = {p.name for p in self.directory.glob(RULE_FILE_GLOB)}
-        names = sorted(present | set(self.files) | set(self.errors))
-        return [self.reload(name) for name in names]
+        return [self.reload(name) for name in self.names()]
 
     def reload(self, name: str) -> Change:
         """Reload the file ``name`` (relative to the directory), or unload it if it is gone."""

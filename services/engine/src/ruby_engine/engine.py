@@ -90,6 +90,7 @@ class Engine:
         self._timers_kv, self._projection_kv = timers, projection
         self._projection_bucket, self._timers_bucket = projection_bucket, timers_bucket
         self._lock = asyncio.Lock()
+        self._reload_lock = asyncio.Lock()
         self._wake = asyncio.Event()
         self._stopping = asyncio.Event()
         self._publisher = Publisher(nc)
@@ -123,7 +124,7 @@ class Engine:
                 await self._timers_kv.delete(key)
         self._core.restore(records)
         log.info("engine state loaded", entities=len(states), timers=len(records))
-        await self._apply_changes(self._ruleset.load_all())
+        await self.reload(self._ruleset.names())
         if self._status_kv is not None:  # the runs recorded before a restart stay visible
             runs = await self.status.restore(self._status_kv, IDENTITY)
             log.info("recent runs restored", runs=runs)
@@ -281,12 +282,27 @@ class Engine:
                     if Path(path).match(RULE_FILE_GLOB) and Path(path).parent == directory
                 }
             )
-            if names:
+            if not names:
+                continue
+            try:
                 await self.reload(names)
+            except Exception:  # the watcher outlives any one reload: the next save is seen
+                log.exception("rule files not reloaded", files=names)
 
     async def reload(self, names: Sequence[str]) -> list[Change]:
-        """Reload the named rule files now."""
-        return await self._apply_changes([self._ruleset.reload(name) for name in names])
+        """Reload the named rule files now.
+
+        The files are read and validated in a worker thread (a hostile 128 KiB file takes
+        seconds to parse; events keep flowing meanwhile), then applied on the event loop;
+        one reload at a time, so the last save read is the last applied.
+        """
+        async with self._reload_lock:
+            results = await asyncio.to_thread(lambda: [self._ruleset.read(n) for n in names])
+            changes = [
+                self._ruleset.apply(name, result)
+                for name, result in zip(names, results, strict=True)
+            ]
+            return await self._apply_changes(changes)
 
     async def _apply_changes(self, changes: Sequence[Change]) -> list[Change]:
         async with self._lock:

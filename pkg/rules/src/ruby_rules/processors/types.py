@@ -132,6 +132,7 @@ def parse_duration(value: Any) -> timedelta:
     dumped rule validates back to the same rule.
     """
     shown = _shown(value) if isinstance(value, str) else repr(value)
+    shown = shown if len(shown) <= 80 else "a number that large"
     seconds = _seconds(value)
     if seconds is None:
         raise ValueError(f"invalid duration {shown}: expected {DURATION_HINT}")
