@@ -139,6 +139,23 @@ def test_a_good_file_replaced_by_a_fifo_keeps_its_rules_running(tmp_path: Path) 
     assert [r.id for r in ruleset.rules] == ["good"]  # refused, not taken as deleted
 
 
+def test_a_file_name_that_would_forge_output_is_refused_and_shown_escaped(tmp_path: Path) -> None:
+    (tmp_path / "good.yaml").write_text(GOOD)
+    bad = os.fsdecode(b"bad\xff\n\x1b[31m.yaml")  # not UTF-8, a newline, a terminal escape
+    (tmp_path / bad).write_text(rule(id="other"))
+    shown = "bad\\xff\\n\\x1b[31m.yaml"
+    result = load_dir(tmp_path)
+    assert [r.id for r in result.rules] == ["good"]
+    assert [str(error) for error in result.errors] == [
+        f"{shown}:1:1: refused: the file name has control characters or bytes that are not "
+        "UTF-8: rename it"
+    ]
+    ruleset = RuleSet(tmp_path)
+    [change] = [change for change in ruleset.load_all() if change.rejected]
+    assert change.file == shown
+    assert change.rejected[0].to_contract().model_dump_json()  # encodes: no lone surrogate
+
+
 # --- values out of range --------------------------------------------------------------------
 
 

@@ -27,6 +27,7 @@ from ruby_engine.engine import Engine
 from ruby_hasim.server import Simulator
 from ruby_natsx.testing import eventually
 from ruby_natsx.topology import STATUS, Topology
+from ruby_rules.files import shown_name
 from ruby_schemas.audit import AuditRecordV1
 from ruby_schemas.registry import decode
 
@@ -91,6 +92,7 @@ def drop_hostile_files(directory: Path) -> dict[str, str]:
         "light.hallway}", "light.hallway}, data: {x: \"{{ ''.__class__.__mro__ }}\"}"
     )
     drop(directory, "escape.yaml", escape)
+    drop(directory, os.fsdecode(b"bad\xff\n.yaml"), LATE.replace("late_arrival", "badname"))
     # A good file overwritten with a hostile version: its last good rules must keep running.
     drop(directory, "hallway.yaml", hostile_rule("hallway_light_off", for_="99999999999h"))
     refused = "not a regular file: a rule file must be one"
@@ -107,6 +109,7 @@ def drop_hostile_files(directory: Path) -> dict[str, str]:
         "booleans.yaml": at(directory, "booleans.yaml", "true")
         + " rule 'booleans': max: expected a whole number; got true/false",
         "bomb.yaml": "bomb.yaml:",
+        os.fsdecode(b"bad\xff\n.yaml"): "bad\\xff\\n.yaml:1:1: refused: the file name has",
         "escape.yaml": at(directory, "escape.yaml", '"{{') + " rule 'escape': actions[0].data.x",
         "hallway.yaml": at(directory, "hallway.yaml", "9999")
         + " rule 'hallway_light_off': triggers[0].for: duration '99999999999h' out of range",
@@ -138,6 +141,8 @@ async def test_hostile_rule_files_are_refused_and_the_engine_keeps_serving(
     reconnects = nc.stats["reconnects"]
     running = set(engine.core.rules)
     expected = drop_hostile_files(rules_dir)
+
+    expected = {shown_name(name): start for name, start in expected.items()}
 
     def refused_now() -> bool:
         return set(engine.status.rules_record()["refused_files"]) == set(expected)

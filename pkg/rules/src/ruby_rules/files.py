@@ -76,6 +76,15 @@ def read_rule_file(path: Path | str) -> bytes:
     return b"".join(chunks)
 
 
+def shown_name(name: str) -> str:
+    """``name`` as it can be printed, logged and sent: control characters and bytes that are
+    not UTF-8 (which Python keeps as lone surrogates) escaped, such as ``bad\\n.yaml``."""
+    if name.isprintable():
+        return name
+    text = name.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
+    return "".join(c if c.isprintable() else repr(c)[1:-1] for c in text)
+
+
 def _check(info: os.stat_result, link: bool) -> None:
     if not stat.S_ISREG(info.st_mode):
         what = next((name for test, name in _KINDS if test(info.st_mode)), "a special file")

@@ -16,7 +16,7 @@ from pathlib import Path
 from pydantic import ValidationError
 
 from ruby_rules.errors import LoadError, at, capped, describe, show_path, validation_errors
-from ruby_rules.files import MAX_FILE_BYTES, FileRefused, read_rule_file
+from ruby_rules.files import MAX_FILE_BYTES, FileRefused, read_rule_file, shown_name
 from ruby_rules.model import Rule, rule_config_type, rule_version
 from ruby_rules.processors.types import MAX_ID_LENGTH, is_token
 from ruby_rules.yamldoc import START, Document, YamlError, parse
@@ -47,6 +47,9 @@ def load_file(path: Path | str, *, name: str | None = None) -> LoadResult:
     device, a directory or a larger file is one located error, found without blocking.
     """
     file = str(path) if name is None else name
+    if shown_name(file) != file:  # it would forge lines in output and break JSON encoders
+        message = "refused: the file name has control characters or bytes that are not UTF-8"
+        return LoadResult(errors=(at(shown_name(file), START, f"{message}: rename it"),))
     try:
         raw = read_rule_file(path)
     except FileRefused as refused:

@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from ruby_rules.errors import LoadError
+from ruby_rules.files import shown_name
 from ruby_rules.loader import RULE_FILE_GLOB, LoadResult, load_file
 from ruby_rules.model import Rule
 
@@ -80,7 +81,7 @@ class RuleSet:
             return load_file(path, name=name)
         except Exception as exc:  # a loader bug must not stop the engine: refuse the file
             message = f"could not be loaded ({type(exc).__name__}); the last good rules run"
-            return LoadResult(errors=(LoadError(name, 1, 1, message),))
+            return LoadResult(errors=(LoadError(shown_name(name), 1, 1, message),))
 
     def apply(self, name: str, result: LoadResult | None) -> Change:
         """Take what `read` returned for ``name``: load, change, unload or refuse its rules."""
@@ -88,7 +89,7 @@ class RuleSet:
         if result is None:
             self.files.pop(name, None)
             self.errors.pop(name, None)
-            return Change(name, unloaded=before)
+            return Change(shown_name(name), unloaded=before)
         errors = list(result.errors)
         taken = {rule.id: rule for other, rules in self.files.items() if other != name
                  for rule in rules}  # fmt: skip
@@ -106,7 +107,7 @@ class RuleSet:
                 )
         if errors:
             self.errors[name] = tuple(errors)
-            return Change(name, rejected=tuple(errors), kept=before)
+            return Change(shown_name(name), rejected=tuple(errors), kept=before)
         self.errors.pop(name, None)
         self.files[name] = result.rules
         old = {rule.id: rule for rule in before}

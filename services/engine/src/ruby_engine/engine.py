@@ -6,8 +6,9 @@
 - A timer task sleeps until the earliest deadline, fires what is due, publishes its messages
   (waiting for JetStream's acks) and only then updates the timers bucket: killed in between,
   the engine fires the same timer again on restart, with the same ids.
-- A watcher reloads rule files as they change (`ruby_rules.ruleset`): the last good version
-  of a refused file keeps running, the refusal is logged, audited and shown in the status.
+- A watcher (`ruby_engine.watch`) reloads rule files as they change (`ruby_rules.ruleset`):
+  the last good version of a refused file keeps running, the refusal is logged, audited and
+  shown in the status; files are read in a worker thread, applied on the event loop.
 One lock serialises every call into the rule engine; nothing else shares its state.
 """
 
@@ -23,11 +24,11 @@ import structlog
 from nats.aio.client import Client
 from nats.js.errors import KeyNotFoundError
 from nats.js.kv import KeyValue
-from watchfiles import awatch
 
 from ruby_engine.event_types import EventTypesRecord
 from ruby_engine.outputs import outbound
 from ruby_engine.status import Status
+from ruby_engine.watch import watch
 from ruby_natsx import tuning
 from ruby_natsx.audit import audit_record
 from ruby_natsx.handler import Delivery, Outbound
@@ -37,7 +38,7 @@ from ruby_natsx.subjects import Subjects
 from ruby_rules.engine import Effects, RuleEngine, TimerRecord
 from ruby_rules.engine.core import TIMER_NOTES
 from ruby_rules.engine.records import RecordError
-from ruby_rules.loader import RULE_FILE_GLOB
+from ruby_rules.files import shown_name
 from ruby_rules.ruleset import Change, RuleSet
 from ruby_schemas.audit import AuditOutcome
 from ruby_schemas.base import Payload
@@ -132,7 +133,7 @@ class Engine:
         log.info(
             "engine running",
             rules=len(self._ruleset.rules),
-            refused_files=sorted(self._ruleset.errors),
+            refused_files=sorted(map(shown_name, self._ruleset.errors)),
             timers=len(self._core.timers),
         )
 
@@ -270,24 +271,15 @@ class Engine:
     # --- rule files ------------------------------------------------------------------------
 
     async def watch_rules(self, *, debounce_ms: int = 200) -> None:
-        """Reload rule files as they are added, changed or deleted, until `stop`."""
-        directory = self._ruleset.directory
-        async for changes in awatch(
-            directory, stop_event=self._stopping, debounce=debounce_ms, recursive=False
-        ):
-            names = sorted(
-                {
-                    Path(path).name
-                    for _, path in changes
-                    if Path(path).match(RULE_FILE_GLOB) and Path(path).parent == directory
-                }
-            )
-            if not names:
-                continue
-            try:
-                await self.reload(names)
-            except Exception:  # the watcher outlives any one reload: the next save is seen
-                log.exception("rule files not reloaded", files=names)
+        """Reload rule files as they are added, changed or deleted, until `stop`
+        (`ruby_engine.watch`: no file, however named, ends the watch)."""
+        await watch(
+            self._ruleset.directory,
+            self.reload,
+            self._ruleset.names,
+            self._stopping,
+            debounce_ms=debounce_ms,
+        )
 
     async def reload(self, names: Sequence[str]) -> list[Change]:
         """Reload the named rule files now.
