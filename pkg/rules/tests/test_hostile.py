@@ -156,6 +156,14 @@ def test_a_file_name_that_would_forge_output_is_refused_and_shown_escaped(tmp_pa
     assert change.rejected[0].to_contract().model_dump_json()  # encodes: no lone surrogate
 
 
+def test_control_characters_in_values_are_escaped_in_messages() -> None:
+    """A message is one printable line: no forged output lines, no terminal escapes."""
+    text = rule(data='{x: "{{ \\e[2J\\nfake.yaml:1:1: all good \\x00 }}"}')
+    [error] = load_text(text, "r.yaml").errors
+    assert str(error).isprintable()
+    assert "\\x1b[2J fake.yaml:1:1: all good \\x00" in error.message  # lines are joined
+
+
 # --- values out of range --------------------------------------------------------------------
 
 

@@ -60,7 +60,10 @@ broken rules gives a refusal small enough to log, audit and announce."""
 
 
 def at(file: str, where: Location, message: str, rule_id: str | None = None) -> LoadError:
-    """A `LoadError` at ``where``; a message longer than `MAX_MESSAGE` is cut."""
+    """A `LoadError` at ``where``: one printable line (a control character, such as a terminal
+    escape written ``"\\e"`` in YAML, is shown escaped), cut at `MAX_MESSAGE` characters."""
+    if not message.isprintable():
+        message = "".join(c if c.isprintable() else repr(c)[1:-1] for c in message)
     if len(message) > MAX_MESSAGE:
         message = message[: MAX_MESSAGE - 3] + "..."
     return LoadError(file, where.line, where.column, message, rule_id)
