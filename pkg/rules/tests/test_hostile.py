@@ -403,13 +403,7 @@ def test_load_dir_reports_every_hostile_file_and_loads_the_good_one(tmp_path: Pa
 
 def test_rubyctl_rules_check_lists_each_hostile_file_and_exits_1(tmp_path: Path) -> None:
     expected = hostile_directory(tmp_path / "rules")
-    done = subprocess.run(  # our own CLI, with arguments we chose
-        [sys.executable, "-m", "ruby_ctl", "rules", "check", "--dir", str(tmp_path / "rules")],
-        capture_output=True,
-        text=True,
-        timeout=120,  # a FIFO or /dev/zero used to hang it, or exhaust its memory
-        check=False,
-    )
+    done = rubyctl("rules", "check", "--dir", str(tmp_path / "rules"))
     assert done.returncode == 1, done.stderr
     assert "Traceback" not in done.stderr
     lines = done.stdout.splitlines()
@@ -417,3 +411,27 @@ def test_rubyctl_rules_check_lists_each_hostile_file_and_exits_1(tmp_path: Path)
         assert any(line.startswith(start) for line in lines), (start, done.stdout)
     assert lines[-1].endswith(f"in {len(expected)} files (in {tmp_path / 'rules'})")
     assert max(len(line) for line in lines) < MAX_MESSAGE + 100
+
+
+@pytest.mark.parametrize("name", ["fifo.yaml", "zero.yaml", "duration.yaml", "bomb.yaml"])
+def test_rubyctl_rules_test_refuses_a_hostile_rule_file(tmp_path: Path, name: str) -> None:
+    expected = hostile_directory(tmp_path / "rules")
+    (tmp_path / "events.jsonl").write_text(
+        '{"time": "2026-11-20T18:00:00Z", "entity_id": "binary_sensor.motion", "state": "on"}\n'
+    )
+    done = rubyctl("rules", "test", str(tmp_path / "rules" / name), "--events",
+                   str(tmp_path / "events.jsonl"))  # fmt: skip
+    assert done.returncode == 1, done.stderr
+    assert done.stderr.startswith(str(tmp_path / "rules") + "/" + expected[name]), done.stderr
+    assert "nothing was run" in done.stderr
+
+
+def rubyctl(*args: str) -> subprocess.CompletedProcess[str]:
+    """``rubyctl ARGS`` as its own process, killed if it runs past the deadline."""
+    return subprocess.run(  # our own CLI, with arguments we chose
+        [sys.executable, "-m", "ruby_ctl", *args],
+        capture_output=True,
+        text=True,
+        timeout=90,  # a FIFO or /dev/zero used to hang it, or exhaust its memory
+        check=False,
+    )
