@@ -136,9 +136,7 @@ def test_duration_as_seconds_round_trips() -> None:
     assert parse_duration(0.5) == timedelta(milliseconds=500)
 
 
-@pytest.mark.parametrize(
-    "text", ["", "5", "5 m", "m", "1d", "00:60:00", "-5m", -5, 10**10, None, True]
-)
+@pytest.mark.parametrize("text", ["", "5", "5 m", "m", "1d", "00:60:00", "-5m", -5, None, True])
 def test_bad_durations(text: object) -> None:
     with pytest.raises(ValueError, match="expected a duration"):
         parse_duration(text)

@@ -216,8 +216,12 @@ def _check(args: argparse.Namespace) -> int:
 
 
 def _test(args: argparse.Namespace) -> int:
-    for given, what in ((args.file, "rule file"), (args.events, "events file")):
-        if not given.is_file():
+    # A rule file that exists but is a pipe or a device is refused by `load_file`, with why.
+    for given, what, found in (
+        (args.file, "rule file", os.path.lexists(args.file)),
+        (args.events, "events file", args.events.is_file()),
+    ):
+        if not found:
             print(f"rubyctl rules test: {given}: no such {what}", file=sys.stderr)
             return 2
     loaded = load_file(args.file)

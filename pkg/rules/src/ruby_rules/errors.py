@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Final
 
 from pydantic import ValidationError
 from pydantic_core import ErrorDetails
@@ -52,9 +52,31 @@ class LoadError:
         return RuleError(file=self.file, line=self.line, column=self.column, message=self.message)
 
 
+MAX_MESSAGE: Final = 500
+"""Characters of one error message: a hostile file's 100,000-character key is quoted cut."""
+MAX_ERRORS: Final = 100
+"""Errors reported for one file; the rest are counted (`capped`), so that a file of 60,000
+broken rules gives a refusal small enough to log, audit and announce."""
+
+
 def at(file: str, where: Location, message: str, rule_id: str | None = None) -> LoadError:
-    """A `LoadError` at ``where``."""
+    """A `LoadError` at ``where``: one printable line (a control character, such as a terminal
+    escape written ``"\\e"`` in YAML, is shown escaped), cut at `MAX_MESSAGE` characters."""
+    if not message.isprintable():
+        message = "".join(c if c.isprintable() else repr(c)[1:-1] for c in message)
+    if len(message) > MAX_MESSAGE:
+        message = message[: MAX_MESSAGE - 3] + "..."
     return LoadError(file, where.line, where.column, message, rule_id)
+
+
+def capped(errors: list[LoadError]) -> list[LoadError]:
+    """The first `MAX_ERRORS` - 1 errors, then one saying how many more there are."""
+    if len(errors) <= MAX_ERRORS:
+        return errors
+    rest = errors[MAX_ERRORS - 1 :]
+    first = rest[0]
+    more = f"{len(rest)} more errors from here on, not shown (at most {MAX_ERRORS} per file)"
+    return [*errors[: MAX_ERRORS - 1], LoadError(first.file, first.line, first.column, more)]
 
 
 def show_path(path: Path) -> str:

@@ -15,12 +15,16 @@ from pathlib import Path
 
 from pydantic import ValidationError
 
-from ruby_rules.errors import LoadError, at, describe, show_path, validation_errors
+from ruby_rules.errors import LoadError, at, capped, describe, show_path, validation_errors
+from ruby_rules.files import MAX_FILE_BYTES, FileRefused, read_rule_file, shown_name
 from ruby_rules.model import Rule, rule_config_type, rule_version
+from ruby_rules.processors.types import MAX_ID_LENGTH, is_token
 from ruby_rules.yamldoc import START, Document, YamlError, parse
 
 RULE_FILE_GLOB = "*.yaml"
 """The files `load_dir` reads, in name order (not recursive)."""
+
+__all__ = ["MAX_FILE_BYTES", "RULE_FILE_GLOB", "LoadResult", "load_dir", "load_file", "load_text"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -37,12 +41,19 @@ class LoadResult:
 
 
 def load_file(path: Path | str, *, name: str | None = None) -> LoadResult:
-    """Load one rule file; errors and rules name it ``name`` (default: ``path`` as given)."""
+    """Load one rule file; errors and rules name it ``name`` (default: ``path`` as given).
+
+    Only a regular file of at most `MAX_FILE_BYTES` is read (`ruby_rules.files`); a pipe, a
+    device, a directory or a larger file is one located error, found without blocking.
+    """
     file = str(path) if name is None else name
+    if shown_name(file) != file:  # it would forge lines in output and break JSON encoders
+        message = "refused: the file name has control characters or bytes that are not UTF-8"
+        return LoadResult(errors=(at(shown_name(file), START, f"{message}: rename it"),))
     try:
-        raw = Path(path).read_bytes()
-    except OSError as exc:
-        return LoadResult(errors=(at(file, START, f"cannot read the file: {exc.strerror}"),))
+        raw = read_rule_file(path)
+    except FileRefused as refused:
+        return LoadResult(errors=(at(file, START, refused.message),))
     return load_text(raw, file)
 
 
@@ -101,16 +112,19 @@ def _load_document(doc: Document, file: str) -> LoadResult:
         if rule is not None:
             rules.append(rule)
     errors.sort(key=lambda error: (error.line, error.column))
-    return _unique(rules, errors)
+    return _unique(rules, capped(errors))
 
 
 def _load_rule(
     doc: Document, file: str, index: int, item: object
 ) -> tuple[Rule | None, list[LoadError]]:
     base = ("rules", index)
-    rule_id = item.get("id") if isinstance(item, dict) else None
-    rule_id = rule_id if isinstance(rule_id, str) else None
-    label = f"rule {rule_id!r}" if rule_id is not None else f"rules[{index}]"
+    written = item.get("id") if isinstance(item, dict) else None
+    # A short id names the rule in messages, quoted; only a valid one goes into the error's
+    # rule_id, which the engine puts in the subject of the rejection.
+    rule_id = written if is_token(written) else None
+    short = isinstance(written, str) and len(written) <= MAX_ID_LENGTH
+    label = f"rule {written!r}" if short else f"rules[{index}]"
     errors = [
         at(file, p.where, f"{label}: {show_path(p.path[2:]) or 'rule'}: {p.message}", rule_id)
         for p in doc.problems

@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator
 
 from ruby_rules.processors.registry import default_registry
-from ruby_rules.processors.types import Duration, Token
+from ruby_rules.processors.types import Count, Duration, Token
 
 if TYPE_CHECKING:
     from ruby_rules.processors.base import AnyAction, AnyCondition, AnyTrigger
@@ -62,7 +62,7 @@ class RuleConfig(_Strict):
     mode: Mode = "single"
     """What a new trigger does while a run is in flight: ignored (``single``), replaces it
     (``restart``), waits (``queued``) or runs alongside (``parallel``)."""
-    max: int | None = Field(default=None, ge=1)
+    max: Count | None = None
     """For ``queued`` and ``parallel``: how many runs may wait or run at once."""
     triggers: tuple[AnyTrigger, ...] = Field(min_length=1)
     """Any of these starts a run."""

@@ -7,11 +7,13 @@ saved mid-edit never unloads a working automation. Pure: reads files, no NATS, n
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from ruby_rules.errors import LoadError
-from ruby_rules.loader import RULE_FILE_GLOB, load_file
+from ruby_rules.files import shown_name
+from ruby_rules.loader import RULE_FILE_GLOB, LoadResult, load_file
 from ruby_rules.model import Rule
 
 
@@ -51,21 +53,43 @@ class RuleSet:
         """Every running rule, files in name order."""
         return tuple(rule for name in sorted(self.files) for rule in self.files[name])
 
+    def names(self) -> list[str]:
+        """The files `load_all` (re)loads: those present and those known, in name order."""
+        present = {p.name for p in self.directory.glob(RULE_FILE_GLOB)}
+        return sorted(present | set(self.files) | set(self.errors))
+
     def load_all(self) -> list[Change]:
         """(Re)load every rule file of the directory; also unloads files that disappeared."""
-        present = {p.name for p in self.directory.glob(RULE_FILE_GLOB)}
-        names = sorted(present | set(self.files) | set(self.errors))
-        return [self.reload(name) for name in names]
+        return [self.reload(name) for name in self.names()]
 
     def reload(self, name: str) -> Change:
         """Reload the file ``name`` (relative to the directory), or unload it if it is gone."""
+        return self.apply(name, self.read(name))
+
+    def read(self, name: str) -> LoadResult | None:
+        """Load the file ``name`` without changing the set; ``None`` when it is gone.
+
+        Touches nothing of the set, so it may run in a worker thread while the set is in use
+        (the engine reads there, so a large file never stalls its event loop). Never raises:
+        a path that exists but is no regular file (a pipe, a device, a directory, a dangling
+        link) is an error, so its last good rules keep running instead of being unloaded.
+        """
         path = self.directory / name
+        if not os.path.lexists(path):
+            return None
+        try:
+            return load_file(path, name=name)
+        except Exception as exc:  # a loader bug must not stop the engine: refuse the file
+            message = f"could not be loaded ({type(exc).__name__}); the last good rules run"
+            return LoadResult(errors=(LoadError(shown_name(name), 1, 1, message),))
+
+    def apply(self, name: str, result: LoadResult | None) -> Change:
+        """Take what `read` returned for ``name``: load, change, unload or refuse its rules."""
         before = self.files.get(name, ())
-        if not path.is_file():
+        if result is None:
             self.files.pop(name, None)
             self.errors.pop(name, None)
-            return Change(name, unloaded=before)
-        result = load_file(path, name=name)
+            return Change(shown_name(name), unloaded=before)
         errors = list(result.errors)
         taken = {rule.id: rule for other, rules in self.files.items() if other != name
                  for rule in rules}  # fmt: skip
@@ -83,7 +107,7 @@ class RuleSet:
                 )
         if errors:
             self.errors[name] = tuple(errors)
-            return Change(name, rejected=tuple(errors), kept=before)
+            return Change(shown_name(name), rejected=tuple(errors), kept=before)
         self.errors.pop(name, None)
         self.files[name] = result.rules
         old = {rule.id: rule for rule in before}

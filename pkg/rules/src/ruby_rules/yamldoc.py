@@ -13,6 +13,7 @@ with their path, so the caller can reject just the rule that holds them.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from typing import Final, TypeAlias
 
@@ -26,6 +27,10 @@ MAX_NODES: Final = 100_000
 """More nodes than this (an alias bomb, a huge generated file) rejects the whole file."""
 MAX_DEPTH: Final = 64
 """Deeper nesting than this is refused (no rule needs it; it guards the recursion)."""
+MAX_CHARS: Final = 1_000_000
+"""More characters of text than this, counting each alias of a text again, rejects the whole
+file: an alias bomb of long texts (``[*big, *big, ...]``) costs nothing to build but a rule's
+version and commands would write it out in full."""
 
 _TAG = "tag:yaml.org,2002:"
 _PLAIN_TAGS: Final = frozenset({_TAG + "null", _TAG + "bool", _TAG + "int", _TAG + "float"})
@@ -78,7 +83,9 @@ class Document:
 def parse(text: str) -> Document | None:
     """Parse one YAML document; ``None`` when the text holds none. Raises only `YamlError`."""
     try:
-        node = yaml.compose(text, Loader=yaml.SafeLoader)
+        node = yaml.compose(text, Loader=_Loader)
+    except _TooMany as exc:
+        raise YamlError(location(exc.mark), exc.message) from None
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
         raise YamlError(location(mark), f"invalid YAML: {_describe(exc)}") from None
@@ -108,12 +115,32 @@ def _offset_location(text: str, offset: int) -> Location:
     return Location(before.count("\n") + 1, offset - (before.rfind("\n") + 1) + 1)
 
 
+class _TooMany(Exception):  # noqa: N818 - internal; always becomes a YamlError
+    def __init__(self, mark: yaml.Mark, message: str) -> None:
+        super().__init__(message)
+        self.mark, self.message = mark, message
+
+
+class _Loader(yaml.SafeLoader):
+    # Counts nodes while composing, so a huge file of tiny values stops at MAX_NODES instead of
+    # being composed whole first (aliases reuse their node: the builder counts their expansion).
+    _composed = 0
+
+    def compose_node(self, parent: Node | None, index: int) -> Node | None:
+        self._composed += 1
+        if self._composed > MAX_NODES:
+            message = f"too many values (over {MAX_NODES}); expected a rule file"
+            raise _TooMany(self.get_mark(), message)
+        return super().compose_node(parent, index)
+
+
 class _Builder:
     def __init__(self) -> None:
         self.values: dict[Path, Location] = {}
         self.keys: dict[Path, Location] = {}
         self.problems: list[Problem] = []
         self._count = 0
+        self._chars = 0
         self._active: set[int] = set()
         self._constructor = SafeConstructor()
 
@@ -124,6 +151,10 @@ class _Builder:
             raise YamlError(where, f"too many values (over {MAX_NODES}); expected a rule file")
         self.values[path] = where
         if isinstance(node, ScalarNode):
+            self._chars += len(node.value)
+            if self._chars > MAX_CHARS:
+                message = f"too much text (over {MAX_CHARS} characters, each alias counted)"
+                raise YamlError(where, f"{message}; expected a rule file")
             return self._scalar(node, path)
         if depth >= MAX_DEPTH:
             self.problems.append(Problem(path, where, f"nested deeper than {MAX_DEPTH} levels"))
@@ -173,8 +204,14 @@ class _Builder:
             self.problems.append(Problem(path, where, f"unsupported YAML tag {tag!r}"))
             return None
         try:
-            return self._constructor.construct_object(node, deep=True)
+            value = self._constructor.construct_object(node, deep=True)
         except (yaml.YAMLError, ValueError, TypeError, OverflowError) as exc:
             where = location(node.start_mark)
             self.problems.append(Problem(path, where, f"unreadable {tag[len(_TAG) :]}: {exc}"))
             return None
+        if isinstance(value, float) and not math.isfinite(value):
+            where = location(node.start_mark)
+            message = f"{text[:20]!r} is not a finite number: expected a number such as 21.5"
+            self.problems.append(Problem(path, where, message))
+            return None
+        return value

@@ -6,8 +6,9 @@
 - A timer task sleeps until the earliest deadline, fires what is due, publishes its messages
   (waiting for JetStream's acks) and only then updates the timers bucket: killed in between,
   the engine fires the same timer again on restart, with the same ids.
-- A watcher reloads rule files as they change (`ruby_rules.ruleset`): the last good version
-  of a refused file keeps running, the refusal is logged, audited and shown in the status.
+- A watcher (`ruby_engine.watch`) reloads rule files as they change (`ruby_rules.ruleset`):
+  the last good version of a refused file keeps running, the refusal is logged, audited and
+  shown in the status; files are read in a worker thread, applied on the event loop.
 One lock serialises every call into the rule engine; nothing else shares its state.
 """
 
@@ -23,11 +24,11 @@ import structlog
 from nats.aio.client import Client
 from nats.js.errors import KeyNotFoundError
 from nats.js.kv import KeyValue
-from watchfiles import awatch
 
 from ruby_engine.event_types import EventTypesRecord
 from ruby_engine.outputs import outbound
 from ruby_engine.status import Status
+from ruby_engine.watch import watch
 from ruby_natsx import tuning
 from ruby_natsx.audit import audit_record
 from ruby_natsx.handler import Delivery, Outbound
@@ -37,7 +38,7 @@ from ruby_natsx.subjects import Subjects
 from ruby_rules.engine import Effects, RuleEngine, TimerRecord
 from ruby_rules.engine.core import TIMER_NOTES
 from ruby_rules.engine.records import RecordError
-from ruby_rules.loader import RULE_FILE_GLOB
+from ruby_rules.files import shown_name
 from ruby_rules.ruleset import Change, RuleSet
 from ruby_schemas.audit import AuditOutcome
 from ruby_schemas.base import Payload
@@ -90,6 +91,7 @@ class Engine:
         self._timers_kv, self._projection_kv = timers, projection
         self._projection_bucket, self._timers_bucket = projection_bucket, timers_bucket
         self._lock = asyncio.Lock()
+        self._reload_lock = asyncio.Lock()
         self._wake = asyncio.Event()
         self._stopping = asyncio.Event()
         self._publisher = Publisher(nc)
@@ -123,7 +125,7 @@ class Engine:
                 await self._timers_kv.delete(key)
         self._core.restore(records)
         log.info("engine state loaded", entities=len(states), timers=len(records))
-        await self._apply_changes(self._ruleset.load_all())
+        await self.reload(self._ruleset.names())
         if self._status_kv is not None:  # the runs recorded before a restart stay visible
             runs = await self.status.restore(self._status_kv, IDENTITY)
             log.info("recent runs restored", runs=runs)
@@ -131,7 +133,7 @@ class Engine:
         log.info(
             "engine running",
             rules=len(self._ruleset.rules),
-            refused_files=sorted(self._ruleset.errors),
+            refused_files=sorted(map(shown_name, self._ruleset.errors)),
             timers=len(self._core.timers),
         )
 
@@ -269,24 +271,30 @@ class Engine:
     # --- rule files ------------------------------------------------------------------------
 
     async def watch_rules(self, *, debounce_ms: int = 200) -> None:
-        """Reload rule files as they are added, changed or deleted, until `stop`."""
-        directory = self._ruleset.directory
-        async for changes in awatch(
-            directory, stop_event=self._stopping, debounce=debounce_ms, recursive=False
-        ):
-            names = sorted(
-                {
-                    Path(path).name
-                    for _, path in changes
-                    if Path(path).match(RULE_FILE_GLOB) and Path(path).parent == directory
-                }
-            )
-            if names:
-                await self.reload(names)
+        """Reload rule files as they are added, changed or deleted, until `stop`
+        (`ruby_engine.watch`: no file, however named, ends the watch)."""
+        await watch(
+            self._ruleset.directory,
+            self.reload,
+            self._ruleset.names,
+            self._stopping,
+            debounce_ms=debounce_ms,
+        )
 
     async def reload(self, names: Sequence[str]) -> list[Change]:
-        """Reload the named rule files now."""
-        return await self._apply_changes([self._ruleset.reload(name) for name in names])
+        """Reload the named rule files now.
+
+        The files are read and validated in a worker thread (a hostile 128 KiB file takes
+        seconds to parse; events keep flowing meanwhile), then applied on the event loop;
+        one reload at a time, so the last save read is the last applied.
+        """
+        async with self._reload_lock:
+            results = await asyncio.to_thread(lambda: [self._ruleset.read(n) for n in names])
+            changes = [
+                self._ruleset.apply(name, result)
+                for name, result in zip(names, results, strict=True)
+            ]
+            return await self._apply_changes(changes)
 
     async def _apply_changes(self, changes: Sequence[Change]) -> list[Change]:
         async with self._lock:

@@ -29,6 +29,7 @@ from nats.js.kv import KeyValue
 from ruby_rules.engine import RuleEngine
 from ruby_rules.engine.core import TIMER_NOTES
 from ruby_rules.engine.effects import Trace
+from ruby_rules.files import shown_name
 from ruby_rules.ruleset import RuleSet
 
 TRACES_KEPT = 20
@@ -160,7 +161,8 @@ class Status:
                 "last_run": counts.last_run,
             }
         errors = {
-            name: [str(error) for error in errors] for name, errors in self._ruleset.errors.items()
+            shown_name(name): [str(error) for error in errors]
+            for name, errors in self._ruleset.errors.items()
         }
         return {"updated": _now(), "rules": rules, "refused_files": errors}
 
@@ -183,7 +185,7 @@ class Status:
             "updated": _now(),
             "rules": len(self._ruleset.rules),
             "timers": len(self._core.timers),
-            "refused_files": sorted(self._ruleset.errors),
+            "refused_files": sorted(map(shown_name, self._ruleset.errors)),
         }
         await self._nc.publish(self._subject, json.dumps(record).encode())
 

@@ -8,14 +8,15 @@ from typing import Self
 from pydantic import model_validator
 
 from ruby_rules.processors.base import ProcessorConfig
+from ruby_rules.processors.types import Number
 
 
 class NumericRange(ProcessorConfig):
     """``above`` and/or ``below`` bounds (both exclusive); at least one is required."""
 
-    above: float | None = None
+    above: Number | None = None
     """The value must be greater than this."""
-    below: float | None = None
+    below: Number | None = None
     """The value must be less than this."""
 
     @model_validator(mode="after")

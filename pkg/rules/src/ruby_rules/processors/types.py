@@ -6,10 +6,11 @@ ends up, located by file, line and column, in front of the person who wrote the 
 
 from __future__ import annotations
 
+import math
 import re
 from collections.abc import Sequence
 from datetime import time, timedelta
-from typing import Annotated, Any, TypeAlias, TypeGuard
+from typing import Annotated, Any, Final, TypeAlias, TypeGuard
 
 from pydantic import AfterValidator, BeforeValidator, Field
 
@@ -20,23 +21,60 @@ _ENTITY_ID = re.compile(ENTITY_ID_PATTERN)
 _TOKEN = re.compile(IDENTIFIER_PATTERN)
 _SLUG = re.compile(SLUG_PATTERN)
 _UNITS = re.compile(r"(?:(\d+)h)?(?:(\d+)m)?(?:(\d+)s)?")
+_HMS = re.compile(r"(\d+):([0-5]\d):([0-5]\d)")
 _CLOCK = re.compile(r"(\d{1,2}):([0-5]\d)(?::([0-5]\d))?")
 
 DURATION_HINT = "a duration such as '30s', '5m', '1h', '1h30m', 'HH:MM:SS' or a number of seconds"
 
+MAX_DURATION: Final = timedelta(days=366)
+"""The longest duration a rule may give (``for``, ``delay``, ``timeout``, ``max_lateness``).
+
+A year is longer than any home automation waits, and keeps every deadline the engine computes
+(now + duration) far from the datetime range's end, where ``99999999999h`` used to raise
+`OverflowError` inside the engine."""
+_MAX_SECONDS: Final = MAX_DURATION.total_seconds()
+MAX_ID_LENGTH: Final = 64
+"""Characters in a rule id, trigger id, event type, area or device id.
+
+Ids end up in subjects (``<p>.evt.engine.rule.<id>.loaded``), KV keys (``engine.trace.<id>``)
+and headers (``Nats-Msg-Id: fired-<id>-...``): nats-server drops a connection whose control line
+passes 4 KiB, so a 5,000-character id used to reset the engine's connection. 64 is Home
+Assistant's own limit for an event type, twice a device id, and ample for a name a person types.
+"""
+MAX_ENTITY_ID_LENGTH: Final = 255
+"""Characters in an entity id: Home Assistant's own limit (it stores no longer ones)."""
+MAX_NUMBER: Final = 1e15
+"""Bounds (``above``/``below``) stay within ±10^15: beyond that a float no longer holds every
+whole number, and no sensor reads so much."""
+MAX_RUNS: Final = 1000
+"""The largest ``max`` (runs waiting or running at once): in-flight work stays bounded."""
+
+
+def _shown(value: str) -> str:
+    # A hostile value (5,000 characters) is quoted shortened in the message that refuses it.
+    return repr(value) if len(value) <= 60 else f"{value[:57]!r}... ({len(value)} characters)"
+
 
 def _entity_id(value: str) -> str:
+    if len(value) > MAX_ENTITY_ID_LENGTH:
+        raise ValueError(
+            f"invalid entity id {_shown(value)}: at most {MAX_ENTITY_ID_LENGTH} characters"
+        )
     if _ENTITY_ID.fullmatch(value) is None:
         raise ValueError(
-            f"invalid entity id {value!r}: expected 'domain.object_id' in lower-case letters, "
-            "digits and single underscores (such as 'light.hallway')"
+            f"invalid entity id {_shown(value)}: expected 'domain.object_id' in lower-case "
+            "letters, digits and single underscores (such as 'light.hallway')"
         )
     return value
 
 
 def is_entity_id(value: object) -> TypeGuard[str]:
     """Whether ``value`` is a valid entity id, ``domain.object_id``."""
-    return isinstance(value, str) and _ENTITY_ID.fullmatch(value) is not None
+    return (
+        isinstance(value, str)
+        and len(value) <= MAX_ENTITY_ID_LENGTH
+        and _ENTITY_ID.fullmatch(value) is not None
+    )
 
 
 def _entity_id_or_expression(value: str) -> str:
@@ -47,16 +85,27 @@ def _entity_id_or_expression(value: str) -> str:
 
 
 def _token(value: str) -> str:
+    if len(value) > MAX_ID_LENGTH:
+        raise ValueError(f"invalid id {_shown(value)}: at most {MAX_ID_LENGTH} characters")
     if _TOKEN.fullmatch(value) is None:
-        raise ValueError(f"invalid id {value!r}: expected letters, digits, '_' or '-' only")
+        raise ValueError(f"invalid id {_shown(value)}: expected letters, digits, '_' or '-' only")
     return value
+
+
+def is_token(value: object) -> TypeGuard[str]:
+    """Whether ``value`` is a valid id (`Token`): safe as one subject token and in a header."""
+    return isinstance(value, str) and len(value) <= MAX_ID_LENGTH and bool(_TOKEN.fullmatch(value))
 
 
 def _service(value: str) -> str:
     domain, dot, service = value.partition(".")
+    if len(value) > 2 * MAX_ID_LENGTH + 1:
+        raise ValueError(
+            f"invalid service {_shown(value)}: at most {2 * MAX_ID_LENGTH + 1} characters"
+        )
     if not dot or _SLUG.fullmatch(domain) is None or _SLUG.fullmatch(service) is None:
         raise ValueError(
-            f"invalid service {value!r}: expected 'domain.service', such as 'light.turn_on'"
+            f"invalid service {_shown(value)}: expected 'domain.service', such as 'light.turn_on'"
         )
     return value
 
@@ -82,20 +131,36 @@ def parse_duration(value: Any) -> timedelta:
     Raise ``ValueError`` otherwise. Seconds are also how configs serialise a duration, so a
     dumped rule validates back to the same rule.
     """
+    shown = _shown(value) if isinstance(value, str) else repr(value)
+    shown = shown if len(shown) <= 80 else "a number that large"
+    seconds = _seconds(value)
+    if seconds is None:
+        raise ValueError(f"invalid duration {shown}: expected {DURATION_HINT}")
+    if seconds > _MAX_SECONDS:
+        raise ValueError(
+            f"duration {shown} out of range: at most {MAX_DURATION.days} days "
+            f"({int(MAX_DURATION.total_seconds())} seconds)"
+        )
+    return timedelta(seconds=seconds)
+
+
+def _seconds(value: Any) -> float | None:
+    # Plain arithmetic on bounded digits (at most 12 per unit): no input reaches timedelta's
+    # OverflowError; the caller checks `MAX_DURATION` before building the timedelta.
     if isinstance(value, timedelta):
-        return value
-    if isinstance(value, int | float) and not isinstance(value, bool) and 0 <= value < 10**9:
-        return timedelta(seconds=value)
+        return value.total_seconds()
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        if not 0 <= value < math.inf:  # refuses NaN, infinities and negatives
+            return None
+        return float(value) if value <= _MAX_SECONDS else math.inf
     if isinstance(value, str) and value:
-        units = _UNITS.fullmatch(value)
+        units = _UNITS.fullmatch(value) or _HMS.fullmatch(value)
         if units is not None and any(units.groups()):
+            if any(len(part or "") > 12 for part in units.groups()):
+                return math.inf  # out of range, without converting thousands of digits
             hours, minutes, seconds = (int(part or 0) for part in units.groups())
-            return timedelta(hours=hours, minutes=minutes, seconds=seconds)
-        clock = re.fullmatch(r"(\d+):([0-5]\d):([0-5]\d)", value)
-        if clock is not None:
-            hours, minutes, seconds = (int(part) for part in clock.groups())
-            return timedelta(hours=hours, minutes=minutes, seconds=seconds)
-    raise ValueError(f"invalid duration {value!r}: expected {DURATION_HINT}")
+            return float(hours * 3600 + minutes * 60 + seconds)
+    return None
 
 
 def parse_time_of_day(value: Any) -> time:
@@ -144,6 +209,50 @@ Duration: TypeAlias = Annotated[timedelta, BeforeValidator(parse_duration)]
 
 TimeOfDay: TypeAlias = Annotated[time, BeforeValidator(parse_time_of_day)]
 """A wall-clock time written ``HH:MM`` or ``HH:MM:SS``."""
+
+
+def _number(value: Any) -> Any:
+    # Strict: `true` is not 1 and "5" is not 5; out-of-range numbers are refused by name.
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise ValueError(f"expected a number; got {_kind(value)}")  # noqa: TRY004 - pydantic reports only ValueError
+    if not -MAX_NUMBER <= value <= MAX_NUMBER:  # also refuses NaN and infinities
+        raise ValueError(
+            f"number out of range: expected one from {-MAX_NUMBER:g} to {MAX_NUMBER:g}"
+        )
+    return float(value)
+
+
+def _count(value: Any) -> Any:
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise ValueError(f"expected a whole number; got {_kind(value)}")  # noqa: TRY004 - pydantic reports only ValueError
+    if not 1 <= value <= MAX_RUNS:
+        shown = value if abs(value) < 10**12 else "a number that large"
+        raise ValueError(f"{shown} out of range: expected a whole number from 1 to {MAX_RUNS}")
+    return value
+
+
+def _flag(value: Any) -> Any:
+    if not isinstance(value, bool):
+        raise ValueError(f"expected true or false; got {_kind(value)}")  # noqa: TRY004 - pydantic reports only ValueError
+    return value
+
+
+def _kind(value: Any) -> str:
+    if isinstance(value, bool):
+        return "true/false"
+    if isinstance(value, int | float):
+        return "a number"
+    return "text" if isinstance(value, str) else "nothing" if value is None else "a structure"
+
+
+Number: TypeAlias = Annotated[float, BeforeValidator(_number)]
+"""A finite number within ±`MAX_NUMBER`; ``true``/``false`` and text are refused, not read as 1."""
+
+Count: TypeAlias = Annotated[int, BeforeValidator(_count)]
+"""A whole number from 1 to `MAX_RUNS`; ``true`` is refused, not read as 1."""
+
+Flag: TypeAlias = Annotated[bool, BeforeValidator(_flag)]
+"""``true`` or ``false`` only: ``1``, ``0`` and ``"yes"`` are refused."""
 
 
 def in_any(value: str | None, allowed: Sequence[str] | None) -> bool:

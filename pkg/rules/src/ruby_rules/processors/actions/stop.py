@@ -8,6 +8,7 @@ from pydantic import Field
 
 from ruby_rules.processors.base import Action, ActionConfig
 from ruby_rules.processors.registry import REGISTRY
+from ruby_rules.processors.types import Flag
 
 
 class StopActionConfig(ActionConfig):
@@ -16,7 +17,7 @@ class StopActionConfig(ActionConfig):
     kind: Literal["stop"]
     reason: str = Field(min_length=1)
     """Why the run stopped."""
-    error: bool = False
+    error: Flag = False
     """Record the run as failed rather than finished."""
 
 

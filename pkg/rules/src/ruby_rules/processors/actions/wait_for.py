@@ -8,7 +8,7 @@ from pydantic import model_validator
 
 from ruby_rules.processors.base import Action, ActionConfig
 from ruby_rules.processors.registry import REGISTRY
-from ruby_rules.processors.types import Duration
+from ruby_rules.processors.types import Duration, Flag
 
 if TYPE_CHECKING:
     from ruby_rules.processors.base import AnyTrigger
@@ -22,7 +22,7 @@ class WaitForActionConfig(ActionConfig):
     """Any trigger kind."""
     timeout: Duration
     """The longest wait (required: an unbounded wait would hold a run forever)."""
-    continue_on_timeout: bool = True
+    continue_on_timeout: Flag = True
     """On timeout, go on with the next action (true) or stop the run (false)."""
 
     @model_validator(mode="after")
