@@ -69,9 +69,10 @@ class IncompatibleChangeError(RuntimeError):
 
 BREAK_GLASS: Final = (
     "the audit trail's configuration is locked: nobody in day-to-day operation may change it. "
-    "If the change is intended, break the glass: `rubyctl bootstrap --audit-break-glass`, "
-    "restart with `rubyctl up --audit-break-glass` (both audited), then `rubyctl bootstrap` "
-    "and `rubyctl up` again to lock it (README, Security model; docs/adr/0005)"
+    "If the change is intended, break the glass with the stack stopped: `rubyctl up "
+    "--audit-break-glass` renders an authorization that lets the operator update AUDIT, applies "
+    "the declaration, renders the locked one again and stops, each step audited (README, "
+    "Security model; docs/adr/0005)"
 )
 
 
