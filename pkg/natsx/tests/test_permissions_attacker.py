@@ -23,12 +23,13 @@ delete; for every durable not its own (the operator: the sink's): an update thro
 create subjects and without the filter in the subject, the legacy create, a delete, a pause,
 a pull, an ack, its info, an ephemeral consumer on its stream; for AUDIT, as everyone:
 configuration updates (subjects, max_msgs with discard old, max_age, deny flags off,
-rollups allowed), a create over it, a purge, a message delete, its deletion, rollup and
-per-message TTL publishes; for the DLQ, as every service: reading, consuming, purging,
-deleting and acking dead letters, and replaying into a family it does not produce. Only what a
-job needs is expected to be allowed (the readers' reads are exercised by
-``test_permissions_matrix.py``); everything here must be refused. Afterwards AUDIT, the
-sink's durable and every key are checked unchanged. The matrix prints its counts.
+rollups allowed), taking its subjects into another stream, a create over it, a purge, a
+message delete, its deletion, rollup and per-message TTL publishes; for the DLQ, as every
+service: reading, consuming, purging, deleting and acking dead letters, and replaying into a
+family it does not produce. Only what a job needs is expected to be allowed (the readers'
+reads are exercised by ``test_permissions_matrix.py``); everything here must be refused.
+Afterwards AUDIT, the sink's durable and every key are checked unchanged. The matrix prints
+its counts.
 """
 
 from __future__ import annotations
@@ -52,6 +53,7 @@ from ruby_natsx.topology import (
     DLQ,
     ENGINE,
     EVENT_TYPES_KEY,
+    EVENTS,
     GATEWAY,
     IDEMPOTENCY,
     PROJECTION,
@@ -270,6 +272,17 @@ def _audit_attacks(m: Matrix, identity: str) -> list[Row]:
         for what, change in configs.items()
     ]
     own = s.audit(identity, "attack")
+    events = topo.stream(EVENTS)
+    widened = events.to_config().evolve(subjects=[s.events_all, s.audit_all])
+    taken = [s.audit(GATEWAY, "attack")]
+    rogue = api.StreamConfig(name=f"{s.prefix.upper()}_ROGUE", subjects=taken)
+    by_stream = BY_STREAM if identity == OPERATOR else BY_PERMISSIONS
+    rows += [
+        ("take AUDIT's subjects into EVENTS", _call(js.update_stream, widened), by_stream,
+         f"{API}.STREAM.UPDATE.{events.name}"),
+        ("take some of AUDIT's subjects into a new stream", _call(js.add_stream, rogue),
+         by_stream, f"{API}.STREAM.CREATE.{rogue.name}"),
+    ]  # fmt: skip
     recreated = spec.to_config().evolve(max_msgs=1, discard=api.DiscardPolicy.OLD)
     rows += [
         ("create AUDIT over the existing one, keeping one record",

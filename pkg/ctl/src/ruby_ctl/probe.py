@@ -34,6 +34,7 @@ _STREAM_REFUSALS: Final = (
     "can not cancel deny",  # an update lifting deny_delete / deny_purge
     "already in use with a different configuration",  # a create over an existing stream
     "ttl is disabled",  # a per-message TTL on a stream that does not allow one
+    "subjects overlap with an existing stream",  # taking another stream's subjects
 )
 
 
