@@ -155,9 +155,9 @@ def inbox_prefix(identity: str) -> str:
 def permissions(subjects: Subjects, *, break_glass: bool = False) -> tuple[Permissions, ...]:
     """Every identity's permissions for the installation named by ``subjects``, in order.
 
-    ``break_glass`` lets the operator update AUDIT's configuration, and nothing else more:
-    rendered only by ``rubyctl bootstrap --audit-break-glass`` (audited), until the next
-    plain ``rubyctl bootstrap`` (ADR-0005)."""
+    ``break_glass`` lifts one deny, the operator's on updating AUDIT's configuration: only
+    ``rubyctl up --audit-break-glass`` renders it (audited), and renders the locked table
+    again before it stops (ADR-0005)."""
     topo = topology(subjects)
     services = tuple(_service(topo, identity, NEEDS[identity]) for identity in SERVICES)
     return (*services, _operator(topo, break_glass=break_glass))
