@@ -15,6 +15,7 @@ from nats.aio.client import Client
 
 from ruby_ctl.cli import main
 from ruby_ctl.testing import Installation
+from ruby_natsx.kvread import read_bucket
 from ruby_natsx.permissions import OPERATOR
 from ruby_natsx.topology import EVENTS, STATUS
 from ruby_rules import load_dir
@@ -300,14 +301,21 @@ class Live:
         self.run(put, identity="engine")
 
     def forget_status(self) -> None:
-        """Remove every engine key (the installation is shared by the session)."""
+        """Remove every engine key (the installation is shared by the session): the operator
+        lists them, the engine purges its own (nobody may purge a bucket through the API)."""
+
+        async def engine_keys(nc: Client) -> list[str]:
+            keys = await read_bucket(nc, self.bucket)
+            return [k for k in keys if k == "engine" or k.startswith("engine.")]
+
+        keys = self.run(engine_keys)
 
         async def purge(nc: Client) -> None:
-            js = nc.jetstream()
-            for subject in (f"$KV.{self.bucket}.engine", f"$KV.{self.bucket}.engine.>"):
-                await js.purge_stream(f"KV_{self.bucket}", subject=subject)
+            kv = await nc.jetstream().key_value(self.bucket)
+            for key in keys:
+                await kv.purge(key)
 
-        self.run(purge)
+        self.run(purge, identity="engine")
 
 
 @pytest.fixture

@@ -7,7 +7,13 @@ from nats.js import JetStreamContext
 from nats.js.errors import APIError
 
 from ruby_natsx import tuning
-from ruby_natsx.apply import Action, IncompatibleChangeError, apply_stream, apply_topology
+from ruby_natsx.apply import (
+    Action,
+    IncompatibleChangeError,
+    LockedStreamError,
+    apply_stream,
+    apply_topology,
+)
 from ruby_natsx.subjects import Subjects
 from ruby_natsx.topology import (
     AUDIT,
@@ -17,6 +23,7 @@ from ruby_natsx.topology import (
     GATEWAY,
     IDEMPOTENCY,
     PROJECTION,
+    Discard,
     Retention,
     Topology,
     topology,
@@ -111,14 +118,50 @@ async def test_an_incompatible_stream_change_is_reported_never_ignored(
     assert (await js.stream_info(events.name)).config.retention == "limits"
 
 
-async def test_relaxing_the_audit_protection_is_refused(
+async def test_relaxing_the_audit_protection_is_refused_even_breaking_the_glass(
     js: JetStreamContext, topology_applied: Topology
 ) -> None:
     audit = topology_applied.stream(AUDIT)
+    relaxed = dataclasses.replace(audit, deny_purge=False, deny_delete=False)
     with pytest.raises(IncompatibleChangeError) as err:
-        await apply_stream(js, dataclasses.replace(audit, deny_purge=False, deny_delete=False))
+        await apply_stream(js, relaxed, break_glass=True)  # the server refuses it
     assert "deny_delete" in str(err.value)
+    assert not isinstance(err.value, LockedStreamError)
     assert (await js.stream_info(audit.name)).config.deny_purge
+
+
+@pytest.mark.parametrize(
+    ("change", "field"),
+    [
+        ({"max_age": 1.0}, "max_age"),
+        ({"discard": Discard.OLD}, "discard"),
+        ({"subjects": ("elsewhere.>",)}, "subjects"),
+    ],
+)
+async def test_a_locked_stream_that_differs_is_left_alone_naming_the_break_glass(
+    js: JetStreamContext, topology_applied: Topology, change: dict[str, object], field: str
+) -> None:
+    audit = topology_applied.stream(AUDIT)
+    before = (await js.stream_info(audit.name)).config
+    topo = dataclasses.replace(
+        topology_applied,
+        streams=(dataclasses.replace(audit, **change),),  # type: ignore[arg-type]
+    )
+    with pytest.raises(LockedStreamError) as err:
+        await apply_topology(js, topo)
+    text = str(err.value)
+    assert f"{field}:" in text, text
+    assert "rubyctl up --audit-break-glass" in text, text
+    assert (await js.stream_info(audit.name)).config == before
+
+
+async def test_breaking_the_glass_applies_a_locked_streams_change(
+    js: JetStreamContext, topology_applied: Topology
+) -> None:
+    audit = dataclasses.replace(topology_applied.stream(AUDIT), description="moved on purpose")
+    change = await apply_stream(js, audit, break_glass=True)
+    assert change.action is Action.UPDATED
+    assert (await js.stream_info(audit.name)).config.description == "moved on purpose"
 
 
 async def test_an_incompatible_consumer_change_is_reported(

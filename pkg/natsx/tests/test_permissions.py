@@ -63,8 +63,13 @@ def test_every_identity_has_exactly_one_entry_in_order() -> None:
 
 @pytest.mark.parametrize("identity", SERVICES)
 def test_services_never_administer_jetstream(identity: str) -> None:
+    own = TOPO.consumer(identity)
     for grant in _of(identity).publish:
         assert not grant.subject.startswith("$JS.API.>")
+        if own.self_created and grant.subject == (
+            f"$JS.API.CONSUMER.CREATE.{own.stream}.{own.durable}.{own.filter_subjects[0]}"
+        ):
+            continue  # the audit sink creates its own durable, with its filter in the subject
         if grant.subject.startswith("$JS.API."):
             assert grant.subject.startswith(READ_AND_PULL_CALLS), grant
             assert not any(call in grant.subject for call in ADMIN_CALLS), grant
@@ -141,9 +146,13 @@ def test_kv_access_is_what_each_service_needs() -> None:
     assert reads(ENGINE, "timers")
     assert not writes(GATEWAY, "timers")
     assert not reads(GATEWAY, "timers")
+    assert writes(GATEWAY, "idempotency")
+    assert reads(GATEWAY, "idempotency")
+    for identity in (ENGINE, AUDIT_SINK, OPERATOR):  # the ledger is the gateway's alone
+        assert not writes(identity, "idempotency", "cmd.c1"), identity
+    for identity in (ENGINE, AUDIT_SINK):
+        assert not reads(identity, "idempotency"), identity
     for identity in SERVICES:
-        assert writes(identity, "idempotency")
-        assert reads(identity, "idempotency")
         assert writes(identity, "status", identity)
         assert not reads(identity, "status")
         for other in SERVICES:
@@ -180,6 +189,27 @@ def test_the_operator_administers_but_cannot_delete_the_audit_stream() -> None:
     assert op.may_publish(S.ha_state("light.porch"))  # replay
     assert not op.may_publish(S.dlq("RUBY_EVENTS", "engine"))
     assert not op.may_publish("$KV.ruby_projection.light")
+
+
+def test_the_operator_may_create_audit_but_never_change_it_nor_touch_its_consumer() -> None:
+    audit, sink = TOPO.stream(AUDIT).name, TOPO.consumer(AUDIT_SINK)
+    locked = [
+        f"$JS.API.STREAM.{verb}.{audit}"
+        for verb in ("UPDATE", "DELETE", "PURGE", "MSG.DELETE", "RESTORE")
+    ] + [
+        f"$JS.API.CONSUMER.{verb}.{audit}.{sink.durable}"
+        for verb in ("CREATE", "DURABLE.CREATE", "DELETE", "MSG.NEXT", "PAUSE", "RESET")
+    ]
+    locked += [f"$JS.API.CONSUMER.CREATE.{audit}", f"$JS.API.CONSUMER.CREATE.{audit}.x.ruby.>"]
+    op, glass = _of(OPERATOR), permissions(S, break_glass=True)[-1]
+    assert glass.identity == OPERATOR
+    for subject in locked:
+        assert not op.may_publish(subject), subject
+        assert glass.may_publish(subject) is subject.startswith("$JS.API.STREAM.UPDATE."), subject
+    for subject in (f"$JS.API.STREAM.CREATE.{audit}", f"$JS.API.STREAM.INFO.{audit}"):
+        assert op.may_publish(subject), subject  # a fresh install creates it; reading is fine
+    for bucket in TOPO.buckets:  # a purged ledger key would run a command again
+        assert not op.may_publish(f"$JS.API.STREAM.PURGE.{bucket.stream().name}")
 
 
 @pytest.mark.parametrize(

@@ -6,108 +6,33 @@ no permission violation. Then every grant of the *other* identities that the tab
 give it is attempted and must be refused by the server, and so must a fixed list of actions
 nobody's job needs (creating, updating, deleting streams and consumers, purging or deleting
 from AUDIT, consuming another's consumer, reading another's inbox or raw traffic). The
-operator's refusals on AUDIT come from the stream itself (deny purge / deny delete) or from
-its one deny rule. The matrix prints its counts.
+operator's refusals on AUDIT come from its deny rules (the stream also denies purges and
+deletes). The matrix prints its counts. What an attacker holding one identity's credentials
+would try against the others' state, drawn up from the services' jobs rather than from this
+table, is ``test_permissions_attacker.py``.
 """
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
-import logging
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
-from dataclasses import dataclass, field
+from collections.abc import AsyncIterator
 
 import pytest
 import pytest_asyncio
 from nats.aio.client import Client
 from nats.js import JetStreamContext, api
-from nats.js.errors import APIError
 
+from ruby_ctl.probe import (
+    ALLOWED,
+    BY_PERMISSIONS,
+    REFUSED,
+    Act,
+    Matrix,
+    watching_violations,
+)
 from ruby_ctl.testing import Installation
-from ruby_natsx.apply import Action, apply_topology
+from ruby_natsx.apply import Action, apply_consumer, apply_topology
 from ruby_natsx.permissions import IDENTITIES, OPERATOR, SERVICES, permissions_of
 from ruby_natsx.topology import AUDIT, COMMANDS, DLQ, ENGINE, EVENT_TYPES_KEY, EVENTS, GATEWAY
-
-ALLOWED = "allowed"
-BY_PERMISSIONS = "refused by permissions"
-BY_STREAM = "refused by the stream"
-
-Act = Callable[[], Awaitable[object]]
-
-
-class Violations(logging.Handler):
-    """The permission violations the server reported; ``ruby_natsx.connection`` logs them."""
-
-    def __init__(self) -> None:
-        super().__init__(logging.WARNING)
-        self.seen: list[str] = []
-
-    def emit(self, record: logging.LogRecord) -> None:
-        message = record.getMessage().lower()
-        if "permissions violation" in message:
-            self.seen.append(message)
-
-
-@pytest.fixture
-def violations() -> Iterator[Violations]:
-    handler = Violations()
-    logger = logging.getLogger("ruby_natsx.connection")
-    level = logger.level
-    logger.setLevel(logging.WARNING)
-    logger.addHandler(handler)
-    yield handler
-    logger.removeHandler(handler)
-    logger.setLevel(level)
-
-
-@dataclass
-class Matrix:
-    """Runs attempts and keeps score."""
-
-    inst: Installation
-    violations: Violations
-    nc: dict[str, Client]
-    ok: dict[str, int] = field(default_factory=lambda: {ALLOWED: 0, "refused": 0})
-    wrong: list[str] = field(default_factory=list)
-
-    def js(self, identity: str) -> JetStreamContext:
-        return self.nc[identity].jetstream(timeout=5)
-
-    async def expect(self, identity: str, what: str, act: Act, outcome: str, subject: str) -> None:
-        """Run ``act`` as ``identity``; record whether the server did what ``outcome`` says."""
-        got = await self._attempt(identity, act, subject)
-        if got == outcome:
-            self.ok[ALLOWED if outcome == ALLOWED else "refused"] += 1
-        else:
-            self.wrong.append(f"{identity}: {what} ({subject}): expected {outcome}, got {got}")
-
-    async def _attempt(self, identity: str, act: Act, subject: str) -> str:
-        before = len(self.violations.seen)
-        task = asyncio.ensure_future(act())
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + 10
-        while not task.done() and loop.time() < deadline:
-            if self._violated(before, subject):
-                break  # the server said no; the request would only time out
-            await asyncio.sleep(0.002)
-        task.cancel()
-        with contextlib.suppress(BaseException):
-            await task  # cancelled, or done: its outcome is read below
-        error = None if task.cancelled() else task.exception()
-        await self.nc[identity].flush()  # a violation of what was sent has arrived by now
-        if self._violated(before, subject):
-            return BY_PERMISSIONS
-        if isinstance(error, APIError):
-            text = str(error.description)
-            protected = "not permitted" in text or "can not cancel deny" in text
-            return BY_STREAM if protected else f"API error {error.err_code}: {text}"
-        if task.cancelled():
-            return "no answer"
-        return ALLOWED if error is None else f"failed: {type(error).__name__}: {error}"
-
-    def _violated(self, before: int, subject: str) -> bool:
-        return any(f'"{subject.lower()}"' in m for m in self.violations.seen[before:])
 
 
 def concrete(pattern: str) -> str:
@@ -118,11 +43,12 @@ def concrete(pattern: str) -> str:
 
 
 @pytest_asyncio.fixture
-async def matrix(installation: Installation, violations: Violations) -> AsyncIterator[Matrix]:
-    clients = {i: await installation.connect(i, name=f"matrix-{i}") for i in IDENTITIES}
-    yield Matrix(installation, violations, clients)
-    for client in clients.values():
-        await client.close()
+async def matrix(installation: Installation) -> AsyncIterator[Matrix]:
+    with watching_violations() as violations:
+        clients = {i: await installation.connect(i, name=f"matrix-{i}") for i in IDENTITIES}
+        yield Matrix(installation, violations, clients)
+        for client in clients.values():
+            await client.close()
 
 
 async def _setup_kv(m: Matrix) -> dict[str, int]:
@@ -166,7 +92,7 @@ def _operation(m: Matrix, identity: str, pattern: str, revisions: dict[str, int]
             await sub.unsubscribe()
 
     async def apply() -> None:
-        changes = await apply_topology(js, topo)
+        changes = await apply_topology(js, topo, operator=True)
         assert {c.action for c in changes} == {Action.UNCHANGED}
 
     async def publish(subject: str) -> None:
@@ -177,6 +103,8 @@ def _operation(m: Matrix, identity: str, pattern: str, revisions: dict[str, int]
         return lambda: m.nc[identity].subscribe(concrete(pattern))
     if pattern == "$JS.API.>":
         return apply
+    if pattern.startswith("$JS.API.CONSUMER.CREATE."):  # a service's own durable
+        return lambda: apply_consumer(js, topo.consumer(parts[5]))
     if pattern.startswith("$JS.API.CONSUMER.MSG.NEXT."):
         return lambda: pull_and_ack(parts[-2], parts[-1])
     if parts[:2] == ["$JS", "ACK"]:
@@ -252,13 +180,10 @@ async def test_every_identity_can_do_exactly_what_its_table_says(
             await m.expect(identity, what, act, outcome, subject)
 
     with capsys.disabled():
-        print(
-            f"\npermission matrix: {m.ok[ALLOWED]} allowed ok, {m.ok['refused']} refused ok, "
-            f"{len(m.wrong)} wrong"
-        )
+        print("\n" + m.counts("permission matrix"))
     assert not m.wrong, "\n".join(m.wrong)
     assert m.ok[ALLOWED] > 50
-    assert m.ok["refused"] > 100
+    assert m.ok[REFUSED] > 100
 
 
 def _receive(m: Matrix, identity: str, pattern: str) -> Act:
@@ -315,19 +240,19 @@ def _forbidden(m: Matrix, identity: str) -> list[tuple[str, Act, str, str]]:
         (
             "purge the audit trail",
             lambda: js.purge_stream(audit),
-            BY_STREAM if operator else BY_PERMISSIONS,
+            BY_PERMISSIONS,
             f"{api_}.STREAM.PURGE.{audit}",
         ),
         (
             "delete a message from the audit trail",
             delete_audit_message,
-            BY_STREAM if operator else BY_PERMISSIONS,
+            BY_PERMISSIONS,
             f"{api_}.STREAM.MSG.DELETE.{audit}",
         ),
         (
             "lift the audit trail's protection",
             update_audit_protection,
-            BY_STREAM if operator else BY_PERMISSIONS,
+            BY_PERMISSIONS,
             f"{api_}.STREAM.UPDATE.{audit}",
         ),
         (

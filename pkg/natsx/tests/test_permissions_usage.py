@@ -65,13 +65,13 @@ async def test_services_use_their_buckets_through_the_kv_client(
         seen = await (await engine.jetstream().key_value(bucket["projection"])).get(key)
         assert seen.value == b"on"
 
-        for nc in (gateway, engine):  # the idempotency ledger's moves: claim, complete, release
-            ledger = await nc.jetstream().key_value(bucket["idempotency"])
-            claim = f"k.{_unique()}"
-            revision = await ledger.create(claim, b"pending")
-            revision = await ledger.update(claim, b"done", last=revision)
-            assert (await ledger.get(claim)).value == b"done"
-            await ledger.delete(claim, last=revision)
+        # The command ledger's moves, the gateway's alone: claim, complete, release.
+        ledger = await gateway.jetstream().key_value(bucket["idempotency"])
+        claim = f"cmd.{_unique()}"
+        revision = await ledger.create(claim, b"pending")
+        revision = await ledger.update(claim, b"done", last=revision)
+        assert (await ledger.get(claim)).value == b"done"
+        await ledger.delete(claim, last=revision)
 
         timers = await engine.jetstream().key_value(f"{installation.prefix}_timers")
         await timers.put(f"rule.{_unique()}", b"deadline")

@@ -68,8 +68,14 @@ async def test_kill_9_while_records_stream_in_stores_each_exactly_once(
     topo = installation.topology
     operator = await installation.connect("operator")
     js = operator.jetstream()
-    # A short AckWait so the deliveries the killed sink held come back in seconds, not 30.
-    await apply_consumer(js, dataclasses.replace(topo.consumer(AUDIT_SINK), ack_wait=3.0))
+    sink_nc = await installation.connect(AUDIT_SINK)  # only the sink may change its durable
+
+    async def short_ack_wait() -> None:
+        """A short AckWait, so that the deliveries the killed sink held come back in seconds,
+        not 30; set after each start, since the sink applies its declared durable then."""
+        short = dataclasses.replace(topo.consumer(AUDIT_SINK), ack_wait=3.0)
+        await apply_consumer(sink_nc.jetstream(), short)
+
     status = await js.key_value(topo.bucket(STATUS).bucket)
     gateway = await installation.connect("gateway")  # may publish <p>.audit.gateway.>
     publisher = Publisher(gateway)
@@ -98,6 +104,7 @@ async def test_kill_9_while_records_stream_in_stores_each_exactly_once(
         since = datetime.now(UTC)
         await sink.start()
         await eventually(lambda: sink_ready(status, since), within=30, message="sink ready")
+        await short_ack_wait()
         publishing = asyncio.create_task(stream_in())
         await eventually(lambda: stored(db) >= 3000, within=20, message="some records stored")
         await sink.kill9()
@@ -109,6 +116,7 @@ async def test_kill_9_while_records_stream_in_stores_each_exactly_once(
         since = datetime.now(UTC)
         await sink.start()
         await eventually(lambda: sink_ready(status, since), within=30, message="sink ready again")
+        await short_ack_wait()
         await eventually(lambda: drained(js, topo, last_seq), within=30, message="drained")
 
         with AuditStore(db, readonly=True) as store:
@@ -164,6 +172,7 @@ async def test_kill_9_while_records_stream_in_stores_each_exactly_once(
         await publisher.close()
         await gateway.drain()
         await operator.drain()
+        await sink_nc.drain()
     output = sink.log.read_text()
     assert installation.seed(AUDIT_SINK).reveal() not in output
     events = sink.events()

@@ -89,12 +89,20 @@ def ca_key_path(prefix: str) -> str:
 
 
 def bootstrap(
-    vault: hvac.Client, state: StatePaths, prefix: str, *, mount: str = DEFAULT_VAULT_MOUNT
+    vault: hvac.Client,
+    state: StatePaths,
+    prefix: str,
+    *,
+    mount: str = DEFAULT_VAULT_MOUNT,
+    audit_break_glass: bool = False,
 ) -> BootstrapResult:
     """Make everything right for installation ``prefix``; return what changed.
 
     ``vault`` must carry an administrator's token. Safe to run again at any time; not safe to
-    run twice concurrently on one installation.
+    run twice concurrently on one installation. ``audit_break_glass`` renders an authorization
+    that lets the operator update AUDIT's configuration (only ``rubyctl up
+    --audit-break-glass`` asks for it, and renders the locked one again when done); every
+    rendering that changes the file is a recorded change.
     """
     changes: list[str | None] = [
         vault_admin.ensure_kv_mount(vault, mount),
@@ -108,9 +116,11 @@ def bootstrap(
     changes += _ensure_tls(vault, mount, prefix, state.pki)
     for identity in IDENTITIES:
         changes += _ensure_approle(vault, mount, prefix, identity, state)
-    text = render_authorization(permissions(Subjects(prefix)), public_keys, installation=prefix)
+    perms = permissions(Subjects(prefix), break_glass=audit_break_glass)
+    text = render_authorization(perms, public_keys, installation=prefix)
     if write_public(state.authorization, text):
-        changes.append(f"nats-server authorization {state.authorization}: written")
+        how = "AUDIT break-glass: the operator may update AUDIT" if audit_break_glass else "locked"
+        changes.append(f"nats-server authorization {state.authorization}: written ({how})")
     done = tuple(c for c in changes if c)
     spool_bootstrap(state.root, prefix, done)  # audited once NATS runs (`rubyctl up`)
     return BootstrapResult(done, public_keys)

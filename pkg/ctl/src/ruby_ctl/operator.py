@@ -3,7 +3,8 @@
 Settings come from the ``RUBY_*`` variables (``ruby_runtime.settings``); the operator logs in
 to Vault with its own AppRole, reads its NKEY seed, revokes the token, and connects to NATS
 over TLS. Its permissions (``ruby_natsx.permissions``) let it apply the topology, read the
-DLQ and AUDIT and replay dead letters, but not delete or purge the audit trail.
+DLQ and AUDIT and replay dead letters, but not change, delete or purge the audit trail, nor
+touch the audit sink's durable (ADR-0005).
 """
 
 from __future__ import annotations

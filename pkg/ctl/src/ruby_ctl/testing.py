@@ -38,12 +38,12 @@ from nats.aio.client import Client
 from ruby_ctl.bootstrap import BootstrapResult, StatePaths, bootstrap
 from ruby_ctl.openbao import OpenBao
 from ruby_ctl.vault_admin import write_fields
-from ruby_natsx.apply import apply_topology
+from ruby_natsx.apply import apply_consumer, apply_topology
 from ruby_natsx.connection import NatsSettings, connect
 from ruby_natsx.permissions import IDENTITIES, OPERATOR
 from ruby_natsx.server import NatsServer, ServerConfig, TlsFiles
 from ruby_natsx.subjects import Subjects
-from ruby_natsx.topology import Topology, topology
+from ruby_natsx.topology import AUDIT_SINK, Topology, topology
 from ruby_runtime.secret import Secret
 from ruby_runtime.settings import ServiceSettings
 from ruby_runtime.vault import HA_TOKEN_FIELD, fetch_nats_seed, ha_token_path
@@ -134,7 +134,8 @@ def openbao(tmp_path_factory: pytest.TempPathFactory) -> Iterator[OpenBao]:
 
 @contextlib.contextmanager
 def _serving(inst: Installation) -> Iterator[Installation]:
-    """Start the installation's TLS + NKEY nats-server and apply its topology as the operator."""
+    """Start the installation's TLS + NKEY nats-server and apply its topology as the operator,
+    then the audit sink's durable as the audit sink (it creates its own, as in production)."""
     inst.server = NatsServer(
         ServerConfig(
             state_dir=inst.state.nats,
@@ -148,7 +149,12 @@ def _serving(inst: Installation) -> Iterator[Installation]:
         async def apply() -> None:
             nc = await inst.connect(OPERATOR, name="test-apply")
             try:
-                await apply_topology(nc.jetstream(), inst.topology)
+                await apply_topology(nc.jetstream(), inst.topology, operator=True)
+            finally:
+                await nc.close()
+            nc = await inst.connect(AUDIT_SINK, name="test-apply-sink")
+            try:
+                await apply_consumer(nc.jetstream(), inst.topology.consumer(AUDIT_SINK))
             finally:
                 await nc.close()
 

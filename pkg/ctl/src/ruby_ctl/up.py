@@ -126,7 +126,13 @@ async def _run_openbao(opts: UpOptions, state: StatePaths, pids: PidFiles, stop:
         how = "initialised and unsealed" if initialised else "unsealed"
         say(f"{OPENBAO} pid {bao.pid} on {bao.addr} ({how}; state in {state.openbao})")
         try:
-            result = await asyncio.to_thread(bootstrap, bao.root_client(), state, opts.prefix)
+            result = await asyncio.to_thread(
+                bootstrap,
+                bao.root_client(),
+                state,
+                opts.prefix,
+                audit_break_glass=opts.audit_break_glass,
+            )
         except (BootstrapError, hvac.exceptions.VaultError) as exc:
             say(f"bootstrap failed: {type(exc).__name__}: {exc}")
             return 1
@@ -189,6 +195,8 @@ async def _run_services(
         opts, ha_port=opts.ha_port or free_port(), gateway_port=opts.gateway_port or free_port()
     )
     js = nc.jetstream()
+    if opts.audit_break_glass:
+        return await _break_glass(js, opts.prefix, state, bao, nc)
     if not await _apply(js, opts.prefix):
         return 1
     if spooled := await audit_spool.flush(nc, state.root):
@@ -213,9 +221,31 @@ async def _run_services(
                 pids.remove(child.name)
 
 
-async def _apply(js: JetStreamContext, prefix: str) -> bool:
+async def _break_glass(
+    js: JetStreamContext, prefix: str, state: StatePaths, bao: OpenBao, nc: Client
+) -> int:
+    """Apply the topology with AUDIT's lock lifted, record what changed, render the locked
+    authorization again (recorded too), publish the records, and stop: 0, or 1 if it failed."""
+    ok = await _apply(js, prefix, break_glass=True)
+    if ok:
+        audit_spool.spool_bootstrap(state.root, prefix, ("AUDIT break-glass: applied",))
     try:
-        changes = await apply_topology(js, topology(Subjects(prefix)))
+        locked = await asyncio.to_thread(bootstrap, bao.root_client(), state, prefix)
+    except (BootstrapError, hvac.exceptions.VaultError) as exc:
+        say(f"bootstrap failed: {type(exc).__name__}: {exc}; run `rubyctl bootstrap` to lock")
+        return 1
+    for change in locked.changes:
+        say(f"bootstrap: {change}")
+    say(f"published {await audit_spool.flush(nc, state.root)} audit record(s)")
+    say("AUDIT break-glass done; the authorization is locked again. Start with `rubyctl up`.")
+    return 0 if ok else 1
+
+
+async def _apply(js: JetStreamContext, prefix: str, *, break_glass: bool = False) -> bool:
+    try:
+        changes = await apply_topology(
+            js, topology(Subjects(prefix)), operator=True, break_glass=break_glass
+        )
     except IncompatibleChangeError as exc:
         say(f"cannot apply the declared topology: {exc}")
         return False

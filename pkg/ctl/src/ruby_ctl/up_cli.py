@@ -65,6 +65,13 @@ def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
         action="store_true",
         help="show only rubyctl up's own lines; the services' output goes to their log files",
     )
+    parser.add_argument(
+        "--audit-break-glass",
+        action="store_true",
+        help="break the glass: render an authorization that lets the operator update AUDIT, "
+        "apply AUDIT's declared configuration, render the locked authorization again and "
+        "stop without starting a service; every step is audited (README, Security model)",
+    )
     cli_args.add_prefix(parser)
     parser.set_defaults(handler=_handle)
 
@@ -83,5 +90,6 @@ def _handle(args: argparse.Namespace) -> int:
             gateway_port=args.gateway_port if args.gateway_port is not None else 8081,
             rules_dir=args.rules.resolve(),
             quiet=args.quiet,
+            audit_break_glass=args.audit_break_glass,
         )
     )

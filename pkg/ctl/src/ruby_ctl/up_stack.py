@@ -58,6 +58,9 @@ class UpOptions:
     gateway_port: int = 8081
     rules_dir: Path = Path("rules")
     quiet: bool = False
+    audit_break_glass: bool = False
+    """Apply AUDIT's declared configuration over the server's, audited, then lock it again
+    and stop, starting no service (ADR-0005)."""
 
     @property
     def audit_db(self) -> Path:

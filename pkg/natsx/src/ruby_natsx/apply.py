@@ -4,7 +4,8 @@ For each stream, bucket and consumer: create it if missing; if it exists, compar
 the declaration owns; leave it alone when they match, update it when they differ, and re-read
 it to prove the server took the change. A change JetStream refuses (or silently keeps the old
 value for) raises ``IncompatibleChangeError`` naming the object and the fields; nothing is
-ever ignored quietly.
+ever ignored quietly. A stream declared ``locked`` (AUDIT) is created but never updated: a
+difference raises ``LockedStreamError``, which names the break-glass procedure (ADR-0005).
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ import enum
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from enum import StrEnum
+from typing import Final
 
 from nats.js import JetStreamContext, api
 from nats.js.errors import APIError, NotFoundError
@@ -65,24 +67,55 @@ class IncompatibleChangeError(RuntimeError):
         )
 
 
-async def apply_topology(js: JetStreamContext, topology: Topology) -> list[Change]:
+BREAK_GLASS: Final = (
+    "the audit trail's configuration is locked: nobody in day-to-day operation may change it. "
+    "If the change is intended, break the glass with the stack stopped: `rubyctl up "
+    "--audit-break-glass` renders an authorization that lets the operator update AUDIT, applies "
+    "the declaration, renders the locked one again and stops, each step audited (README, "
+    "Security model; docs/adr/0005)"
+)
+
+
+class LockedStreamError(IncompatibleChangeError):
+    """A locked stream (AUDIT) on the server differs from its declaration; nothing was changed."""
+
+    def __init__(self, kind: str, name: str, diffs: Sequence[FieldDiff]) -> None:
+        super().__init__(kind, name, diffs, "locked")
+        fields = "; ".join(map(str, self.diffs))
+        self.args = (
+            f"{kind} {name!r} differs from its declaration ({fields}) and was left as it is: "
+            f"{BREAK_GLASS}.",
+        )
+
+
+async def apply_topology(
+    js: JetStreamContext, topology: Topology, *, operator: bool = False, break_glass: bool = False
+) -> list[Change]:
     """Apply streams, then buckets, then consumers; return what happened to each, in order.
 
     Safe to run concurrently with traffic and any number of times: a second run reports every
-    object as unchanged. Stops at the first incompatible change.
+    object as unchanged. Stops at the first incompatible change. ``operator``: applied as the
+    operator identity, which leaves the consumers a service creates itself (``self_created``)
+    to that service. ``break_glass``: a locked stream that differs is updated (only an
+    authorization rendered for break-glass lets the operator do it); without it, a difference
+    raises ``LockedStreamError``.
     """
     changes: list[Change] = []
     for stream in topology.streams:
-        changes.append(await apply_stream(js, stream, kind="stream"))
+        changes.append(await apply_stream(js, stream, kind="stream", break_glass=break_glass))
     for bucket in topology.buckets:
         changes.append(await apply_stream(js, bucket.stream(), kind="bucket"))
     for consumer in topology.consumers:
-        changes.append(await apply_consumer(js, consumer))
+        if not (operator and consumer.self_created):
+            changes.append(await apply_consumer(js, consumer))
     return changes
 
 
-async def apply_stream(js: JetStreamContext, spec: StreamSpec, *, kind: str = "stream") -> Change:
-    """Create or update one stream (a KV bucket is a stream too)."""
+async def apply_stream(
+    js: JetStreamContext, spec: StreamSpec, *, kind: str = "stream", break_glass: bool = False
+) -> Change:
+    """Create or update one stream (a KV bucket is a stream too); a ``locked`` one only with
+    ``break_glass``, else ``LockedStreamError``."""
     try:
         info = await js.stream_info(spec.name)
     except NotFoundError:
@@ -91,6 +124,8 @@ async def apply_stream(js: JetStreamContext, spec: StreamSpec, *, kind: str = "s
     diffs = _diff(spec.declared(), info.config)
     if not diffs:
         return Change(kind, spec.name, Action.UNCHANGED)
+    if spec.locked and not break_glass:
+        raise LockedStreamError(kind, spec.name, diffs)
     try:
         await js.update_stream(spec.to_config())
     except APIError as exc:
@@ -102,7 +137,8 @@ async def apply_stream(js: JetStreamContext, spec: StreamSpec, *, kind: str = "s
 
 
 async def apply_consumer(js: JetStreamContext, spec: ConsumerSpec) -> Change:
-    """Create or update one durable pull consumer."""
+    """Create or update one durable pull consumer (a service applies its ``self_created`` one
+    at start, through the filtered create subject its grant names)."""
     name = f"{spec.stream}/{spec.durable}"
     try:
         info = await js.consumer_info(spec.stream, spec.durable)

@@ -10,8 +10,11 @@ publish and subscribe allow-lists; ``render_authorization`` writes them into the
 Nothing else grants anything: a subject missing here is refused by the server (ADR-0005).
 
 Services never create, update or delete streams or consumers and never purge: the operator
-identity (rubyctl) applies the topology. Each identity receives replies only on its own inbox,
-``_INBOX_<identity>.>``, which ``ruby_natsx.connection`` sets as nats-py's ``inbox_prefix``.
+identity (rubyctl) applies the topology, except the audit sink's durable, which the sink
+creates itself so that the operator cannot touch it. The operator may create AUDIT but never
+change, purge or delete it, nor touch its consumer (ADR-0005). Each identity receives replies
+only on its own inbox, ``_INBOX_<identity>.>``, which ``ruby_natsx.connection`` sets as
+nats-py's ``inbox_prefix``.
 """
 
 from __future__ import annotations
@@ -80,7 +83,7 @@ NEEDS: Final[Mapping[str, Needs]] = MappingProxyType(
             produces=(Produces.HA, Produces.OUTCOMES),
             buckets=(
                 (PROJECTION, Access.READ_WRITE),
-                (IDEMPOTENCY, Access.READ_WRITE),
+                (IDEMPOTENCY, Access.READ_WRITE),  # its command ledger: nobody else's
                 (STATUS, Access.OWN_KEY),
             ),
             follows=((STATUS, EVENT_TYPES_KEY),),  # the HA event types to forward
@@ -91,17 +94,19 @@ NEEDS: Final[Mapping[str, Needs]] = MappingProxyType(
             buckets=(
                 (TIMERS, Access.READ_WRITE),
                 (PROJECTION, Access.READ),
-                (IDEMPOTENCY, Access.READ_WRITE),
                 (STATUS, Access.OWN_KEY),
             ),
         ),
         AUDIT_SINK: Needs(
             consumers=(AUDIT_SINK,),
-            buckets=((IDEMPOTENCY, Access.READ_WRITE), (STATUS, Access.OWN_KEY)),
+            buckets=((STATUS, Access.OWN_KEY),),
         ),
     }
 )
-"""THE table: every service's needs. Every service also publishes its own audit records."""
+"""THE table: every service's needs. Every service also publishes its own audit records.
+
+The idempotency ledger is the gateway's alone (ADR-0005): only its command runner keeps keys
+there; a service that needs a ledger later gets its own key prefix, not the gateway's keys."""
 
 _FAMILIES: Final[Mapping[Produces, Callable[[Subjects], str]]] = MappingProxyType(
     {
@@ -147,11 +152,15 @@ def inbox_prefix(identity: str) -> str:
     return f"_INBOX_{check_token(identity, 'identity')}"
 
 
-def permissions(subjects: Subjects) -> tuple[Permissions, ...]:
-    """Every identity's permissions for the installation named by ``subjects``, in order."""
+def permissions(subjects: Subjects, *, break_glass: bool = False) -> tuple[Permissions, ...]:
+    """Every identity's permissions for the installation named by ``subjects``, in order.
+
+    ``break_glass`` lifts one deny, the operator's on updating AUDIT's configuration: only
+    ``rubyctl up --audit-break-glass`` renders it (audited), and renders the locked table
+    again before it stops (ADR-0005)."""
     topo = topology(subjects)
     services = tuple(_service(topo, identity, NEEDS[identity]) for identity in SERVICES)
-    return (*services, _operator(topo))
+    return (*services, _operator(topo, break_glass=break_glass))
 
 
 def permissions_of(subjects: Subjects, identity: str) -> Permissions:
@@ -175,6 +184,14 @@ def _service(topo: Topology, identity: str, needs: Needs) -> Permissions:
             Grant(f"{JS_ACK}.{stream}.{name}.>", "ack, nak, term and in-progress its deliveries"),
             Grant(s.dlq(stream, name), "dead-letter what its consumer gives up on"),
         ]
+        if consumer.self_created:  # the filter is in the subject: the server holds it to it
+            (only,) = consumer.filter_subjects
+            publish.append(
+                Grant(
+                    f"{JS_API}.CONSUMER.CREATE.{stream}.{name}.{only}",
+                    "create its durable, which the operator may not touch",
+                )
+            )
     for family in needs.produces:
         publish.append(Grant(_FAMILIES[family](s), f"produce {family.value} messages"))
     publish.append(Grant(s.audit_of(identity), "its own audit records"))
@@ -216,9 +233,9 @@ def _bucket_grants(topo: Topology, logical: str, access: Access, identity: str) 
     return grants
 
 
-def _operator(topo: Topology) -> Permissions:
+def _operator(topo: Topology, *, break_glass: bool) -> Permissions:
     s = topo.subjects
-    dlq, audit = topo.stream(DLQ).name, topo.stream(AUDIT).name
+    dlq = topo.stream(DLQ).name
     publish = (
         Grant(f"{JS_API}.>", "apply the topology; inspect streams, consumers, DLQ and AUDIT"),
         Grant(f"{JS_ACK}.{dlq}.>", "acknowledge what it reads from the DLQ"),
@@ -226,15 +243,52 @@ def _operator(topo: Topology) -> Permissions:
         Grant(s.commands_all, "replay dead-lettered commands"),
         Grant(s.audit_all, "replay dead-lettered audit records; its own audit records"),
     )
-    deny = (
+    deny = _audit_locks(topo, break_glass=break_glass) + _bucket_locks(topo)
+    inbox = Grant(f"{inbox_prefix(OPERATOR)}.>", "replies and deliveries on its own inbox")
+    return Permissions(OPERATOR, publish, (inbox,), deny)
+
+
+def _audit_locks(topo: Topology, *, break_glass: bool) -> tuple[Grant, ...]:
+    """What the operator may never do to AUDIT or its consumer, though ``$JS.API.>`` allows
+    it: the trail's configuration is fixed once created, and only the audit sink, which
+    creates its durable itself, touches that. ``break_glass`` lifts the update lock alone."""
+    audit = topo.stream(AUDIT).name
+    stream = f"{JS_API}.STREAM"
+    consumer = f"{JS_API}.CONSUMER"
+    update = Grant(
+        f"{stream}.UPDATE.{audit}",
+        "AUDIT's configuration (subjects, limits, discard, retention) is locked; only a "
+        "break-glass authorization lifts this",
+    )
+    locks = (
         Grant(
-            f"{JS_API}.STREAM.DELETE.{audit}",
+            f"{stream}.DELETE.{audit}",
             "the audit trail is append-only; the stream itself denies purges and message "
             "deletes, but cannot deny its own deletion",
         ),
+        Grant(f"{stream}.PURGE.{audit}", "append-only (the stream denies it too)"),
+        Grant(f"{stream}.MSG.DELETE.{audit}", "append-only (the stream denies it too)"),
+        Grant(f"{stream}.RESTORE.{audit}", "a restore would replace the trail"),
+        Grant(f"{stream}.PEER.REMOVE.{audit}", "nobody's job"),
+        Grant(f"{consumer}.CREATE.{audit}", "no consumer of AUDIT but the audit sink's"),
+        Grant(f"{consumer}.CREATE.{audit}.>", "the audit sink creates its durable itself"),
+        Grant(f"{consumer}.DURABLE.CREATE.{audit}.>", "the same, by the legacy subject"),
+        Grant(f"{consumer}.DELETE.{audit}.>", "deleting the sink's durable stops the store"),
+        Grant(f"{consumer}.MSG.NEXT.{audit}.>", "pulling the sink's deliveries starves it"),
+        Grant(f"{consumer}.PAUSE.{audit}.>", "pausing the sink's durable stops the store"),
+        Grant(f"{consumer}.UNPIN.{audit}.>", "nobody's job"),
+        Grant(f"{consumer}.RESET.{audit}.>", "resetting the sink's durable skips records"),
     )
-    inbox = Grant(f"{inbox_prefix(OPERATOR)}.>", "replies and deliveries on its own inbox")
-    return Permissions(OPERATOR, publish, (inbox,), deny)
+    return locks if break_glass else (update, *locks)
+
+
+def _bucket_locks(topo: Topology) -> tuple[Grant, ...]:
+    """Purging a bucket (or some of its keys) is nobody's job: a purged ledger key would let a
+    command run again. Buckets deny message deletes themselves."""
+    return tuple(
+        Grant(f"{JS_API}.STREAM.PURGE.{b.stream().name}", f"the {b.bucket} keys are its writers'")
+        for b in topo.buckets
+    )
 
 
 def render_authorization(

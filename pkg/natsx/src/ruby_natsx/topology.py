@@ -67,6 +67,9 @@ class StreamSpec:
     max_msgs_per_subject: int = -1
     allow_rollup_hdrs: bool = False
     allow_direct: bool = False
+    locked: bool = False
+    """Nobody in day-to-day operation may change it: the operator may create it, never update
+    it; ``apply_topology`` refuses to, naming the break-glass procedure (ADR-0005)."""
 
     def to_config(self) -> api.StreamConfig:
         return api.StreamConfig(
@@ -122,8 +125,13 @@ class ConsumerSpec:
     max_deliver: int = tuning.MAX_DELIVER
     max_ack_pending: int = tuning.MAX_ACK_PENDING
     max_waiting: int = tuning.MAX_WAITING
+    self_created: bool = False
+    """Created by the service that consumes it, through the filtered create subject
+    (``$JS.API.CONSUMER.CREATE.<S>.<durable>.<filter>``), never by the operator: the audit
+    sink's consumer, which the operator may not touch (ADR-0005)."""
 
     def to_config(self) -> api.ConsumerConfig:
+        one = len(self.filter_subjects) == 1  # one filter: nats-py puts it in the API subject
         return api.ConsumerConfig(
             durable_name=self.durable,
             name=self.durable,
@@ -132,7 +140,8 @@ class ConsumerSpec:
             ack_policy=api.AckPolicy.EXPLICIT,
             ack_wait=self.ack_wait,
             max_deliver=self.max_deliver,
-            filter_subjects=list(self.filter_subjects),
+            filter_subject=self.filter_subjects[0] if one else None,
+            filter_subjects=None if one else list(self.filter_subjects),
             max_ack_pending=self.max_ack_pending,
             max_waiting=self.max_waiting,
             replay_policy=api.ReplayPolicy.INSTANT,
@@ -242,6 +251,7 @@ def topology(subjects: Subjects) -> Topology:
             deny_delete=True,
             deny_purge=True,
             discard=Discard.NEW,
+            locked=True,
         ),
         StreamSpec(
             logical=DLQ,
@@ -297,6 +307,7 @@ def topology(subjects: Subjects) -> Topology:
             durable=AUDIT_SINK,
             filter_subjects=(s.audit_all,),
             description="The audit sink stores every audit record",
+            self_created=True,
         ),
     )
     return Topology(subjects=s, streams=streams, buckets=buckets, consumers=consumers)

@@ -17,8 +17,9 @@ from pathlib import Path
 
 from nats.aio.client import Client
 
-from ruby_audit_sink.sink import IDENTITY, AuditSink
+from ruby_audit_sink.sink import IDENTITY, AuditSink, log
 from ruby_audit_sink.writer import MAX_BATCH
+from ruby_natsx.apply import Action, apply_consumer
 from ruby_natsx.audit import publish_records, secrets_read
 from ruby_natsx.runner import Runner, RunnerConfig
 from ruby_natsx.subjects import Subjects
@@ -52,6 +53,14 @@ def build(nc: Client, subjects: Subjects, db: Path) -> tuple[AuditSink, Runner]:
     return sink, Runner(nc, subjects, config, sink.handle)
 
 
+async def ensure_consumer(nc: Client, subjects: Subjects) -> None:
+    """Create (or bring back to its declaration) the sink's own durable on AUDIT: the sink
+    creates it, because the operator may not touch it (ADR-0005)."""
+    change = await apply_consumer(nc.jetstream(), topology(subjects).consumer(AUDIT_SINK))
+    if change.action is not Action.UNCHANGED:
+        log.info("consumer applied", change=str(change))
+
+
 async def run(sink: AuditSink, runner: Runner) -> None:
     """Open the store, consume until ``runner.stop()``, then close the store (in that order:
     handlers still waiting for a commit finish before the writer stops)."""
@@ -65,6 +74,7 @@ async def run(sink: AuditSink, runner: Runner) -> None:
 async def serve(started: Started[Client]) -> int:
     """Run until SIGTERM or SIGINT; then stop pulling, commit what is in flight, exit 0."""
     subjects = Subjects(started.settings.prefix)
+    await ensure_consumer(started.nats, subjects)
     sink, runner = build(started.nats, subjects, audit_db(started.settings))
     await publish_records(started.nats, secrets_read(subjects, IDENTITY, started.secrets_read))
     loop = asyncio.get_running_loop()
