@@ -7,6 +7,7 @@ without touching this module; a field type it cannot generate raises `TypeError`
 
 from __future__ import annotations
 
+import re
 import types
 from collections.abc import Iterable
 from datetime import UTC, datetime, timedelta, timezone
@@ -25,6 +26,7 @@ from ruby_schemas.registry import REGISTRY, Registry
 M = TypeVar("M", bound=BaseModel)
 P = TypeVar("P", bound=Payload)
 
+_ID = re.compile(ID_PATTERN)
 _OFFSETS = [UTC, timezone(timedelta(hours=2)), timezone(-timedelta(hours=9, minutes=30))]
 
 
@@ -56,12 +58,10 @@ def json_values() -> st.SearchStrategy[JsonValue]:
 
 
 def message_ids(max_size: int = 12) -> st.SearchStrategy[str]:
-    """Valid message ids (`MessageId`): printable, non-ASCII included, up to `max_size` long."""
-    return _matching(ID_PATTERN, max_size)
-
-
-def _matching(pattern: str, max_size: int) -> st.SearchStrategy[str]:
-    return st.from_regex(pattern, fullmatch=True).filter(lambda text: len(text) <= max_size)
+    """Valid ids (`Id`, `MessageId`): printable text, non-ASCII included, 1 to `max_size` long."""
+    # Leaving out these categories leaves out every character ID_PATTERN refuses.
+    printable = st.characters(exclude_categories=("Cc", "Cf", "Cs", "Cn", "Zl", "Zp", "Zs"))
+    return st.text(printable, min_size=1, max_size=max_size).filter(_ID.fullmatch)
 
 
 def models(model_class: type[M]) -> st.SearchStrategy[M]:
@@ -133,8 +133,8 @@ def _scalar(annotation: type, constraints: dict[str, Any]) -> st.SearchStrategy[
     if annotation is bytes:
         return st.binary(max_size=32)
     if annotation is str:
-        if "pattern" in constraints and "max_length" in constraints:
-            return _matching(constraints["pattern"], constraints["max_length"])
+        if constraints.get("pattern") == ID_PATTERN:
+            return message_ids(min(16, constraints.get("max_length", 16)))
         if "pattern" in constraints:
             return st.from_regex(constraints["pattern"], fullmatch=True)
         return st.text(min_size=constraints.get("min_length", 0), max_size=16)
