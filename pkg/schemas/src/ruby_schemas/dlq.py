@@ -34,8 +34,8 @@ class DeadLetterV1(Payload):
     last_failed_at: UtcDatetime
     """When handling it last failed."""
     headers: NatsHeaders = Field(default_factory=dict)
-    """The original message's NATS headers, sent again on replay: so every name is an RFC 7230
-    token and no value holds a control character. Build it with `sendable_headers`, which
-    leaves out a header that could not be sent again safely."""
+    """The original message's NATS headers, which replay sends again; so every name is an RFC
+    7230 token and no value holds a control character. `sendable_headers` leaves out those that
+    could not be sent again safely."""
     original_payload: RawBytes
     """The original message body, untouched (base64 in JSON)."""

@@ -70,7 +70,7 @@ class RuleFiredV1(Payload):
     """Which of the rule's triggers matched."""
     command_ids: tuple[Id, ...] = ()
     """The ids of the commands the run published, in order."""
-    run_id: Id | None = None
+    run_id: str | None = None
     """The run's id, derived from rule, version, trigger and triggering message."""
     trigger_event_id: MessageId | None = None
     """The id of the message that fired the trigger (its envelope id): the link back."""
