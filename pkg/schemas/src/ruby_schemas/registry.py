@@ -162,8 +162,9 @@ class Registry(Mapping[str, type[Payload]]):
         nesting deeper than the parser's limit, a number too large to parse, a missing or
         unknown `type`, or any validation failure (NaN or ±Infinity anywhere, a date out of
         range, a control character in an id or header); its message names each offending
-        field path, such as `data.entity_id`, and never repeats the offending value. Whatever
-        it accepts, `encode` writes back to bytes that decode to an equal envelope.
+        field path, such as `data.entity_id`, and never repeats the offending value (an unknown
+        type is quoted, escaped and cut). Whatever it accepts, `encode` writes back to bytes
+        that decode to an equal envelope.
 
         Fast path: the type is guessed from the raw text and the message parsed once. A wrong
         guess cannot pass (the envelope requires `type` to equal its payload's `TYPE`); any
