@@ -10,6 +10,7 @@ from typing import TypeVar
 
 import pytest
 from nats.aio.client import Client
+from nats.js.errors import NotFoundError
 
 from ruby_ctl.cli import main
 from ruby_ctl.testing import Installation
@@ -22,7 +23,7 @@ from ruby_natsx.testing import state_changed
 from ruby_natsx.topology import AUDIT, COMMANDS, DLQ, EVENTS
 from ruby_schemas.audit import AuditRecordV1
 from ruby_schemas.dlq import DeadLetterV1
-from ruby_schemas.registry import decode
+from ruby_schemas.registry import decode, encode
 
 T = TypeVar("T")
 
@@ -235,3 +236,51 @@ def test_a_bad_duration_and_no_server_are_clear_errors(
     with pytest.raises(SystemExit):
         main(["dlq", "ls", "--older-than", "soon"])
     assert "not a duration" in capsys.readouterr().err
+
+
+def test_a_forged_dead_letter_with_unsafe_headers_is_never_shown_or_replayed(
+    inst: Dlq, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Issue 12: a dead letter's headers are sent again on replay, so a stored letter whose
+    headers could inject a header line is refused, whoever managed to put it on the DLQ."""
+    s, events = inst.subjects, inst.topo.stream(EVENTS).name
+    original = state_changed("light.forged", "on")
+    inst.add_letter(
+        events, "engine", s.ha_state("light.forged"), 31, encode(original), Reason.PERMANENT_ERROR
+    )
+
+    dlq_subject = s.dlq(events, "engine")
+
+    async def stored(nc: Client) -> bytes:
+        msg = await nc.jetstream().get_last_msg(inst.topo.stream(DLQ).name, dlq_subject)
+        return msg.data or b""
+
+    document = json.loads(inst.run(stored))
+    document["data"]["headers"] = {"X-Evil": "a\r\nNats-Msg-Id: forged"}
+
+    async def forge(nc: Client) -> int:  # as the engine, which may publish dead letters
+        publisher = Publisher(nc)
+        try:
+            raw = json.dumps(document).encode()
+            return await publisher.publish_raw(dlq_subject, raw, {}, msg_id="forged-31")
+        finally:
+            await publisher.close()
+
+    forged = inst.run(forge, identity="engine")
+    for verb in ("show", "replay"):
+        code, out, err = inst.cli(capsys, "dlq", verb, str(forged))
+        assert code == 1, verb
+        assert f"DLQ message {forged} is not a valid dead letter" in err
+        assert "data.headers.X-Evil: a header value must not hold a control character" in err
+        assert "Nats-Msg-Id: forged" not in out + err  # the hostile value is never echoed
+
+    async def replayed(nc: Client) -> bool:
+        try:
+            await nc.jetstream().get_last_msg(events, s.ha_state("light.forged"))
+        except NotFoundError:
+            return False
+        return True
+
+    assert not inst.run(replayed)  # nothing reached the original subject
+    _, out, _ = inst.cli(capsys, "dlq", "ls")
+    assert "1 dead letter(s)" in out  # the genuine one, listed; the forged one, not

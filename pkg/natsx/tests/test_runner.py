@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import json
 from collections.abc import AsyncIterator, Sequence
 
 import psutil
@@ -391,3 +392,50 @@ async def test_a_permanent_error_can_carry_outputs_published_with_the_dead_lette
         await read_subject(js, topo.stream(DLQ).name, s.dlq(topo.stream(EVENTS).name, ENGINE))
     )
     assert [d.reason for d in dead] == ["permanent_error"]
+
+
+def _hostile(change: str) -> bytes:
+    """A state change made poisonous in one way the contracts refuse (issue 12)."""
+    document = json.loads(encode(state_changed("light.hostile", "on")))
+    if change == "date past year 9999 in UTC":
+        document["time"] = "9999-12-31T23:59:59-23:59"  # once an OverflowError: retried
+    elif change == "CR LF in the message id":
+        document["id"] = "x\r\nNats-Expected-Stream: EVIL"  # once accepted and sent on
+    else:
+        document["data"]["new_state"]["attributes"]["n"] = float("nan")  # once re-encoded null
+    return json.dumps(document).encode()
+
+
+HOSTILE = {
+    "date past year 9999 in UTC": "time",
+    "CR LF in the message id": "id",
+    "NaN in the attributes": "data.new_state.attributes.n",
+}
+
+
+async def test_hostile_messages_are_dead_lettered_at_once_without_unsafe_headers(
+    nc: Client, js: JetStreamContext, topology_applied: Topology, running: Running
+) -> None:
+    topo, s = topology_applied, topology_applied.subjects
+    seen: list[str] = []
+    payloads = [_hostile(change) for change in HOSTILE]
+    for n, payload in enumerate(payloads):
+        headers = {"X-Origin": "test", "X-Ctl": "a\x01b", "X-Tab": "a\tb", "X-N": str(n)}
+        await js.publish(s.ha_state("light.hostile"), payload, headers=headers)
+    good = await publish_states(js, s, 20)
+    await start(nc, topo, echo(s, seen), running)
+
+    await eventually(lambda: consumer_settled(js, topo), message="consumer drained")
+    dead = letters(
+        await read_subject(js, topo.stream(DLQ).name, s.dlq(topo.stream(EVENTS).name, ENGINE))
+    )
+    assert len(dead) == len(HOSTILE)
+    for letter in dead:
+        n = int(letter.headers["X-N"])
+        change = list(HOSTILE)[n]
+        assert letter.reason == "undecodable", change
+        assert letter.delivery_count == 1, change  # at once, not after MaxDeliver retries
+        assert f": {HOSTILE[change]}: " in letter.error, (change, letter.error)
+        assert letter.headers == {"X-Origin": "test", "X-N": letter.headers["X-N"]}
+        assert letter.original_payload == payloads[n]
+    assert sorted(seen) == sorted(good)  # the handler saw every good message, no hostile one

@@ -5,15 +5,21 @@ from __future__ import annotations
 import copy
 import json
 from pathlib import Path
-from typing import Any, ClassVar, Literal
+from typing import Annotated, Any, ClassVar, Literal
 
 import pytest
-from pydantic import BaseModel, Field, create_model
+from pydantic import BaseModel, Field, StringConstraints, create_model
 
 from ruby_schemas import REGISTRY, Contract, Payload, Registry, decode
 from ruby_schemas.compat import incompatibilities, load_baseline, main, make_baseline, release
 from ruby_schemas.export import message_schema
-from ruby_schemas.primitives import NonEmptyStr
+from ruby_schemas.primitives import (
+    HeaderValue,
+    Id,
+    MessageId,
+    NatsHeaders,
+    NonEmptyStr,
+)
 
 COMPAT_DIR = Path(__file__).resolve().parents[1] / "compat"
 BASELINES = sorted(COMPAT_DIR.glob("*.json"))
@@ -100,6 +106,10 @@ def _changes(**overrides: Any) -> list[str]:
     Each override is an annotation (a required field), `(annotation, default)`, or `None` to drop
     the field.
     """
+    return incompatibilities(_schema(PersonV1), _schema(_variant(**overrides)))
+
+
+def _variant(**overrides: Any) -> type[Payload]:
     fields: dict[str, Any] = {
         name: (info.annotation, info) for name, info in PersonV1.model_fields.items()
     }
@@ -110,7 +120,7 @@ def _changes(**overrides: Any) -> list[str]:
             fields[name] = spec if isinstance(spec, tuple) else (spec, ...)
     variant = create_model("PersonVariant", __base__=Payload, **fields)
     variant.TYPE = PersonV1.TYPE
-    return incompatibilities(_schema(PersonV1), _schema(variant))
+    return variant
 
 
 def test_identical_schemas_are_compatible() -> None:
@@ -179,6 +189,53 @@ def test_nested_break_is_reported_at_its_path() -> None:
     assert _changes(address=Moved) == [
         "data.address.city: type changed (type: 'string' -> 'integer')"
     ]
+
+
+# --- the one exception: refusing what could never be sent safely (issue 12) -------------------
+
+
+@pytest.mark.parametrize(
+    ("before", "after"),
+    [
+        ({}, {"name": MessageId}),
+        ({}, {"nickname": (Id | None, None)}),
+        ({}, {"tags": (list[HeaderValue], [])}),
+        ({"labels": (dict[str, str], {})}, {"labels": (NatsHeaders, {})}),
+    ],
+    ids=["id pattern and length", "optional id gets a minimum length", "header values",
+         "header map"],
+)  # fmt: skip
+def test_safe_text_tightenings_are_compatible(
+    before: dict[str, Any], after: dict[str, Any]
+) -> None:
+    assert _between(before, after) == []
+
+
+@pytest.mark.parametrize(
+    ("before", "after", "reported"),
+    [
+        ({}, {"name": Annotated[str, StringConstraints(min_length=1, pattern="^[a-z]+$")]},
+         "data.name: type changed (pattern: None -> '^[a-z]+$')"),
+        ({"name": Annotated[str, StringConstraints(min_length=1, pattern="^[a-z]+$")]},
+         {"name": MessageId}, "data.name: type changed (pattern: '^[a-z]+$' -> "),
+        ({"name": Annotated[str, StringConstraints(min_length=1, max_length=9)]},
+         {"name": MessageId}, "data.name: type changed (maxLength: 9 -> 512)"),
+        ({"labels": (dict[str, str], {})},
+         {"labels": (dict[Annotated[str, StringConstraints(pattern="^[a-z]+$")], str], {})},
+         "data.labels: type changed"),
+    ],
+    ids=["another pattern", "a pattern replaced", "a bound changed", "other key pattern"],
+)  # fmt: skip
+def test_other_tightenings_still_need_a_new_version(
+    before: dict[str, Any], after: dict[str, Any], reported: str
+) -> None:
+    problems = _between(before, after)
+    assert any(problem.startswith(reported) for problem in problems), problems
+
+
+def _between(before: dict[str, Any], after: dict[str, Any]) -> list[str]:
+    """Compare two variants of PersonV1, each with fields replaced as `_changes` does."""
+    return incompatibilities(_schema(_variant(**before)), _schema(_variant(**after)))
 
 
 # --- releasing ----------------------------------------------------------------------------------

@@ -20,6 +20,7 @@ from ruby_ctl import args as cli_args
 from ruby_ctl.operator import run_connected
 from ruby_natsx.dlq import DeadLetters, Filter, Stored
 from ruby_natsx.subjects import Subjects
+from ruby_schemas.errors import ContractError
 
 
 def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -99,14 +100,20 @@ def _run(args: argparse.Namespace, verb: Verb) -> int:
     return run_connected("dlq", args.nats_url, body)
 
 
+async def _get(dlq: DeadLetters, seq: int) -> Stored | None:
+    """The dead letter at ``seq``, or None (and why, on stderr) if there is none to act on."""
+    try:
+        return await dlq.get(seq)
+    except NotFoundError:
+        print(f"rubyctl dlq: no dead letter with sequence {seq}", file=sys.stderr)
+    except (ContractError, TypeError) as exc:  # forged, or not ours: never shown or replayed
+        print(f"rubyctl dlq: DLQ message {seq} is not a valid dead letter: {exc}", file=sys.stderr)
+    return None
+
+
 async def _selected(args: argparse.Namespace, dlq: DeadLetters) -> list[Stored]:
     if args.seq:
-        chosen = []
-        for seq in args.seq:
-            try:
-                chosen.append(await dlq.get(seq))
-            except NotFoundError:
-                print(f"rubyctl dlq: no dead letter with sequence {seq}", file=sys.stderr)
+        chosen = [stored for seq in args.seq if (stored := await _get(dlq, seq)) is not None]
         now = datetime.now(UTC)
         return [s for s in chosen if _filter(args).matches(s.letter, now)]
     return [stored async for stored in dlq.list(_filter(args))]
@@ -135,10 +142,8 @@ async def _ls(args: argparse.Namespace, dlq: DeadLetters) -> int:
 
 
 async def _show(args: argparse.Namespace, dlq: DeadLetters) -> int:
-    try:
-        stored = await dlq.get(args.seq)
-    except NotFoundError:
-        print(f"rubyctl dlq: no dead letter with sequence {args.seq}", file=sys.stderr)
+    stored = await _get(dlq, args.seq)
+    if stored is None:
         return 1
     if args.json:
         print(stored.envelope.model_dump_json(indent=2))

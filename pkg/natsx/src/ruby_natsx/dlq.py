@@ -1,10 +1,11 @@
 """Dead letters: building them in the runner, and listing, replaying and purging them.
 
 A dead letter keeps the original message byte-exact with its origin (subject, stream,
-consumer, stream sequence, delivery count, headers), why it was given up on, and when handling
-first and last failed. Its id is derived from the origin (``dlq.<stream>.<seq>``), so a
-worker that crashes after dead-lettering and before terminating the original stores it once.
-Every dead-lettering, replay and purge also produces an audit record.
+consumer, stream sequence, delivery count, the headers that can be sent again safely), why it
+was given up on, and when handling first and last failed. Its id is derived from the origin
+(``dlq.<stream>.<seq>``), so a worker that crashes after dead-lettering and before terminating
+the original stores it once. Every dead-lettering, replay and purge also produces an audit
+record.
 """
 
 from __future__ import annotations
@@ -28,6 +29,7 @@ from ruby_schemas.base import Payload
 from ruby_schemas.dlq import DeadLetterV1
 from ruby_schemas.envelope import Envelope, make_envelope, new_id
 from ruby_schemas.errors import ContractError
+from ruby_schemas.primitives import sendable_headers
 from ruby_schemas.registry import decode
 
 REPLAYED_FROM = "Ruby-Replayed-From"
@@ -55,7 +57,8 @@ def dead_letter(
         error=fate.error,
         first_failed_at=min(first_failed_at, now),
         last_failed_at=now,
-        headers={k: v for k, v in delivery.headers.items() if k != MSG_ID},
+        # Replay sends them again: a header that could not be sent safely is left out.
+        headers=sendable_headers({k: v for k, v in delivery.headers.items() if k != MSG_ID}),
         original_payload=payload,
     )
     letter_id = f"dlq.{delivery.stream}.{delivery.stream_seq}"

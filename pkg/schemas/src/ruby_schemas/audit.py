@@ -8,7 +8,7 @@ from types import MappingProxyType
 from typing import ClassVar, Final
 
 from ruby_schemas.base import Payload
-from ruby_schemas.primitives import JsonObject, NonEmptyStr, UtcDatetime
+from ruby_schemas.primitives import JsonObject, MessageId, NonEmptyStr, UtcDatetime
 
 
 class AuditOutcome(StrEnum):
@@ -27,8 +27,9 @@ class AuditRecordV1(Payload):
 
     TYPE: ClassVar[str] = "audit.record.v1"
 
-    record_id: NonEmptyStr
-    """Unique id of this record; the audit store is idempotent on it."""
+    record_id: MessageId
+    """Unique id of this record; the audit store is idempotent on it (and it is the
+    `Nats-Msg-Id` of the record's message)."""
     actor: NonEmptyStr
     """Who acted: a service (`service:gateway`), a user or a rule (`rule:<rule_id>`)."""
     action: NonEmptyStr
@@ -39,9 +40,9 @@ class AuditRecordV1(Payload):
     """Whether it happened."""
     reason: str
     """Why it was done or refused, in words."""
-    correlation_id: NonEmptyStr
+    correlation_id: MessageId
     """The automation run (or request) this action belongs to."""
-    causation_id: str | None = None
+    causation_id: MessageId | None = None
     """The id of the message that caused the action, if any."""
     occurred_at: UtcDatetime
     """When the action happened."""

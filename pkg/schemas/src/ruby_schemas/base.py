@@ -8,9 +8,13 @@ from pydantic import BaseModel, ConfigDict
 
 
 class Contract(BaseModel):
-    """A model of ours: immutable, and a field it does not declare is a validation error."""
+    """A model of ours: immutable, and a field it does not declare is a validation error.
 
-    model_config = ConfigDict(frozen=True, extra="forbid", use_attribute_docstrings=True)
+    A float field refuses NaN and ±Infinity (JSON has no such numbers)."""
+
+    model_config = ConfigDict(
+        frozen=True, extra="forbid", use_attribute_docstrings=True, allow_inf_nan=False
+    )
 
 
 class Payload(Contract):

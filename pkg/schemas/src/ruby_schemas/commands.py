@@ -8,7 +8,7 @@ from typing import ClassVar, Literal
 from pydantic import Field
 
 from ruby_schemas.base import Contract, Payload
-from ruby_schemas.primitives import EntityId, JsonObject, NonEmptyStr, Slug, UtcDatetime
+from ruby_schemas.primitives import EntityId, Id, JsonObject, NonEmptyStr, Slug, UtcDatetime
 
 
 class ServiceTarget(Contract):
@@ -36,8 +36,9 @@ class CallServiceV1(Payload):
 
     TYPE: ClassVar[str] = "ha.call_service.v1"
 
-    command_id: NonEmptyStr
-    """Deterministic id of this command; the idempotency key for its execution."""
+    command_id: Id
+    """Deterministic id of this command; the idempotency key for its execution (the gateway
+    derives its outcome's and its audit record's message ids from it)."""
     domain: Slug
     """The service's domain, such as `light`."""
     service: Slug
@@ -79,7 +80,7 @@ class CommandOutcomeV1(Payload):
 
     TYPE: ClassVar[str] = "cmd.outcome.v1"
 
-    command_id: NonEmptyStr
+    command_id: Id
     """The command this outcome belongs to."""
     domain: Slug
     """The service's domain."""

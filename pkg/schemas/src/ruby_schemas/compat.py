@@ -7,7 +7,11 @@ command refuses to overwrite one. The tests compare every baseline with the curr
 
 Compatible means: every baseline field still exists with the same type (same JSON Schema
 keywords, ignoring titles, descriptions and defaults), the set of required fields is unchanged
-at every level, and any added field is optional. Everything else needs a new type version.
+at every level, and any added field is optional. Everything else needs a new type version, with
+one exception: a string that had no pattern may gain one of the `SAFE_TEXT_PATTERNS` (with the
+`minLength` / `maxLength` of its type), and a map its `propertyNames` header-name pattern. These
+refuse only what could never be sent safely (control characters and whitespace in an id or a
+header), so no message a producer of ours sends becomes unreadable (ADR-0027, issue 12).
 """
 
 from __future__ import annotations
@@ -23,6 +27,7 @@ from pydantic.json_schema import JsonSchemaValue
 
 from ruby_schemas.examples import example_envelope
 from ruby_schemas.export import message_schema, render
+from ruby_schemas.primitives import HEADER_NAME_PATTERN, HEADER_VALUE_PATTERN, ID_PATTERN
 from ruby_schemas.registry import REGISTRY, Registry, encode
 
 BASELINE_NOTE = "Released contract baseline: never edit or regenerate (docs/adr/0027)."
@@ -34,6 +39,10 @@ _IGNORED = frozenset(
 _SUBSCHEMA = ("items", "additionalProperties", "contains", "not")
 _SUBSCHEMA_LISTS = ("anyOf", "oneOf", "allOf", "prefixItems")
 _STRUCTURE = frozenset({"properties", "required", "$ref"})
+
+SAFE_TEXT_PATTERNS = frozenset({ID_PATTERN, HEADER_NAME_PATTERN, HEADER_VALUE_PATTERN})
+"""Patterns a released string field may gain without a new version (see the module docs)."""
+_HEADER_NAMES = {"pattern": HEADER_NAME_PATTERN}
 
 
 @dataclass(frozen=True)
@@ -106,8 +115,11 @@ class _Walk:
         if ("properties" in old) != ("properties" in new):
             return [f"{where}: type changed (an object with fields became something else)"]
         problems = self._fields(old, new, path) if "properties" in old else []
+        may_add = _safe_text_additions(old, new)
         for key in sorted((old.keys() | new.keys()) - _IGNORED - _STRUCTURE):
             before, after = old.get(key), new.get(key)
+            if before is None and key in may_add:
+                continue
             if key in _SUBSCHEMA and isinstance(before, dict) and isinstance(after, dict):
                 suffix = "[]" if key == "items" else "{}" if key == "additionalProperties" else ""
                 problems += self.compare(before, after, path + suffix)
@@ -139,6 +151,16 @@ class _Walk:
         for name in sorted((old_required - new_required) & new_fields.keys()):
             problems.append(f"{prefix}{name}: no longer required")
         return problems
+
+
+def _safe_text_additions(old: JsonSchemaValue, new: JsonSchemaValue) -> frozenset[str]:
+    """The keywords `new` may add to `old` as a safe-text tightening, if any."""
+    string = old.get("type") == "string" and "pattern" not in old
+    if string and new.get("pattern") in SAFE_TEXT_PATTERNS:
+        return frozenset({"pattern", "minLength", "maxLength"})
+    if old.get("type") == "object" and new.get("propertyNames") == _HEADER_NAMES:
+        return frozenset({"propertyNames"})
+    return frozenset()
 
 
 def _resolve(schema: JsonSchemaValue, root: JsonSchemaValue) -> JsonSchemaValue:

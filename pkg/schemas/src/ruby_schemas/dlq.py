@@ -7,7 +7,7 @@ from typing import ClassVar
 from pydantic import Field
 
 from ruby_schemas.base import Payload
-from ruby_schemas.primitives import NonEmptyStr, RawBytes, UtcDatetime
+from ruby_schemas.primitives import NatsHeaders, NonEmptyStr, RawBytes, UtcDatetime
 
 
 class DeadLetterV1(Payload):
@@ -33,7 +33,9 @@ class DeadLetterV1(Payload):
     """When handling it first failed."""
     last_failed_at: UtcDatetime
     """When handling it last failed."""
-    headers: dict[str, str] = Field(default_factory=dict)
-    """The original message's NATS headers."""
+    headers: NatsHeaders = Field(default_factory=dict)
+    """The original message's NATS headers, which replay sends again; so every name is an RFC
+    7230 token and no value holds a control character. `sendable_headers` leaves out those that
+    could not be sent again safely."""
     original_payload: RawBytes
     """The original message body, untouched (base64 in JSON)."""

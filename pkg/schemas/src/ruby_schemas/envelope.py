@@ -12,7 +12,7 @@ from typing import Annotated, Any, Generic, Literal, Self, TypeVar
 from pydantic import Field, SerializeAsAny, model_validator
 
 from ruby_schemas.base import Contract, Payload
-from ruby_schemas.primitives import TYPE_PATTERN, NonEmptyStr, UtcDatetime
+from ruby_schemas.primitives import TYPE_PATTERN, MessageId, NonEmptyStr, UtcDatetime
 
 PayloadT = TypeVar("PayloadT", bound=Payload)
 PayloadT_co = TypeVar("PayloadT_co", bound=Payload, covariant=True)
@@ -27,7 +27,7 @@ class Envelope(Contract, Generic[PayloadT_co]):
 
     specversion: Literal["1.0"] = "1.0"
     """The CloudEvents specification version."""
-    id: NonEmptyStr
+    id: MessageId
     """Unique per message; also the JetStream `Nats-Msg-Id` used for de-duplication."""
     type: Annotated[str, Field(pattern=TYPE_PATTERN)]
     """The payload's versioned type, such as `ha.state_changed.v1`."""
@@ -35,9 +35,9 @@ class Envelope(Contract, Generic[PayloadT_co]):
     """The producer, such as `ruby/gateway`."""
     time: UtcDatetime
     """When the occurrence happened (UTC)."""
-    correlation_id: NonEmptyStr
+    correlation_id: MessageId
     """Shared by every message of one automation run; the id of the first message in it."""
-    causation_id: NonEmptyStr | None = None
+    causation_id: MessageId | None = None
     """The id of the message that directly caused this one, if any."""
     data: SerializeAsAny[PayloadT_co]
     """The typed payload."""

@@ -2,8 +2,34 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass
+
+_BARE = re.compile(r"[A-Za-z0-9_-]+")
+
+
+def dotted(loc: Sequence[int | str]) -> str:
+    """A location as a path, such as `data.target.entity_id[1]` or `data.data['a.b']`.
+
+    A name made of letters, digits, `_` and `-` is written bare, any other in brackets as a
+    Python literal, so a path can be read back unambiguously and a hostile key (a control
+    character, a line break) never reaches a log line or a terminal unescaped.
+    """
+    path = ""
+    for part in loc:
+        if isinstance(part, int) or part == "[key]":
+            path += f"[{part}]" if isinstance(part, int) else part
+        elif _BARE.fullmatch(part):
+            path += f".{part}" if path else part
+        else:
+            path += f"[{part!r}]"
+    return path
+
+
+def shown(text: str, limit: int = 64) -> str:
+    """`text` quoted for a message: escaped like a Python literal, cut after `limit` characters."""
+    return repr(text[:limit]) + ("..." if len(text) > limit else "")
 
 
 @dataclass(frozen=True, slots=True)
@@ -26,6 +52,7 @@ class ContractError(ValueError):
     """
 
     def __init__(self, message_type: str | None, errors: Sequence[FieldError]) -> None:
+        """`message_type` is a registered type (or `None`: unknown, or not read yet)."""
         self.message_type = message_type
         self.errors = tuple(errors)
         prefix = f"{message_type}: " if message_type else ""

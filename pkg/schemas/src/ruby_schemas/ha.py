@@ -25,7 +25,7 @@ from pydantic import (
 from pydantic_core import InitErrorDetails, PydanticCustomError
 
 from ruby_schemas.ha_events import EntityState, EventFiredV1, StateChangedV1
-from ruby_schemas.primitives import EntityId, JsonObject, UtcDatetime
+from ruby_schemas.primitives import EntityId, Id, JsonObject, UtcDatetime
 
 _STRICT: ContextVar[bool] = ContextVar("ruby_schemas_strict_ha", default=False)
 
@@ -82,8 +82,9 @@ class HaModel(BaseModel):
 class HaContext(HaModel):
     """Home Assistant's context: which user or automation caused something."""
 
-    id: str
-    """The context id."""
+    id: Id
+    """The context id (refused here, at the gateway's edge, if it could not be part of a
+    message id)."""
     parent_id: str | None = None
     """The parent context id, if any."""
     user_id: str | None = None

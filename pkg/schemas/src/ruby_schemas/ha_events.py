@@ -7,7 +7,7 @@ from typing import ClassVar
 from pydantic import Field
 
 from ruby_schemas.base import Contract, Payload
-from ruby_schemas.primitives import EntityId, JsonObject, NonEmptyStr, UtcDatetime
+from ruby_schemas.primitives import EntityId, Id, JsonObject, NonEmptyStr, UtcDatetime
 
 
 class EntityState(Contract):
@@ -34,7 +34,7 @@ class StateChangedV1(Payload):
     """The state before; `None` when the entity was just added."""
     new_state: EntityState | None
     """The state after; `None` when the entity was removed."""
-    context_id: NonEmptyStr
+    context_id: Id
     """Home Assistant's context id of the change (the JetStream de-duplication key)."""
     context_parent_id: str | None = None
     """The parent context id, when the change was caused by another context."""
@@ -55,7 +55,7 @@ class EventFiredV1(Payload):
     """Where the event originated: `LOCAL` or `REMOTE`."""
     time_fired: UtcDatetime
     """When Home Assistant fired the event."""
-    context_id: NonEmptyStr
-    """Home Assistant's context id of the event."""
+    context_id: Id
+    """Home Assistant's context id of the event (part of its message id)."""
     context_parent_id: str | None = None
     """The parent context id, if any."""

@@ -7,7 +7,7 @@ from typing import ClassVar
 from pydantic import Field
 
 from ruby_schemas.base import Contract, Payload
-from ruby_schemas.primitives import Identifier, JsonObject, NonEmptyStr
+from ruby_schemas.primitives import Id, Identifier, JsonObject, MessageId, NonEmptyStr
 
 
 class RuleError(Contract):
@@ -68,11 +68,11 @@ class RuleFiredV1(Payload):
     """The rule file, relative to the rules directory."""
     trigger_id: NonEmptyStr
     """Which of the rule's triggers matched."""
-    command_ids: tuple[NonEmptyStr, ...] = ()
+    command_ids: tuple[Id, ...] = ()
     """The ids of the commands the run published, in order."""
     run_id: str | None = None
     """The run's id, derived from rule, version, trigger and triggering message."""
-    trigger_event_id: str | None = None
+    trigger_event_id: MessageId | None = None
     """The id of the message that fired the trigger (its envelope id): the link back."""
 
 

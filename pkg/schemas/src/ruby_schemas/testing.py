@@ -7,6 +7,7 @@ without touching this module; a field type it cannot generate raises `TypeError`
 
 from __future__ import annotations
 
+import re
 import types
 from collections.abc import Iterable
 from datetime import UTC, datetime, timedelta, timezone
@@ -19,11 +20,13 @@ from pydantic.fields import FieldInfo
 
 from ruby_schemas.base import Payload
 from ruby_schemas.envelope import Envelope, make_envelope
+from ruby_schemas.primitives import ID_PATTERN
 from ruby_schemas.registry import REGISTRY, Registry
 
 M = TypeVar("M", bound=BaseModel)
 P = TypeVar("P", bound=Payload)
 
+_ID = re.compile(ID_PATTERN)
 _OFFSETS = [UTC, timezone(timedelta(hours=2)), timezone(-timedelta(hours=9, minutes=30))]
 
 
@@ -54,6 +57,13 @@ def json_values() -> st.SearchStrategy[JsonValue]:
     )
 
 
+def message_ids(max_size: int = 12) -> st.SearchStrategy[str]:
+    """Valid ids (`Id`, `MessageId`): printable text, non-ASCII included, 1 to `max_size` long."""
+    # Leaving out these categories leaves out every character ID_PATTERN refuses.
+    printable = st.characters(exclude_categories=("Cc", "Cf", "Cs", "Cn", "Zl", "Zp", "Zs"))
+    return st.text(printable, min_size=1, max_size=max_size).filter(_ID.fullmatch)
+
+
 def models(model_class: type[M]) -> st.SearchStrategy[M]:
     """Valid instances of `model_class`, with every field (optional ones too) generated."""
     fields = {
@@ -65,11 +75,11 @@ def models(model_class: type[M]) -> st.SearchStrategy[M]:
 
 def envelopes(payload_class: type[P]) -> st.SearchStrategy[Envelope[P]]:
     """Valid envelopes around generated `payload_class` payloads, ids given or defaulted."""
-    ids = st.text(min_size=1, max_size=12)
+    ids = message_ids()
     return st.builds(
         make_envelope,
         models(payload_class),
-        source=ids,
+        source=st.text(min_size=1, max_size=12),
         correlation_id=st.none() | ids,
         causation_id=st.none() | ids,
         time=aware_datetimes(),
@@ -123,6 +133,8 @@ def _scalar(annotation: type, constraints: dict[str, Any]) -> st.SearchStrategy[
     if annotation is bytes:
         return st.binary(max_size=32)
     if annotation is str:
+        if constraints.get("pattern") == ID_PATTERN:
+            return message_ids(min(16, constraints.get("max_length", 16)))
         if "pattern" in constraints:
             return st.from_regex(constraints["pattern"], fullmatch=True)
         return st.text(min_size=constraints.get("min_length", 0), max_size=16)
@@ -134,7 +146,7 @@ def _constraints(metadata: Iterable[Any]) -> dict[str, Any]:
     for item in metadata:
         if isinstance(item, FieldInfo):
             found.update(_constraints(item.metadata))
-        for name in ("pattern", "min_length", "ge", "gt"):
+        for name in ("pattern", "min_length", "max_length", "ge", "gt"):
             value = getattr(item, name, None)
             if value is not None:
                 found[name] = value
