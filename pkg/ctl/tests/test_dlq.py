@@ -27,12 +27,15 @@ from ruby_schemas.registry import decode, encode
 
 T = TypeVar("T")
 
+FAKE = 1_000_000_000  # fake origins' sequences start past any real message's
+
 
 class Dlq:
     """The secured test installation, driven through the real `rubyctl dlq` operator path.
 
-    Each test uses its own stream sequences: a dead letter's id is derived from its origin,
-    and the DLQ stream dedupes ids for its duplicate window, across tests too.
+    Each test uses its own stream sequences, all past ``FAKE``: a dead letter's id is derived
+    from its origin, and the DLQ stream dedupes ids for its duplicate window, across tests too,
+    so a fake origin must never be one a real message of the shared installation may have.
     """
 
     def __init__(self, installation: Installation, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -118,13 +121,13 @@ def test_ls_lists_with_filters_and_show_prints_the_origin(
     )
     payload = state_changed("light.kitchen", "on").model_dump_json().encode()
     inst.add_letter(
-        events, "engine", s.ha_state("light.kitchen"), 7, payload, Reason.MAX_DELIVERIES
+        events, "engine", s.ha_state("light.kitchen"), FAKE + 7, payload, Reason.MAX_DELIVERIES
     )
     inst.add_letter(
         commands,
         "gateway",
         s.command("light", "turn_on"),
-        3,
+        FAKE + 3,
         b"\xff\x00",
         Reason.UNDECODABLE,
         age=timedelta(hours=3),
@@ -139,7 +142,7 @@ def test_ls_lists_with_filters_and_show_prints_the_origin(
     code, out, _ = inst.cli(capsys, "dlq", "ls", "--consumer", "gateway", "--json")
     (record,) = [json.loads(line) for line in out.splitlines()]
     assert record["stream"] == commands
-    assert record["stream_sequence"] == 3
+    assert record["stream_sequence"] == FAKE + 3
 
     _, out, _ = inst.cli(capsys, "dlq", "ls", "--older-than", "1h")
     assert "1 dead letter(s)" in out
@@ -151,7 +154,7 @@ def test_ls_lists_with_filters_and_show_prints_the_origin(
     code, out, _ = inst.cli(capsys, "dlq", "show", str(record["seq"]))
     assert code == 0
     assert "not UTF-8, 2 bytes" in out
-    assert f"{commands} / 3" in out
+    assert f"{commands} / {FAKE + 3}" in out
     assert '"X-Origin": "test"' in out
 
     code, _, err = inst.cli(capsys, "dlq", "show", "9999")
@@ -166,7 +169,7 @@ def test_replay_republishes_with_a_new_id_audits_and_removes(
     original = state_changed("light.kitchen", "on")
     payload = original.model_dump_json().encode()
     inst.add_letter(
-        events, "engine", s.ha_state("light.kitchen"), 17, payload, Reason.MAX_DELIVERIES
+        events, "engine", s.ha_state("light.kitchen"), FAKE + 17, payload, Reason.MAX_DELIVERIES
     )
 
     code, out, _ = inst.cli(capsys, "dlq", "replay")
@@ -196,8 +199,12 @@ def test_purge_asks_unless_told_and_audits(
     inst: Dlq, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     s, events = inst.subjects, inst.topo.stream(EVENTS).name
-    inst.add_letter(events, "engine", s.ha_state("light.a"), 21, b"{}", Reason.PERMANENT_ERROR)
-    inst.add_letter(events, "engine", s.ha_state("light.b"), 22, b"{}", Reason.PERMANENT_ERROR)
+    inst.add_letter(
+        events, "engine", s.ha_state("light.a"), FAKE + 21, b"{}", Reason.PERMANENT_ERROR
+    )
+    inst.add_letter(
+        events, "engine", s.ha_state("light.b"), FAKE + 22, b"{}", Reason.PERMANENT_ERROR
+    )
 
     code, _, err = inst.cli(capsys, "dlq", "purge")  # no terminal, no --yes
     assert code == 1
@@ -227,7 +234,7 @@ def test_purge_asks_unless_told_and_audits(
         assert isinstance(record, AuditRecordV1)
         return record.target
 
-    assert inst.run(audited) == f"{events}/21"
+    assert inst.run(audited) == f"{events}/{FAKE + 21}"
 
 
 def test_a_bad_duration_and_no_server_are_clear_errors(
