@@ -30,7 +30,7 @@ T0 = datetime(2026, 12, 4, 7, 2, 33, 123456, tzinfo=UTC)
 RULE = RuleRow(
     file="hallway.yaml",
     where="hallway.yaml:3:5",
-    version="37d1f5a2c0ffee00",
+    version="0123456789abcdef",
     mode="restart",
     runs=7,
     failed=1,
@@ -102,10 +102,10 @@ TODAY: dict[str, tuple[type[StatusRecord], str]] = {
     "engine.rules": (
         RulesRecord,
         '{"updated": "2026-12-04T07:02:33.123456+00:00", "rules": {"x": {"file": "hallway.yaml",'
-        ' "where": "hallway.yaml:3:5", "version": "37d1f5a2c0ffee00", "mode": "restart", '
+        ' "where": "hallway.yaml:3:5", "version": "0123456789abcdef", "mode": "restart", '
         '"runs": 7, "failed": 1, "last_status": "not_run", "last_reason": "condition 0 (state) '
         'false", "last_run": "2026-12-04T07:02:33.123456+00:00"}, "never_ran": {"file": '
-        '"hallway.yaml", "where": "hallway.yaml:3:5", "version": "37d1f5a2c0ffee00", "mode": '
+        '"hallway.yaml", "where": "hallway.yaml:3:5", "version": "0123456789abcdef", "mode": '
         '"restart", "runs": 0, "failed": 0, "last_status": "not_run", "last_reason": "condition'
         ' 0 (state) false", "last_run": ""}}, "refused_files": {"b.yaml": ["b.yaml:5:15: rule '
         "'b': triggers[0]: unknown kind\"]}}",
