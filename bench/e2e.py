@@ -40,7 +40,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import collections
-import json
 import logging
 import os
 import platform
@@ -92,6 +91,7 @@ from ruby_runtime.vault import HA_TOKEN_FIELD, ha_token_path
 from ruby_schemas.envelope import make_envelope, new_id
 from ruby_schemas.ha_events import EntityState, StateChangedV1
 from ruby_schemas.registry import encode
+from ruby_schemas.status import EngineRecord, read_record
 
 INITIAL = 255
 """Every sensor's first state. The gateway's first reconciliation publishes each one (from no
@@ -274,14 +274,14 @@ class Stack:
         rules and refused no file."""
         kv = await self.js.key_value(self.topology.bucket(STATUS).bucket)
         entry = await kv.get(ENGINE)
-        record = json.loads(entry.value or b"{}")
         if not fresh_ready(entry.value, self.engine_since):
-            raise failed(engine, f"no fresh ready status record: {record}")
-        if record.get("rules") != expected or record.get("refused_files"):
+            raise failed(engine, f"no fresh ready status record: {entry.value!r}")
+        record = read_record(EngineRecord, entry.value or b"", key=ENGINE)
+        if record.rules != expected or record.refused_files:
             raise failed(
                 engine,
-                f"runs {record.get('rules')} rules, not {expected}; "
-                f"refused files: {record.get('refused_files')}",
+                f"runs {record.rules} rules, not {expected}; "
+                f"refused files: {list(record.refused_files)}",
             )
 
     def _start(self, name: str, env: dict[str, str]) -> Child:

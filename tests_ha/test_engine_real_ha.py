@@ -9,7 +9,6 @@ observer (``ha_ws``) counts the service calls HA really executed (``call_service
 from __future__ import annotations
 
 import asyncio
-import json
 import os
 from collections.abc import AsyncIterator, Awaitable
 from datetime import UTC, datetime
@@ -27,6 +26,7 @@ from ruby_hasim.testing import HaClient
 from ruby_natsx.testing import consumers_idle, eventually
 from ruby_natsx.topology import ENGINE, EVENTS, GATEWAY, STATUS, TIMERS
 from ruby_runtime.secret import Secret
+from ruby_schemas.status import RulesRecord, read_record
 
 if TYPE_CHECKING:
     from .conftest import HomeAssistant
@@ -186,7 +186,7 @@ async def _refused(status: Any, file: str) -> bool:
         entry = await status.get("engine.rules")
     except KeyNotFoundError:
         return False
-    return file in json.loads(entry.value or b"{}").get("refused_files", {})
+    return file in read_record(RulesRecord, entry.value or b"", key="engine.rules").refused_files
 
 
 async def _gone(timers: Any) -> bool:

@@ -337,6 +337,20 @@ def test_verify_compares_the_store_with_the_head_the_sink_published(
     assert out.startswith("broken at record 10 (audit.cmd.c9): differs from the head the sink ")
 
 
+def test_verify_says_when_the_published_head_is_not_the_contract(
+    live: Live, ten: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    live.put(STATUS, f"{AUDIT_SINK}.head", {"seq": "ten", "hash": 10}, identity=AUDIT_SINK)
+    code, out, err = cli(capsys, "audit", "verify", "--db", str(ten))
+    assert code == 0
+    assert out.startswith("ok: 10 records, head 10 ")
+    assert err.splitlines() == [
+        "rubyctl audit verify: status key 'audit_sink.head' is unreadable: seq: Input should be "
+        "a valid integer; hash: Input should be a valid string; updated: Field required; "
+        "verifying the file alone (removed last records would go unnoticed)"
+    ]
+
+
 def test_verify_without_the_stack_checks_the_file_alone(
     live: Live, ten: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -488,6 +488,23 @@ def test_status_prints_the_rules_table_and_refused_files(
     assert f"    {error}" in out
 
 
+def test_status_refuses_a_record_that_is_not_the_contract_naming_the_field(
+    live: Live, capsys: pytest.CaptureFixture[str]
+) -> None:
+    rules = _rules_record({})
+    rules["rules"]["x"]["runs"] = "seven"
+    del rules["rules"]["y"]["mode"]
+    live.write_status({"engine": _engine_record([]), "engine.rules": rules})
+    code, out, err = cli(capsys, "rules", "status")
+    assert code == 1
+    assert out == ""
+    assert err.splitlines() == [
+        "rubyctl rules status: status key 'engine.rules' is unreadable: "
+        "rules.x.runs: Input should be a valid integer; rules.y.mode: Field required"
+    ]
+    assert "seven" not in err
+
+
 def test_trace_prints_recent_runs_step_by_step(
     live: Live, capsys: pytest.CaptureFixture[str]
 ) -> None:

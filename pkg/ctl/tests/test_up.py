@@ -31,6 +31,7 @@ from ruby_natsx.connection import NatsRefusedError, NatsSettings, connect
 from ruby_natsx.status import fresh_ready
 from ruby_natsx.subjects import Subjects
 from ruby_natsx.topology import AUDIT_SINK, ENGINE, EVENTS, STATUS, topology
+from ruby_schemas.status import AuditSinkRecord, EngineRecord, read_record
 
 URL = r"listening on (tls://127\.0\.0\.1:\d+)"
 RULE = """\
@@ -159,14 +160,14 @@ async def test_up_runs_the_secure_stack_and_starts_again_at_once_on_the_same_por
     assert (nats_pid, bao_pid) == (pids["nats-server"], pids["openbao"])
     nc = await connect_operator(operator_settings(first.operator_env()), name="test")
     kv = await nc.jetstream().key_value(topo.bucket(STATUS).bucket)
-    record = json.loads((await kv.get(ENGINE)).value or b"")
-    sink = json.loads((await kv.get(AUDIT_SINK)).value or b"")
+    record = read_record(EngineRecord, (await kv.get(ENGINE)).value or b"", key=ENGINE)
+    sink = read_record(AuditSinkRecord, (await kv.get(AUDIT_SINK)).value or b"", key=AUDIT_SINK)
     await nc.close()
-    assert record["ready"] is True
-    assert record["rules"] == 1
-    assert record["refused_files"] == []
-    assert sink["ready"] is True
-    assert sink["db"] == str(db)
+    assert record.ready is True
+    assert record.rules == 1
+    assert record.refused_files == ()
+    assert sink.ready is True
+    assert sink.db == str(db)
     assert db.is_file()
     # Their output is on the console, each line prefixed with the process name.
     assert first.find(r"^gateway \| .*gateway running")

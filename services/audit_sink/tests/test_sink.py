@@ -5,7 +5,6 @@ records tell what the store holds."""
 
 from __future__ import annotations
 
-import json
 import sqlite3
 import time
 from pathlib import Path
@@ -17,7 +16,7 @@ from nats.js import JetStreamContext
 from nats.js.errors import NotFoundError
 
 from ruby_audit_sink.service import audit_db
-from ruby_audit_sink.testing import published_head, running_sink, sink_ready
+from ruby_audit_sink.testing import published_head, running_sink, sink_ready, sink_record
 from ruby_auditstore import AuditStore
 from ruby_natsx.audit import audit_record
 from ruby_natsx.handler import Outbound
@@ -73,18 +72,20 @@ async def test_records_are_stored_once_in_stream_order(
         await eventually(head_published, message="the head record matches the store")
 
         async def status_written() -> bool:
-            record = json.loads((await status.get(AUDIT_SINK)).value or b"{}")
-            return bool(record.get("stored") == 600)
+            record = await sink_record(status)
+            return record is not None and record.stored == 600
 
         await eventually(status_written, message="the status record counts 600")
-        record = json.loads((await status.get(AUDIT_SINK)).value or b"{}")
-        assert record["ready"] is True
-        assert (record["head_seq"], record["head_hash"]) == head
-        assert record["db"] == str(db)
+        record = await sink_record(status)
+        assert record is not None
+        assert record.ready is True
+        assert (record.head_seq, record.head_hash) == head
+        assert record.db == str(db)
     await publisher.close()
-    record = json.loads((await status.get(AUDIT_SINK)).value or b"{}")
-    assert record["ready"] is False
-    assert record["stored"] == 600
+    record = await sink_record(status)
+    assert record is not None
+    assert record.ready is False
+    assert record.stored == 600
 
 
 async def test_a_record_republished_under_another_msg_id_is_stored_once(

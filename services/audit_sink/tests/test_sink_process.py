@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
-import json
 import os
 import time
 from collections.abc import Awaitable, Callable
@@ -17,7 +16,7 @@ from pathlib import Path
 from nats.js import JetStreamContext
 from nats.js.kv import KeyValue
 
-from ruby_audit_sink.testing import published_head, sink_process, sink_ready
+from ruby_audit_sink.testing import published_head, sink_process, sink_ready, sink_record
 from ruby_auditstore import AuditStore
 from ruby_ctl.testing import Installation
 from ruby_natsx.apply import apply_consumer
@@ -47,11 +46,6 @@ async def drained(js: JetStreamContext, topo: Topology, last_seq: int) -> bool:
         and info.num_ack_pending == 0
         and info.num_redelivered == 0
     )
-
-
-async def record_of(status: KeyValue, key: str) -> dict[str, object]:
-    value: dict[str, object] = json.loads((await status.get(key)).value or b"{}")
-    return value
 
 
 def head_is(status: KeyValue, head: tuple[int, str]) -> Callable[[], Awaitable[bool]]:
@@ -163,9 +157,10 @@ async def test_kill_9_while_records_stream_in_stores_each_exactly_once(
             head = store.head()
         await eventually(head_is(status, head), within=10, message="head published")
         assert await sink.stop() == 0
-        record = await record_of(status, AUDIT_SINK)
-        assert record["ready"] is False
-        assert record["stored"] == before + RECORDS + 1
+        record = await sink_record(status)
+        assert record is not None
+        assert record.ready is False
+        assert record.stored == before + RECORDS + 1
     finally:
         if sink.process is not None and sink.process.returncode is None:
             await sink.stop()

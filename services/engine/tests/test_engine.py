@@ -13,7 +13,7 @@ from nats.aio.client import Client
 from nats.js import JetStreamContext
 from nats.js.errors import KeyNotFoundError
 
-from ruby_ctl.rules_live import RulesRecord, TraceRecord
+from ruby_ctl.rules_live import TraceRecord
 from ruby_engine.engine import Engine
 from ruby_engine.testing import running_engine
 from ruby_hasim.server import Simulator
@@ -22,6 +22,7 @@ from ruby_natsx.testing import eventually
 from ruby_natsx.topology import AUDIT, COMMANDS, EVENTS, STATUS, Topology
 from ruby_schemas.audit import AuditRecordV1
 from ruby_schemas.registry import decode
+from ruby_schemas.status import RulesRecord, read_record
 
 
 def calls(hasim: Simulator, domain: str, service: str, entity: str) -> int:
@@ -54,7 +55,8 @@ async def test_motion_after_dark_becomes_one_light_call(
     )
     assert fired.data.correlation_id == decode(motion.data or b"").correlation_id
     # What the engine writes for `rubyctl rules status|trace` is what rubyctl reads.
-    rules = RulesRecord.model_validate(engine.status.rules_record())
+    written = engine.status.rules_record().model_dump_json()
+    rules = read_record(RulesRecord, written, key="engine.rules")
     assert rules.rules["hallway_light_on"].runs == 1
     assert rules.rules["hallway_light_on"].last_status == "finished"
     runs = TraceRecord.model_validate({"rule_id": "hallway_light_on", "runs": [trace]}).runs
@@ -90,8 +92,8 @@ async def test_a_redelivered_trigger_calls_home_assistant_once(
         return bool(info.num_pending == 0 and info.num_ack_pending == 0)
 
     await eventually(drained, message="the engine handled every copy")
-    record = engine.status.rules_record()["rules"]["fan_on_with_guests"]
-    assert record["runs"] == 4  # the original and three copies: four runs...
+    record = engine.status.rules_record().rules["fan_on_with_guests"]
+    assert record.runs == 4  # the original and three copies: four runs...
     [trace] = engine.status.traces("fan_on_with_guests")  # ...of one run id
     assert trace["trigger"]["event_id"] == decode(stored.data or b"").id
     assert len(trace["command_ids"]) == 1  # the same command id each time
@@ -109,9 +111,9 @@ async def test_a_broken_rule_file_leaves_the_others_and_its_last_good_version_ru
     fan_text: str,
 ) -> None:
     (rules_dir / "fan.yaml").write_text(fan_text.replace("kind: call", "kind: cal"))
-    await eventually(lambda: "fan.yaml" in engine.status.rules_record()["refused_files"],
+    await eventually(lambda: "fan.yaml" in engine.status.rules_record().refused_files,
                      message="refusal visible")  # fmt: skip
-    [error] = engine.status.rules_record()["refused_files"]["fan.yaml"]
+    [error] = engine.status.rules_record().refused_files["fan.yaml"]
     assert error.startswith("fan.yaml:8:")
     assert "fan_on_with_guests" in engine.core.rules  # the last good version still runs
     (rules_dir / "broken.yaml").write_text("rules: [ {id: x\n")
@@ -138,7 +140,8 @@ async def _refused(kv: object) -> bool:
         entry = await kv.get("engine.rules")  # type: ignore[attr-defined]
     except KeyNotFoundError:
         return False
-    return set(json.loads(entry.value)["refused_files"]) == {"fan.yaml", "broken.yaml"}
+    record = read_record(RulesRecord, entry.value or b"", key="engine.rules")
+    return set(record.refused_files) == {"fan.yaml", "broken.yaml"}
 
 
 async def test_hot_reload_adds_changes_and_removes_exactly_the_affected_rules(
@@ -204,6 +207,38 @@ async def test_recent_runs_stay_visible_across_an_engine_restart(
         await first.status.flush()
     async with running_engine(nc, subjects, rules_dir) as second:
         assert second.status.traces("fan_on_with_guests") == [run]
-        record = second.status.rules_record()["rules"]["fan_on_with_guests"]
-        assert record["runs"] == 1
-        assert record["last_status"] == "finished"
+        record = second.status.rules_record().rules["fan_on_with_guests"]
+        assert record.runs == 1
+        assert record.last_status == "finished"
+
+
+async def test_counts_in_a_rules_record_written_before_the_contract_are_taken_back(
+    nc: Client, topology_applied: Topology, rules_dir: Path
+) -> None:
+    """An engine upgraded past issue 13 reads the ``engine.rules`` record its predecessor
+    wrote (``""`` for a rule that never ran); an unreadable one is only history: ignored."""
+    kv = await nc.jetstream().key_value(topology_applied.bucket(STATUS).bucket)
+    row = {
+        "file": "fan.yaml", "where": "fan.yaml:2:5", "version": "0123456789abcdef",
+        "mode": "single", "runs": 5, "failed": 2, "last_status": "failed",
+        "last_reason": "boom", "last_run": "2026-12-04T07:02:33.123456+00:00",
+    }  # fmt: skip
+    never = {**row, "runs": 0, "failed": 0, "last_status": "", "last_reason": "", "last_run": ""}
+    old = {
+        "updated": "2026-12-04T07:02:33.123456+00:00",
+        "rules": {"fan_on_with_guests": row, "hallway_light_on": never},
+        "refused_files": {},
+    }
+    await kv.put("engine.rules", json.dumps(old).encode())
+    async with running_engine(nc, topology_applied.subjects, rules_dir) as engine:
+        rules = engine.status.rules_record().rules
+    fan, hallway = rules["fan_on_with_guests"], rules["hallway_light_on"]
+    assert (fan.runs, fan.failed, fan.last_status, fan.last_reason) == (5, 2, "failed", "boom")
+    assert fan.last_run is not None
+    assert fan.last_run.isoformat() == "2026-12-04T07:02:33.123456+00:00"
+    assert (hallway.runs, hallway.last_status, hallway.last_run) == (0, "", None)
+
+    await kv.put("engine.rules", json.dumps({**old, "rules": {"fan_on_with_guests": {}}}).encode())
+    async with running_engine(nc, topology_applied.subjects, rules_dir) as engine:
+        assert engine.status.ready
+        assert engine.status.rules_record().rules["fan_on_with_guests"].runs == 0

@@ -11,7 +11,6 @@ hostile one); and a valid file added afterwards loads and fires.
 
 from __future__ import annotations
 
-import json
 import os
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -30,6 +29,7 @@ from ruby_natsx.topology import STATUS, Topology
 from ruby_rules.files import shown_name
 from ruby_schemas.audit import AuditRecordV1
 from ruby_schemas.registry import decode
+from ruby_schemas.status import RulesRecord, read_record
 
 LATE = """
 rules:
@@ -116,14 +116,13 @@ def drop_hostile_files(directory: Path) -> dict[str, str]:
     }
 
 
-async def refused_in_status(kv: KeyValue) -> dict[str, list[str]]:
+async def refused_in_status(kv: KeyValue) -> dict[str, tuple[str, ...]]:
     """The refused files of the ``engine.rules`` record (what ``rubyctl rules status`` shows)."""
     try:
         entry = await kv.get("engine.rules")
     except KeyNotFoundError:
         return {}
-    refused: dict[str, list[str]] = json.loads(entry.value or b"{}").get("refused_files", {})
-    return refused
+    return read_record(RulesRecord, entry.value or b"", key="engine.rules").refused_files
 
 
 async def test_hostile_rule_files_are_refused_and_the_engine_keeps_serving(
@@ -145,10 +144,10 @@ async def test_hostile_rule_files_are_refused_and_the_engine_keeps_serving(
     expected = {shown_name(name): start for name, start in expected.items()}
 
     def refused_now() -> bool:
-        return set(engine.status.rules_record()["refused_files"]) == set(expected)
+        return set(engine.status.rules_record().refused_files) == set(expected)
 
     await eventually(refused_now, within=90, message="every hostile file refused")
-    errors = engine.status.rules_record()["refused_files"]
+    errors = engine.status.rules_record().refused_files
     for name, start in expected.items():
         assert errors[name][0].startswith(start), errors[name]
         assert all(len(error) < 700 for error in errors[name])

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
-import json
 from collections.abc import AsyncIterator, Awaitable, Callable
 
 import pytest_asyncio
@@ -31,6 +30,7 @@ from ruby_schemas.examples import example_envelope
 from ruby_schemas.ha import HaEvent
 from ruby_schemas.ha_events import EventFiredV1, StateChangedV1
 from ruby_schemas.registry import decode, encode
+from ruby_schemas.status import GatewayRecord, read_record
 
 StartBridge = Callable[[Simulator], Awaitable[Bridge]]
 Stored = tuple[str, EventFiredV1 | StateChangedV1]
@@ -156,8 +156,10 @@ async def test_the_gateway_follows_the_set_as_the_engine_changes_it(
         message="button_pressed unsubscribed",
     )
     assert hasim.subscribed_types == {"state_changed": 1, "remote_used": 1}
-    record_of_status = json.loads(status_record(bridge.status))  # as the gateway writes it
-    assert record_of_status["ha_events"]["subscribed"] == ["remote_used"]
+    written = status_record(bridge.status).model_dump_json()  # as the gateway writes it
+    assert read_record(GatewayRecord, written, key="gateway").ha_events.subscribed == (
+        "remote_used",
+    )
     hasim.fire_event("button_pressed", {"n": 1})
     barrier = hasim.fire_event("remote_used", {"n": 2})
 

@@ -20,7 +20,6 @@ from pathlib import Path
 
 from nats.aio.client import Client
 from nats.js.errors import BucketNotFoundError, KeyNotFoundError
-from pydantic import BaseModel, ConfigDict, ValidationError
 
 from ruby_auditstore import AuditStore, StoredRecord, Verified
 from ruby_ctl import args as cli_args
@@ -29,6 +28,7 @@ from ruby_ctl.audit_read import StoreError, connect_nats, open_store, unreadable
 from ruby_ctl.rules_live import display_zone
 from ruby_natsx.subjects import Subjects
 from ruby_natsx.topology import AUDIT_SINK, STATUS, topology
+from ruby_schemas.status import AuditHeadRecord, read_record
 
 WIDTH = cli_args.HELP_WIDTH
 """Where the help text of the verbs wraps."""
@@ -259,18 +259,9 @@ def _short(text: str) -> str:
 # --- verify --------------------------------------------------------------------------------
 
 
-class PublishedHead(BaseModel):
-    """What the sink publishes under `HEAD_KEY` (tolerant of fields it adds later)."""
-
-    model_config = ConfigDict(extra="ignore", frozen=True)
-
-    seq: int
-    hash: str
-    updated: datetime | None = None
-
-
-async def read_head(nc: Client, prefix: str) -> PublishedHead | None:
-    """The head the sink published; None if it never did. ``ValueError`` if unreadable."""
+async def read_head(nc: Client, prefix: str) -> AuditHeadRecord | None:
+    """The head the sink published; None if it never did. ``StatusRecordError`` (a
+    ``ValueError``) if it is not the contract."""
     bucket = topology(Subjects(prefix)).bucket(STATUS).bucket
     try:
         kv = await nc.jetstream().key_value(bucket)
@@ -279,10 +270,7 @@ async def read_head(nc: Client, prefix: str) -> PublishedHead | None:
         return None
     if not entry.value:
         return None
-    try:
-        return PublishedHead.model_validate_json(entry.value)
-    except ValidationError as exc:
-        raise ValueError(f"status key {HEAD_KEY!r} is unreadable: {exc}") from None
+    return read_record(AuditHeadRecord, entry.value, key=HEAD_KEY)
 
 
 def _verify(args: argparse.Namespace) -> int:
@@ -308,12 +296,13 @@ def _verify(args: argparse.Namespace) -> int:
         return 1
     print(f"ok: {verified.count} records, head {verified.head_seq} {verified.head_hash[:16]}")
     if head is not None:
-        written = f", written {when(head.updated)}" if head.updated is not None else ""
-        print(f"the head the sink published matches (record {head.seq}{written})")
+        print(
+            f"the head the sink published matches (record {head.seq}, written {when(head.updated)})"
+        )
     return 0
 
 
-async def _published(args: argparse.Namespace) -> PublishedHead | None:
+async def _published(args: argparse.Namespace) -> AuditHeadRecord | None:
     """The sink's published head, or None after saying on stderr why it was not compared."""
     alone = "verifying the file alone (removed last records would go unnoticed)"
     try:
@@ -333,7 +322,7 @@ async def _published(args: argparse.Namespace) -> PublishedHead | None:
     return head
 
 
-def _against_head(store: AuditStore, verified: Verified, head: PublishedHead) -> str | None:
+def _against_head(store: AuditStore, verified: Verified, head: AuditHeadRecord) -> str | None:
     """Why a sound chain still does not hold what the sink published; None if it does."""
     published = f"the sink published record {head.seq} with hash {head.hash[:16]}"
     if verified.head_seq < head.seq:

@@ -1,9 +1,10 @@
 """``rubyctl rules status | trace``: what the running engine says about its rules.
 
 The engine writes, under its own keys of the status bucket (``ruby_engine.status``): ``engine``
-(ready, counts, refused files), ``engine.rules`` (every rule and refused file) and
-``engine.trace.<rule>`` (its recent runs, oldest first). These commands read them as the
-operator; they are tolerant of fields they do not know, so an older rubyctl reads a newer engine.
+(ready, counts, refused files), ``engine.rules`` (every rule and refused file), both contracts
+of ``ruby_schemas.status``, and ``engine.trace.<rule>`` (its recent runs, oldest first). These
+commands read them as the operator; they are tolerant of fields they do not know, so an older
+rubyctl reads a newer engine.
 Also the operator connection the NATS-reading rule commands share (`run_as_operator`).
 """
 
@@ -21,11 +22,12 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 from nats.aio.client import Client
 from nats.js.errors import BucketNotFoundError, KeyNotFoundError
 from nats.js.kv import KeyValue
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field
 
 from ruby_ctl.operator import run_connected
 from ruby_natsx.subjects import SubjectError, Subjects, check_token
 from ruby_natsx.topology import STATUS, topology
+from ruby_schemas.status import EngineRecord, RulesRecord, StatusRecordError, read_record
 
 STALE_AFTER = 30.0
 """Seconds after which the ``engine`` record is old news (the engine rewrites it every 5 s)."""
@@ -50,36 +52,10 @@ class _Record(BaseModel):
     model_config = ConfigDict(extra="ignore", frozen=True)
 
 
-_M = TypeVar("_M", bound=_Record)
+_M = TypeVar("_M", bound=BaseModel)
 
 Moment = Annotated[datetime | None, BeforeValidator(lambda value: value or None)]
 """A time the engine may leave empty (``""``: a rule that never ran)."""
-
-
-class EngineRecord(_Record):
-    ready: bool = False
-    updated: Moment = None
-    rules: int = 0
-    timers: int = 0
-    refused_files: tuple[str, ...] = ()
-
-
-class RuleRow(_Record):
-    file: str = ""
-    where: str = ""
-    version: str = ""
-    mode: str = ""
-    runs: int = 0
-    failed: int = 0
-    last_status: str = ""
-    last_reason: str = ""
-    last_run: Moment = None
-
-
-class RulesRecord(_Record):
-    updated: Moment = None
-    rules: dict[str, RuleRow] = Field(default_factory=dict)
-    refused_files: dict[str, tuple[str, ...]] = Field(default_factory=dict)
 
 
 class Step(_Record):
@@ -120,7 +96,7 @@ class TraceRecord(_Record):
 
 
 class UnreadableRecordError(ValueError):
-    """A status record is not what the engine writes."""
+    """A status record is not what the engine writes; the message names the key and fields."""
 
 
 class EngineStatus:
@@ -151,9 +127,9 @@ class EngineStatus:
         if raw is None:
             return None
         try:
-            return model.model_validate_json(raw)
-        except ValidationError as exc:
-            raise UnreadableRecordError(f"status key {key!r} is unreadable: {exc}") from None
+            return read_record(model, raw, key=key)
+        except StatusRecordError as exc:
+            raise UnreadableRecordError(str(exc)) from None
 
 
 def display_zone() -> tzinfo | None:
@@ -227,7 +203,7 @@ def _engine_line(engine: EngineRecord | None, now: datetime) -> str:
         f"engine: {state}; {engine.rules} rule(s), {engine.timers} timer(s); "
         f"status written {_age(engine.updated, now)}"
     )
-    if engine.updated is not None and (now - engine.updated).total_seconds() > STALE_AFTER:
+    if (now - engine.updated).total_seconds() > STALE_AFTER:
         line += ": stale, is the engine still running?"
     return line
 

@@ -117,6 +117,11 @@ def _field_error(error: ErrorDetails) -> FieldError:
     return FieldError(dotted(loc), message)
 
 
+def field_errors(exc: ValidationError) -> list[FieldError]:
+    """Every error of ``exc`` as a `FieldError` worded for an operator; never echoes a value."""
+    return [_field_error(error) for error in exc.errors(include_url=False)]
+
+
 class Registry(Mapping[str, type[Payload]]):
     """A read-mostly mapping `type` string → payload class; iterates in sorted type order.
 
@@ -196,8 +201,7 @@ class Registry(Mapping[str, type[Payload]]):
         try:
             return envelope_class(payload_class).model_validate_json(raw, strict=True)
         except ValidationError as exc:
-            errors = [_field_error(error) for error in exc.errors(include_url=False)]
-            raise ContractError(message_type, errors) from exc
+            raise ContractError(message_type, field_errors(exc)) from exc
 
 
 REGISTRY = Registry(

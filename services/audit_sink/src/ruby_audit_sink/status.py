@@ -1,30 +1,31 @@
 """What the audit sink shows about itself, in the status bucket under its own keys.
 
-- ``audit_sink``: ``{"ready", "updated", "stored", "head_seq", "head_hash", "db"}``, written
-  on start, after a commit (at most every ``FLUSH_INTERVAL``), every ``STATUS_INTERVAL`` and,
-  with ``ready: false``, on stop.
-- ``audit_sink.head``: ``{"seq", "hash", "updated"}``, the chain's head after every commit
-  that added rows. ``rubyctl audit verify`` compares the store's head with it: a store whose
-  head is behind it lost rows from its end. It is not written on start, so a store truncated
-  while the sink was down still differs from it (until new records are stored).
+- ``audit_sink``: an `AuditSinkRecord` (ready, updated, stored, head_seq, head_hash, db),
+  written on start, after a commit (at most every ``FLUSH_INTERVAL``), every
+  ``STATUS_INTERVAL`` and, with ``ready: false``, on stop.
+- ``audit_sink.head``: an `AuditHeadRecord` (seq, hash, updated), the chain's head after every
+  commit that added rows. ``rubyctl audit verify`` compares the store's head with it: a store
+  whose head is behind it lost rows from its end. It is not written on start, so a store
+  truncated while the sink was down still differs from it (until new records are stored).
 
-Records are core NATS publishes to ``$KV.<bucket>.<key>`` (the sink may write its own keys
-only, and reads none). One event loop.
+Both contracts are in ``ruby_schemas.status``, shared with the readers. Records are core NATS
+publishes to ``$KV.<bucket>.<key>`` (the sink may write its own keys only, and reads none).
+One event loop.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import time
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, Final
+from typing import Final
 
 from nats.aio.client import Client
 
 from ruby_audit_sink.writer import Committed
+from ruby_schemas.status import AuditHeadRecord, AuditSinkRecord, StatusRecord
 
 FLUSH_INTERVAL: Final = 0.5
 """Seconds between status records written because of commits."""
@@ -57,10 +58,10 @@ class SinkStatus:
         """A batch was committed: the head now, the status record if it is due."""
         self._state = state
         if state.added:
-            await self._publish(
-                self.head_subject,
-                {"seq": state.head_seq, "hash": state.head_hash, "updated": _now()},
+            head = AuditHeadRecord(
+                seq=state.head_seq, hash=state.head_hash, updated=datetime.now(UTC)
             )
+            await self._publish(self.head_subject, head)
         if time.monotonic() - self._written >= FLUSH_INTERVAL:
             await self._write()
         else:
@@ -81,16 +82,16 @@ class SinkStatus:
         """Rows in the store, as of the last commit."""
         return self._state.stored
 
-    def record(self) -> dict[str, Any]:
+    def record(self) -> AuditSinkRecord:
         """The ``audit_sink`` status record as it would be written now."""
-        return {
-            "ready": self.ready,
-            "updated": _now(),
-            "stored": self._state.stored,
-            "head_seq": self._state.head_seq,
-            "head_hash": self._state.head_hash,
-            "db": self._db,
-        }
+        return AuditSinkRecord(
+            ready=self.ready,
+            updated=datetime.now(UTC),
+            stored=self._state.stored,
+            head_seq=self._state.head_seq,
+            head_hash=self._state.head_hash,
+            db=self._db,
+        )
 
     async def _run(self) -> None:
         while True:
@@ -104,14 +105,10 @@ class SinkStatus:
         self._written = time.monotonic()
         await self._publish(self.subject, self.record())
 
-    async def _publish(self, subject: str, record: dict[str, Any]) -> None:
+    async def _publish(self, subject: str, record: StatusRecord) -> None:
         # While reconnecting, nats-py buffers the publish; a record lost to a closed connection
         # is rewritten by the next commit or interval (the head then lags the store: safe).
         if self._nc.is_closed:
             return
         with contextlib.suppress(Exception):
-            await self._nc.publish(subject, json.dumps(record).encode())
-
-
-def _now() -> str:
-    return datetime.now(UTC).isoformat()
+            await self._nc.publish(subject, record.model_dump_json().encode())

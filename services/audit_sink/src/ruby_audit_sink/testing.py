@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 from collections.abc import AsyncIterator, Mapping
 from datetime import datetime
 from pathlib import Path
@@ -19,6 +18,7 @@ from ruby_audit_sink.sink import IDENTITY, AuditSink
 from ruby_natsx.status import status_ready
 from ruby_natsx.subjects import Subjects
 from ruby_natsx.testing import ServiceProcess, eventually
+from ruby_schemas.status import AuditHeadRecord, AuditSinkRecord, read_record
 
 
 @contextlib.asynccontextmanager
@@ -47,6 +47,16 @@ async def sink_ready(status: KeyValue, since: datetime | None = None) -> bool:
     return await status_ready(status, IDENTITY, since)
 
 
+async def sink_record(status: KeyValue) -> AuditSinkRecord | None:
+    """The sink's status record (``audit_sink``) as a reader validates it; None before its
+    first."""
+    try:
+        entry = await status.get(IDENTITY)
+    except KeyNotFoundError:
+        return None
+    return read_record(AuditSinkRecord, entry.value or b"", key=IDENTITY)
+
+
 async def published_head(status: KeyValue) -> tuple[int, str] | None:
     """The head the sink published last (``audit_sink.head``) as ``(seq, hash)``; None before
     its first.
@@ -55,9 +65,10 @@ async def published_head(status: KeyValue) -> tuple[int, str] | None:
     moment later: rows seen in the store say nothing about the head yet. Poll this with
     ``eventually`` until it shows the head expected.
     """
+    key = f"{IDENTITY}.head"
     try:
-        entry = await status.get(f"{IDENTITY}.head")
+        entry = await status.get(key)
     except KeyNotFoundError:
         return None
-    record = json.loads(entry.value or b"{}")
-    return int(record["seq"]), str(record["hash"])
+    record = read_record(AuditHeadRecord, entry.value or b"", key=key)
+    return record.seq, record.hash

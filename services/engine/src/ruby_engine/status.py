@@ -2,9 +2,10 @@
 
 Records go to the status bucket under the engine's own keys (the only ones it may write):
 
-- ``engine``: ready, counts, refused files (rewritten every few seconds);
+- ``engine``: ready, counts, refused files (rewritten every few seconds), an `EngineRecord`;
 - ``engine.rules``: every rule (file, version, runs, failures, last run) and every refused
-  file's errors: what ``rubyctl rules status`` shows;
+  file's errors: what ``rubyctl rules status`` shows, a `RulesRecord` (both contracts are in
+  ``ruby_schemas.status``, shared with the readers);
 - ``engine.trace.<rule id>``: the rule's most recent runs, newest last: ``rubyctl rules trace``.
 
 Traces are kept in memory and written at most once per interval per rule, so a busy rule costs
@@ -14,7 +15,6 @@ one write per interval, not one per run.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import json
 from collections import deque
 from collections.abc import Iterable
@@ -25,12 +25,20 @@ from typing import Any
 from nats.aio.client import Client
 from nats.js.errors import KeyNotFoundError
 from nats.js.kv import KeyValue
+from pydantic import BaseModel
 
 from ruby_rules.engine import RuleEngine
 from ruby_rules.engine.core import TIMER_NOTES
 from ruby_rules.engine.effects import Trace
 from ruby_rules.files import shown_name
 from ruby_rules.ruleset import RuleSet
+from ruby_schemas.status import (
+    EngineRecord,
+    RuleRow,
+    RulesRecord,
+    StatusRecordError,
+    read_record,
+)
 
 TRACES_KEPT = 20
 """Runs kept per rule."""
@@ -88,17 +96,11 @@ class Status:
         (``engine``) in the status bucket ``kv``; return how many runs. Unreadable records
         are ignored: they are only history."""
         restored = 0
-        rules = await _read(kv, f"{prefix}.rules")
-        rows = rules.get("rules") if isinstance(rules, dict) else None
-        for rule_id, row in (rows if isinstance(rows, dict) else {}).items():
-            with contextlib.suppress(TypeError, ValueError, AttributeError):
-                self._counts[rule_id] = _Counts(
-                    int(row["runs"]),
-                    int(row["failed"]),
-                    str(row["last_status"]),
-                    str(row["last_reason"]),
-                    str(row["last_run"]),
-                )
+        for rule_id, row in (await _rule_rows(kv, f"{prefix}.rules")).items():
+            last_run = "" if row.last_run is None else row.last_run.isoformat()
+            self._counts[rule_id] = _Counts(
+                row.runs, row.failed, row.last_status, row.last_reason, last_run
+            )
         # One request per rule, all in flight at once: not a round trip after another.
         ids = [rule.id for rule in self._ruleset.rules]
         records = await asyncio.gather(*(_read(kv, f"{prefix}.trace.{i}") for i in ids))
@@ -142,29 +144,39 @@ class Status:
             await self._put(f"trace.{rule_id}", {"rule_id": rule_id, "runs": self.traces(rule_id)})
         if dirty or self._rules_dirty:
             self._rules_dirty = False
-            await self._put("rules", self.rules_record())
+            await self._write("rules", self.rules_record())
 
-    def rules_record(self) -> dict[str, Any]:
+    def rules_record(self) -> RulesRecord:
         """Every rule and every refused file, as ``rubyctl rules status`` shows them."""
-        rules: dict[str, Any] = {}
+        rules: dict[str, RuleRow] = {}
         for rule in self._ruleset.rules:
             counts = self._counts.get(rule.id, _Counts())
-            rules[rule.id] = {
-                "file": rule.file,
-                "where": rule.where,
-                "version": rule.version,
-                "mode": rule.config.mode,
-                "runs": counts.runs,
-                "failed": counts.failed,
-                "last_status": counts.last_status,
-                "last_reason": counts.last_reason,
-                "last_run": counts.last_run,
-            }
+            rules[rule.id] = RuleRow(
+                file=rule.file,
+                where=rule.where,
+                version=rule.version,
+                mode=rule.config.mode,
+                runs=counts.runs,
+                failed=counts.failed,
+                last_status=counts.last_status,
+                last_reason=counts.last_reason,
+                last_run=datetime.fromisoformat(counts.last_run) if counts.last_run else None,
+            )
         errors = {
-            shown_name(name): [str(error) for error in errors]
+            shown_name(name): tuple(str(error) for error in errors)
             for name, errors in self._ruleset.errors.items()
         }
-        return {"updated": _now(), "rules": rules, "refused_files": errors}
+        return RulesRecord(updated=datetime.now(UTC), rules=rules, refused_files=errors)
+
+    def engine_record(self) -> EngineRecord:
+        """The ``engine`` record as it would be written now."""
+        return EngineRecord(
+            ready=self.ready,
+            updated=datetime.now(UTC),
+            rules=len(self._ruleset.rules),
+            timers=len(self._core.timers),
+            refused_files=tuple(sorted(map(shown_name, self._ruleset.errors))),
+        )
 
     async def _run(self) -> None:
         since_status = 0.0
@@ -180,29 +192,36 @@ class Status:
     async def _write_engine(self) -> None:
         if not self._nc.is_connected:
             return
-        record = {
-            "ready": self.ready,
-            "updated": _now(),
-            "rules": len(self._ruleset.rules),
-            "timers": len(self._core.timers),
-            "refused_files": sorted(map(shown_name, self._ruleset.errors)),
-        }
-        await self._nc.publish(self._subject, json.dumps(record).encode())
+        await self._nc.publish(self._subject, self.engine_record().model_dump_json().encode())
+
+    async def _write(self, key: str, record: BaseModel) -> None:
+        await self._nc.publish(f"{self._subject}.{key}", record.model_dump_json().encode())
 
     async def _put(self, key: str, value: dict[str, Any]) -> None:
         await self._nc.publish(f"{self._subject}.{key}", json.dumps(value).encode())
 
 
-async def _read(kv: KeyValue, key: str) -> Any:
+async def _get(kv: KeyValue, key: str) -> bytes | None:
     try:
         entry = await kv.get(key)
     except KeyNotFoundError:
         return None
+    return entry.value or None
+
+
+async def _rule_rows(kv: KeyValue, key: str) -> dict[str, RuleRow]:
+    """The rows of the rules record ``key``; none if it is missing or unreadable."""
+    raw = await _get(kv, key)
+    if raw is None:
+        return {}
     try:
-        return json.loads(entry.value or b"null")
+        return read_record(RulesRecord, raw, key=key).rules
+    except StatusRecordError:
+        return {}
+
+
+async def _read(kv: KeyValue, key: str) -> Any:
+    try:
+        return json.loads(await _get(kv, key) or b"null")
     except ValueError:
         return None
-
-
-def _now() -> str:
-    return datetime.now(UTC).isoformat()
