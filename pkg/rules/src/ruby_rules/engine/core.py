@@ -27,15 +27,11 @@ from ruby_rules.context import Context, TriggerData
 from ruby_rules.engine import ids
 from ruby_rules.engine.effects import Effects, RuleEventOut, Trace, trigger_summary
 from ruby_rules.engine.index import TriggerIndex
-from ruby_rules.engine.interpreter import Interpreter, Path, Segment, branches
+from ruby_rules.engine.interpreter import Interpreter, Path, Segment, action_at
 from ruby_rules.engine.records import TimerRecord
-from ruby_rules.model import Rule, RuleConfig
-from ruby_rules.processors.actions.wait_for import WaitForActionConfig
-from ruby_rules.processors.base import ActionConfig, TriggerConfig
-from ruby_rules.processors.registry import Registry, default_registry
-from ruby_rules.processors.triggers.event import EventTrigger
-from ruby_rules.processors.triggers.numeric_state import NumericStateTrigger
-from ruby_rules.processors.triggers.state import StateTrigger, watched_value
+from ruby_rules.model import Program, Rule, RuleConfig
+from ruby_rules.processors.base import TriggerConfig
+from ruby_rules.processors.protocols import TriggerProcessor
 from ruby_schemas.ha_events import EntityState
 from ruby_schemas.rules import RuleFailedV1, RuleFiredV1
 
@@ -52,21 +48,10 @@ def trigger_hash(config: TriggerConfig) -> str:
     return hashlib.sha256(config.model_dump_json(by_alias=True).encode()).hexdigest()[:16]
 
 
-def action_at(actions: tuple[ActionConfig, ...], path: Path) -> ActionConfig:
-    """The action at ``path`` (see `interpreter` for how positions number branches)."""
-    action = actions[path[0]]
-    rest = path[1:]
-    while rest:
-        action = branches(action)[rest[0]][rest[1]]
-        rest = rest[2:]
-    return action
-
-
 class RuleEngine:
     """The rules, their armed timers and paused runs, and the engine's view of the states."""
 
-    def __init__(self, *, tz: tzinfo | None = None, registry: Registry | None = None) -> None:
-        self._registry = registry or default_registry()
+    def __init__(self, *, tz: tzinfo | None = None) -> None:
         self._tz = tz
         self._rules: dict[str, Rule] = {}
         self._index = TriggerIndex(())
@@ -149,8 +134,11 @@ class RuleEngine:
         return effects
 
     def _arm_time(self, rule: Rule, index: int, digest: str, after: datetime, fx: Effects) -> None:
-        trigger: Any = self._registry.trigger(rule.config.triggers[index])
-        deadline = trigger.next_fire(self._local(after)).astimezone(UTC)
+        trigger = rule.program.triggers[index]
+        fire = trigger.next_fire(self._local(after))
+        if fire is None:  # only timed triggers are armed; one that stops firing is not re-armed
+            return
+        deadline = fire.astimezone(UTC)
         placeholder = TriggerData(
             kind=trigger.config.kind,
             id=self._trigger_name(rule.config, index),
@@ -212,10 +200,10 @@ class RuleEngine:
         for entry in self._index.for_entity(entity_id):
             rule = self._rules[entry.rule_id]
             config = rule.config.triggers[entry.index]
-            trigger: Any = self._registry.trigger(config)
+            trigger = rule.program.triggers[entry.index]
             latest_only = rule.config.backlog.policy == "latest"
-            if latest_only and newer is not None and _supersedes(newer, new, config):
-                if trigger.matches(old, new):
+            if latest_only and newer is not None and _supersedes(newer, new, trigger):
+                if trigger.matches_change(old, new):
                     self._superseded(rule, entry.index, event_id, entity_id, old, new, newer,
                                      now, effects)  # fmt: skip
                 continue
@@ -229,14 +217,14 @@ class RuleEngine:
                 to_state=new,
                 correlation_id=correlation_id,
             )
-            hold = getattr(config, "for_", None)
+            hold = trigger.hold
             if hold is None:
-                if trigger.matches(old, new):
+                if trigger.matches_change(old, new):
                     self._start(rule, entry.index, data, now, when, effects)
                 continue
             key = f"for.{rule.id}.{entry.index}.{entity_id}"
-            if trigger.matches(old, new) and new is not None:
-                since = new.last_changed if config.attribute is None else new.last_updated  # type: ignore[attr-defined]
+            if trigger.matches_change(old, new) and new is not None:
+                since = trigger.changed_at(new)
                 self._put(
                     TimerRecord(
                         "for",
@@ -251,22 +239,22 @@ class RuleEngine:
                     ),
                     effects,
                 )
-                value = watched_value(new, config.attribute)  # type: ignore[attr-defined]
+                value = trigger.watched_value(new)
                 note = self._trace(rule.config, rule.version, rule.file, "", data, now)
                 note.update(status="armed", reason=f"for: {entity_id} is {value}; fires at "
                             f"{(since + hold).isoformat()} if it holds")  # fmt: skip
                 effects.traces.append(note)
-            elif key in self._timers and not self._still_holds(trigger, new):
+            elif key in self._timers and not trigger.still_holds(new):
                 due = self._timers[key].deadline
                 self._delete(key, effects)
-                value = watched_value(new, config.attribute)  # type: ignore[attr-defined]
+                value = trigger.watched_value(new)
                 note = self._trace(rule.config, rule.version, rule.file, "", data, now)
                 note.update(status="disarmed", reason=f"for: {entity_id} changed to {value} "
                             f"before {due.isoformat() if due else '?'}")  # fmt: skip
                 effects.traces.append(note)
         for key in sorted(self._waits_entity.get(entity_id, ())):
             wait = self._wait_trigger(key)
-            if wait is not None and wait.matches(old, new):
+            if wait is not None and wait.matches_change(old, new):
                 self._resume(key, now, effects, note=f"wait_for: {entity_id} changed")
         return effects
 
@@ -284,10 +272,10 @@ class RuleEngine:
         effects = Effects()
         for entry in self._index.for_event(event_type):
             rule = self._rules[entry.rule_id]
-            trigger: Any = self._registry.trigger(rule.config.triggers[entry.index])
-            if trigger.matches(event_type, data):
+            trigger = rule.program.triggers[entry.index]
+            if trigger.matches_event(event_type, data):
                 info = TriggerData(
-                    kind="event",
+                    kind=trigger.config.kind,
                     id=self._trigger_name(rule.config, entry.index),
                     event_id=event_id,
                     time=fired_at,
@@ -298,7 +286,7 @@ class RuleEngine:
                 self._start(rule, entry.index, info, now, fired_at, effects)
         for key in sorted(self._waits_event.get(event_type, ())):
             wait = self._wait_trigger(key)
-            if isinstance(wait, EventTrigger) and wait.matches(event_type, data):
+            if wait is not None and wait.matches_event(event_type, data):
                 self._resume(key, now, effects, note=f"wait_for: event {event_type}")
         return effects
 
@@ -355,15 +343,11 @@ class RuleEngine:
             self._start(rule, record.trigger_index, record.trigger, now, record.deadline, effects)
             return effects
         states = self._states if projection is None else projection
-        trigger: Any = self._registry.trigger(rule.config.triggers[record.trigger_index])
+        trigger = rule.program.triggers[record.trigger_index]
         current = states.get(record.entity_id or "")
-        armed = record.trigger.to_state
-        same = (
-            current is not None
-            and armed is not None
-            and (trigger.config.attribute is not None or current.last_changed == armed.last_changed)
-        )
-        if not (same and self._still_holds(trigger, current)):
+        if not (
+            trigger.unchanged(record.trigger.to_state, current) and trigger.still_holds(current)
+        ):
             trace = self._trace(rule.config, rule.version, rule.file, "", record.trigger, now)
             trace["status"] = "not_run"
             trace["reason"] = f"'for' re-check: {record.entity_id} no longer holds its value"
@@ -381,8 +365,8 @@ class RuleEngine:
             self._finish(record, now, effects, status="skipped", reason=late)
             return
         if record.wait and not record.wait_until_time:
-            wait = action_at(record.rule.actions, record.resume_after or (0,))
-            if isinstance(wait, WaitForActionConfig) and not wait.continue_on_timeout:
+            wait = action_at(record.compiled.actions, record.resume_after or (0,))
+            if wait.stops_on_timeout():
                 self._finish(record, now, effects, status="stopped", reason="wait_for timed out")
                 return
             self._resume(record.key, now, effects, note="wait_for timed out, continuing")
@@ -409,9 +393,10 @@ class RuleEngine:
             effects.traces.append(trace)
             return
         ctx = self._ctx(trigger, now)
-        for position, condition in enumerate(config.conditions):
+        for position, processor in enumerate(rule.program.conditions):
+            condition = processor.config
             try:
-                holds = self._registry.condition(condition).holds(ctx)
+                holds = processor.holds(ctx)
             except ValueError as exc:
                 trace.update(status="failed", reason=f"condition {position}: {exc}")
                 effects.traces.append(trace)
@@ -429,8 +414,8 @@ class RuleEngine:
                 return
         key = f"run.{rule.id}.{run}"
         if key in self._timers:  # the same trigger again (a redelivery): same run, same ids
-            self._segment(config, rule.version, rule.file, run, trigger, now, None, trace, effects,
-                          store=False, due=due)  # fmt: skip
+            self._segment(config, rule.program, rule.version, rule.file, run, trigger, now, None,
+                          trace, effects, store=False, due=due)  # fmt: skip
             return
         active = [k for k in self._runs[rule.id] if self._timers[k].status == "waiting"]
         queued = [k for k in self._runs[rule.id] if self._timers[k].status == "queued"]
@@ -452,7 +437,7 @@ class RuleEngine:
             self._put(
                 TimerRecord("run", rule.id, None, trigger, rule.version, run_id=run,
                             status="queued", queued_seq=self._queue_seq, rule=config,
-                            file=rule.file, steps=steps),
+                            file=rule.file, steps=steps, program=rule.program),
                 effects,
             )  # fmt: skip
             effects.traces.append(trace)
@@ -461,12 +446,13 @@ class RuleEngine:
             trace.update(status="ignored", reason=f"mode parallel: {len(active)} runs in flight")
             effects.traces.append(trace)
             return
-        self._segment(config, rule.version, rule.file, run, trigger, now, None, trace, effects,
-                      due=due)  # fmt: skip
+        self._segment(config, rule.program, rule.version, rule.file, run, trigger, now, None,
+                      trace, effects, due=due)  # fmt: skip
 
     def _segment(
         self,
         config: RuleConfig,
+        program: Program,
         version: str,
         file: str,
         run: str,
@@ -481,7 +467,6 @@ class RuleEngine:
     ) -> None:
         limit = config.backlog.max_lateness
         interpreter = Interpreter(
-            self._registry,
             rule_id=config.id,
             version=version,
             run_id=run,
@@ -491,7 +476,7 @@ class RuleEngine:
             not_after=None if limit is None else (due or now) + limit,
             backlog=config.backlog.policy,
         )
-        segment: Segment = interpreter.run(config.actions, resume_after)
+        segment: Segment = interpreter.run(program.actions, resume_after)
         effects.commands += segment.commands
         effects.events += segment.events
         trace["steps"] += segment.steps
@@ -517,7 +502,7 @@ class RuleEngine:
                 TimerRecord("run", config.id, pause.deadline, trigger, version, run_id=run,
                             resume_after=pause.at, wait=pause.wait,
                             wait_until_time=pause.wait_until_time, rule=config, file=file,
-                            steps=tuple(trace["steps"])),
+                            steps=tuple(trace["steps"]), program=program),
                 effects,
             )  # fmt: skip
         elif store:
@@ -535,8 +520,9 @@ class RuleEngine:
         trace["steps"].append({"at": now.isoformat(), "path": "resume", "kind": "timer",
                                "result": note})  # fmt: skip
         due = record.deadline if record.deadline is not None and record.deadline <= now else now
-        self._segment(record.rule, record.version, record.file, record.run_id, record.trigger,
-                      now, record.resume_after, trace, effects, due=due)  # fmt: skip
+        self._segment(record.rule, record.compiled, record.version, record.file, record.run_id,
+                      record.trigger, now, record.resume_after, trace, effects,
+                      due=due)  # fmt: skip
 
     def _finish(
         self, record: TimerRecord, now: datetime, effects: Effects, status: str, reason: str
@@ -564,8 +550,8 @@ class RuleEngine:
         self._delete(record.key, effects)
         trace = self._trace(record.rule, record.version, record.file, record.run_id,
                             record.trigger, now, steps=list(record.steps))  # fmt: skip
-        self._segment(record.rule, record.version, record.file, record.run_id, record.trigger,
-                      now, None, trace, effects)  # fmt: skip
+        self._segment(record.rule, record.compiled, record.version, record.file, record.run_id,
+                      record.trigger, now, None, trace, effects)  # fmt: skip
 
     def _failed(
         self,
@@ -613,24 +599,11 @@ class RuleEngine:
     def _trigger_name(config: RuleConfig, index: int) -> str:
         return config.triggers[index].id or str(index)
 
-    @staticmethod
-    def _still_holds(trigger: Any, state: EntityState | None) -> bool:
-        value = watched_value(state, trigger.config.attribute)
-        if isinstance(trigger, NumericStateTrigger):
-            return bool(trigger.config.within(value))
-        if isinstance(trigger, StateTrigger):
-            wanted = trigger.config.to
-            return value is not None if wanted is None else value in wanted
-        return False
-
-    def _wait_trigger(self, key: str) -> Any:
+    def _wait_trigger(self, key: str) -> TriggerProcessor | None:
         record = self._timers.get(key)
         if record is None or record.rule is None or record.resume_after is None:
             return None
-        wait = action_at(record.rule.actions, record.resume_after)
-        if not isinstance(wait, WaitForActionConfig):
-            return None
-        return self._registry.trigger(wait.trigger)
+        return action_at(record.compiled.actions, record.resume_after).waits_on()
 
     def _trace(
         self,
@@ -673,11 +646,11 @@ class RuleEngine:
         if record.kind == "run":
             self._runs[record.rule_id].add(key)
             wait = self._wait_trigger(key) if record.wait and not record.wait_until_time else None
-            if isinstance(wait, StateTrigger | NumericStateTrigger):
-                for entity_id in wait.config.entity_id:
-                    self._waits_entity[entity_id].add(key)
-            elif isinstance(wait, EventTrigger):
-                self._waits_event[wait.config.event_type].add(key)
+            watch = wait.watch() if wait is not None else None
+            for entity_id in watch.entities if watch is not None else ():
+                self._waits_entity[entity_id].add(key)
+            for event_type in watch.event_types if watch is not None else ():
+                self._waits_event[event_type].add(key)
 
     def _forget(self, key: str) -> None:
         record = self._timers.pop(key, None)
@@ -696,13 +669,11 @@ def _later(state: EntityState | None, than: EntityState | None) -> EntityState |
     return state
 
 
-def _supersedes(newer: EntityState, new: EntityState | None, config: Any) -> bool:
-    """Whether ``newer`` is a later change of what ``config`` watches than ``new``: of the
+def _supersedes(newer: EntityState, new: EntityState | None, trigger: TriggerProcessor) -> bool:
+    """Whether ``newer`` is a later change of what ``trigger`` watches than ``new``: of the
     state (``last_changed``), or of any attribute for an attribute trigger (``last_updated``).
     A later version that changed only attributes does not supersede a state change: the
     state trigger would not fire on it, and the state change must still count."""
     if new is None:
         return False
-    if getattr(config, "attribute", None) is None:
-        return newer.last_changed > new.last_changed
-    return newer.last_updated > new.last_updated
+    return trigger.changed_at(newer) > trigger.changed_at(new)

@@ -20,7 +20,7 @@ from typing import Any, Literal
 from pydantic import JsonValue
 
 from ruby_rules.context import TriggerData
-from ruby_rules.model import RuleConfig, rule_config_type
+from ruby_rules.model import Program, RuleConfig, rule_config_type
 from ruby_schemas.ha_events import EntityState
 
 Kind = Literal["for", "at", "run"]
@@ -63,6 +63,19 @@ class TimerRecord:
     file: str = ""
     steps: tuple[dict[str, JsonValue], ...] = field(default=())
     """For ``run``: the trace so far, so a resumed run reports the whole run."""
+    program: Program | None = field(default=None, compare=False, repr=False)
+    """For ``run``: ``rule`` compiled; passed on from record to record as the run goes on."""
+
+    @property
+    def compiled(self) -> Program:
+        """For ``run``: the processors of ``rule``, compiled at most once per record chain."""
+        if self.program is None:
+            if self.rule is None:
+                raise RecordError(f"timer record {self.key} holds no rule")
+            # A frozen dataclass caches its derived field this way, once.
+            object.__setattr__(self, "program", Program.compile(self.rule))
+        assert self.program is not None  # noqa: S101 - set just above
+        return self.program
 
     @property
     def key(self) -> str:
