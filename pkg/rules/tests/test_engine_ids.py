@@ -58,7 +58,7 @@ def st(value: str, at: datetime) -> EntityState:
 
 
 def summary(fx: Effects) -> tuple[list[str], list[tuple[str, str]], list[str]]:
-    traces = [(trace["run_id"], trace["status"]) for trace in fx.traces]
+    traces = [(trace.run_id, trace.status) for trace in fx.traces]
     return [c.command_id for c in fx.commands], traces, sorted(fx.timers)
 
 

@@ -2,8 +2,9 @@
 
 The engine writes, under its own keys of the status bucket (``ruby_engine.status``): ``engine``
 (ready, counts, refused files), ``engine.rules`` (every rule and refused file) and
-``engine.trace.<rule>`` (its recent runs, oldest first). These commands read them as the
-operator; they are tolerant of fields they do not know, so an older rubyctl reads a newer engine.
+``engine.trace.<rule>`` (its recent runs, oldest first: `ruby_schemas.traces.TraceRecord`, the
+contract the engine writes). These commands read them as the operator; they are tolerant of
+fields they do not know, so an older rubyctl reads a newer engine.
 Also the operator connection the NATS-reading rule commands share (`run_as_operator`).
 """
 
@@ -26,6 +27,7 @@ from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationEr
 from ruby_ctl.operator import run_connected
 from ruby_natsx.subjects import SubjectError, Subjects, check_token
 from ruby_natsx.topology import STATUS, topology
+from ruby_schemas.traces import RunTrace, TraceRecord, TraceTrigger
 
 STALE_AFTER = 30.0
 """Seconds after which the ``engine`` record is old news (the engine rewrites it every 5 s)."""
@@ -50,7 +52,7 @@ class _Record(BaseModel):
     model_config = ConfigDict(extra="ignore", frozen=True)
 
 
-_M = TypeVar("_M", bound=_Record)
+_M = TypeVar("_M", bound=BaseModel)
 
 Moment = Annotated[datetime | None, BeforeValidator(lambda value: value or None)]
 """A time the engine may leave empty (``""``: a rule that never ran)."""
@@ -80,43 +82,6 @@ class RulesRecord(_Record):
     updated: Moment = None
     rules: dict[str, RuleRow] = Field(default_factory=dict)
     refused_files: dict[str, tuple[str, ...]] = Field(default_factory=dict)
-
-
-class Step(_Record):
-    at: Moment = None
-    path: str = ""
-    kind: str = ""
-    result: str = ""
-    command_id: str | None = None
-    message_id: str | None = None
-
-
-class TraceTrigger(_Record):
-    model_config = ConfigDict(extra="ignore", frozen=True, populate_by_name=True)
-    kind: str = ""
-    id: str = ""
-    event_id: str = ""
-    time: Moment = None
-    entity_id: str | None = None
-    from_: str | None = Field(default=None, alias="from")
-    to: str | None = None
-    event_type: str | None = None
-
-
-class Run(_Record):
-    run_id: str = ""
-    version: str = ""
-    trigger: TraceTrigger = TraceTrigger()
-    updated: Moment = None
-    status: str = ""
-    reason: str = ""
-    steps: tuple[Step, ...] = ()
-    command_ids: tuple[str, ...] = ()
-
-
-class TraceRecord(_Record):
-    rule_id: str = ""
-    runs: tuple[Run, ...] = ()
 
 
 class UnreadableRecordError(ValueError):
@@ -314,7 +279,7 @@ async def _trace(args: argparse.Namespace, nc: Client) -> int:
     return 0
 
 
-def _print_run(run: Run, tz: tzinfo | None) -> None:
+def _print_run(run: RunTrace, tz: tzinfo | None) -> None:
     print()
     print(f"{_when(run.updated, tz)}  {run.status}{': ' + run.reason if run.reason else ''}")
     print(f"  run      {run.run_id} (version {run.version[:8]})")

@@ -135,6 +135,19 @@ class Program:
             kinds.actions(config.actions),
         )
 
+    def event_types(self) -> frozenset[str]:
+        """Every bus event type its triggers, and the waits among its actions, listen to."""
+        found = {event for trigger in self.triggers for event in trigger.watch().event_types}
+        todo = list(self.actions)
+        while todo:
+            action = todo.pop()
+            wait = action.waits_on()
+            if wait is not None:
+                found.update(wait.watch().event_types)
+            for branch in action.branches():
+                todo.extend(branch)
+        return frozenset(found)
+
 
 @dataclass(frozen=True, slots=True)
 class Rule:

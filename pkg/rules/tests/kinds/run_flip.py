@@ -59,7 +59,7 @@ def main() -> None:
             now=at,
         )
         out["commands"] += [f"{c.domain}.{c.service} {c.command_id}" for c in effects.commands]
-        out["statuses"] += [trace["status"] for trace in effects.traces]
+        out["statuses"] += [trace.status for trace in effects.traces]
     out["built"] = list(flip.BUILT)
     out["version"] = [rule.version for rule in loaded.rules]
     print(json.dumps(out))

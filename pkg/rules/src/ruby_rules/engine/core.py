@@ -19,21 +19,21 @@ import heapq
 from collections import defaultdict
 from collections.abc import Iterable, Mapping
 from datetime import UTC, datetime, timedelta, tzinfo
-from typing import Any
 
 from pydantic import JsonValue
 
 from ruby_rules.context import Context, TriggerData
 from ruby_rules.engine import ids
-from ruby_rules.engine.effects import Effects, RuleEventOut, Trace, trigger_summary
+from ruby_rules.engine.effects import Effects, RuleEventOut, ended, trigger_summary
 from ruby_rules.engine.index import TriggerIndex
 from ruby_rules.engine.interpreter import Interpreter, Path, Segment, action_at
-from ruby_rules.engine.records import TimerRecord
+from ruby_rules.engine.records import AtTimer, ForTimer, RunTimer, TimerRecord
 from ruby_rules.model import Program, Rule, RuleConfig
 from ruby_rules.processors.base import TriggerConfig
 from ruby_rules.processors.protocols import TriggerProcessor
 from ruby_schemas.ha_events import EntityState
 from ruby_schemas.rules import RuleFailedV1, RuleFiredV1
+from ruby_schemas.traces import RunTrace, TraceStep
 
 TIMER_NOTES = frozenset({"armed", "disarmed"})
 """Trace statuses that note a ``for`` timer armed or cancelled: not runs of the rule."""
@@ -58,7 +58,7 @@ class RuleEngine:
         self._states: dict[str, EntityState] = {}
         self._timers: dict[str, TimerRecord] = {}
         self._heap: list[tuple[datetime, str]] = []
-        self._runs: defaultdict[str, set[str]] = defaultdict(set)
+        self._runs: defaultdict[str, dict[str, RunTimer]] = defaultdict(dict)
         self._waits_entity: defaultdict[str, set[str]] = defaultdict(set)
         self._waits_event: defaultdict[str, set[str]] = defaultdict(set)
         self._queue_seq = 0
@@ -88,7 +88,8 @@ class RuleEngine:
         """Take back the timer records a previous process stored. No effects."""
         for record in records:
             self._remember(record)
-            self._queue_seq = max(self._queue_seq, record.queued_seq)
+            if record.kind == "run":
+                self._queue_seq = max(self._queue_seq, record.queued_seq)
 
     def next_deadline(self) -> datetime | None:
         """The earliest deadline of any timer, or ``None``."""
@@ -146,16 +147,7 @@ class RuleEngine:
             time=deadline,
         )
         self._put(
-            TimerRecord(
-                "at",
-                rule.id,
-                deadline,
-                placeholder,
-                rule.version,
-                trigger_index=index,
-                trigger_hash=digest,
-                file=rule.file,
-            ),
+            AtTimer(rule.id, deadline, placeholder, rule.version, index, digest, rule.file),
             fx,
         )
 
@@ -226,32 +218,31 @@ class RuleEngine:
             if trigger.matches_change(old, new) and new is not None:
                 since = trigger.changed_at(new)
                 self._put(
-                    TimerRecord(
-                        "for",
+                    ForTimer(
                         rule.id,
                         since + hold,
                         data,
                         rule.version,
-                        trigger_index=entry.index,
-                        trigger_hash=trigger_hash(config),
-                        entity_id=entity_id,
-                        file=rule.file,
+                        entry.index,
+                        trigger_hash(config),
+                        entity_id,
+                        rule.file,
                     ),
                     effects,
                 )
                 value = trigger.watched_value(new)
                 note = self._trace(rule.config, rule.version, rule.file, "", data, now)
-                note.update(status="armed", reason=f"for: {entity_id} is {value}; fires at "
-                            f"{(since + hold).isoformat()} if it holds")  # fmt: skip
-                effects.traces.append(note)
+                fires = (since + hold).isoformat()
+                reason = f"for: {entity_id} is {value}; fires at {fires} if it holds"
+                effects.traces.append(ended(note, "armed", reason))
             elif key in self._timers and not trigger.still_holds(new):
                 due = self._timers[key].deadline
                 self._delete(key, effects)
                 value = trigger.watched_value(new)
                 note = self._trace(rule.config, rule.version, rule.file, "", data, now)
-                note.update(status="disarmed", reason=f"for: {entity_id} changed to {value} "
-                            f"before {due.isoformat() if due else '?'}")  # fmt: skip
-                effects.traces.append(note)
+                before = due.isoformat() if due else "?"
+                reason = f"for: {entity_id} changed to {value} before {before}"
+                effects.traces.append(ended(note, "disarmed", reason))
         for key in sorted(self._waits_entity.get(entity_id, ())):
             wait = self._wait_trigger(key)
             if wait is not None and wait.matches_change(old, new):
@@ -313,12 +304,11 @@ class RuleEngine:
         )
         run = ids.run_id(rule.id, rule.version, str(index), event_id)
         trace = self._trace(rule.config, rule.version, rule.file, run, data, now)
-        trace.update(
-            status="skipped",
-            reason=f"superseded: {entity_id} is already {newer.state!r} since "
-            f"{newer.last_updated.isoformat()} (backlog policy latest)",
+        reason = (
+            f"superseded: {entity_id} is already {newer.state!r} since "
+            f"{newer.last_updated.isoformat()} (backlog policy latest)"
         )
-        effects.traces.append(trace)
+        effects.traces.append(ended(trace, "skipped", reason))
 
     # --- timers ----------------------------------------------------------------------------
 
@@ -349,17 +339,14 @@ class RuleEngine:
             trigger.unchanged(record.trigger.to_state, current) and trigger.still_holds(current)
         ):
             trace = self._trace(rule.config, rule.version, rule.file, "", record.trigger, now)
-            trace["status"] = "not_run"
-            trace["reason"] = f"'for' re-check: {record.entity_id} no longer holds its value"
-            effects.traces.append(trace)
+            reason = f"'for' re-check: {record.entity_id} no longer holds its value"
+            effects.traces.append(ended(trace, "not_run", reason))
             return effects
         self._start(rule, record.trigger_index, record.trigger, now, record.deadline, effects)
         return effects
 
-    def _fire_run(self, record: TimerRecord, now: datetime, effects: Effects) -> None:
-        # A run record always has both (`TimerRecord.from_json` refuses one without).
-        assert record.rule is not None  # noqa: S101
-        assert record.deadline is not None  # noqa: S101
+    def _fire_run(self, record: RunTimer, now: datetime, effects: Effects) -> None:
+        assert record.deadline is not None  # noqa: S101 - `fire` fires only what has one
         late = self._late(record.rule, record.deadline, now)
         if late is not None:
             self._finish(record, now, effects, status="skipped", reason=late)
@@ -389,8 +376,7 @@ class RuleEngine:
         trace = self._trace(config, rule.version, rule.file, run, trigger, now)
         late = self._late(config, due, now)
         if late is not None:
-            trace.update(status="skipped", reason=late)
-            effects.traces.append(trace)
+            effects.traces.append(ended(trace, "skipped", late))
             return
         ctx = self._ctx(trigger, now)
         for position, processor in enumerate(rule.program.conditions):
@@ -398,53 +384,49 @@ class RuleEngine:
             try:
                 holds = processor.holds(ctx)
             except ValueError as exc:
-                trace.update(status="failed", reason=f"condition {position}: {exc}")
-                effects.traces.append(trace)
+                effects.traces.append(ended(trace, "failed", f"condition {position}: {exc}"))
                 self._failed(rule.config, rule.version, rule.file, run, trigger, str(exc), effects)
                 return
-            trace["steps"].append(
-                {"at": now.isoformat(), "path": f"condition.{position}", "kind": condition.kind,
-                 "result": "true" if holds else "false"}
-            )  # fmt: skip
+            step = TraceStep(at=now, path=f"condition.{position}", kind=condition.kind,
+                             result="true" if holds else "false")  # fmt: skip
+            trace = trace.model_copy(update={"steps": (*trace.steps, step)})
             if not holds:
-                trace.update(
-                    status="not_run", reason=f"condition {position} ({condition.kind}) false"
-                )
-                effects.traces.append(trace)
+                reason = f"condition {position} ({condition.kind}) false"
+                effects.traces.append(ended(trace, "not_run", reason))
                 return
         key = f"run.{rule.id}.{run}"
         if key in self._timers:  # the same trigger again (a redelivery): same run, same ids
             self._segment(config, rule.program, rule.version, rule.file, run, trigger, now, None,
                           trace, effects, store=False, due=due)  # fmt: skip
             return
-        active = [k for k in self._runs[rule.id] if self._timers[k].status == "waiting"]
-        queued = [k for k in self._runs[rule.id] if self._timers[k].status == "queued"]
+        runs = self._runs[rule.id]
+        active = [key for key, record in runs.items() if record.status == "waiting"]
+        queued = [key for key, record in runs.items() if record.status == "queued"]
         if active and config.mode == "single":
-            trace.update(status="ignored", reason="mode single: a run is in flight")
-            effects.traces.append(trace)
+            effects.traces.append(ended(trace, "ignored", "mode single: a run is in flight"))
             return
         if active and config.mode == "restart":
             for other in active:
-                self._finish(self._timers[other], now, effects, "cancelled", "restarted")
+                self._finish(runs[other], now, effects, "cancelled", "restarted")
         if active and config.mode == "queued":
             if len(queued) >= config.max_runs:
-                trace.update(status="ignored", reason=f"mode queued: {len(queued)} already wait")
-                effects.traces.append(trace)
+                reason = f"mode queued: {len(queued)} already wait"
+                effects.traces.append(ended(trace, "ignored", reason))
                 return
             self._queue_seq += 1
-            trace.update(status="queued", reason="mode queued: waits for the run in flight")
-            steps = tuple(trace["steps"])
+            trace = ended(trace, "queued", "mode queued: waits for the run in flight")
+            steps = trace.steps
             self._put(
-                TimerRecord("run", rule.id, None, trigger, rule.version, run_id=run,
-                            status="queued", queued_seq=self._queue_seq, rule=config,
-                            file=rule.file, steps=steps, program=rule.program),
+                RunTimer(rule.id, None, trigger, rule.version, run, config, rule.file,
+                         status="queued", queued_seq=self._queue_seq, steps=steps,
+                         program=rule.program),
                 effects,
             )  # fmt: skip
             effects.traces.append(trace)
             return
         if config.mode == "parallel" and len(active) >= config.max_runs:
-            trace.update(status="ignored", reason=f"mode parallel: {len(active)} runs in flight")
-            effects.traces.append(trace)
+            reason = f"mode parallel: {len(active)} runs in flight"
+            effects.traces.append(ended(trace, "ignored", reason))
             return
         self._segment(config, rule.program, rule.version, rule.file, run, trigger, now, None,
                       trace, effects, due=due)  # fmt: skip
@@ -459,7 +441,7 @@ class RuleEngine:
         trigger: TriggerData,
         now: datetime,
         resume_after: Path | None,
-        trace: Trace,
+        trace: RunTrace,
         effects: Effects,
         *,
         store: bool = True,
@@ -479,9 +461,15 @@ class RuleEngine:
         segment: Segment = interpreter.run(program.actions, resume_after)
         effects.commands += segment.commands
         effects.events += segment.events
-        trace["steps"] += segment.steps
-        trace["command_ids"] += [command.command_id for command in segment.commands]
-        trace.update(status=segment.end, reason=segment.reason, updated=now.isoformat())
+        trace = trace.model_copy(
+            update={
+                "steps": (*trace.steps, *segment.steps),
+                "command_ids": (*trace.command_ids, *(c.command_id for c in segment.commands)),
+                "status": segment.end,
+                "reason": segment.reason,
+                "updated": now,
+            }
+        )
         if resume_after is None:
             fired = RuleFiredV1(
                 rule_id=config.id,
@@ -499,10 +487,10 @@ class RuleEngine:
         if store and segment.pause is not None:
             pause = segment.pause
             self._put(
-                TimerRecord("run", config.id, pause.deadline, trigger, version, run_id=run,
-                            resume_after=pause.at, wait=pause.wait,
-                            wait_until_time=pause.wait_until_time, rule=config, file=file,
-                            steps=tuple(trace["steps"]), program=program),
+                RunTimer(config.id, pause.deadline, trigger, version, run, config, file,
+                         resume_after=pause.at, wait=pause.wait,
+                         wait_until_time=pause.wait_until_time, steps=trace.steps,
+                         program=program),
                 effects,
             )  # fmt: skip
         elif store:
@@ -513,43 +501,37 @@ class RuleEngine:
 
     def _resume(self, key: str, now: datetime, effects: Effects, *, note: str) -> None:
         record = self._timers.get(key)
-        if record is None or record.rule is None or record.run_id is None:
+        if record is None or record.kind != "run":
             return
+        resumed = TraceStep(at=now, path="resume", kind="timer", result=note)
         trace = self._trace(record.rule, record.version, record.file, record.run_id,
-                            record.trigger, now, steps=list(record.steps))  # fmt: skip
-        trace["steps"].append({"at": now.isoformat(), "path": "resume", "kind": "timer",
-                               "result": note})  # fmt: skip
+                            record.trigger, now, steps=(*record.steps, resumed))  # fmt: skip
         due = record.deadline if record.deadline is not None and record.deadline <= now else now
         self._segment(record.rule, record.compiled, record.version, record.file, record.run_id,
                       record.trigger, now, record.resume_after, trace, effects,
                       due=due)  # fmt: skip
 
     def _finish(
-        self, record: TimerRecord, now: datetime, effects: Effects, status: str, reason: str
+        self, record: RunTimer, now: datetime, effects: Effects, status: str, reason: str
     ) -> None:
-        assert record.rule is not None  # noqa: S101 - run records have a rule and a run id
-        assert record.run_id is not None  # noqa: S101
         trace = self._trace(record.rule, record.version, record.file, record.run_id,
-                            record.trigger, now, steps=list(record.steps))  # fmt: skip
-        trace.update(status=status, reason=reason)
-        effects.traces.append(trace)
+                            record.trigger, now, steps=record.steps)  # fmt: skip
+        effects.traces.append(ended(trace, status, reason))
         self._delete(record.key, effects)
         if status != "cancelled":
             self._next_queued(record.rule_id, now, effects)
 
     def _next_queued(self, rule_id: str, now: datetime, effects: Effects) -> None:
-        runs = [self._timers[k] for k in self._runs.get(rule_id, ())]
+        runs = list(self._runs.get(rule_id, {}).values())
         if any(r.status == "waiting" for r in runs):
             return
         queued = sorted((r for r in runs if r.status == "queued"), key=lambda r: r.queued_seq)
         if not queued:
             return
         record = queued[0]
-        assert record.rule is not None  # noqa: S101 - run records have a rule and a run id
-        assert record.run_id is not None  # noqa: S101
         self._delete(record.key, effects)
         trace = self._trace(record.rule, record.version, record.file, record.run_id,
-                            record.trigger, now, steps=list(record.steps))  # fmt: skip
+                            record.trigger, now, steps=record.steps)  # fmt: skip
         self._segment(record.rule, record.compiled, record.version, record.file, record.run_id,
                       record.trigger, now, None, trace, effects)  # fmt: skip
 
@@ -601,7 +583,7 @@ class RuleEngine:
 
     def _wait_trigger(self, key: str) -> TriggerProcessor | None:
         record = self._timers.get(key)
-        if record is None or record.rule is None or record.resume_after is None:
+        if record is None or record.kind != "run" or record.resume_after is None:
             return None
         return action_at(record.compiled.actions, record.resume_after).waits_on()
 
@@ -614,20 +596,18 @@ class RuleEngine:
         trigger: TriggerData,
         now: datetime,
         *,
-        steps: list[Any] | None = None,
-    ) -> Trace:
-        return {
-            "run_id": run,
-            "rule_id": config.id,
-            "version": version,
-            "file": file,
-            "trigger": trigger_summary(trigger),
-            "updated": now.isoformat(),
-            "status": "started",
-            "reason": "",
-            "steps": steps if steps is not None else [],
-            "command_ids": [],
-        }
+        steps: tuple[TraceStep, ...] = (),
+    ) -> RunTrace:
+        return RunTrace(
+            run_id=run,
+            rule_id=config.id,
+            version=version,
+            file=file,
+            trigger=trigger_summary(trigger),
+            updated=now,
+            status="started",
+            steps=steps,
+        )
 
     def _put(self, record: TimerRecord, effects: Effects) -> None:
         self._forget(record.key)
@@ -644,7 +624,7 @@ class RuleEngine:
         if record.deadline is not None:
             heapq.heappush(self._heap, (record.deadline, key))
         if record.kind == "run":
-            self._runs[record.rule_id].add(key)
+            self._runs[record.rule_id][key] = record
             wait = self._wait_trigger(key) if record.wait and not record.wait_until_time else None
             watch = wait.watch() if wait is not None else None
             for entity_id in watch.entities if watch is not None else ():
@@ -656,7 +636,7 @@ class RuleEngine:
         record = self._timers.pop(key, None)
         if record is None or record.kind != "run":
             return
-        self._runs[record.rule_id].discard(key)
+        self._runs[record.rule_id].pop(key, None)
         for waits in (self._waits_entity, self._waits_event):
             for keys in waits.values():
                 keys.discard(key)

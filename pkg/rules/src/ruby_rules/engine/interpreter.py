@@ -12,18 +12,15 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Literal, NoReturn, TypeAlias
-
-from pydantic import JsonValue
+from typing import Literal, NoReturn
 
 from ruby_rules.context import Context, TriggerData
 from ruby_rules.engine import ids
 from ruby_rules.processors.protocols import ActionProcessor, End, Path, Pause
 from ruby_schemas.primitives import JsonObject
+from ruby_schemas.traces import TraceStep
 
-__all__ = ["CommandOut", "End", "EventOut", "Interpreter", "Path", "Pause", "Segment", "Step"]
-
-Step: TypeAlias = dict[str, JsonValue]
+__all__ = ["CommandOut", "End", "EventOut", "Interpreter", "Path", "Pause", "Segment"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -63,7 +60,7 @@ class Segment:
 
     commands: list[CommandOut] = field(default_factory=list)
     events: list[EventOut] = field(default_factory=list)
-    steps: list[Step] = field(default_factory=list)
+    steps: list[TraceStep] = field(default_factory=list)
     end: End = "finished"
     reason: str = ""
     pause: Pause | None = None
@@ -120,7 +117,9 @@ class Interpreter:
             )
         except ValueError as exc:  # an expression that cannot be evaluated, an invalid result
             self.segment.end, self.segment.reason = "failed", str(exc)
-            self._step("action", "error", str(exc))
+            self.segment.steps.append(
+                TraceStep(at=self._now, path="action", kind="error", result=str(exc))
+            )
         return self.segment
 
     # --- the StepApi -----------------------------------------------------------------------
@@ -155,9 +154,20 @@ class Interpreter:
         )
         return mid
 
-    def trace(self, path: Path, kind: str, result: str, **extra: JsonValue) -> None:
+    def trace(
+        self,
+        path: Path,
+        kind: str,
+        result: str,
+        *,
+        command_id: str | None = None,
+        message_id: str | None = None,
+    ) -> None:
         """Add the step of the action at ``path``."""
-        self._step(f"action.{ids.position(path)}", kind, result, **extra)
+        self.segment.steps.append(
+            TraceStep(at=self._now, path=f"action.{ids.position(path)}", kind=kind, result=result,
+                      command_id=command_id, message_id=message_id)
+        )  # fmt: skip
 
     def run_branch(self, actions: Sequence[ActionProcessor], path: Path, branch: int) -> None:
         """Run ``actions``, branch number ``branch`` of the action at ``path``, from its start."""
@@ -172,11 +182,6 @@ class Interpreter:
         raise _Stop(end, reason)
 
     # --- internals -------------------------------------------------------------------------
-
-    def _step(self, path: str, kind: str, result: str, **extra: JsonValue) -> None:
-        step: Step = {"at": self._now.isoformat(), "path": path, "kind": kind, "result": result}
-        step.update(extra)
-        self.segment.steps.append(step)
 
     def _sequence(
         self, actions: Sequence[ActionProcessor], prefix: Path, resume_after: Path | None

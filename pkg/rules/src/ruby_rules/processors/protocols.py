@@ -135,8 +135,16 @@ class StepApi(Protocol):
         """Publish a rule event of ``event_type``; returns its message id."""
         ...
 
-    def trace(self, path: Path, kind: str, result: str, **extra: JsonValue) -> None:
-        """Add a step to the run's trace."""
+    def trace(
+        self,
+        path: Path,
+        kind: str,
+        result: str,
+        *,
+        command_id: str | None = None,
+        message_id: str | None = None,
+    ) -> None:
+        """Add a step to the run's trace (`ruby_schemas.traces.TraceStep`)."""
         ...
 
     def run_branch(self, actions: Sequence[ActionProcessor], path: Path, branch: int) -> None:
