@@ -15,32 +15,25 @@ Not thread-safe: the caller serialises calls (one event loop, one lock).
 from __future__ import annotations
 
 import hashlib
-import heapq
-from collections import defaultdict
 from collections.abc import Iterable, Mapping
-from datetime import UTC, datetime, timedelta, tzinfo
+from datetime import UTC, datetime, tzinfo
 
 from pydantic import JsonValue
 
 from ruby_rules.context import Context, TriggerData
 from ruby_rules.engine import ids
-from ruby_rules.engine.effects import Effects, RuleEventOut, ended, trigger_summary
+from ruby_rules.engine.effects import Effects, ended
 from ruby_rules.engine.index import TriggerIndex
-from ruby_rules.engine.interpreter import Interpreter, Path, Segment, action_at
-from ruby_rules.engine.records import AtTimer, ForTimer, RunTimer, TimerRecord
-from ruby_rules.model import Program, Rule, RuleConfig
+from ruby_rules.engine.records import AtTimer, ForTimer, TimerRecord
+from ruby_rules.engine.runs import Runs, new_trace
+from ruby_rules.engine.timers import TimerTable
+from ruby_rules.model import Rule, RuleConfig
 from ruby_rules.processors.base import TriggerConfig
 from ruby_rules.processors.protocols import TriggerProcessor
 from ruby_schemas.ha_events import EntityState
-from ruby_schemas.rules import RuleFailedV1, RuleFiredV1
-from ruby_schemas.traces import RunTrace, TraceStep
 
 TIMER_NOTES = frozenset({"armed", "disarmed"})
 """Trace statuses that note a ``for`` timer armed or cancelled: not runs of the rule."""
-
-LATE_AFTER = timedelta(seconds=30)
-"""A trigger or timer handled later than this after its time is late: ``on_missed`` decides.
-Below it, the delay is ordinary processing (a backlog after a restart, a busy machine)."""
 
 
 def trigger_hash(config: TriggerConfig) -> str:
@@ -56,12 +49,8 @@ class RuleEngine:
         self._rules: dict[str, Rule] = {}
         self._index = TriggerIndex(())
         self._states: dict[str, EntityState] = {}
-        self._timers: dict[str, TimerRecord] = {}
-        self._heap: list[tuple[datetime, str]] = []
-        self._runs: defaultdict[str, dict[str, RunTimer]] = defaultdict(dict)
-        self._waits_entity: defaultdict[str, set[str]] = defaultdict(set)
-        self._waits_event: defaultdict[str, set[str]] = defaultdict(set)
-        self._queue_seq = 0
+        self._timers = TimerTable()
+        self._runs = Runs(self._timers, self._ctx)
 
     # --- what it holds ---------------------------------------------------------------------
 
@@ -78,7 +67,7 @@ class RuleEngine:
     @property
     def timers(self) -> Mapping[str, TimerRecord]:
         """Every armed timer and paused or queued run, by key."""
-        return self._timers
+        return self._timers.records
 
     def set_states(self, states: Mapping[str, EntityState]) -> None:
         """Replace the view of current states (at start, from the projection)."""
@@ -87,29 +76,17 @@ class RuleEngine:
     def restore(self, records: Iterable[TimerRecord]) -> None:
         """Take back the timer records a previous process stored. No effects."""
         for record in records:
-            self._remember(record)
+            self._timers.put(record)
             if record.kind == "run":
-                self._queue_seq = max(self._queue_seq, record.queued_seq)
+                self._runs.queue_seq = max(self._runs.queue_seq, record.queued_seq)
 
     def next_deadline(self) -> datetime | None:
         """The earliest deadline of any timer, or ``None``."""
-        while self._heap:
-            deadline, key = self._heap[0]
-            record = self._timers.get(key)
-            if record is not None and record.deadline == deadline:
-                return deadline
-            heapq.heappop(self._heap)  # superseded or deleted
-        return None
+        return self._timers.next_deadline()
 
     def due(self, now: datetime) -> list[str]:
         """The keys of the timers due at ``now``, earliest first; `fire` each of them."""
-        keys: list[str] = []
-        while self._heap and self._heap[0][0] <= now:
-            deadline, key = heapq.heappop(self._heap)
-            record = self._timers.get(key)
-            if record is not None and record.deadline == deadline and key not in keys:
-                keys.append(key)
-        return keys
+        return self._timers.due(now)
 
     # --- rules -----------------------------------------------------------------------------
 
@@ -122,15 +99,15 @@ class RuleEngine:
         for rule in self._rules.values():
             for index, trigger in enumerate(rule.config.triggers):
                 wanted[f"{rule.id}.{index}"] = (rule, index, trigger_hash(trigger))
-        for key, record in list(self._timers.items()):
+        for key, record in list(self._timers.records.items()):
             if record.kind == "run":
                 continue
             spec = wanted.get(f"{record.rule_id}.{record.trigger_index}")
             if spec is None or spec[2] != record.trigger_hash:
-                self._delete(key, effects)
+                self._timers.remove(key, effects)
         for entry in self._index.timed:
             rule, index, digest = wanted[f"{entry.rule_id}.{entry.index}"]
-            if f"at.{rule.id}.{index}" not in self._timers:
+            if f"at.{rule.id}.{index}" not in self._timers.records:
                 self._arm_time(rule, index, digest, now, effects)
         return effects
 
@@ -146,7 +123,7 @@ class RuleEngine:
             event_id=f"at.{rule.id}.{index}.{deadline.isoformat()}",
             time=deadline,
         )
-        self._put(
+        self._timers.store(
             AtTimer(rule.id, deadline, placeholder, rule.version, index, digest, rule.file),
             fx,
         )
@@ -212,12 +189,12 @@ class RuleEngine:
             hold = trigger.hold
             if hold is None:
                 if trigger.matches_change(old, new):
-                    self._start(rule, entry.index, data, now, when, effects)
+                    self._runs.start(rule, entry.index, data, now, when, effects)
                 continue
             key = f"for.{rule.id}.{entry.index}.{entity_id}"
             if trigger.matches_change(old, new) and new is not None:
                 since = trigger.changed_at(new)
-                self._put(
+                self._timers.store(
                     ForTimer(
                         rule.id,
                         since + hold,
@@ -231,22 +208,22 @@ class RuleEngine:
                     effects,
                 )
                 value = trigger.watched_value(new)
-                note = self._trace(rule.config, rule.version, rule.file, "", data, now)
+                note = new_trace(rule.config, rule.version, rule.file, "", data, now)
                 fires = (since + hold).isoformat()
                 reason = f"for: {entity_id} is {value}; fires at {fires} if it holds"
                 effects.traces.append(ended(note, "armed", reason))
-            elif key in self._timers and not trigger.still_holds(new):
-                due = self._timers[key].deadline
-                self._delete(key, effects)
+            elif key in self._timers.records and not trigger.still_holds(new):
+                due = self._timers.records[key].deadline
+                self._timers.remove(key, effects)
                 value = trigger.watched_value(new)
-                note = self._trace(rule.config, rule.version, rule.file, "", data, now)
+                note = new_trace(rule.config, rule.version, rule.file, "", data, now)
                 before = due.isoformat() if due else "?"
                 reason = f"for: {entity_id} changed to {value} before {before}"
                 effects.traces.append(ended(note, "disarmed", reason))
-        for key in sorted(self._waits_entity.get(entity_id, ())):
-            wait = self._wait_trigger(key)
+        for key in self._timers.waits_on_entity(entity_id):
+            wait = self._timers.wait_trigger(key)
             if wait is not None and wait.matches_change(old, new):
-                self._resume(key, now, effects, note=f"wait_for: {entity_id} changed")
+                self._runs.resume(key, now, effects, note=f"wait_for: {entity_id} changed")
         return effects
 
     def on_event(
@@ -274,11 +251,11 @@ class RuleEngine:
                     event_data=dict(data),
                     correlation_id=correlation_id,
                 )
-                self._start(rule, entry.index, info, now, fired_at, effects)
-        for key in sorted(self._waits_event.get(event_type, ())):
-            wait = self._wait_trigger(key)
+                self._runs.start(rule, entry.index, info, now, fired_at, effects)
+        for key in self._timers.waits_on_event(event_type):
+            wait = self._timers.wait_trigger(key)
             if wait is not None and wait.matches_event(event_type, data):
-                self._resume(key, now, effects, note=f"wait_for: event {event_type}")
+                self._runs.resume(key, now, effects, note=f"wait_for: event {event_type}")
         return effects
 
     def _superseded(
@@ -303,7 +280,7 @@ class RuleEngine:
             to_state=new,
         )
         run = ids.run_id(rule.id, rule.version, str(index), event_id)
-        trace = self._trace(rule.config, rule.version, rule.file, run, data, now)
+        trace = new_trace(rule.config, rule.version, rule.file, run, data, now)
         reason = (
             f"superseded: {entity_id} is already {newer.state!r} since "
             f"{newer.last_updated.isoformat()} (backlog policy latest)"
@@ -318,19 +295,21 @@ class RuleEngine:
         """Handle the due timer ``key``. A ``for`` trigger is re-checked against
         ``projection`` (default: the engine's own view) before its rule runs."""
         effects = Effects()
-        record = self._timers.get(key)
+        record = self._timers.records.get(key)
         if record is None or record.deadline is None or record.deadline > now:
             return effects
         if record.kind == "run":
-            self._fire_run(record, now, effects)
+            self._runs.fire(record, now, effects)
             return effects
-        self._delete(key, effects)
+        self._timers.remove(key, effects)
         rule = self._rules.get(record.rule_id)
         if rule is None:
             return effects
         if record.kind == "at":
             self._arm_time(rule, record.trigger_index, record.trigger_hash, now, effects)
-            self._start(rule, record.trigger_index, record.trigger, now, record.deadline, effects)
+            self._runs.start(
+                rule, record.trigger_index, record.trigger, now, record.deadline, effects
+            )
             return effects
         states = self._states if projection is None else projection
         trigger = rule.program.triggers[record.trigger_index]
@@ -338,222 +317,12 @@ class RuleEngine:
         if not (
             trigger.unchanged(record.trigger.to_state, current) and trigger.still_holds(current)
         ):
-            trace = self._trace(rule.config, rule.version, rule.file, "", record.trigger, now)
+            trace = new_trace(rule.config, rule.version, rule.file, "", record.trigger, now)
             reason = f"'for' re-check: {record.entity_id} no longer holds its value"
             effects.traces.append(ended(trace, "not_run", reason))
             return effects
-        self._start(rule, record.trigger_index, record.trigger, now, record.deadline, effects)
+        self._runs.start(rule, record.trigger_index, record.trigger, now, record.deadline, effects)
         return effects
-
-    def _fire_run(self, record: RunTimer, now: datetime, effects: Effects) -> None:
-        assert record.deadline is not None  # noqa: S101 - `fire` fires only what has one
-        late = self._late(record.rule, record.deadline, now)
-        if late is not None:
-            self._finish(record, now, effects, status="skipped", reason=late)
-            return
-        if record.wait and not record.wait_until_time:
-            wait = action_at(record.compiled.actions, record.resume_after or (0,))
-            if wait.stops_on_timeout():
-                self._finish(record, now, effects, status="stopped", reason="wait_for timed out")
-                return
-            self._resume(record.key, now, effects, note="wait_for timed out, continuing")
-            return
-        self._resume(record.key, now, effects, note="timer due")
-
-    # --- runs ------------------------------------------------------------------------------
-
-    def _start(
-        self,
-        rule: Rule,
-        index: int,
-        trigger: TriggerData,
-        now: datetime,
-        due: datetime,
-        effects: Effects,
-    ) -> None:
-        config = rule.config
-        run = ids.run_id(rule.id, rule.version, str(index), trigger.event_id)
-        trace = self._trace(config, rule.version, rule.file, run, trigger, now)
-        late = self._late(config, due, now)
-        if late is not None:
-            effects.traces.append(ended(trace, "skipped", late))
-            return
-        ctx = self._ctx(trigger, now)
-        for position, processor in enumerate(rule.program.conditions):
-            condition = processor.config
-            try:
-                holds = processor.holds(ctx)
-            except ValueError as exc:
-                effects.traces.append(ended(trace, "failed", f"condition {position}: {exc}"))
-                self._failed(rule.config, rule.version, rule.file, run, trigger, str(exc), effects)
-                return
-            step = TraceStep(at=now, path=f"condition.{position}", kind=condition.kind,
-                             result="true" if holds else "false")  # fmt: skip
-            trace = trace.model_copy(update={"steps": (*trace.steps, step)})
-            if not holds:
-                reason = f"condition {position} ({condition.kind}) false"
-                effects.traces.append(ended(trace, "not_run", reason))
-                return
-        key = f"run.{rule.id}.{run}"
-        if key in self._timers:  # the same trigger again (a redelivery): same run, same ids
-            self._segment(config, rule.program, rule.version, rule.file, run, trigger, now, None,
-                          trace, effects, store=False, due=due)  # fmt: skip
-            return
-        runs = self._runs[rule.id]
-        active = [key for key, record in runs.items() if record.status == "waiting"]
-        queued = [key for key, record in runs.items() if record.status == "queued"]
-        if active and config.mode == "single":
-            effects.traces.append(ended(trace, "ignored", "mode single: a run is in flight"))
-            return
-        if active and config.mode == "restart":
-            for other in active:
-                self._finish(runs[other], now, effects, "cancelled", "restarted")
-        if active and config.mode == "queued":
-            if len(queued) >= config.max_runs:
-                reason = f"mode queued: {len(queued)} already wait"
-                effects.traces.append(ended(trace, "ignored", reason))
-                return
-            self._queue_seq += 1
-            trace = ended(trace, "queued", "mode queued: waits for the run in flight")
-            steps = trace.steps
-            self._put(
-                RunTimer(rule.id, None, trigger, rule.version, run, config, rule.file,
-                         status="queued", queued_seq=self._queue_seq, steps=steps,
-                         program=rule.program),
-                effects,
-            )  # fmt: skip
-            effects.traces.append(trace)
-            return
-        if config.mode == "parallel" and len(active) >= config.max_runs:
-            reason = f"mode parallel: {len(active)} runs in flight"
-            effects.traces.append(ended(trace, "ignored", reason))
-            return
-        self._segment(config, rule.program, rule.version, rule.file, run, trigger, now, None,
-                      trace, effects, due=due)  # fmt: skip
-
-    def _segment(
-        self,
-        config: RuleConfig,
-        program: Program,
-        version: str,
-        file: str,
-        run: str,
-        trigger: TriggerData,
-        now: datetime,
-        resume_after: Path | None,
-        trace: RunTrace,
-        effects: Effects,
-        *,
-        store: bool = True,
-        due: datetime | None = None,
-    ) -> None:
-        limit = config.backlog.max_lateness
-        interpreter = Interpreter(
-            rule_id=config.id,
-            version=version,
-            run_id=run,
-            trigger=trigger,
-            ctx=self._ctx(trigger, now),
-            now=now,
-            not_after=None if limit is None else (due or now) + limit,
-            backlog=config.backlog.policy,
-        )
-        segment: Segment = interpreter.run(program.actions, resume_after)
-        effects.commands += segment.commands
-        effects.events += segment.events
-        trace = trace.model_copy(
-            update={
-                "steps": (*trace.steps, *segment.steps),
-                "command_ids": (*trace.command_ids, *(c.command_id for c in segment.commands)),
-                "status": segment.end,
-                "reason": segment.reason,
-                "updated": now,
-            }
-        )
-        if resume_after is None:
-            fired = RuleFiredV1(
-                rule_id=config.id,
-                rule_version=version,
-                file=file,
-                trigger_id=trigger.id,
-                command_ids=tuple(command.command_id for command in segment.commands),
-                run_id=run,
-                trigger_event_id=trigger.event_id,
-            )
-            effects.rule_events.append(RuleEventOut(ids.fired_id(run), "fired", fired, trigger))
-        if segment.end == "failed":
-            self._failed(config, version, file, run, trigger, segment.reason, effects)
-        key = f"run.{config.id}.{run}"
-        if store and segment.pause is not None:
-            pause = segment.pause
-            self._put(
-                RunTimer(config.id, pause.deadline, trigger, version, run, config, file,
-                         resume_after=pause.at, wait=pause.wait,
-                         wait_until_time=pause.wait_until_time, steps=trace.steps,
-                         program=program),
-                effects,
-            )  # fmt: skip
-        elif store:
-            if key in self._timers:
-                self._delete(key, effects)
-            self._next_queued(config.id, now, effects)
-        effects.traces.append(trace)
-
-    def _resume(self, key: str, now: datetime, effects: Effects, *, note: str) -> None:
-        record = self._timers.get(key)
-        if record is None or record.kind != "run":
-            return
-        resumed = TraceStep(at=now, path="resume", kind="timer", result=note)
-        trace = self._trace(record.rule, record.version, record.file, record.run_id,
-                            record.trigger, now, steps=(*record.steps, resumed))  # fmt: skip
-        due = record.deadline if record.deadline is not None and record.deadline <= now else now
-        self._segment(record.rule, record.compiled, record.version, record.file, record.run_id,
-                      record.trigger, now, record.resume_after, trace, effects,
-                      due=due)  # fmt: skip
-
-    def _finish(
-        self, record: RunTimer, now: datetime, effects: Effects, status: str, reason: str
-    ) -> None:
-        trace = self._trace(record.rule, record.version, record.file, record.run_id,
-                            record.trigger, now, steps=record.steps)  # fmt: skip
-        effects.traces.append(ended(trace, status, reason))
-        self._delete(record.key, effects)
-        if status != "cancelled":
-            self._next_queued(record.rule_id, now, effects)
-
-    def _next_queued(self, rule_id: str, now: datetime, effects: Effects) -> None:
-        runs = list(self._runs.get(rule_id, {}).values())
-        if any(r.status == "waiting" for r in runs):
-            return
-        queued = sorted((r for r in runs if r.status == "queued"), key=lambda r: r.queued_seq)
-        if not queued:
-            return
-        record = queued[0]
-        self._delete(record.key, effects)
-        trace = self._trace(record.rule, record.version, record.file, record.run_id,
-                            record.trigger, now, steps=record.steps)  # fmt: skip
-        self._segment(record.rule, record.compiled, record.version, record.file, record.run_id,
-                      record.trigger, now, None, trace, effects)  # fmt: skip
-
-    def _failed(
-        self,
-        config: RuleConfig,
-        version: str,
-        file: str,
-        run: str,
-        trigger: TriggerData,
-        message: str,
-        effects: Effects,
-    ) -> None:
-        failed = RuleFailedV1(
-            rule_id=config.id,
-            rule_version=version,
-            file=file,
-            stage="action",
-            error_type="RunError",
-            error_message=message,
-        )
-        effects.rule_events.append(RuleEventOut(f"failed-{run}", "failed", failed, trigger))
 
     # --- helpers ---------------------------------------------------------------------------
 
@@ -563,83 +332,9 @@ class RuleEngine:
     def _ctx(self, trigger: TriggerData, now: datetime) -> Context:
         return Context(states=self._states, now=self._local(now), trigger=trigger)
 
-    def _late(self, config: RuleConfig, due: datetime, now: datetime) -> str | None:
-        lateness = now - due
-        limit = config.backlog.max_lateness
-        if limit is not None and lateness > limit:
-            return f"late by {lateness}: more than backlog.max_lateness {limit}"
-        if lateness <= LATE_AFTER:
-            return None
-        policy = config.on_missed
-        if policy.policy == "skip":
-            return f"late by {lateness}: on_missed is skip"
-        if policy.max_lateness is not None and lateness > policy.max_lateness:
-            return f"late by {lateness}: more than on_missed.max_lateness {policy.max_lateness}"
-        return None
-
     @staticmethod
     def _trigger_name(config: RuleConfig, index: int) -> str:
         return config.triggers[index].id or str(index)
-
-    def _wait_trigger(self, key: str) -> TriggerProcessor | None:
-        record = self._timers.get(key)
-        if record is None or record.kind != "run" or record.resume_after is None:
-            return None
-        return action_at(record.compiled.actions, record.resume_after).waits_on()
-
-    def _trace(
-        self,
-        config: RuleConfig,
-        version: str,
-        file: str,
-        run: str,
-        trigger: TriggerData,
-        now: datetime,
-        *,
-        steps: tuple[TraceStep, ...] = (),
-    ) -> RunTrace:
-        return RunTrace(
-            run_id=run,
-            rule_id=config.id,
-            version=version,
-            file=file,
-            trigger=trigger_summary(trigger),
-            updated=now,
-            status="started",
-            steps=steps,
-        )
-
-    def _put(self, record: TimerRecord, effects: Effects) -> None:
-        self._forget(record.key)
-        self._remember(record)
-        effects.timers[record.key] = record
-
-    def _delete(self, key: str, effects: Effects) -> None:
-        self._forget(key)
-        effects.timers[key] = None
-
-    def _remember(self, record: TimerRecord) -> None:
-        key = record.key
-        self._timers[key] = record
-        if record.deadline is not None:
-            heapq.heappush(self._heap, (record.deadline, key))
-        if record.kind == "run":
-            self._runs[record.rule_id][key] = record
-            wait = self._wait_trigger(key) if record.wait and not record.wait_until_time else None
-            watch = wait.watch() if wait is not None else None
-            for entity_id in watch.entities if watch is not None else ():
-                self._waits_entity[entity_id].add(key)
-            for event_type in watch.event_types if watch is not None else ():
-                self._waits_event[event_type].add(key)
-
-    def _forget(self, key: str) -> None:
-        record = self._timers.pop(key, None)
-        if record is None or record.kind != "run":
-            return
-        self._runs[record.rule_id].pop(key, None)
-        for waits in (self._waits_entity, self._waits_event):
-            for keys in waits.values():
-                keys.discard(key)
 
 
 def _later(state: EntityState | None, than: EntityState | None) -> EntityState | None:
