@@ -13,6 +13,7 @@ OLD_AT = {
     "trigger": {"kind": "time", "id": "1", "event_id": "at.q.1.2026-11-20T22:00:00+00:00",
                 "time": "2026-11-20T22:00:00+00:00", "entity_id": None, "from_state": None,
                 "to_state": None, "event_type": None, "event_data": {}, "correlation_id": None},
+    # pragma: allowlist nextline secret (a rule version and a trigger hash)
     "version": "be45d1a12f0bd6c6", "trigger_index": 1, "trigger_hash": "53bb5e13cdf06970",
     "entity_id": None, "run_id": None, "status": "waiting", "resume_after": None, "wait": False,
     "wait_until_time": False, "queued_seq": 0, "file": "q.yaml", "steps": [], "rule": None,
