@@ -10,9 +10,11 @@ from ruby_rules.engine.effects import Effects
 from ruby_rules.engine.records import (
     AtTimer,
     ForTimer,
+    QueuedRun,
     RecordError,
     RunTimer,
     TimerRecord,
+    WaitingRun,
     read_record,
 )
 
@@ -20,9 +22,11 @@ __all__ = [
     "AtTimer",
     "Effects",
     "ForTimer",
+    "QueuedRun",
     "RecordError",
     "RuleEngine",
     "RunTimer",
     "TimerRecord",
+    "WaitingRun",
     "read_record",
 ]

@@ -77,7 +77,7 @@ class RuleEngine:
         """Take back the timer records a previous process stored. No effects."""
         for record in records:
             self._timers.put(record)
-            if record.kind == "run":
+            if record.kind == "run" and record.status == "queued":
                 self._runs.queue_seq = max(self._runs.queue_seq, record.queued_seq)
 
     def next_deadline(self) -> datetime | None:
@@ -299,7 +299,8 @@ class RuleEngine:
         if record is None or record.deadline is None or record.deadline > now:
             return effects
         if record.kind == "run":
-            self._runs.fire(record, now, effects)
+            if record.status == "waiting":
+                self._runs.fire(record, now, effects)
             return effects
         self._timers.remove(key, effects)
         rule = self._rules.get(record.rule_id)

@@ -5,8 +5,8 @@ One variant per kind, each under its own key prefix:
 - `ForTimer`, ``for.<rule>.<trigger>.<entity>``: a ``for`` trigger waiting for its entity to
   hold a value;
 - `AtTimer`, ``at.<rule>.<trigger>``: the next instant of a timed trigger;
-- `RunTimer`, ``run.<rule>.<run id>``: a run paused in ``delay`` or ``wait_for`` (``waiting``),
-  or queued behind another (``queued``, no deadline).
+- `WaitingRun` / `QueuedRun` (together `RunTimer`), ``run.<rule>.<run id>``: a run paused in
+  ``delay`` or ``wait_for``, or queued behind another (no deadline).
 
 A run record carries its rule's whole definition, compiled once when the record is made or
 read back (and handed on to the records that follow it), so a run finishes with the version it
@@ -25,8 +25,6 @@ from ruby_rules.context import TriggerData
 from ruby_rules.model import Program, RuleConfig, rule_config_type
 from ruby_schemas import timers as stored
 from ruby_schemas.traces import TraceStep
-
-RunStatus = Literal["waiting", "queued"]
 
 
 class RecordError(ValueError):
@@ -93,28 +91,17 @@ class AtTimer:
         )  # fmt: skip
 
 
-@dataclass(frozen=True, slots=True)
-class RunTimer:
-    """A run paused at ``resume_after`` until ``deadline`` (``waiting``), or not yet started
-    (``queued``, ``deadline`` None). ``rule`` is the definition it runs with."""
+@dataclass(frozen=True, slots=True, kw_only=True)
+class _Run:
+    """What every run record holds: the run, its trigger and the definition it runs with."""
 
     kind: Literal["run"] = field(default="run", init=False)
     rule_id: str
-    deadline: datetime | None
     trigger: TriggerData
     version: str
     run_id: str
     rule: RuleConfig
     file: str = ""
-    status: RunStatus = "waiting"
-    resume_after: tuple[int, ...] | None = None
-    """For a waiting run: the position of the ``delay``/``wait_for`` it is paused in."""
-    wait: bool = False
-    """For a waiting run: paused in a wait whose trigger may resume it before the deadline."""
-    wait_until_time: bool = False
-    """For a wait on a time trigger: the deadline is the trigger, not the timeout."""
-    queued_seq: int = 0
-    """For a queued run: its place in the queue."""
     steps: tuple[TraceStep, ...] = ()
     """The trace so far, so a resumed run reports the whole run."""
     program: Program | None = field(default=None, compare=False, repr=False)
@@ -134,25 +121,58 @@ class RunTimer:
         assert self.program is not None  # noqa: S101 - set just above
         return self.program
 
+    def _stored(self) -> dict[str, object]:
+        rule = self.rule.model_dump(mode="json", by_alias=True, exclude_none=True)
+        return {"kind": "run", "rule_id": self.rule_id, "version": self.version,
+                "trigger": fired(self.trigger), "file": self.file, "run_id": self.run_id,
+                "rule": rule, "steps": self.steps}  # fmt: skip
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class WaitingRun(_Run):
+    """A run paused at ``resume_after`` until ``deadline``."""
+
+    status: Literal["waiting"] = field(default="waiting", init=False)
+    deadline: datetime
+    resume_after: tuple[int, ...]
+    """The position of the ``delay``/``wait_for`` it is paused in."""
+    wait: bool = False
+    """Paused in a wait whose trigger may resume it before the deadline."""
+    wait_until_time: bool = False
+    """For a wait on a time trigger: the deadline is the trigger, not the timeout."""
+
     def to_json(self) -> bytes:
         """The record as stored."""
-        rule = self.rule.model_dump(mode="json", by_alias=True, exclude_none=True)
-        common = {"kind": "run", "rule_id": self.rule_id, "version": self.version,
-                  "trigger": fired(self.trigger), "file": self.file, "run_id": self.run_id,
-                  "rule": rule, "steps": self.steps}  # fmt: skip
-        if self.status == "queued":
-            return stored.timer_json(
-                stored.QueuedRun.model_validate(
-                    {**common, "status": "queued", "queued_seq": self.queued_seq}
-                )
-            )
         return stored.timer_json(
             stored.WaitingRun.model_validate(
-                {**common, "status": "waiting", "deadline": self.deadline,
+                {**self._stored(), "status": "waiting", "deadline": self.deadline,
                  "resume_after": self.resume_after, "wait": self.wait,
                  "wait_until_time": self.wait_until_time}
             )
         )  # fmt: skip
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class QueuedRun(_Run):
+    """A run not started yet: it waits for the rule's run in flight to end."""
+
+    status: Literal["queued"] = field(default="queued", init=False)
+    deadline: None = field(default=None, init=False)
+    """None: a queued run has no deadline."""
+    queued_seq: int
+    """Its place in the queue."""
+
+    def to_json(self) -> bytes:
+        """The record as stored."""
+        return stored.timer_json(
+            stored.QueuedRun.model_validate(
+                {**self._stored(), "status": "queued", "queued_seq": self.queued_seq}
+            )
+        )
+
+
+RunTimer: TypeAlias = WaitingRun | QueuedRun
+"""A run's record, paused (``status`` ``waiting``) or queued (``queued``)."""
 
 
 TimerRecord: TypeAlias = ForTimer | AtTimer | RunTimer
@@ -175,15 +195,16 @@ def read_record(raw: bytes) -> TimerRecord:
         rule = rule_config_type().model_validate(record.rule)
     except (stored.TimerRecordError, ValidationError) as exc:
         raise RecordError(str(exc).splitlines()[0]) from None
-    common = (record.rule_id, trigger_data(record.trigger), record.version, record.run_id, rule)
+    trigger, program = trigger_data(record.trigger), Program.compile(rule)
     if record.status == "queued":
-        return RunTimer(common[0], None, *common[1:], file=record.file, status="queued",
-                        queued_seq=record.queued_seq, steps=record.steps,
-                        program=Program.compile(rule))  # fmt: skip
-    return RunTimer(common[0], record.deadline, *common[1:], file=record.file,
-                    resume_after=record.resume_after, wait=record.wait,
-                    wait_until_time=record.wait_until_time, steps=record.steps,
-                    program=Program.compile(rule))  # fmt: skip
+        return QueuedRun(rule_id=record.rule_id, trigger=trigger, version=record.version,
+                         run_id=record.run_id, rule=rule, file=record.file, steps=record.steps,
+                         program=program, queued_seq=record.queued_seq)  # fmt: skip
+    return WaitingRun(rule_id=record.rule_id, trigger=trigger, version=record.version,
+                      run_id=record.run_id, rule=rule, file=record.file, steps=record.steps,
+                      program=program, deadline=record.deadline,
+                      resume_after=record.resume_after, wait=record.wait,
+                      wait_until_time=record.wait_until_time)  # fmt: skip
 
 
 def fired(t: TriggerData) -> stored.FiredTrigger:

@@ -14,7 +14,7 @@ from ruby_rules.context import Context, TriggerData
 from ruby_rules.engine import ids
 from ruby_rules.engine.effects import Effects, RuleEventOut, ended, trigger_summary
 from ruby_rules.engine.interpreter import Interpreter, Path, Segment, action_at
-from ruby_rules.engine.records import RunTimer
+from ruby_rules.engine.records import QueuedRun, RunTimer, WaitingRun
 from ruby_rules.engine.timers import TimerTable
 from ruby_rules.model import Program, Rule, RuleConfig
 from ruby_schemas.rules import RuleFailedV1, RuleFiredV1
@@ -38,16 +38,15 @@ class Runs:
         self.queue_seq = 0
         """The last place given in a queue (restored from records after a restart)."""
 
-    def fire(self, record: RunTimer, now: datetime, effects: Effects) -> None:
+    def fire(self, record: WaitingRun, now: datetime, effects: Effects) -> None:
         """The run's deadline passed: skip it if late, end it on a wait's timeout that stops
         it, else resume it."""
-        assert record.deadline is not None  # noqa: S101 - `fire` fires only what has one
         late = lateness(record.rule, record.deadline, now)
         if late is not None:
             self._finish(record, now, effects, status="skipped", reason=late)
             return
         if record.wait and not record.wait_until_time:
-            wait = action_at(record.compiled.actions, record.resume_after or (0,))
+            wait = action_at(record.compiled.actions, record.resume_after)
             if wait.stops_on_timeout():
                 self._finish(record, now, effects, status="stopped", reason="wait_for timed out")
                 return
@@ -113,9 +112,9 @@ class Runs:
             trace = ended(trace, "queued", "mode queued: waits for the run in flight")
             steps = trace.steps
             self._timers.store(
-                RunTimer(rule.id, None, trigger, rule.version, run, config, rule.file,
-                         status="queued", queued_seq=self.queue_seq, steps=steps,
-                         program=rule.program),
+                QueuedRun(rule_id=rule.id, trigger=trigger, version=rule.version, run_id=run,
+                          rule=config, file=rule.file, steps=steps, program=rule.program,
+                          queued_seq=self.queue_seq),
                 effects,
             )  # fmt: skip
             effects.traces.append(trace)
@@ -183,10 +182,10 @@ class Runs:
         if store and segment.pause is not None:
             pause = segment.pause
             self._timers.store(
-                RunTimer(config.id, pause.deadline, trigger, version, run, config, file,
-                         resume_after=pause.at, wait=pause.wait,
-                         wait_until_time=pause.wait_until_time, steps=trace.steps,
-                         program=program),
+                WaitingRun(rule_id=config.id, trigger=trigger, version=version, run_id=run,
+                           rule=config, file=file, steps=trace.steps, program=program,
+                           deadline=pause.deadline, resume_after=pause.at, wait=pause.wait,
+                           wait_until_time=pause.wait_until_time),
                 effects,
             )  # fmt: skip
         elif store:
@@ -198,7 +197,7 @@ class Runs:
     def resume(self, key: str, now: datetime, effects: Effects, *, note: str) -> None:
         """Run the next stretch of the paused run ``key`` (``note`` says why, in its trace)."""
         record = self._timers.records.get(key)
-        if record is None or record.kind != "run":
+        if record is None or record.kind != "run" or record.status != "waiting":
             return
         resumed = TraceStep(at=now, path="resume", kind="timer", result=note)
         trace = new_trace(record.rule, record.version, record.file, record.run_id,

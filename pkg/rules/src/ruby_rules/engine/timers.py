@@ -44,7 +44,7 @@ class TimerTable:
     def wait_trigger(self, key: str) -> TriggerProcessor | None:
         """The trigger the run ``key`` is paused waiting for, if it waits on one."""
         record = self._records.get(key)
-        if record is None or record.kind != "run" or record.resume_after is None:
+        if record is None or record.kind != "run" or record.status != "waiting":
             return None
         return action_at(record.compiled.actions, record.resume_after).waits_on()
 
@@ -78,7 +78,8 @@ class TimerTable:
         if record.kind != "run":
             return
         self._runs[record.rule_id][key] = record
-        wait = self.wait_trigger(key) if record.wait and not record.wait_until_time else None
+        waits = record.status == "waiting" and record.wait and not record.wait_until_time
+        wait = self.wait_trigger(key) if waits else None
         if wait is not None:
             watch = wait.watch()
             for entity_id in watch.entities:
