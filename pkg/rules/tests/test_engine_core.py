@@ -7,7 +7,7 @@ from pathlib import Path
 from typing import Any
 
 from ruby_rules import load_dir, load_text
-from ruby_rules.engine import Effects, RuleEngine, TimerRecord
+from ruby_rules.engine import Effects, RuleEngine, read_record
 from ruby_rules.model import Rule
 from ruby_schemas.ha_events import EntityState
 
@@ -75,8 +75,8 @@ def test_daylight_condition_blocks_and_the_trace_says_why() -> None:
     fx = change(e, "binary_sensor.hallway_motion", "off", "on", T0)
     assert fx.commands == []
     [trace] = fx.traces
-    assert trace["status"] == "not_run"
-    assert "condition 0 (numeric_state) false" in trace["reason"]
+    assert trace.status == "not_run"
+    assert "condition 0 (numeric_state) false" in trace.reason
 
 
 def test_for_timer_fires_after_five_quiet_minutes_and_is_cancelled_by_motion() -> None:
@@ -84,15 +84,15 @@ def test_for_timer_fires_after_five_quiet_minutes_and_is_cancelled_by_motion() -
     armed = change(e, "binary_sensor.hallway_motion", "on", "off", T0)
     assert list(armed.timers) == ["for.hallway_light_off.0.binary_sensor.hallway_motion"]
     [note] = armed.traces  # the trace says what is armed, and until when
-    assert note["status"] == "armed"
-    assert "binary_sensor.hallway_motion is off; fires at 2026-11-20T18:05:00" in note["reason"]
+    assert note.status == "armed"
+    assert "binary_sensor.hallway_motion is off; fires at 2026-11-20T18:05:00" in note.reason
     assert e.next_deadline() == T0 + timedelta(minutes=5)
     assert not fire_due(e, T0 + timedelta(minutes=4)).commands
     cancel = change(e, "binary_sensor.hallway_motion", "off", "on", T0 + timedelta(minutes=4))
     assert cancel.timers == {"for.hallway_light_off.0.binary_sensor.hallway_motion": None}
-    [disarmed] = [t for t in cancel.traces if t["rule_id"] == "hallway_light_off"]
-    assert disarmed["status"] == "disarmed"
-    assert "changed to on before" in disarmed["reason"]
+    [disarmed] = [t for t in cancel.traces if t.rule_id == "hallway_light_off"]
+    assert disarmed.status == "disarmed"
+    assert "changed to on before" in disarmed.reason
     change(e, "binary_sensor.hallway_motion", "on", "off", T0 + timedelta(minutes=6))
     assert not fire_due(e, T0 + timedelta(minutes=10)).commands
     fx = fire_due(e, T0 + timedelta(minutes=11))
@@ -109,13 +109,13 @@ def test_for_recheck_against_the_projection_refuses_a_changed_entity() -> None:
     for key in e.due(later):
         fx.extend(e.fire(key, later, projection=moved))
     assert fx.commands == []
-    assert fx.traces[0]["status"] == "not_run"
+    assert fx.traces[0].status == "not_run"
 
 
 def test_a_restarted_engine_fires_a_stored_timer_with_the_same_command_id() -> None:
     first = engine(hallway(), light__hallway=st("on"))
     armed = change(first, "binary_sensor.hallway_motion", "on", "off", T0)
-    stored = [TimerRecord.from_json(r.to_json()) for r in armed.timers.values() if r is not None]
+    stored = [read_record(r.to_json()) for r in armed.timers.values() if r is not None]
     uninterrupted = fire_due(first, T0 + timedelta(minutes=5))
 
     second = engine(hallway(), light__hallway=st("on"), binary_sensor__hallway_motion=st("off"))
@@ -132,7 +132,7 @@ def test_on_missed_max_lateness_skips_a_timer_far_past_its_deadline() -> None:
     change(e, "binary_sensor.hallway_motion", "on", "off", T0)
     fx = fire_due(e, T0 + timedelta(hours=2))
     assert fx.commands == []
-    assert fx.traces[-1]["status"] == "skipped"
+    assert fx.traces[-1].status == "skipped"
     e2 = engine(hallway(), light__hallway=st("on"))
     change(e2, "binary_sensor.hallway_motion", "on", "off", T0)
     assert calls(fire_due(e2, T0 + timedelta(minutes=50))) == ["light.turn_off ['light.hallway']"]
@@ -180,31 +180,31 @@ def test_delay_pauses_the_run_in_a_timer_and_resumes_it() -> None:
     done = fire_due(e, T0 + timedelta(minutes=10))
     assert calls(done) == ["switch.turn_off ['switch.pump']"]
     assert done.timers == {key: None}
-    assert done.traces[-1]["status"] == "finished"
+    assert done.traces[-1].status == "finished"
 
 
 def test_single_ignores_restart_cancels_queued_waits_parallel_overlaps() -> None:
     single = pulse("single")
     go(single, 0)
-    assert go(single, 1).traces[-1]["status"] == "ignored"
+    assert go(single, 1).traces[-1].status == "ignored"
 
     restart = pulse("restart")
     go(restart, 0)
     fx = go(restart, 1)
-    assert [t["status"] for t in fx.traces] == ["cancelled", "waiting"]
+    assert [t.status for t in fx.traces] == ["cancelled", "waiting"]
     assert len([k for k in restart.timers if k.startswith("run.")]) == 1
 
     queued = pulse("queued", 1)
     go(queued, 0)
-    assert go(queued, 1).traces[-1]["status"] == "queued"
-    assert go(queued, 2).traces[-1]["status"] == "ignored"
+    assert go(queued, 1).traces[-1].status == "queued"
+    assert go(queued, 2).traces[-1].status == "ignored"
     fx = fire_due(queued, T0 + timedelta(minutes=10))
     assert calls(fx) == ["switch.turn_off ['switch.pump']", "switch.turn_on ['switch.pump']"]
 
     parallel = pulse("parallel", 2)
     go(parallel, 0)
     assert calls(go(parallel, 1)) == ["switch.turn_on ['switch.pump']"]
-    assert go(parallel, 2).traces[-1]["status"] == "ignored"
+    assert go(parallel, 2).traces[-1].status == "ignored"
 
 
 WAIT = """
@@ -240,7 +240,7 @@ def test_wait_for_resumes_on_its_trigger_or_times_out() -> None:
     go(timeout_stops, 0)
     fx = fire_due(timeout_stops, T0 + timedelta(hours=1))
     assert fx.commands == []
-    assert fx.traces[-1]["status"] == "stopped"
+    assert fx.traces[-1].status == "stopped"
 
 
 def test_time_trigger_arms_a_timer_and_fires_at_its_time() -> None:
@@ -250,7 +250,7 @@ def test_time_trigger_arms_a_timer_and_fires_at_its_time() -> None:
     assert e.next_deadline() == saturday
     weekend = fire_due(e, saturday)
     assert weekend.commands == []
-    assert "condition 0 (time) false" in weekend.traces[0]["reason"]
+    assert "condition 0 (time) false" in weekend.traces[0].reason
     assert not fire_due(e, saturday + timedelta(days=1)).commands
     monday = saturday + timedelta(days=2)
     assert e.next_deadline() == monday
@@ -381,9 +381,9 @@ def test_a_backlog_fires_only_the_latest_change_per_entity_by_default() -> None:
     effects = backlog_of(e, toggles, T0)
     assert [calls(fx) for fx in effects[:-1]] == [[]] * 7
     assert calls(effects[-1]) == ["input_boolean.turn_off ['input_boolean.d']"]
-    skipped = [t for fx in effects for t in fx.traces if t["status"] == "skipped"]
+    skipped = [t for fx in effects for t in fx.traces if t.status == "skipped"]
     assert len(skipped) == 7
-    assert all("superseded" in t["reason"] for t in skipped)
+    assert all("superseded" in t.reason for t in skipped)
 
 
 def test_a_later_change_of_attributes_only_does_not_supersede_a_state_change() -> None:
@@ -447,4 +447,4 @@ def test_backlog_max_lateness_skips_a_late_run_and_bounds_its_commands() -> None
         now=T0 + timedelta(seconds=11),
     )
     assert not too_late.commands
-    assert "backlog.max_lateness" in too_late.traces[0]["reason"]
+    assert "backlog.max_lateness" in too_late.traces[0].reason

@@ -742,7 +742,7 @@ def test_choose_and_if_pass_the_trigger_to_their_conditions() -> None:
     by_trigger = {"kind": "expression", "value": "{{ trigger.id == 'motion' }}"}
     stop = {"kind": "stop", "reason": "matched"}
     choose = build({"kind": "choose", "options": [{"conditions": [by_trigger], "actions": [stop]}]})
-    assert [action.reason for action in choose.select(CTX)] == ["matched"]
-    assert choose.select(Context(states=STATES, now=NOW)) == ()
+    assert [action.config.reason for action in choose.branches()[choose.take(CTX)]] == ["matched"]
+    assert choose.branches()[choose.take(Context(states=STATES, now=NOW))] == ()
     branch = build({"kind": "if", "conditions": [by_trigger], "then": [stop]})
-    assert [action.reason for action in branch.select(CTX)] == ["matched"]
+    assert [action.config.reason for action in branch.branches()[branch.take(CTX)]] == ["matched"]

@@ -29,49 +29,49 @@ def build(role: Role, config: dict[str, Any]) -> Any:
 
 def test_state_trigger_from_to() -> None:
     trigger = build("trigger", {"kind": "state", "entity_id": "binary_sensor.m", "to": "on"})
-    assert trigger.matches(st("off"), st("on"))
-    assert trigger.matches(None, st("on"))
-    assert not trigger.matches(st("on"), st("off"))
-    assert not trigger.matches(st("on", brightness=1), st("on", brightness=2))
+    assert trigger.matches_change(st("off"), st("on"))
+    assert trigger.matches_change(None, st("on"))
+    assert not trigger.matches_change(st("on"), st("off"))
+    assert not trigger.matches_change(st("on", brightness=1), st("on", brightness=2))
     strict = build("trigger", {"kind": "state", "entity_id": "x.y", "from": ["off"], "to": "on"})
-    assert strict.matches(st("off"), st("on"))
-    assert not strict.matches(st("unavailable"), st("on"))
+    assert strict.matches_change(st("off"), st("on"))
+    assert not strict.matches_change(st("unavailable"), st("on"))
 
 
 def test_state_trigger_any_change_and_attribute() -> None:
     anything = build("trigger", {"kind": "state", "entity_id": "x.y"})
-    assert anything.matches(st("1"), st("2"))
-    assert not anything.matches(st("1", a=1), st("1", a=2))
+    assert anything.matches_change(st("1"), st("2"))
+    assert not anything.matches_change(st("1", a=1), st("1", a=2))
     attribute = build("trigger", {"kind": "state", "entity_id": "x.y", "attribute": "a", "to": 2})
-    assert attribute.matches(st("1", a=1), st("1", a=2))
-    assert not attribute.matches(st("1", a=2), st("2", a=2))
+    assert attribute.matches_change(st("1", a=1), st("1", a=2))
+    assert not attribute.matches_change(st("1", a=2), st("2", a=2))
 
 
 def test_numeric_state_trigger_fires_on_crossing_only() -> None:
     trigger = build(
         "trigger", {"kind": "numeric_state", "entity_id": "sensor.t", "above": 20, "below": 30}
     )
-    assert trigger.matches(st("19"), st("21"))
-    assert trigger.matches(st("unavailable"), st("21"))
-    assert trigger.matches(None, st("29.9"))
-    assert not trigger.matches(st("21"), st("22"))
-    assert not trigger.matches(st("19"), st("30"))
-    assert not trigger.matches(st("19"), st("nan"))
+    assert trigger.matches_change(st("19"), st("21"))
+    assert trigger.matches_change(st("unavailable"), st("21"))
+    assert trigger.matches_change(None, st("29.9"))
+    assert not trigger.matches_change(st("21"), st("22"))
+    assert not trigger.matches_change(st("19"), st("30"))
+    assert not trigger.matches_change(st("19"), st("nan"))
     by_attr = build(
         "trigger",
         {"kind": "numeric_state", "entity_id": "light.a", "attribute": "brightness", "below": 10},
     )
-    assert by_attr.matches(st("on", brightness=50), st("on", brightness=5))
+    assert by_attr.matches_change(st("on", brightness=50), st("on", brightness=5))
 
 
 def test_event_trigger_matches_type_and_data_subset() -> None:
     trigger = build(
         "trigger", {"kind": "event", "event_type": "zha_event", "event_data": {"command": "on"}}
     )
-    assert trigger.matches("zha_event", {"command": "on", "device": "x"})
-    assert not trigger.matches("zha_event", {"command": "off"})
-    assert not trigger.matches("zha_event", {})
-    assert not trigger.matches("other", {"command": "on"})
+    assert trigger.matches_event("zha_event", {"command": "on", "device": "x"})
+    assert not trigger.matches_event("zha_event", {"command": "off"})
+    assert not trigger.matches_event("zha_event", {})
+    assert not trigger.matches_event("other", {"command": "on"})
 
 
 def test_time_trigger_next_fire() -> None:
@@ -174,11 +174,15 @@ def test_choose_and_if_select_their_branch() -> None:
         },
     )
     on_ctx = Context(states={"light.a": st("on")}, now=NOW)
-    assert [a.reason for a in choose.select(on_ctx)] == ["second"]
-    assert [a.reason for a in choose.select(Context({"light.a": st("x")}, NOW))] == ["default"]
+    assert choose.take(on_ctx) == 1
+    assert [a.config.reason for a in choose.branches()[1]] == ["second"]
+    assert choose.take(Context({"light.a": st("x")}, NOW)) == 2
+    assert [a.config.reason for a in choose.branches()[2]] == ["default"]
     branch = build("action", {"kind": "if", "conditions": [on], "then": [first]})
-    assert [a.reason for a in branch.select(on_ctx)] == ["first"]
-    assert branch.select(Context(states={}, now=NOW)) == ()
+    assert branch.take(on_ctx) == 0
+    assert [a.config.reason for a in branch.branches()[0]] == ["first"]
+    assert branch.take(Context(states={}, now=NOW)) == 1
+    assert branch.branches()[1] == ()
 
 
 def test_call_splits_its_service() -> None:

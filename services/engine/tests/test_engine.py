@@ -13,7 +13,6 @@ from nats.aio.client import Client
 from nats.js import JetStreamContext
 from nats.js.errors import KeyNotFoundError
 
-from ruby_ctl.rules_live import TraceRecord
 from ruby_engine.engine import Engine
 from ruby_engine.testing import running_engine
 from ruby_hasim.server import Simulator
@@ -23,6 +22,7 @@ from ruby_natsx.topology import AUDIT, COMMANDS, EVENTS, STATUS, Topology
 from ruby_schemas.audit import AuditRecordV1
 from ruby_schemas.registry import decode
 from ruby_schemas.status import RulesRecord, read_record
+from ruby_schemas.traces import TraceRecord
 
 
 def calls(hasim: Simulator, domain: str, service: str, entity: str) -> int:
@@ -48,7 +48,7 @@ async def test_motion_after_dark_becomes_one_light_call(
     assert fired.data.target == "rule:hallway_light_on"
     [command_id] = fired.data.details["command_ids"]  # type: ignore[index,misc,str-unpack]
     [trace] = engine.status.traces("hallway_light_on")
-    assert trace["command_ids"] == [command_id]
+    assert trace.command_ids == (command_id,)
     motion = await js.get_last_msg(
         topology_applied.stream(EVENTS).name,
         topology_applied.subjects.ha_state("binary_sensor.hallway_motion"),
@@ -59,7 +59,8 @@ async def test_motion_after_dark_becomes_one_light_call(
     rules = read_record(RulesRecord, written, key="engine.rules")
     assert rules.rules["hallway_light_on"].runs == 1
     assert rules.rules["hallway_light_on"].last_status == "finished"
-    runs = TraceRecord.model_validate({"rule_id": "hallway_light_on", "runs": [trace]}).runs
+    stored = {"rule_id": "hallway_light_on", "runs": [trace.to_json()]}
+    runs = TraceRecord.model_validate(stored).runs
     assert runs[0].trigger.to == "on"
     assert [step.kind for step in runs[0].steps] == ["numeric_state", "call"]
 
@@ -95,8 +96,8 @@ async def test_a_redelivered_trigger_calls_home_assistant_once(
     record = engine.status.rules_record().rules["fan_on_with_guests"]
     assert record.runs == 4  # the original and three copies: four runs...
     [trace] = engine.status.traces("fan_on_with_guests")  # ...of one run id
-    assert trace["trigger"]["event_id"] == decode(stored.data or b"").id
-    assert len(trace["command_ids"]) == 1  # the same command id each time
+    assert trace.trigger.event_id == decode(stored.data or b"").id
+    assert len(trace.command_ids) == 1  # the same command id each time
     commands = topology_applied.stream(COMMANDS).name
     assert (await js.stream_info(commands)).state.last_seq == 1  # stored once, ever
     assert calls(hasim, "switch", "turn_on", "switch.fan") == 1

@@ -76,7 +76,7 @@ def rules(text: str) -> tuple[Rule, ...]:
 
 
 def test_every_event_trigger_is_found_at_any_depth_and_nothing_else() -> None:
-    found = event_types_of(rule.config for rule in rules(BUTTONS))
+    found = event_types_of(rule.program for rule in rules(BUTTONS))
     # not lamp_toggled: that is an event the rule publishes, not one it listens to
     assert found == {"zha_event", "doorbell", "remote_pressed"}
     assert event_types_of([]) == frozenset()

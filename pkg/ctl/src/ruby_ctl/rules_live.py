@@ -2,9 +2,10 @@
 
 The engine writes, under its own keys of the status bucket (``ruby_engine.status``): ``engine``
 (ready, counts, refused files), ``engine.rules`` (every rule and refused file), both contracts
-of ``ruby_schemas.status``, and ``engine.trace.<rule>`` (its recent runs, oldest first). These
-commands read them as the operator; they are tolerant of fields they do not know, so an older
-rubyctl reads a newer engine.
+of ``ruby_schemas.status``, and ``engine.trace.<rule>`` (its recent runs, oldest first:
+`ruby_schemas.traces.TraceRecord`, the contract the engine writes). These commands read them as
+the operator; they are tolerant of fields they do not know, so an older rubyctl reads a newer
+engine.
 Also the operator connection the NATS-reading rule commands share (`run_as_operator`).
 """
 
@@ -22,12 +23,13 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 from nats.aio.client import Client
 from nats.js.errors import BucketNotFoundError, KeyNotFoundError
 from nats.js.kv import KeyValue
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field
+from pydantic import BaseModel, BeforeValidator, ConfigDict
 
 from ruby_ctl.operator import run_connected
 from ruby_natsx.subjects import SubjectError, Subjects, check_token
 from ruby_natsx.topology import STATUS, topology
 from ruby_schemas.status import EngineRecord, RulesRecord, StatusRecordError, read_record
+from ruby_schemas.traces import RunTrace, TraceRecord, TraceTrigger
 
 STALE_AFTER = 30.0
 """Seconds after which the ``engine`` record is old news (the engine rewrites it every 5 s)."""
@@ -56,43 +58,6 @@ _M = TypeVar("_M", bound=BaseModel)
 
 Moment = Annotated[datetime | None, BeforeValidator(lambda value: value or None)]
 """A time the engine may leave empty (``""``: a rule that never ran)."""
-
-
-class Step(_Record):
-    at: Moment = None
-    path: str = ""
-    kind: str = ""
-    result: str = ""
-    command_id: str | None = None
-    message_id: str | None = None
-
-
-class TraceTrigger(_Record):
-    model_config = ConfigDict(extra="ignore", frozen=True, populate_by_name=True)
-    kind: str = ""
-    id: str = ""
-    event_id: str = ""
-    time: Moment = None
-    entity_id: str | None = None
-    from_: str | None = Field(default=None, alias="from")
-    to: str | None = None
-    event_type: str | None = None
-
-
-class Run(_Record):
-    run_id: str = ""
-    version: str = ""
-    trigger: TraceTrigger = TraceTrigger()
-    updated: Moment = None
-    status: str = ""
-    reason: str = ""
-    steps: tuple[Step, ...] = ()
-    command_ids: tuple[str, ...] = ()
-
-
-class TraceRecord(_Record):
-    rule_id: str = ""
-    runs: tuple[Run, ...] = ()
 
 
 class UnreadableRecordError(ValueError):
@@ -290,7 +255,7 @@ async def _trace(args: argparse.Namespace, nc: Client) -> int:
     return 0
 
 
-def _print_run(run: Run, tz: tzinfo | None) -> None:
+def _print_run(run: RunTrace, tz: tzinfo | None) -> None:
     print()
     print(f"{_when(run.updated, tz)}  {run.status}{': ' + run.reason if run.reason else ''}")
     print(f"  run      {run.run_id} (version {run.version[:8]})")

@@ -18,7 +18,7 @@ from typing import Literal
 
 from pydantic import JsonValue
 
-from ruby_rules.engine import Effects, RuleEngine, TimerRecord
+from ruby_rules.engine import Effects, ForTimer, RuleEngine
 from ruby_rules.engine.core import TIMER_NOTES
 from ruby_rules.engine.interpreter import CommandOut, EventOut
 from ruby_rules.model import Rule
@@ -26,6 +26,7 @@ from ruby_schemas.base import Payload
 from ruby_schemas.envelope import Envelope
 from ruby_schemas.ha_events import EntityState, EventFiredV1, StateChangedV1
 from ruby_schemas.primitives import JsonObject
+from ruby_schemas.traces import RunTrace
 
 What = Literal["call", "publish", "run", "for"]
 QUIET_STATUSES = frozenset({"finished"})
@@ -147,7 +148,7 @@ class Simulation:
         self._engine = RuleEngine(tz=tz)
         self._engine.set_states(states or {})
         self._tz = tz
-        self._armed: dict[str, TimerRecord] = {}
+        self._armed: dict[str, ForTimer] = {}
         self.clock = start
         self.tally: dict[str, Tally] = {rule.id: Tally() for rule in rules}
         self._report(self._engine.set_rules(rules, start))  # arms time triggers only
@@ -206,12 +207,12 @@ class Simulation:
         out: list[Happening] = []
         shown: set[str] = set()
         for trace in fx.traces:
-            if trace["status"] in TIMER_NOTES:  # shown from the timer records below
+            if trace.status in TIMER_NOTES:  # shown from the timer records below
                 continue
-            rule_id: str = trace["rule_id"]
+            rule_id = trace.rule_id
             tally = self.tally.setdefault(rule_id, Tally())
-            ids = set(trace["command_ids"])
-            published = {step.get("message_id") for step in trace["steps"]}
+            ids = set(trace.command_ids)
+            published = {step.message_id for step in trace.steps}
             sent = 0
             for command in fx.commands:
                 if command.command_id in ids and command.command_id not in shown:
@@ -225,7 +226,7 @@ class Simulation:
                     out.append(_publish(now, event))
                     tally.events += 1
                     sent += 1
-            status: str = trace["status"]
+            status = trace.status
             if status not in PAUSED:
                 tally.runs[status] += 1
             out.append(self._run(now, trace, fx, quiet=bool(sent) and status in QUIET_STATUSES))
@@ -237,19 +238,17 @@ class Simulation:
             if not key.startswith("for.") or key == fired:
                 self._armed.pop(key, None)
                 continue
-            if record is not None:
+            if record is not None and record.kind == "for":
                 self._armed[key] = record
                 out.append(self._for(now, record, armed=True))
             elif (before := self._armed.pop(key, None)) is not None:
                 out.append(self._for(now, before, armed=False))
         return out
 
-    def _run(
-        self, now: datetime, trace: dict[str, JsonValue], fx: Effects, *, quiet: bool
-    ) -> Happening:
-        rule_id, status, reason = str(trace["rule_id"]), str(trace["status"]), str(trace["reason"])
+    def _run(self, now: datetime, trace: RunTrace, fx: Effects, *, quiet: bool) -> Happening:
+        rule_id, status, reason = trace.rule_id, trace.status, trace.reason
         if status == "waiting":
-            record = fx.timers.get(f"run.{rule_id}.{trace['run_id']}")
+            record = fx.timers.get(f"run.{rule_id}.{trace.run_id}")
             until = "" if record is None or record.deadline is None else self.show(record.deadline)
             text = f"waiting until {until} ({reason})" if until else f"waiting ({reason})"
         elif status == "not_run":
@@ -259,15 +258,15 @@ class Simulation:
         record_json: dict[str, JsonValue] = {
             "status": status,
             "reason": reason,
-            "run_id": trace["run_id"],
-            "trace": trace,
+            "run_id": trace.run_id,
+            "trace": trace.to_json(),
         }
         return Happening(now, rule_id, "run", text, record_json, quiet=quiet)
 
-    def _for(self, now: datetime, record: TimerRecord, *, armed: bool) -> Happening:
-        entity = record.entity_id or "?"
+    def _for(self, now: datetime, record: ForTimer, *, armed: bool) -> Happening:
+        entity = record.entity_id
         value = record.trigger.to_state.state if record.trigger.to_state is not None else "gone"
-        due = "" if record.deadline is None else self.show(record.deadline)
+        due = self.show(record.deadline)
         if armed:
             text = f"for: {entity} is {value}; due at {due} if it holds"
         else:
@@ -275,7 +274,7 @@ class Simulation:
         json_record: dict[str, JsonValue] = {
             "entity_id": entity,
             "armed": armed,
-            "deadline": None if record.deadline is None else record.deadline.isoformat(),
+            "deadline": record.deadline.isoformat(),
         }
         return Happening(now, record.rule_id, "for", text, json_record)
 

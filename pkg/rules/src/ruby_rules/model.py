@@ -1,15 +1,16 @@
-"""A rule: its validated definition (`RuleConfig`) and where it came from (`Rule`)."""
+"""A rule: its definition (`RuleConfig`), compiled (`Program`), and where it is (`Rule`)."""
 
 from __future__ import annotations
 
 import hashlib
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator
 
-from ruby_rules.processors.registry import default_registry
+from ruby_rules.processors.protocols import ActionProcessor, ConditionProcessor, TriggerProcessor
+from ruby_rules.processors.registry import Registry, default_registry
 from ruby_rules.processors.types import Count, Duration, Token
 
 if TYPE_CHECKING:
@@ -114,14 +115,55 @@ def rule_version(config: RuleConfig) -> str:
 
 
 @dataclass(frozen=True, slots=True)
+class Program:
+    """A rule's processors, built once from its definition; the engine runs these."""
+
+    triggers: tuple[TriggerProcessor, ...]
+    """One per trigger, in order (a trigger's position is its index here)."""
+    conditions: tuple[ConditionProcessor, ...]
+    """One per condition, in order."""
+    actions: tuple[ActionProcessor, ...]
+    """The action tree: branching actions hold their branches' processors."""
+
+    @classmethod
+    def compile(cls, config: RuleConfig, registry: Registry | None = None) -> Program:
+        """Build every processor of ``config`` (default: from the built-in registry)."""
+        kinds = registry or default_registry()
+        return cls(
+            kinds.triggers(config.triggers),
+            kinds.conditions(config.conditions),
+            kinds.actions(config.actions),
+        )
+
+    def event_types(self) -> frozenset[str]:
+        """Every bus event type its triggers, and the waits among its actions, listen to."""
+        found = {event for trigger in self.triggers for event in trigger.watch().event_types}
+        todo = list(self.actions)
+        while todo:
+            action = todo.pop()
+            wait = action.waits_on()
+            if wait is not None:
+                found.update(wait.watch().event_types)
+            for branch in action.branches():
+                todo.extend(branch)
+        return frozenset(found)
+
+
+@dataclass(frozen=True, slots=True)
 class Rule:
-    """A valid rule, its version and where it is defined."""
+    """A valid rule, its version, where it is defined, and its processors (built once)."""
 
     config: RuleConfig
     version: str
     file: str
     line: int
     column: int
+    program: Program = field(init=False, repr=False, compare=False)
+    """The compiled rule, built when the `Rule` is."""
+
+    def __post_init__(self) -> None:
+        # A frozen dataclass sets its derived field this way, once, at construction.
+        object.__setattr__(self, "program", Program.compile(self.config))
 
     @property
     def id(self) -> str:

@@ -35,7 +35,7 @@ from ruby_natsx.handler import Delivery, Outbound
 from ruby_natsx.kvread import read_bucket
 from ruby_natsx.publish import Publisher
 from ruby_natsx.subjects import Subjects
-from ruby_rules.engine import Effects, RuleEngine, TimerRecord
+from ruby_rules.engine import Effects, RuleEngine, TimerRecord, read_record
 from ruby_rules.engine.core import TIMER_NOTES
 from ruby_rules.engine.records import RecordError
 from ruby_rules.files import shown_name
@@ -119,7 +119,7 @@ class Engine:
         records: list[TimerRecord] = []
         for key, raw in (await read_bucket(self._nc, self._timers_bucket)).items():
             try:
-                records.append(TimerRecord.from_json(raw))
+                records.append(read_record(raw))
             except RecordError as exc:
                 log.error("unreadable timer record deleted", key=key, error=str(exc))  # noqa: TRY400 - described; no traceback helps
                 await self._timers_kv.delete(key)
@@ -229,20 +229,20 @@ class Engine:
         """Keep the traces for the status, and log every run that did something."""
         self.status.record(effects.traces)
         for trace in effects.traces:
-            if trace["status"] in TIMER_NOTES:
-                log.debug("rule timer", rule=trace["rule_id"], note=trace["reason"])
-            elif trace["status"] in ("not_run", "ignored"):
-                log.debug("rule not run", rule=trace["rule_id"], reason=trace["reason"])
-            elif trace["status"] == "failed":
-                log.warning("rule failed", rule=trace["rule_id"], reason=trace["reason"])
+            if trace.status in TIMER_NOTES:
+                log.debug("rule timer", rule=trace.rule_id, note=trace.reason)
+            elif trace.status in ("not_run", "ignored"):
+                log.debug("rule not run", rule=trace.rule_id, reason=trace.reason)
+            elif trace.status == "failed":
+                log.warning("rule failed", rule=trace.rule_id, reason=trace.reason)
             else:
                 log.info(
                     "rule ran",
-                    rule=trace["rule_id"],
-                    status=trace["status"],
-                    reason=trace["reason"] or None,
-                    trigger_event_id=trace["trigger"]["event_id"],
-                    command_ids=trace["command_ids"],
+                    rule=trace.rule_id,
+                    status=trace.status,
+                    reason=trace.reason or None,
+                    trigger_event_id=trace.trigger.event_id,
+                    command_ids=list(trace.command_ids),
                 )
 
     async def _projection(self, entity_id: str) -> dict[str, EntityState]:

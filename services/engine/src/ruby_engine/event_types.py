@@ -14,14 +14,13 @@ import contextlib
 from collections.abc import Iterable
 
 import structlog
-from pydantic import BaseModel
 
 from ruby_natsx.errors import TransientError
 from ruby_natsx.handler import Outbound
 from ruby_natsx.publish import Publisher
 from ruby_natsx.topology import EVENT_TYPES_KEY
 from ruby_rules.engine import RuleEngine
-from ruby_rules.processors.triggers.event import EventTriggerConfig
+from ruby_rules.model import Program
 from ruby_schemas.envelope import make_envelope
 from ruby_schemas.event_types import HaEventTypesV1
 
@@ -31,28 +30,16 @@ RETRY = 2.0
 """Seconds between attempts to store a set that could not be stored."""
 
 
-def event_types_of(configs: Iterable[BaseModel]) -> frozenset[str]:
-    """The event type of every `event` trigger anywhere inside ``configs`` (rule configs)."""
-    found: set[str] = set()
-    todo: list[object] = list(configs)
-    while todo:
-        item = todo.pop()
-        if isinstance(item, EventTriggerConfig):
-            found.add(item.event_type)
-        elif isinstance(item, BaseModel):
-            todo.extend(getattr(item, name) for name in type(item).model_fields)
-        elif isinstance(item, list | tuple):
-            todo.extend(item)
-        elif isinstance(item, dict):
-            todo.extend(item.values())
-    return frozenset(found)
+def event_types_of(programs: Iterable[Program]) -> frozenset[str]:
+    """Every event type the triggers and waits of ``programs`` (compiled rules) listen to."""
+    return frozenset(event for program in programs for event in program.event_types())
 
 
 def wanted_event_types(core: RuleEngine) -> frozenset[str]:
     """The event types the rules of ``core`` and its paused runs can react to."""
-    configs: list[BaseModel] = [rule.config for rule in core.rules.values()]
-    configs += [record.rule for record in core.timers.values() if record.rule is not None]
-    return event_types_of(configs)
+    programs = [rule.program for rule in core.rules.values()]
+    programs += [record.compiled for record in core.timers.values() if record.kind == "run"]
+    return event_types_of(programs)
 
 
 class EventTypesRecord:

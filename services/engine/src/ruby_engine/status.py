@@ -15,6 +15,7 @@ one write per interval, not one per run.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 from collections import deque
 from collections.abc import Iterable
@@ -25,11 +26,10 @@ from typing import Any
 from nats.aio.client import Client
 from nats.js.errors import KeyNotFoundError
 from nats.js.kv import KeyValue
-from pydantic import BaseModel
+from pydantic import BaseModel, ValidationError
 
 from ruby_rules.engine import RuleEngine
 from ruby_rules.engine.core import TIMER_NOTES
-from ruby_rules.engine.effects import Trace
 from ruby_rules.files import shown_name
 from ruby_rules.ruleset import RuleSet
 from ruby_schemas.status import (
@@ -39,6 +39,7 @@ from ruby_schemas.status import (
     StatusRecordError,
     read_record,
 )
+from ruby_schemas.traces import RunTrace, TraceRecord
 
 TRACES_KEPT = 20
 """Runs kept per rule."""
@@ -63,32 +64,32 @@ class Status:
     def __init__(self, nc: Client, subject: str, core: RuleEngine, ruleset: RuleSet) -> None:
         self._nc, self._subject = nc, subject
         self._core, self._ruleset = core, ruleset
-        self._traces: dict[str, deque[Trace]] = {}
+        self._traces: dict[str, deque[RunTrace]] = {}
         self._counts: dict[str, _Counts] = {}
         self._dirty: set[str] = set()
         self._rules_dirty = True
         self.ready = False
         self._task: asyncio.Task[None] | None = None
 
-    def record(self, traces: Iterable[Trace]) -> None:
+    def record(self, traces: Iterable[RunTrace]) -> None:
         """Remember runs (a paused run's trace replaces its earlier one)."""
         for trace in traces:
-            rule_id = trace["rule_id"]
+            rule_id = trace.rule_id
             kept = self._traces.setdefault(rule_id, deque(maxlen=TRACES_KEPT))
             for i, old in enumerate(kept):
-                if trace["run_id"] and old["run_id"] == trace["run_id"]:
+                if trace.run_id and old.run_id == trace.run_id:
                     del kept[i]
                     break
             kept.append(trace)
             counts = self._counts.setdefault(rule_id, _Counts())
-            if trace["status"] in TIMER_NOTES:  # a `for` armed or cancelled: not a run
+            if trace.status in TIMER_NOTES:  # a `for` armed or cancelled: not a run
                 self._dirty.add(rule_id)
                 continue
-            if trace["status"] not in ("waiting", "queued"):
+            if trace.status not in ("waiting", "queued"):
                 counts.runs += 1
-            counts.failed += trace["status"] == "failed"
-            counts.last_status, counts.last_reason = trace["status"], trace["reason"]
-            counts.last_run = trace["updated"]
+            counts.failed += trace.status == "failed"
+            counts.last_status, counts.last_reason = trace.status, trace.reason
+            counts.last_run = trace.updated.isoformat()
             self._dirty.add(rule_id)
 
     async def restore(self, kv: KeyValue, prefix: str) -> int:
@@ -107,12 +108,12 @@ class Status:
         for rule_id, record in zip(ids, records, strict=True):
             runs = record.get("runs") if isinstance(record, dict) else None
             if isinstance(runs, list):
-                kept = deque((r for r in runs if isinstance(r, dict)), maxlen=TRACES_KEPT)
+                kept = deque(_readable(runs), maxlen=TRACES_KEPT)
                 self._traces[rule_id] = kept
                 restored += len(kept)
         return restored
 
-    def traces(self, rule_id: str) -> list[Trace]:
+    def traces(self, rule_id: str) -> list[RunTrace]:
         """The recent runs of one rule, oldest first."""
         return list(self._traces.get(rule_id, ()))
 
@@ -141,7 +142,8 @@ class Status:
         """Write the changed traces and, if changed, the rules record."""
         dirty, self._dirty = self._dirty, set()
         for rule_id in sorted(dirty):
-            await self._put(f"trace.{rule_id}", {"rule_id": rule_id, "runs": self.traces(rule_id)})
+            record = TraceRecord(rule_id=rule_id, runs=tuple(self.traces(rule_id)))
+            await self._put(f"trace.{rule_id}", record.model_dump(mode="json", by_alias=True))
         if dirty or self._rules_dirty:
             self._rules_dirty = False
             await self._write("rules", self.rules_record())
@@ -225,3 +227,12 @@ async def _read(kv: KeyValue, key: str) -> Any:
         return json.loads(await _get(kv, key) or b"null")
     except ValueError:
         return None
+
+
+def _readable(runs: list[Any]) -> list[RunTrace]:
+    """The runs of a stored trace record that read as runs; the others are dropped (history)."""
+    readable: list[RunTrace] = []
+    for run in runs:
+        with contextlib.suppress(ValidationError):
+            readable.append(RunTrace.model_validate(run))
+    return readable

@@ -7,6 +7,26 @@ delete, traces) for the caller to apply. The same code decides in production and
 
 from ruby_rules.engine.core import RuleEngine
 from ruby_rules.engine.effects import Effects
-from ruby_rules.engine.records import TimerRecord
+from ruby_rules.engine.records import (
+    AtTimer,
+    ForTimer,
+    QueuedRun,
+    RecordError,
+    RunTimer,
+    TimerRecord,
+    WaitingRun,
+    read_record,
+)
 
-__all__ = ["Effects", "RuleEngine", "TimerRecord"]
+__all__ = [
+    "AtTimer",
+    "Effects",
+    "ForTimer",
+    "QueuedRun",
+    "RecordError",
+    "RuleEngine",
+    "RunTimer",
+    "TimerRecord",
+    "WaitingRun",
+    "read_record",
+]

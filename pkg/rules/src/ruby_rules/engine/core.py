@@ -15,36 +15,25 @@ Not thread-safe: the caller serialises calls (one event loop, one lock).
 from __future__ import annotations
 
 import hashlib
-import heapq
-from collections import defaultdict
 from collections.abc import Iterable, Mapping
-from datetime import UTC, datetime, timedelta, tzinfo
-from typing import Any
+from datetime import UTC, datetime, tzinfo
 
 from pydantic import JsonValue
 
 from ruby_rules.context import Context, TriggerData
 from ruby_rules.engine import ids
-from ruby_rules.engine.effects import Effects, RuleEventOut, Trace, trigger_summary
+from ruby_rules.engine.effects import Effects, ended
 from ruby_rules.engine.index import TriggerIndex
-from ruby_rules.engine.interpreter import Interpreter, Path, Segment, branches
-from ruby_rules.engine.records import TimerRecord
+from ruby_rules.engine.records import AtTimer, ForTimer, TimerRecord
+from ruby_rules.engine.runs import Runs, new_trace
+from ruby_rules.engine.timers import TimerTable
 from ruby_rules.model import Rule, RuleConfig
-from ruby_rules.processors.actions.wait_for import WaitForActionConfig
-from ruby_rules.processors.base import ActionConfig, TriggerConfig
-from ruby_rules.processors.registry import Registry, default_registry
-from ruby_rules.processors.triggers.event import EventTrigger
-from ruby_rules.processors.triggers.numeric_state import NumericStateTrigger
-from ruby_rules.processors.triggers.state import StateTrigger, watched_value
+from ruby_rules.processors.base import TriggerConfig
+from ruby_rules.processors.protocols import TriggerProcessor
 from ruby_schemas.ha_events import EntityState
-from ruby_schemas.rules import RuleFailedV1, RuleFiredV1
 
 TIMER_NOTES = frozenset({"armed", "disarmed"})
 """Trace statuses that note a ``for`` timer armed or cancelled: not runs of the rule."""
-
-LATE_AFTER = timedelta(seconds=30)
-"""A trigger or timer handled later than this after its time is late: ``on_missed`` decides.
-Below it, the delay is ordinary processing (a backlog after a restart, a busy machine)."""
 
 
 def trigger_hash(config: TriggerConfig) -> str:
@@ -52,31 +41,16 @@ def trigger_hash(config: TriggerConfig) -> str:
     return hashlib.sha256(config.model_dump_json(by_alias=True).encode()).hexdigest()[:16]
 
 
-def action_at(actions: tuple[ActionConfig, ...], path: Path) -> ActionConfig:
-    """The action at ``path`` (see `interpreter` for how positions number branches)."""
-    action = actions[path[0]]
-    rest = path[1:]
-    while rest:
-        action = branches(action)[rest[0]][rest[1]]
-        rest = rest[2:]
-    return action
-
-
 class RuleEngine:
     """The rules, their armed timers and paused runs, and the engine's view of the states."""
 
-    def __init__(self, *, tz: tzinfo | None = None, registry: Registry | None = None) -> None:
-        self._registry = registry or default_registry()
+    def __init__(self, *, tz: tzinfo | None = None) -> None:
         self._tz = tz
         self._rules: dict[str, Rule] = {}
         self._index = TriggerIndex(())
         self._states: dict[str, EntityState] = {}
-        self._timers: dict[str, TimerRecord] = {}
-        self._heap: list[tuple[datetime, str]] = []
-        self._runs: defaultdict[str, set[str]] = defaultdict(set)
-        self._waits_entity: defaultdict[str, set[str]] = defaultdict(set)
-        self._waits_event: defaultdict[str, set[str]] = defaultdict(set)
-        self._queue_seq = 0
+        self._timers = TimerTable()
+        self._runs = Runs(self._timers, self._ctx)
 
     # --- what it holds ---------------------------------------------------------------------
 
@@ -93,7 +67,7 @@ class RuleEngine:
     @property
     def timers(self) -> Mapping[str, TimerRecord]:
         """Every armed timer and paused or queued run, by key."""
-        return self._timers
+        return self._timers.records
 
     def set_states(self, states: Mapping[str, EntityState]) -> None:
         """Replace the view of current states (at start, from the projection)."""
@@ -102,28 +76,17 @@ class RuleEngine:
     def restore(self, records: Iterable[TimerRecord]) -> None:
         """Take back the timer records a previous process stored. No effects."""
         for record in records:
-            self._remember(record)
-            self._queue_seq = max(self._queue_seq, record.queued_seq)
+            self._timers.put(record)
+            if record.kind == "run" and record.status == "queued":
+                self._runs.queue_seq = max(self._runs.queue_seq, record.queued_seq)
 
     def next_deadline(self) -> datetime | None:
         """The earliest deadline of any timer, or ``None``."""
-        while self._heap:
-            deadline, key = self._heap[0]
-            record = self._timers.get(key)
-            if record is not None and record.deadline == deadline:
-                return deadline
-            heapq.heappop(self._heap)  # superseded or deleted
-        return None
+        return self._timers.next_deadline()
 
     def due(self, now: datetime) -> list[str]:
         """The keys of the timers due at ``now``, earliest first; `fire` each of them."""
-        keys: list[str] = []
-        while self._heap and self._heap[0][0] <= now:
-            deadline, key = heapq.heappop(self._heap)
-            record = self._timers.get(key)
-            if record is not None and record.deadline == deadline and key not in keys:
-                keys.append(key)
-        return keys
+        return self._timers.due(now)
 
     # --- rules -----------------------------------------------------------------------------
 
@@ -136,38 +99,32 @@ class RuleEngine:
         for rule in self._rules.values():
             for index, trigger in enumerate(rule.config.triggers):
                 wanted[f"{rule.id}.{index}"] = (rule, index, trigger_hash(trigger))
-        for key, record in list(self._timers.items()):
+        for key, record in list(self._timers.records.items()):
             if record.kind == "run":
                 continue
             spec = wanted.get(f"{record.rule_id}.{record.trigger_index}")
             if spec is None or spec[2] != record.trigger_hash:
-                self._delete(key, effects)
+                self._timers.remove(key, effects)
         for entry in self._index.timed:
             rule, index, digest = wanted[f"{entry.rule_id}.{entry.index}"]
-            if f"at.{rule.id}.{index}" not in self._timers:
+            if f"at.{rule.id}.{index}" not in self._timers.records:
                 self._arm_time(rule, index, digest, now, effects)
         return effects
 
     def _arm_time(self, rule: Rule, index: int, digest: str, after: datetime, fx: Effects) -> None:
-        trigger: Any = self._registry.trigger(rule.config.triggers[index])
-        deadline = trigger.next_fire(self._local(after)).astimezone(UTC)
+        trigger = rule.program.triggers[index]
+        fire = trigger.next_fire(self._local(after))
+        if fire is None:  # only timed triggers are armed; one that stops firing is not re-armed
+            return
+        deadline = fire.astimezone(UTC)
         placeholder = TriggerData(
             kind=trigger.config.kind,
             id=self._trigger_name(rule.config, index),
             event_id=f"at.{rule.id}.{index}.{deadline.isoformat()}",
             time=deadline,
         )
-        self._put(
-            TimerRecord(
-                "at",
-                rule.id,
-                deadline,
-                placeholder,
-                rule.version,
-                trigger_index=index,
-                trigger_hash=digest,
-                file=rule.file,
-            ),
+        self._timers.store(
+            AtTimer(rule.id, deadline, placeholder, rule.version, index, digest, rule.file),
             fx,
         )
 
@@ -212,10 +169,10 @@ class RuleEngine:
         for entry in self._index.for_entity(entity_id):
             rule = self._rules[entry.rule_id]
             config = rule.config.triggers[entry.index]
-            trigger: Any = self._registry.trigger(config)
+            trigger = rule.program.triggers[entry.index]
             latest_only = rule.config.backlog.policy == "latest"
-            if latest_only and newer is not None and _supersedes(newer, new, config):
-                if trigger.matches(old, new):
+            if latest_only and newer is not None and _supersedes(newer, new, trigger):
+                if trigger.matches_change(old, new):
                     self._superseded(rule, entry.index, event_id, entity_id, old, new, newer,
                                      now, effects)  # fmt: skip
                 continue
@@ -229,45 +186,44 @@ class RuleEngine:
                 to_state=new,
                 correlation_id=correlation_id,
             )
-            hold = getattr(config, "for_", None)
+            hold = trigger.hold
             if hold is None:
-                if trigger.matches(old, new):
-                    self._start(rule, entry.index, data, now, when, effects)
+                if trigger.matches_change(old, new):
+                    self._runs.start(rule, entry.index, data, now, when, effects)
                 continue
             key = f"for.{rule.id}.{entry.index}.{entity_id}"
-            if trigger.matches(old, new) and new is not None:
-                since = new.last_changed if config.attribute is None else new.last_updated  # type: ignore[attr-defined]
-                self._put(
-                    TimerRecord(
-                        "for",
+            if trigger.matches_change(old, new) and new is not None:
+                since = trigger.changed_at(new)
+                self._timers.store(
+                    ForTimer(
                         rule.id,
                         since + hold,
                         data,
                         rule.version,
-                        trigger_index=entry.index,
-                        trigger_hash=trigger_hash(config),
-                        entity_id=entity_id,
-                        file=rule.file,
+                        entry.index,
+                        trigger_hash(config),
+                        entity_id,
+                        rule.file,
                     ),
                     effects,
                 )
-                value = watched_value(new, config.attribute)  # type: ignore[attr-defined]
-                note = self._trace(rule.config, rule.version, rule.file, "", data, now)
-                note.update(status="armed", reason=f"for: {entity_id} is {value}; fires at "
-                            f"{(since + hold).isoformat()} if it holds")  # fmt: skip
-                effects.traces.append(note)
-            elif key in self._timers and not self._still_holds(trigger, new):
-                due = self._timers[key].deadline
-                self._delete(key, effects)
-                value = watched_value(new, config.attribute)  # type: ignore[attr-defined]
-                note = self._trace(rule.config, rule.version, rule.file, "", data, now)
-                note.update(status="disarmed", reason=f"for: {entity_id} changed to {value} "
-                            f"before {due.isoformat() if due else '?'}")  # fmt: skip
-                effects.traces.append(note)
-        for key in sorted(self._waits_entity.get(entity_id, ())):
-            wait = self._wait_trigger(key)
-            if wait is not None and wait.matches(old, new):
-                self._resume(key, now, effects, note=f"wait_for: {entity_id} changed")
+                value = trigger.watched_value(new)
+                note = new_trace(rule.config, rule.version, rule.file, "", data, now)
+                fires = (since + hold).isoformat()
+                reason = f"for: {entity_id} is {value}; fires at {fires} if it holds"
+                effects.traces.append(ended(note, "armed", reason))
+            elif key in self._timers.records and not trigger.still_holds(new):
+                due = self._timers.records[key].deadline
+                self._timers.remove(key, effects)
+                value = trigger.watched_value(new)
+                note = new_trace(rule.config, rule.version, rule.file, "", data, now)
+                before = due.isoformat() if due else "?"
+                reason = f"for: {entity_id} changed to {value} before {before}"
+                effects.traces.append(ended(note, "disarmed", reason))
+        for key in self._timers.waits_on_entity(entity_id):
+            wait = self._timers.wait_trigger(key)
+            if wait is not None and wait.matches_change(old, new):
+                self._runs.resume(key, now, effects, note=f"wait_for: {entity_id} changed")
         return effects
 
     def on_event(
@@ -284,10 +240,10 @@ class RuleEngine:
         effects = Effects()
         for entry in self._index.for_event(event_type):
             rule = self._rules[entry.rule_id]
-            trigger: Any = self._registry.trigger(rule.config.triggers[entry.index])
-            if trigger.matches(event_type, data):
+            trigger = rule.program.triggers[entry.index]
+            if trigger.matches_event(event_type, data):
                 info = TriggerData(
-                    kind="event",
+                    kind=trigger.config.kind,
                     id=self._trigger_name(rule.config, entry.index),
                     event_id=event_id,
                     time=fired_at,
@@ -295,11 +251,11 @@ class RuleEngine:
                     event_data=dict(data),
                     correlation_id=correlation_id,
                 )
-                self._start(rule, entry.index, info, now, fired_at, effects)
-        for key in sorted(self._waits_event.get(event_type, ())):
-            wait = self._wait_trigger(key)
-            if isinstance(wait, EventTrigger) and wait.matches(event_type, data):
-                self._resume(key, now, effects, note=f"wait_for: event {event_type}")
+                self._runs.start(rule, entry.index, info, now, fired_at, effects)
+        for key in self._timers.waits_on_event(event_type):
+            wait = self._timers.wait_trigger(key)
+            if wait is not None and wait.matches_event(event_type, data):
+                self._runs.resume(key, now, effects, note=f"wait_for: event {event_type}")
         return effects
 
     def _superseded(
@@ -324,13 +280,12 @@ class RuleEngine:
             to_state=new,
         )
         run = ids.run_id(rule.id, rule.version, str(index), event_id)
-        trace = self._trace(rule.config, rule.version, rule.file, run, data, now)
-        trace.update(
-            status="skipped",
-            reason=f"superseded: {entity_id} is already {newer.state!r} since "
-            f"{newer.last_updated.isoformat()} (backlog policy latest)",
+        trace = new_trace(rule.config, rule.version, rule.file, run, data, now)
+        reason = (
+            f"superseded: {entity_id} is already {newer.state!r} since "
+            f"{newer.last_updated.isoformat()} (backlog policy latest)"
         )
-        effects.traces.append(trace)
+        effects.traces.append(ended(trace, "skipped", reason))
 
     # --- timers ----------------------------------------------------------------------------
 
@@ -340,252 +295,35 @@ class RuleEngine:
         """Handle the due timer ``key``. A ``for`` trigger is re-checked against
         ``projection`` (default: the engine's own view) before its rule runs."""
         effects = Effects()
-        record = self._timers.get(key)
+        record = self._timers.records.get(key)
         if record is None or record.deadline is None or record.deadline > now:
             return effects
         if record.kind == "run":
-            self._fire_run(record, now, effects)
+            if record.status == "waiting":
+                self._runs.fire(record, now, effects)
             return effects
-        self._delete(key, effects)
+        self._timers.remove(key, effects)
         rule = self._rules.get(record.rule_id)
         if rule is None:
             return effects
         if record.kind == "at":
             self._arm_time(rule, record.trigger_index, record.trigger_hash, now, effects)
-            self._start(rule, record.trigger_index, record.trigger, now, record.deadline, effects)
+            self._runs.start(
+                rule, record.trigger_index, record.trigger, now, record.deadline, effects
+            )
             return effects
         states = self._states if projection is None else projection
-        trigger: Any = self._registry.trigger(rule.config.triggers[record.trigger_index])
+        trigger = rule.program.triggers[record.trigger_index]
         current = states.get(record.entity_id or "")
-        armed = record.trigger.to_state
-        same = (
-            current is not None
-            and armed is not None
-            and (trigger.config.attribute is not None or current.last_changed == armed.last_changed)
-        )
-        if not (same and self._still_holds(trigger, current)):
-            trace = self._trace(rule.config, rule.version, rule.file, "", record.trigger, now)
-            trace["status"] = "not_run"
-            trace["reason"] = f"'for' re-check: {record.entity_id} no longer holds its value"
-            effects.traces.append(trace)
+        if not (
+            trigger.unchanged(record.trigger.to_state, current) and trigger.still_holds(current)
+        ):
+            trace = new_trace(rule.config, rule.version, rule.file, "", record.trigger, now)
+            reason = f"'for' re-check: {record.entity_id} no longer holds its value"
+            effects.traces.append(ended(trace, "not_run", reason))
             return effects
-        self._start(rule, record.trigger_index, record.trigger, now, record.deadline, effects)
+        self._runs.start(rule, record.trigger_index, record.trigger, now, record.deadline, effects)
         return effects
-
-    def _fire_run(self, record: TimerRecord, now: datetime, effects: Effects) -> None:
-        # A run record always has both (`TimerRecord.from_json` refuses one without).
-        assert record.rule is not None  # noqa: S101
-        assert record.deadline is not None  # noqa: S101
-        late = self._late(record.rule, record.deadline, now)
-        if late is not None:
-            self._finish(record, now, effects, status="skipped", reason=late)
-            return
-        if record.wait and not record.wait_until_time:
-            wait = action_at(record.rule.actions, record.resume_after or (0,))
-            if isinstance(wait, WaitForActionConfig) and not wait.continue_on_timeout:
-                self._finish(record, now, effects, status="stopped", reason="wait_for timed out")
-                return
-            self._resume(record.key, now, effects, note="wait_for timed out, continuing")
-            return
-        self._resume(record.key, now, effects, note="timer due")
-
-    # --- runs ------------------------------------------------------------------------------
-
-    def _start(
-        self,
-        rule: Rule,
-        index: int,
-        trigger: TriggerData,
-        now: datetime,
-        due: datetime,
-        effects: Effects,
-    ) -> None:
-        config = rule.config
-        run = ids.run_id(rule.id, rule.version, str(index), trigger.event_id)
-        trace = self._trace(config, rule.version, rule.file, run, trigger, now)
-        late = self._late(config, due, now)
-        if late is not None:
-            trace.update(status="skipped", reason=late)
-            effects.traces.append(trace)
-            return
-        ctx = self._ctx(trigger, now)
-        for position, condition in enumerate(config.conditions):
-            try:
-                holds = self._registry.condition(condition).holds(ctx)
-            except ValueError as exc:
-                trace.update(status="failed", reason=f"condition {position}: {exc}")
-                effects.traces.append(trace)
-                self._failed(rule.config, rule.version, rule.file, run, trigger, str(exc), effects)
-                return
-            trace["steps"].append(
-                {"at": now.isoformat(), "path": f"condition.{position}", "kind": condition.kind,
-                 "result": "true" if holds else "false"}
-            )  # fmt: skip
-            if not holds:
-                trace.update(
-                    status="not_run", reason=f"condition {position} ({condition.kind}) false"
-                )
-                effects.traces.append(trace)
-                return
-        key = f"run.{rule.id}.{run}"
-        if key in self._timers:  # the same trigger again (a redelivery): same run, same ids
-            self._segment(config, rule.version, rule.file, run, trigger, now, None, trace, effects,
-                          store=False, due=due)  # fmt: skip
-            return
-        active = [k for k in self._runs[rule.id] if self._timers[k].status == "waiting"]
-        queued = [k for k in self._runs[rule.id] if self._timers[k].status == "queued"]
-        if active and config.mode == "single":
-            trace.update(status="ignored", reason="mode single: a run is in flight")
-            effects.traces.append(trace)
-            return
-        if active and config.mode == "restart":
-            for other in active:
-                self._finish(self._timers[other], now, effects, "cancelled", "restarted")
-        if active and config.mode == "queued":
-            if len(queued) >= config.max_runs:
-                trace.update(status="ignored", reason=f"mode queued: {len(queued)} already wait")
-                effects.traces.append(trace)
-                return
-            self._queue_seq += 1
-            trace.update(status="queued", reason="mode queued: waits for the run in flight")
-            steps = tuple(trace["steps"])
-            self._put(
-                TimerRecord("run", rule.id, None, trigger, rule.version, run_id=run,
-                            status="queued", queued_seq=self._queue_seq, rule=config,
-                            file=rule.file, steps=steps),
-                effects,
-            )  # fmt: skip
-            effects.traces.append(trace)
-            return
-        if config.mode == "parallel" and len(active) >= config.max_runs:
-            trace.update(status="ignored", reason=f"mode parallel: {len(active)} runs in flight")
-            effects.traces.append(trace)
-            return
-        self._segment(config, rule.version, rule.file, run, trigger, now, None, trace, effects,
-                      due=due)  # fmt: skip
-
-    def _segment(
-        self,
-        config: RuleConfig,
-        version: str,
-        file: str,
-        run: str,
-        trigger: TriggerData,
-        now: datetime,
-        resume_after: Path | None,
-        trace: Trace,
-        effects: Effects,
-        *,
-        store: bool = True,
-        due: datetime | None = None,
-    ) -> None:
-        limit = config.backlog.max_lateness
-        interpreter = Interpreter(
-            self._registry,
-            rule_id=config.id,
-            version=version,
-            run_id=run,
-            trigger=trigger,
-            ctx=self._ctx(trigger, now),
-            now=now,
-            not_after=None if limit is None else (due or now) + limit,
-            backlog=config.backlog.policy,
-        )
-        segment: Segment = interpreter.run(config.actions, resume_after)
-        effects.commands += segment.commands
-        effects.events += segment.events
-        trace["steps"] += segment.steps
-        trace["command_ids"] += [command.command_id for command in segment.commands]
-        trace.update(status=segment.end, reason=segment.reason, updated=now.isoformat())
-        if resume_after is None:
-            fired = RuleFiredV1(
-                rule_id=config.id,
-                rule_version=version,
-                file=file,
-                trigger_id=trigger.id,
-                command_ids=tuple(command.command_id for command in segment.commands),
-                run_id=run,
-                trigger_event_id=trigger.event_id,
-            )
-            effects.rule_events.append(RuleEventOut(ids.fired_id(run), "fired", fired, trigger))
-        if segment.end == "failed":
-            self._failed(config, version, file, run, trigger, segment.reason, effects)
-        key = f"run.{config.id}.{run}"
-        if store and segment.pause is not None:
-            pause = segment.pause
-            self._put(
-                TimerRecord("run", config.id, pause.deadline, trigger, version, run_id=run,
-                            resume_after=pause.at, wait=pause.wait,
-                            wait_until_time=pause.wait_until_time, rule=config, file=file,
-                            steps=tuple(trace["steps"])),
-                effects,
-            )  # fmt: skip
-        elif store:
-            if key in self._timers:
-                self._delete(key, effects)
-            self._next_queued(config.id, now, effects)
-        effects.traces.append(trace)
-
-    def _resume(self, key: str, now: datetime, effects: Effects, *, note: str) -> None:
-        record = self._timers.get(key)
-        if record is None or record.rule is None or record.run_id is None:
-            return
-        trace = self._trace(record.rule, record.version, record.file, record.run_id,
-                            record.trigger, now, steps=list(record.steps))  # fmt: skip
-        trace["steps"].append({"at": now.isoformat(), "path": "resume", "kind": "timer",
-                               "result": note})  # fmt: skip
-        due = record.deadline if record.deadline is not None and record.deadline <= now else now
-        self._segment(record.rule, record.version, record.file, record.run_id, record.trigger,
-                      now, record.resume_after, trace, effects, due=due)  # fmt: skip
-
-    def _finish(
-        self, record: TimerRecord, now: datetime, effects: Effects, status: str, reason: str
-    ) -> None:
-        assert record.rule is not None  # noqa: S101 - run records have a rule and a run id
-        assert record.run_id is not None  # noqa: S101
-        trace = self._trace(record.rule, record.version, record.file, record.run_id,
-                            record.trigger, now, steps=list(record.steps))  # fmt: skip
-        trace.update(status=status, reason=reason)
-        effects.traces.append(trace)
-        self._delete(record.key, effects)
-        if status != "cancelled":
-            self._next_queued(record.rule_id, now, effects)
-
-    def _next_queued(self, rule_id: str, now: datetime, effects: Effects) -> None:
-        runs = [self._timers[k] for k in self._runs.get(rule_id, ())]
-        if any(r.status == "waiting" for r in runs):
-            return
-        queued = sorted((r for r in runs if r.status == "queued"), key=lambda r: r.queued_seq)
-        if not queued:
-            return
-        record = queued[0]
-        assert record.rule is not None  # noqa: S101 - run records have a rule and a run id
-        assert record.run_id is not None  # noqa: S101
-        self._delete(record.key, effects)
-        trace = self._trace(record.rule, record.version, record.file, record.run_id,
-                            record.trigger, now, steps=list(record.steps))  # fmt: skip
-        self._segment(record.rule, record.version, record.file, record.run_id, record.trigger,
-                      now, None, trace, effects)  # fmt: skip
-
-    def _failed(
-        self,
-        config: RuleConfig,
-        version: str,
-        file: str,
-        run: str,
-        trigger: TriggerData,
-        message: str,
-        effects: Effects,
-    ) -> None:
-        failed = RuleFailedV1(
-            rule_id=config.id,
-            rule_version=version,
-            file=file,
-            stage="action",
-            error_type="RunError",
-            error_message=message,
-        )
-        effects.rule_events.append(RuleEventOut(f"failed-{run}", "failed", failed, trigger))
 
     # --- helpers ---------------------------------------------------------------------------
 
@@ -595,98 +333,9 @@ class RuleEngine:
     def _ctx(self, trigger: TriggerData, now: datetime) -> Context:
         return Context(states=self._states, now=self._local(now), trigger=trigger)
 
-    def _late(self, config: RuleConfig, due: datetime, now: datetime) -> str | None:
-        lateness = now - due
-        limit = config.backlog.max_lateness
-        if limit is not None and lateness > limit:
-            return f"late by {lateness}: more than backlog.max_lateness {limit}"
-        if lateness <= LATE_AFTER:
-            return None
-        policy = config.on_missed
-        if policy.policy == "skip":
-            return f"late by {lateness}: on_missed is skip"
-        if policy.max_lateness is not None and lateness > policy.max_lateness:
-            return f"late by {lateness}: more than on_missed.max_lateness {policy.max_lateness}"
-        return None
-
     @staticmethod
     def _trigger_name(config: RuleConfig, index: int) -> str:
         return config.triggers[index].id or str(index)
-
-    @staticmethod
-    def _still_holds(trigger: Any, state: EntityState | None) -> bool:
-        value = watched_value(state, trigger.config.attribute)
-        if isinstance(trigger, NumericStateTrigger):
-            return bool(trigger.config.within(value))
-        if isinstance(trigger, StateTrigger):
-            wanted = trigger.config.to
-            return value is not None if wanted is None else value in wanted
-        return False
-
-    def _wait_trigger(self, key: str) -> Any:
-        record = self._timers.get(key)
-        if record is None or record.rule is None or record.resume_after is None:
-            return None
-        wait = action_at(record.rule.actions, record.resume_after)
-        if not isinstance(wait, WaitForActionConfig):
-            return None
-        return self._registry.trigger(wait.trigger)
-
-    def _trace(
-        self,
-        config: RuleConfig,
-        version: str,
-        file: str,
-        run: str,
-        trigger: TriggerData,
-        now: datetime,
-        *,
-        steps: list[Any] | None = None,
-    ) -> Trace:
-        return {
-            "run_id": run,
-            "rule_id": config.id,
-            "version": version,
-            "file": file,
-            "trigger": trigger_summary(trigger),
-            "updated": now.isoformat(),
-            "status": "started",
-            "reason": "",
-            "steps": steps if steps is not None else [],
-            "command_ids": [],
-        }
-
-    def _put(self, record: TimerRecord, effects: Effects) -> None:
-        self._forget(record.key)
-        self._remember(record)
-        effects.timers[record.key] = record
-
-    def _delete(self, key: str, effects: Effects) -> None:
-        self._forget(key)
-        effects.timers[key] = None
-
-    def _remember(self, record: TimerRecord) -> None:
-        key = record.key
-        self._timers[key] = record
-        if record.deadline is not None:
-            heapq.heappush(self._heap, (record.deadline, key))
-        if record.kind == "run":
-            self._runs[record.rule_id].add(key)
-            wait = self._wait_trigger(key) if record.wait and not record.wait_until_time else None
-            if isinstance(wait, StateTrigger | NumericStateTrigger):
-                for entity_id in wait.config.entity_id:
-                    self._waits_entity[entity_id].add(key)
-            elif isinstance(wait, EventTrigger):
-                self._waits_event[wait.config.event_type].add(key)
-
-    def _forget(self, key: str) -> None:
-        record = self._timers.pop(key, None)
-        if record is None or record.kind != "run":
-            return
-        self._runs[record.rule_id].discard(key)
-        for waits in (self._waits_entity, self._waits_event):
-            for keys in waits.values():
-                keys.discard(key)
 
 
 def _later(state: EntityState | None, than: EntityState | None) -> EntityState | None:
@@ -696,13 +345,11 @@ def _later(state: EntityState | None, than: EntityState | None) -> EntityState |
     return state
 
 
-def _supersedes(newer: EntityState, new: EntityState | None, config: Any) -> bool:
-    """Whether ``newer`` is a later change of what ``config`` watches than ``new``: of the
+def _supersedes(newer: EntityState, new: EntityState | None, trigger: TriggerProcessor) -> bool:
+    """Whether ``newer`` is a later change of what ``trigger`` watches than ``new``: of the
     state (``last_changed``), or of any attribute for an attribute trigger (``last_updated``).
     A later version that changed only attributes does not supersede a state change: the
     state trigger would not fire on it, and the state change must still count."""
     if new is None:
         return False
-    if getattr(config, "attribute", None) is None:
-        return newer.last_changed > new.last_changed
-    return newer.last_updated > new.last_updated
+    return trigger.changed_at(newer) > trigger.changed_at(new)

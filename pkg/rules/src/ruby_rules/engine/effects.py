@@ -3,17 +3,12 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
-
-from pydantic import JsonValue
 
 from ruby_rules.context import TriggerData
 from ruby_rules.engine.interpreter import CommandOut, EventOut
 from ruby_rules.engine.records import TimerRecord
 from ruby_schemas.base import Payload
-
-Trace = dict[str, Any]
-"""One run as a JSON object: rule, trigger, status, reason, every step (see ``rules/README``)."""
+from ruby_schemas.traces import RunTrace, TraceTrigger
 
 
 @dataclass(frozen=True, slots=True)
@@ -39,7 +34,7 @@ class Effects:
     events: list[EventOut] = field(default_factory=list)
     rule_events: list[RuleEventOut] = field(default_factory=list)
     timers: dict[str, TimerRecord | None] = field(default_factory=dict)
-    traces: list[Trace] = field(default_factory=list)
+    traces: list[RunTrace] = field(default_factory=list)
 
     def __bool__(self) -> bool:
         return bool(self.commands or self.events or self.rule_events or self.timers or self.traces)
@@ -53,18 +48,21 @@ class Effects:
         self.traces += other.traces
 
 
-def trigger_summary(t: TriggerData) -> dict[str, JsonValue]:
+def trigger_summary(t: TriggerData) -> TraceTrigger:
     """The part of a trigger a trace shows."""
-    summary: dict[str, JsonValue] = {
-        "kind": t.kind,
-        "id": t.id,
-        "event_id": t.event_id,
-        "time": t.time.isoformat(),
-    }
-    if t.entity_id is not None:
-        summary["entity_id"] = t.entity_id
-        summary["from"] = None if t.from_state is None else t.from_state.state
-        summary["to"] = None if t.to_state is None else t.to_state.state
-    if t.event_type is not None:
-        summary["event_type"] = t.event_type
-    return summary
+    changed = t.entity_id is not None
+    return TraceTrigger(
+        kind=t.kind,
+        id=t.id,
+        event_id=t.event_id,
+        time=t.time,
+        entity_id=t.entity_id,
+        from_=t.from_state.state if changed and t.from_state is not None else None,
+        to=t.to_state.state if changed and t.to_state is not None else None,
+        event_type=t.event_type,
+    )
+
+
+def ended(trace: RunTrace, status: str, reason: str) -> RunTrace:
+    """``trace`` with its status and reason set."""
+    return trace.model_copy(update={"status": status, "reason": reason})

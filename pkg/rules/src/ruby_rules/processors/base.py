@@ -13,14 +13,17 @@ discriminated union of all registered kinds, so a new kind nests everywhere at o
 
 from __future__ import annotations
 
-from datetime import datetime
+from collections.abc import Mapping, Sequence
+from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, ClassVar, Generic, Literal, TypeAlias, TypeVar
 
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, JsonValue
 
 from ruby_rules.context import Context
 from ruby_rules.context import States as States  # re-exported for the condition kinds
+from ruby_rules.processors.protocols import ActionProcessor, Path, StepApi, TriggerProcessor, Watch
 from ruby_rules.processors.types import Token
+from ruby_schemas.ha_events import EntityState
 
 Role: TypeAlias = Literal["trigger", "condition", "action"]
 
@@ -67,13 +70,63 @@ A = TypeVar("A", bound=ActionConfig)
 
 
 class Trigger(Generic[T]):
-    """A trigger kind. Subclasses set ``CONFIG``; their pure matching needs no NATS."""
+    """A trigger kind (`TriggerProcessor`). Subclasses set ``CONFIG`` and override what applies
+    to them; every other question gets its neutral answer here (never matches, not timed)."""
 
     ROLE: ClassVar[Role] = "trigger"
     CONFIG: ClassVar[type[TriggerConfig]]
 
     def __init__(self, config: T) -> None:
         self.config = config
+
+    @property
+    def hold(self) -> timedelta | None:
+        """No ``for``."""
+        return None
+
+    def watch(self) -> Watch:
+        """Watches nothing: never offered a change or an event, never timed."""
+        return Watch()
+
+    def matches_change(self, old: EntityState | None, new: EntityState | None) -> bool:
+        """Never fires on a state change."""
+        return False
+
+    def matches_event(self, event_type: str, data: Mapping[str, JsonValue]) -> bool:
+        """Never fires on a bus event."""
+        return False
+
+    def still_holds(self, state: EntityState | None) -> bool:
+        """Holds nothing: an armed ``for`` is disarmed."""
+        return False
+
+    def unchanged(self, armed: EntityState | None, current: EntityState | None) -> bool:
+        """Nothing armed to compare."""
+        return False
+
+    def changed_at(self, state: EntityState) -> datetime:
+        """When the state itself last changed."""
+        return state.last_changed
+
+    def watched_value(self, state: EntityState | None) -> str | None:
+        """The state, for traces."""
+        return None if state is None else state.state
+
+    def next_fire(self, after: datetime) -> datetime | None:
+        """Not timed."""
+        return None
+
+
+class TimedTrigger(Trigger[T]):
+    """A trigger on the clock: the engine arms a durable timer at each `next_fire`."""
+
+    def watch(self) -> Watch:
+        """Timed."""
+        return Watch(timed=True)
+
+    def next_fire(self, after: datetime) -> datetime:
+        """The first instant strictly after ``after``, in its timezone; subclasses compute it."""
+        raise NotImplementedError
 
 
 class Condition(Generic[C]):
@@ -95,10 +148,26 @@ class Condition(Generic[C]):
 
 
 class Action(Generic[A]):
-    """An action kind. Execution (commands, timers) arrives with the engine's runner."""
+    """An action kind (`ActionProcessor`): subclasses set ``CONFIG`` and implement `execute`."""
 
     ROLE: ClassVar[Role] = "action"
     CONFIG: ClassVar[type[ActionConfig]]
 
     def __init__(self, config: A) -> None:
         self.config = config
+
+    def execute(self, step: StepApi, path: Path) -> None:
+        """Refuse loudly, never skip silently: a kind registered without execution support."""
+        raise ValueError(f"action kind {self.config.kind!r} cannot be executed by this engine")
+
+    def branches(self) -> Sequence[Sequence[ActionProcessor]]:
+        """No branches."""
+        return ()
+
+    def waits_on(self) -> TriggerProcessor | None:
+        """Waits on no trigger."""
+        return None
+
+    def stops_on_timeout(self) -> bool:
+        """A pause here (a ``delay``) goes on when due."""
+        return False

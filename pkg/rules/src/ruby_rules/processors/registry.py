@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import importlib
 import typing
+from collections.abc import Iterable
 from typing import Annotated, Any, TypeVar, Union
 
 from pydantic import BaseModel, Field
@@ -131,6 +132,18 @@ class Registry:
         if not isinstance(processor, Action):
             raise TypeError(f"{type(config).__name__} is not a action config")
         return processor
+
+    def triggers(self, configs: Iterable[TriggerConfig]) -> tuple[Trigger[Any], ...]:
+        """The trigger processors for ``configs``, in order."""
+        return tuple(self.trigger(config) for config in configs)
+
+    def conditions(self, configs: Iterable[ConditionConfig]) -> tuple[Condition[Any], ...]:
+        """The condition processors for ``configs``, in order."""
+        return tuple(self.condition(config) for config in configs)
+
+    def actions(self, configs: Iterable[ActionConfig]) -> tuple[Action[Any], ...]:
+        """The action processors for ``configs``, in order."""
+        return tuple(self.action(config) for config in configs)
 
 
 REGISTRY = Registry()

@@ -9,6 +9,7 @@ from pydantic import BaseModel, BeforeValidator, ConfigDict, Field
 from ruby_rules.context import Context
 from ruby_rules.expressions import ExpressionError
 from ruby_rules.processors.base import Action, ActionConfig
+from ruby_rules.processors.protocols import Path, StepApi
 from ruby_rules.processors.registry import REGISTRY
 from ruby_rules.processors.types import (
     ServiceName,
@@ -53,6 +54,12 @@ class CallAction(Action[CallActionConfig]):
     """Renders its target and data; the engine's runner builds and publishes the command."""
 
     CONFIG = CallActionConfig
+
+    def execute(self, step: StepApi, path: Path) -> None:
+        """Send the call, rendered in the step's context."""
+        target, data = self.render_call(step.ctx)
+        command_id = step.call(path, *self.domain_service, target, data)
+        step.trace(path, "call", f"sent {self.config.service}", command_id=command_id)
 
     @property
     def domain_service(self) -> tuple[str, str]:

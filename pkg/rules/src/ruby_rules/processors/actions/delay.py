@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Literal
 
 from ruby_rules.processors.base import Action, ActionConfig
+from ruby_rules.processors.protocols import Path, Pause, StepApi
 from ruby_rules.processors.registry import REGISTRY
 from ruby_rules.processors.types import Duration
 
@@ -19,6 +20,12 @@ class DelayActionConfig(ActionConfig):
 
 @REGISTRY.register
 class DelayAction(Action[DelayActionConfig]):
-    """The wait itself is a durable timer, built with the engine's timers."""
+    """Pauses the run; the engine keeps the pause as a durable timer."""
 
     CONFIG = DelayActionConfig
+
+    def execute(self, step: StepApi, path: Path) -> None:
+        """Pause until ``duration`` from now."""
+        deadline = step.now + self.config.duration
+        step.trace(path, "delay", f"waiting until {deadline.isoformat()}")
+        step.pause(Pause(path, deadline), "delay")

@@ -8,6 +8,7 @@ from pydantic import AfterValidator, Field
 
 from ruby_rules.context import Context
 from ruby_rules.processors.base import Action, ActionConfig
+from ruby_rules.processors.protocols import Path, StepApi
 from ruby_rules.processors.registry import REGISTRY
 from ruby_rules.processors.types import Token
 from ruby_rules.templates import TemplatedObject, render_object
@@ -44,6 +45,12 @@ class PublishAction(Action[PublishActionConfig]):
     """Renders its data; the engine's runner publishes the event."""
 
     CONFIG = PublishActionConfig
+
+    def execute(self, step: StepApi, path: Path) -> None:
+        """Publish the event, its data rendered in the step's context."""
+        event_type = self.config.event_type
+        message_id = step.publish(path, event_type, self.render_data(step.ctx))
+        step.trace(path, "publish", f"published {event_type}", message_id=message_id)
 
     def render_data(self, ctx: Context) -> JsonObject:
         """The event's data, each expression evaluated in ``ctx``.

@@ -7,6 +7,7 @@ from typing import Literal
 from pydantic import Field
 
 from ruby_rules.processors.base import Action, ActionConfig
+from ruby_rules.processors.protocols import Path, StepApi
 from ruby_rules.processors.registry import REGISTRY
 from ruby_rules.processors.types import Flag
 
@@ -23,6 +24,11 @@ class StopActionConfig(ActionConfig):
 
 @REGISTRY.register
 class StopAction(Action[StopActionConfig]):
-    """Ending the run arrives with the engine's runner."""
+    """Ends the run, stopped or failed, with its reason."""
 
     CONFIG = StopActionConfig
+
+    def execute(self, step: StepApi, path: Path) -> None:
+        """End the run here."""
+        step.trace(path, "stop", self.config.reason)
+        step.stop("failed" if self.config.error else "stopped", self.config.reason)

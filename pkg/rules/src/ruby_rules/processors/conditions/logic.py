@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import TYPE_CHECKING, Literal
+from typing import TYPE_CHECKING, Literal, TypeVar
 
 from pydantic import Field
 
@@ -15,7 +15,15 @@ if TYPE_CHECKING:
     from ruby_rules.processors.base import AnyCondition
 
 
-class AndConditionConfig(ConditionConfig):
+class CombinedConfig(ConditionConfig):
+    """A combination of inner conditions. ``conditions`` is declared by each kind (type
+    checking sees it here), so each keeps its own field order and documentation."""
+
+    if TYPE_CHECKING:
+        conditions: tuple[AnyCondition, ...]
+
+
+class AndConditionConfig(CombinedConfig):
     """Holds when all of ``conditions`` hold."""
 
     kind: Literal["and"]
@@ -23,7 +31,7 @@ class AndConditionConfig(ConditionConfig):
     """The conditions combined."""
 
 
-class OrConditionConfig(ConditionConfig):
+class OrConditionConfig(CombinedConfig):
     """Holds when any of ``conditions`` holds."""
 
     kind: Literal["or"]
@@ -31,7 +39,7 @@ class OrConditionConfig(ConditionConfig):
     """The conditions combined."""
 
 
-class NotConditionConfig(ConditionConfig):
+class NotConditionConfig(CombinedConfig):
     """Holds when none of ``conditions`` holds."""
 
     kind: Literal["not"]
@@ -39,52 +47,54 @@ class NotConditionConfig(ConditionConfig):
     """The conditions negated."""
 
 
-def _results(configs: tuple[ConditionConfig, ...], ctx: Context) -> list[bool]:
-    # Evaluated eagerly (no short-circuit) so a trace can show every inner result later.
-    # `holds`, not `evaluate`: an inner condition may read the trigger.
-    return [REGISTRY.condition(config).holds(ctx) for config in configs]
+L = TypeVar("L", bound=CombinedConfig)
+
+
+class _Combined(Condition[L]):
+    """Builds its inner conditions once, when it is built."""
+
+    def __init__(self, config: L) -> None:
+        super().__init__(config)
+        self.conditions = REGISTRY.conditions(config.conditions)
+
+    def evaluate(self, states: States, now: datetime) -> bool:
+        """Whether it holds outside any run (no trigger)."""
+        return self.holds(Context(states=states, now=now))
+
+    def _results(self, ctx: Context) -> list[bool]:
+        # Evaluated eagerly (no short-circuit) so a trace can show every inner result later.
+        # `holds`, not `evaluate`: an inner condition may read the trigger.
+        return [condition.holds(ctx) for condition in self.conditions]
 
 
 @REGISTRY.register
-class AndCondition(Condition[AndConditionConfig]):
+class AndCondition(_Combined[AndConditionConfig]):
     """All of its conditions."""
 
     CONFIG = AndConditionConfig
 
-    def evaluate(self, states: States, now: datetime) -> bool:
-        """True when every inner condition holds, outside any run (no trigger)."""
-        return self.holds(Context(states=states, now=now))
-
     def holds(self, ctx: Context) -> bool:
         """True when every inner condition holds in ``ctx``."""
-        return all(_results(self.config.conditions, ctx))
+        return all(self._results(ctx))
 
 
 @REGISTRY.register
-class OrCondition(Condition[OrConditionConfig]):
+class OrCondition(_Combined[OrConditionConfig]):
     """Any of its conditions."""
 
     CONFIG = OrConditionConfig
 
-    def evaluate(self, states: States, now: datetime) -> bool:
-        """True when at least one inner condition holds, outside any run (no trigger)."""
-        return self.holds(Context(states=states, now=now))
-
     def holds(self, ctx: Context) -> bool:
         """True when at least one inner condition holds in ``ctx``."""
-        return any(_results(self.config.conditions, ctx))
+        return any(self._results(ctx))
 
 
 @REGISTRY.register
-class NotCondition(Condition[NotConditionConfig]):
+class NotCondition(_Combined[NotConditionConfig]):
     """None of its conditions."""
 
     CONFIG = NotConditionConfig
 
-    def evaluate(self, states: States, now: datetime) -> bool:
-        """True when no inner condition holds, outside any run (no trigger)."""
-        return self.holds(Context(states=states, now=now))
-
     def holds(self, ctx: Context) -> bool:
         """True when no inner condition holds in ``ctx``."""
-        return not any(_results(self.config.conditions, ctx))
+        return not any(self._results(ctx))

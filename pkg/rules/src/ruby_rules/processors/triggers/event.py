@@ -8,6 +8,7 @@ from typing import Literal
 from pydantic import Field, JsonValue
 
 from ruby_rules.processors.base import Trigger, TriggerConfig
+from ruby_rules.processors.protocols import Watch
 from ruby_rules.processors.registry import REGISTRY
 from ruby_rules.processors.types import Token
 from ruby_schemas.primitives import JsonObject
@@ -29,7 +30,11 @@ class EventTrigger(Trigger[EventTriggerConfig]):
 
     CONFIG = EventTriggerConfig
 
-    def matches(self, event_type: str, data: Mapping[str, JsonValue]) -> bool:
+    def watch(self) -> Watch:
+        """Indexed by its event type."""
+        return Watch(event_types=(self.config.event_type,))
+
+    def matches_event(self, event_type: str, data: Mapping[str, JsonValue]) -> bool:
         """Whether an event of ``event_type`` carrying ``data`` fires this trigger."""
         if event_type != self.config.event_type:
             return False

@@ -6,15 +6,14 @@ from typing import Literal
 
 from pydantic import Field
 
-from ruby_rules.processors.base import Trigger, TriggerConfig
 from ruby_rules.processors.numeric import NumericRange
 from ruby_rules.processors.registry import REGISTRY
-from ruby_rules.processors.triggers.state import watched_value
+from ruby_rules.processors.triggers.entity import EntityTrigger, EntityTriggerConfig, watched_value
 from ruby_rules.processors.types import Duration, EntityIds
 from ruby_schemas.ha_events import EntityState
 
 
-class NumericStateTriggerConfig(TriggerConfig, NumericRange):
+class NumericStateTriggerConfig(EntityTriggerConfig, NumericRange):
     """Fires when the state (or ``attribute``) enters the range ``above`` .. ``below``."""
 
     kind: Literal["numeric_state"]
@@ -27,14 +26,18 @@ class NumericStateTriggerConfig(TriggerConfig, NumericRange):
 
 
 @REGISTRY.register
-class NumericStateTrigger(Trigger[NumericStateTriggerConfig]):
+class NumericStateTrigger(EntityTrigger[NumericStateTriggerConfig]):
     """Matches a crossing into the range, not every change while inside it."""
 
     CONFIG = NumericStateTriggerConfig
 
-    def matches(self, old: EntityState | None, new: EntityState | None) -> bool:
+    def matches_change(self, old: EntityState | None, new: EntityState | None) -> bool:
         """True when ``new`` is in range and ``old`` was not (or was absent or non-numeric)."""
         attribute = self.config.attribute
         return self.config.within(watched_value(new, attribute)) and not self.config.within(
             watched_value(old, attribute)
         )
+
+    def accepts(self, value: str | None) -> bool:
+        """A ``for`` hold keeps a value inside the range."""
+        return self.config.within(value)

@@ -4,15 +4,16 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import Field, JsonValue
+from pydantic import Field
 
-from ruby_rules.processors.base import Trigger, TriggerConfig
 from ruby_rules.processors.registry import REGISTRY
+from ruby_rules.processors.triggers.entity import EntityTrigger, EntityTriggerConfig
+from ruby_rules.processors.triggers.entity import watched_value as watched_value  # re-exported
 from ruby_rules.processors.types import Duration, EntityIds, StateValues, in_any
 from ruby_schemas.ha_events import EntityState
 
 
-class StateTriggerConfig(TriggerConfig):
+class StateTriggerConfig(EntityTriggerConfig):
     """Fires when an entity's state, or ``attribute``, changes ``from`` one value ``to`` another."""
 
     kind: Literal["state"]
@@ -28,23 +29,13 @@ class StateTriggerConfig(TriggerConfig):
     """The new value must hold this long before the trigger fires (a durable timer)."""
 
 
-def watched_value(state: EntityState | None, attribute: str | None) -> str | None:
-    """The state, or an attribute as text, of ``state``; ``None`` if absent."""
-    if state is None:
-        return None
-    if attribute is None:
-        return state.state
-    value: JsonValue = state.attributes.get(attribute)
-    return None if value is None else str(value)
-
-
 @REGISTRY.register
-class StateTrigger(Trigger[StateTriggerConfig]):
+class StateTrigger(EntityTrigger[StateTriggerConfig]):
     """Matches a state change of a watched entity; the ``for`` wait runs in the engine."""
 
     CONFIG = StateTriggerConfig
 
-    def matches(self, old: EntityState | None, new: EntityState | None) -> bool:
+    def matches_change(self, old: EntityState | None, new: EntityState | None) -> bool:
         """Whether a change from ``old`` to ``new`` (of a watched entity) fires this trigger.
 
         The watched value must really change (an attribute-only update does not fire a state
@@ -55,3 +46,8 @@ class StateTrigger(Trigger[StateTriggerConfig]):
         if before == after:
             return False
         return in_any(before, self.config.from_) and in_any(after, self.config.to)
+
+    def accepts(self, value: str | None) -> bool:
+        """A ``for`` hold keeps any value without ``to``, else one of the ``to`` values."""
+        wanted = self.config.to
+        return value is not None if wanted is None else value in wanted

@@ -7,7 +7,7 @@ from typing import Annotated, Literal
 
 from pydantic import BeforeValidator, Field
 
-from ruby_rules.processors.base import Trigger, TriggerConfig
+from ruby_rules.processors.base import TimedTrigger, TriggerConfig
 from ruby_rules.processors.registry import REGISTRY
 from ruby_rules.processors.types import TimeOfDay, one_or_many
 
@@ -21,7 +21,7 @@ class TimeTriggerConfig(TriggerConfig):
 
 
 @REGISTRY.register
-class TimeTrigger(Trigger[TimeTriggerConfig]):
+class TimeTrigger(TimedTrigger[TimeTriggerConfig]):
     """Computes its next firing time; the engine's durable timers wait for it."""
 
     CONFIG = TimeTriggerConfig

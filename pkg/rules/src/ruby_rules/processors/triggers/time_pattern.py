@@ -8,7 +8,7 @@ from typing import Annotated, Literal, Self
 
 from pydantic import BeforeValidator, model_validator
 
-from ruby_rules.processors.base import Trigger, TriggerConfig
+from ruby_rules.processors.base import TimedTrigger, TriggerConfig
 from ruby_rules.processors.registry import REGISTRY
 
 _PATTERN = re.compile(r"\*|/?\d{1,2}")
@@ -66,7 +66,7 @@ class TimePatternTriggerConfig(TriggerConfig):
 
 
 @REGISTRY.register
-class TimePatternTrigger(Trigger[TimePatternTriggerConfig]):
+class TimePatternTrigger(TimedTrigger[TimePatternTriggerConfig]):
     """Matches clock readings; the engine's scheduler asks it once per candidate second."""
 
     CONFIG = TimePatternTriggerConfig
