@@ -231,15 +231,19 @@ def _check_node(node: nodes.Node) -> None:
             name in NOT_SUPPORTED
         ):
             raise _fail(node, f"{name!r} is not supported yet: {NOT_SUPPORTED[name]}")
-        case nodes.BinExpr(left=nodes.Const(value=left), right=nodes.Const(value=right)):
-            operator = node.operator
-            if operator in BINOPS:
-                try:
-                    BINOPS[operator](left, right)
-                except LimitExceeded as exc:
-                    raise _fail(node, str(exc)) from None
-                except Exception:  # noqa: S110 - any other failure is the run's, later
-                    pass
+        case nodes.BinExpr(left=left, right=right, operator=operator) if operator in BINOPS:
+            _check_constants(node, operator, left, right)
+
+
+def _check_constants(node: nodes.Node, operator: str, left: nodes.Expr, right: nodes.Expr) -> None:
+    """Refuse now an operation on constants that could never pass the budget."""
+    eval_ctx = nodes.EvalContext(ENVIRONMENT)
+    try:
+        BINOPS[operator](left.as_const(eval_ctx), right.as_const(eval_ctx))
+    except LimitExceeded as exc:
+        raise _fail(node, str(exc)) from None
+    except Exception:  # noqa: S110 - not constant, or a failure of the run's, later
+        pass
 
 
 def _rewrite(tree: nodes.Template) -> None:

@@ -8,7 +8,7 @@ the same instant in UTC. The rest converts: ``today_at('07:00')``, ``as_timestam
 
 from __future__ import annotations
 
-from datetime import UTC, date, datetime, time, timedelta, tzinfo
+from datetime import UTC, date, datetime, time, tzinfo
 from typing import Any, Final
 
 from ruby_rules.jinja import scope
@@ -161,5 +161,3 @@ def timestamp_utc(value: Any, default: Any = MISSING) -> Any:
             raise no_default("timestamp_utc", value) from None
         return default
 
-
-__all__ = ["timedelta"]
