@@ -95,7 +95,10 @@ async def test_a_hostile_template_fails_its_run_and_the_engine_keeps_serving(
         assert isinstance(record, AuditRecordV1)
         return record if record.target == "rule:runaway_template" else None
 
-    await eventually(failure, message="the runaway run failed and was audited")
+    async def failed() -> bool:
+        return await failure() is not None
+
+    await eventually(failed, message="the runaway run failed and was audited")
     record = await failure()
     assert record is not None
     assert "more than 100,000 steps" in record.reason or "ran longer than" in record.reason

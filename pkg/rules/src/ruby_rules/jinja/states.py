@@ -83,7 +83,7 @@ def get(entity_id: Any) -> StateView | None:
         return entity_id
     if not isinstance(entity_id, str):
         return None
-    return view(entity_id, scope.run().states.get(entity_id.strip().lower()))
+    return view(entity_id, scope.run().states.get(entity_id.lower()))
 
 
 def _sorted_views(ctx: Context, domain: str | None) -> list[StateView]:

@@ -160,4 +160,3 @@ def timestamp_utc(value: Any, default: Any = MISSING) -> Any:
         if default is MISSING:
             raise no_default("timestamp_utc", value) from None
         return default
-
