@@ -15,7 +15,7 @@ from datetime import date, datetime, time, timedelta
 from typing import Any, Final
 
 from ruby_rules.jinja.budget import MAX_VALUE, LimitExceeded, current
-from ruby_rules.jinja.guards import is_number
+from ruby_rules.jinja.guards import is_number, text_of
 from ruby_rules.jinja.timefuncs import MISSING, no_default
 
 _TRUE: Final = frozenset({"1", "true", "yes", "on", "enable"})
@@ -169,33 +169,6 @@ def total(values: Any, attribute: Any = None, start: Any = 0) -> Any:
             raise TypeError("sum needs numbers")
         result += value
     return result
-
-
-_CONTAINERS: Final = (list, tuple, dict, set, frozenset)
-
-
-def text_of(value: Any) -> str:
-    """``str(value)``, refused before it is built if longer than `MAX_VALUE` characters."""
-    if type(value) is str:
-        return value
-    if isinstance(value, _CONTAINERS):
-        _estimate(value, [0])
-    return str(value)
-
-
-def _estimate(value: Any, used: list[int]) -> None:
-    used[0] += 2
-    items = value.items() if isinstance(value, dict) else ((item, None) for item in value)
-    for key, item in items:
-        for part in (key, item):
-            if isinstance(part, _CONTAINERS):
-                _estimate(part, used)
-            elif part is not None or isinstance(value, dict):
-                used[0] += len(part) + 4 if isinstance(part, str) else 24
-        if used[0] > MAX_VALUE:
-            raise LimitExceeded(
-                f"the template would write a text of more than {MAX_VALUE:,} characters"
-            )
 
 
 def join(values: Any, separator: str = "", attribute: Any = None) -> str:

@@ -31,7 +31,6 @@ from jinja2.utils import Namespace
 from ruby_rules.context import Context
 from ruby_rules.jinja import scope
 from ruby_rules.jinja.budget import MAX_VALUE, Budget, LimitExceeded, current, nested, rendering
-from ruby_rules.jinja.convert import text_of
 from ruby_rules.jinja.guards import (
     BINOPS,
     check_brace_format,
@@ -39,6 +38,7 @@ from ruby_rules.jinja.guards import (
     is_builtin_method,
     method_allowed,
     sized,
+    text_of,
 )
 from ruby_rules.jinja.states import trigger_record
 from ruby_rules.jinja.vocabulary import FILTERS, GLOBALS, NOT_SUPPORTED, TESTS
@@ -122,6 +122,8 @@ class RulesEnvironment(ImmutableSandboxedEnvironment):
         check_brace_format(value.__self__)
 
         def checked(*args: Any, **kwargs: Any) -> str:
+            for arg in (*args, *kwargs.values()):
+                text_of(arg)  # '{}'.format([big] * 60000) is refused before it is built
             result = wrapper(*args, **kwargs)
             current().build(len(result))
             return str(result)

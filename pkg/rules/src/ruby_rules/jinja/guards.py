@@ -14,12 +14,13 @@ import math
 import operator
 import re
 from collections.abc import Callable, Mapping
-from datetime import date, datetime, time, timedelta
+from datetime import date, datetime, time, timedelta, tzinfo
 from string import Formatter
-from types import MappingProxyType
 from typing import Any, Final
 
-from ruby_rules.jinja.budget import MAX_INT, LimitExceeded, current
+from jinja2.utils import Namespace
+
+from ruby_rules.jinja.budget import MAX_INT, MAX_VALUE, LimitExceeded, current
 
 
 def words(text: str) -> frozenset[str]:
@@ -40,7 +41,6 @@ _STR_METHODS: Final = words(
 _METHODS: Final[dict[type, frozenset[str]]] = {
     str: _STR_METHODS,
     dict: frozenset({"get", "items", "keys", "values"}),
-    MappingProxyType: frozenset({"get", "items", "keys", "values"}),
     list: frozenset({"count", "index"}),
     tuple: frozenset({"count", "index"}),
     datetime: words(
@@ -50,6 +50,7 @@ _METHODS: Final[dict[type, frozenset[str]]] = {
     date: words("isocalendar isoformat isoweekday replace strftime weekday"),
     time: frozenset({"isoformat", "replace", "strftime"}),
     timedelta: frozenset({"total_seconds"}),
+    tzinfo: words("dst tzname utcoffset"),  # not ZoneInfo.no_cache: it reads files
     int: frozenset({"bit_length", "is_integer"}),
     float: frozenset({"is_integer"}),
 }
@@ -77,6 +78,37 @@ def sized(value: Any) -> Any:
     if isinstance(value, str | list | tuple | dict | set | frozenset):
         current().build(len(value))
     return value
+
+
+# --- text ---
+
+_CONTAINERS: Final = (list, tuple, dict, set, frozenset)
+
+
+def text_of(value: Any) -> str:
+    """``str(value)``, refused before it is built if longer than `MAX_VALUE` characters."""
+    if type(value) is str:
+        return value
+    if isinstance(value, _CONTAINERS):
+        _estimate(value, [0])
+    elif isinstance(value, Namespace):
+        _estimate(getattr(value, "_Namespace__attrs", {}), [0])  # its repr shows them all
+    return str(value)
+
+
+def _estimate(value: Any, used: list[int]) -> None:
+    used[0] += 2
+    items = value.items() if isinstance(value, dict) else ((item, None) for item in value)
+    for key, item in items:
+        for part in (key, item):
+            if isinstance(part, _CONTAINERS):
+                _estimate(part, used)
+            elif part is not None or isinstance(value, dict):
+                used[0] += len(part) + 4 if isinstance(part, str) else 24
+        if used[0] > MAX_VALUE:
+            raise LimitExceeded(
+                f"the template would write a text of more than {MAX_VALUE:,} characters"
+            )
 
 
 # --- operators ------------------------------------------------------------------------------
@@ -147,6 +179,8 @@ def percent_format(text: str, args: Any) -> str:
         for part in (width, precision):
             if part == "*" or (part and int(part) > _MAX_WIDTH):
                 raise LimitExceeded(f"widths and precisions in a format are at most {_MAX_WIDTH}")
+    for arg in args.values() if isinstance(args, Mapping) else args:
+        text_of(arg)
     result: str = text % args
     current().build(len(result))
     return result
@@ -171,7 +205,13 @@ def _owner(method: Any) -> Any:
 
 
 def method_allowed(obj: Any, name: str) -> bool:
-    """Whether a template may read the method ``name`` of ``obj``; other attributes pass."""
+    """Whether a template may read the method ``name`` of ``obj``; other attributes pass.
+
+    No method of a class (``dict.update(x, ...)`` would change ``x``); of a value, only the
+    methods listed for its type.
+    """
+    if isinstance(obj, type):
+        return not callable(getattr(obj, name, None))
     if isinstance(obj, date | datetime) and name in CLOCK_READS:
         return False
     allowed = next((names for kind, names in _METHODS.items() if isinstance(obj, kind)), None)

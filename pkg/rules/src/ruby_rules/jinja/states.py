@@ -11,7 +11,6 @@ from __future__ import annotations
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from datetime import datetime
-from types import MappingProxyType
 from typing import Any, Final
 
 from ruby_rules.context import Context
@@ -71,7 +70,7 @@ def view(entity_id: str, state: EntityState | None) -> StateView | None:
     return StateView(
         entity_id,
         state.state,
-        MappingProxyType(state.attributes),
+        dict(state.attributes),  # a copy: nothing a template does reaches the engine's
         state.last_changed,
         state.last_updated,
     )
@@ -217,7 +216,8 @@ def expand(*items: Any) -> list[StateView]:
 
 
 def trigger_record(ctx: Context) -> Mapping[str, Any] | None:
-    """``trigger`` in a template: Home Assistant's trigger variables, read-only.
+    """``trigger`` in a template: Home Assistant's trigger variables, built for each render
+    (the immutable sandbox lets a template change no mapping or list anyway).
 
     ``platform`` (HA's name) and ``kind`` (ours) are the trigger kind; ``id``, ``entity_id``,
     ``from_state`` / ``to_state`` (`StateView`), ``event`` (``event_type``, ``data``),
@@ -229,9 +229,7 @@ def trigger_record(ctx: Context) -> Mapping[str, Any] | None:
         return None
     event = None
     if trigger.event_type is not None:
-        event = MappingProxyType(
-            {"event_type": trigger.event_type, "data": MappingProxyType(dict(trigger.event_data))}
-        )
+        event = {"event_type": trigger.event_type, "data": dict(trigger.event_data)}
     record: dict[str, Any] = {
         "platform": trigger.kind,
         "kind": trigger.kind,
@@ -245,4 +243,4 @@ def trigger_record(ctx: Context) -> Mapping[str, Any] | None:
     }
     if trigger.kind in ("time", "time_pattern"):
         record["now"] = trigger.time
-    return MappingProxyType(record)
+    return record

@@ -9,6 +9,7 @@ the same instant in UTC. The rest converts: ``today_at('07:00')``, ``as_timestam
 from __future__ import annotations
 
 from datetime import UTC, date, datetime, time, tzinfo
+from reprlib import Repr
 from typing import Any, Final
 
 from ruby_rules.jinja import scope
@@ -18,9 +19,18 @@ MISSING: Final = object()
 DATE_FORMAT: Final = "%Y-%m-%d %H:%M:%S"
 
 
+def _short_repr() -> Repr:
+    short = Repr()  # keyword arguments only from Python 3.12
+    short.maxstring, short.maxother, short.maxlist, short.maxdict, short.maxlevel = 60, 60, 5, 5, 2
+    return short
+
+
+_SHORT: Final = _short_repr()
+
+
 def no_default(name: str, value: Any) -> ValueError:
     """The error of a conversion that failed without a default, as Home Assistant words it."""
-    shown = repr(value) if len(repr(value)) <= 60 else repr(value)[:57] + "..."
+    shown = _SHORT.repr(value)
     return ValueError(
         f"{name} got invalid input {shown} and no default was given: expected a default, "
         f"such as {name}(x, 0)"

@@ -22,7 +22,7 @@ from jinja2.utils import Namespace, _PassArg
 
 from ruby_rules.jinja import convert, states, timefuncs
 from ruby_rules.jinja.budget import current, nested
-from ruby_rules.jinja.guards import check_brace_format, percent_format, sized, words
+from ruby_rules.jinja.guards import check_brace_format, percent_format, sized, text_of, words
 
 MAX_RANGE: Final = 100_000
 """Items of one ``range(...)``, as in Jinja's sandbox (Home Assistant's limit too)."""
@@ -73,11 +73,21 @@ def checked_replace(text: str, old: str, new: str, count: int | None) -> str:
 
 
 def _replace(text: Any, old: Any, new: Any, count: int | None = None) -> str:
-    return checked_replace(convert.text_of(text), str(old), str(new), count)
+    return checked_replace(text_of(text), text_of(old), text_of(new), count)
+
+
+def _on_text(function: Callable[..., Any]) -> Callable[..., Any]:
+    """A Jinja filter or test that turns its value into text: measured before it does."""
+
+    @functools.wraps(function)
+    def call(value: Any, *args: Any, **kwargs: Any) -> Any:
+        return function(text_of(value), *args, **kwargs)
+
+    return call
 
 
 def _center(text: Any, width: int = 80) -> str:
-    value = convert.text_of(text)
+    value = text_of(text)
     current().build(max(len(value), int(width)))
     return value.center(int(width))
 
@@ -129,11 +139,12 @@ GLOBALS: Final[dict[str, Any]] = {
 
 _JINJA_FILTERS: Final = sorted(
     words(
-        "abs attr capitalize count d default dictsort filesizeformat first groupby items last "
-        "length lower map reject rejectattr reverse select selectattr sort string title trim "
-        "truncate unique upper urlencode wordcount"
+        "abs attr count d default dictsort filesizeformat first groupby items last length map "
+        "reject rejectattr reverse select selectattr sort unique"
     )
 )
+_TEXT_FILTERS: Final = words("capitalize lower title trim truncate upper urlencode wordcount")
+"""Jinja's filters that call ``str()`` on their value (``[big] * 60000 | upper``)."""
 
 _TIME_FILTERS: Final = words(
     "as_timestamp as_datetime as_local relative_time timestamp_custom timestamp_local timestamp_utc"
@@ -141,6 +152,7 @@ _TIME_FILTERS: Final = words(
 
 FILTERS: Final[dict[str, Callable[..., Any]]] = {
     **{name: checked(jinja_filters.FILTERS[name]) for name in _JINJA_FILTERS},
+    **{name: checked(_on_text(jinja_filters.FILTERS[name])) for name in sorted(_TEXT_FILTERS)},
     **{name: checked(function) for name, function in _CONVERSIONS.items()},
     **{name: checked(function) for name, function in _STATE_FUNCTIONS.items()},
     **{name: checked(getattr(timefuncs, name)) for name in sorted(_TIME_FILTERS)},
@@ -151,7 +163,7 @@ FILTERS: Final[dict[str, Callable[..., Any]]] = {
     "sum": checked(convert.total),
     "join": checked(convert.join),
     "list": checked(convert.to_list),
-    "string": checked(convert.text_of),
+    "string": checked(text_of),
     "tojson": checked(convert.to_json),
     "format": checked(_format),
     "replace": checked(_replace),
@@ -162,6 +174,10 @@ FILTERS: Final[dict[str, Callable[..., Any]]] = {
 
 TESTS: Final[dict[str, Callable[..., Any]]] = {
     **{name: checked(cast(Callable[..., Any], test)) for name, test in jinja_tests.TESTS.items()},
+    **{
+        name: checked(_on_text(cast(Callable[..., Any], jinja_tests.TESTS[name])))
+        for name in ("lower", "upper")  # they call str() on the value
+    },
     "is_number": checked(convert.is_numeric),
     "has_value": checked(states.has_value),
     "is_state": checked(states.is_state),
