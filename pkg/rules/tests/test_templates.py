@@ -113,6 +113,8 @@ HOME_ASSISTANT = [
     ("{{ trigger.id }}", "motion"),
     ("{{ trigger.to_state.attributes.brightness | int(0) + 25 }}", 153),
     ("{{ trigger.to_state.state != trigger.from_state.state }}", True),
+    ("{{ trigger.to_state }}",
+     "<state light.kitchen=on; brightness=128 @ 2026-11-20T21:29:05+01:00>"),
     # time: now() is the run's time
     ("{{ now() }}", "2026-11-20 21:30:05+01:00"),
     ("{{ now().hour }}", 21),
@@ -205,6 +207,7 @@ def test_the_trigger_of_an_event() -> None:
     assert render("{{ trigger.event.data.command }}", ctx) == "double"
     assert render("{{ trigger.event.data['device'].name }}", ctx) == "button"
     assert render("{{ trigger.event.data.args[-1] }}", ctx) == 2
+    assert render("{{ trigger.event.data }}", ctx) == EVENT_TRIGGER.event_data  # a mapping
     assert render("{{ trigger.to_state }}", ctx) is None
     assert render("{{ trigger.platform }}", ctx) == "event"
 
@@ -375,6 +378,9 @@ def test_call_targets_may_render_lists_and_refuse_non_entity_ids() -> None:
         {"entity_id": ["light.a", "light.hallway", "light.kitchen"], "area_id": ["kitchen"]},
         {},
     )
+    statement = {"entity_id": "{% if is_state('light.kitchen', 'on') %}light.a{% endif %}"}
+    call = build({"kind": "call", "service": "light.turn_on", "target": statement})
+    assert call.render_call(CTX) == ({"entity_id": ["light.a"]}, {})
     for bad in ("{{ trigger.to_state.state }}", "{{ [] }}", "{{ none }}", "{{ [1] }}"):
         call = build({"kind": "call", "service": "light.turn_on", "target": {"entity_id": bad}})
         with pytest.raises(ExpressionError, match="expected an entity id such as"):

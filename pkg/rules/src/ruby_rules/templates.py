@@ -78,6 +78,11 @@ class Template:
         return _rendered(self._text, ctx).strip()
 
 
+def has_template(text: str) -> bool:
+    """Whether ``text`` holds ``{{``, ``{%`` or ``{#``: a template, not a static text."""
+    return _DELIMITER.search(text) is not None
+
+
 def compile_value(value: JsonValue) -> Template:
     """Compile every template in ``value``; `ExpressionError` says what is wrong and where.
 
@@ -151,7 +156,7 @@ def _copy(value: JsonValue) -> Renderer:
 
 
 def _compile_text(text: str) -> Compiled | None:
-    if _DELIMITER.search(text) is None:
+    if not has_template(text):
         return None
     try:
         return compile_template(text)

@@ -60,7 +60,14 @@ class StateView:
         return self.state if unit is None else f"{self.state} {unit}"
 
     def __str__(self) -> str:
-        return f"<state {self.entity_id}={self.state} @ {self.last_changed.isoformat()}>"
+        """As Home Assistant writes a state: ``<state light.x=on; brightness=128 @ ...>``."""
+        attributes = ", ".join(f"{key}={value}" for key, value in self.attributes.items())
+        shown = f"; {attributes}" if attributes else ""
+        try:
+            changed = self.last_changed.astimezone(scope.run().now.tzinfo).isoformat()
+        except scope.NoRun:  # printed outside a render
+            changed = self.last_changed.isoformat()
+        return f"<state {self.entity_id}={self.state}{shown} @ {changed}>"
 
 
 def view(entity_id: str, state: EntityState | None) -> StateView | None:
