@@ -159,7 +159,21 @@ HOME_ASSISTANT = [
     ("{{ {'a': 1} | to_json }}", {"a": 1}),  # JSON text reads back as a mapping, as in HA
     ("{{ ['a'] | to_json }} is JSON", '["a"] is JSON'),
     ("{{ ('{\"a\": [1, 2]}' | from_json).a[1] }}", 2),
+    # arithmetic, statistics, encodings
+    ("{{ log(100, 10) }}", 2.0),
+    ("{{ 16 | sqrt }}", 4.0),
+    ("{{ pi | round(2) }}", 3.14),
+    ("{{ sin(0) }}", 0.0),
+    ("{{ [1, 3, 2] | median }}", 2),
+    ("{{ 5 | bitwise_and(3) }}", 1),
+    ("{{ 22 | ordinal }}", "22nd"),
+    ("{{ 'abc' | base64_encode }}", "YWJj"),
+    ("{{ strptime('2026-01-02', '%Y-%m-%d').day }}", 2),
+    ("{{ set([1, 1, 2]) | list }}", [1, 2]),
+    ("{{ zip([1, 2], ['a', 'b']) | list }}", [[1, "a"], [2, "b"]]),
+    ("{{ [1, 2] is list }}", True),
     # statements
+    ("{% for i in range(9) %}{% if i == 3 %}{% break %}{% endif %}{{ i + 1 }}{% endfor %}", 123),
     ("{% if is_state('light.kitchen', 'on') %}on{% else %}off{% endif %}", "on"),
     ("{% if states('sensor.temperature') | float(0) > 25 %}hot{% elif states('sensor.temperature')"
      " | float(0) > 20 %}warm{% else %}cold{% endif %}", "warm"),
@@ -253,6 +267,8 @@ def test_static_values_are_returned_unchanged() -> None:
         ("{{ states.sensor.missing.state | int }}", "'None' has no attribute 'state'"),
         ("{{ now().now() }}", "access to attribute 'now' of 'datetime' object is unsafe"),
         ("{{ 'a'.encode() }}", "access to attribute 'encode' of 'str' object is unsafe"),
+        ("{{ missing_name | is_defined }}", "'missing_name' is undefined"),
+        ("{{ log('abc') }}", "log got invalid input 'abc'"),
     ],
 )
 def test_a_failing_template_fails_with_a_message_quoting_it(template: str, reason: str) -> None:

@@ -7,12 +7,16 @@ lists within `ruby_rules.jinja.budget.MAX_VALUE`, each item iterated counted in 
 
 from __future__ import annotations
 
+import base64
+import binascii
 import json
 import math
 import statistics
 from collections.abc import Iterable
 from datetime import date, datetime, time, timedelta
 from typing import Any, Final
+
+from jinja2 import Undefined
 
 from ruby_rules.jinja.budget import MAX_VALUE, LimitExceeded, current
 from ruby_rules.jinja.guards import is_number, text_of
@@ -228,3 +232,49 @@ def from_json(value: Any, default: Any = MISSING) -> Any:
 def contains(container: Any, item: Any) -> bool:
     """``item in container``."""
     return item in container
+
+
+def to_set(values: Any) -> set[Any]:
+    """``set(values)``, each item counted."""
+    return set(items_of(values))
+
+
+def to_tuple(values: Any) -> tuple[Any, ...]:
+    """``tuple(values)``, each item counted."""
+    return tuple(items_of(values))
+
+
+def zipped(*iterables: Any) -> list[tuple[Any, ...]]:
+    """``zip(...)`` as a list, each item counted."""
+    return list(zip(*(items_of(iterable) for iterable in iterables), strict=False))
+
+
+def strptime(text: Any, format_string: Any, default: Any = MISSING) -> Any:
+    """``datetime.strptime(text, format)``."""
+    try:
+        return datetime.strptime(str(text)[:200], str(format_string)[:200])
+    except (ValueError, TypeError):
+        if default is MISSING:
+            raise no_default("strptime", text) from None
+        return default
+
+
+def base64_encode(value: Any) -> str:
+    """The base64 text of ``value``'s UTF-8 bytes."""
+    return base64.b64encode(text_of(value).encode()).decode()
+
+
+def base64_decode(value: Any, encoding: str | None = "utf-8") -> Any:
+    """The text (or, with ``encoding=none``, the bytes) a base64 text holds."""
+    try:
+        decoded = base64.b64decode(text_of(value))
+    except (binascii.Error, ValueError):
+        raise ValueError("base64_decode got invalid base64 input") from None
+    return decoded if encoding is None else decoded.decode(encoding)
+
+
+def is_defined(value: Any) -> Any:
+    """``value``, or a failure of the run if it is undefined (a missing name or key)."""
+    if isinstance(value, Undefined):
+        value._fail_with_undefined_error()
+    return value

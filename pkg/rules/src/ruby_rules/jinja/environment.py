@@ -89,7 +89,12 @@ class RulesEnvironment(ImmutableSandboxedEnvironment):
     intercepted_binops = frozenset(BINOPS)
 
     def __init__(self) -> None:
-        super().__init__(autoescape=False, finalize=_finalize, cache_size=0)
+        super().__init__(
+            autoescape=False,
+            finalize=_finalize,
+            cache_size=0,
+            extensions=["jinja2.ext.loopcontrols"],  # {% break %}, {% continue %}, as in HA
+        )
         self.globals = dict(GLOBALS)
         self.filters = {**FILTERS, _EACH: _each, _TEXT: _text, _CONCAT: _concat}
         self.tests = dict(TESTS)

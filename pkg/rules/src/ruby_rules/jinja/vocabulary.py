@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import functools
 from collections.abc import Callable
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any, Final, cast
 
 from jinja2 import filters as jinja_filters
@@ -20,7 +20,7 @@ from jinja2 import tests as jinja_tests
 from jinja2.runtime import Context as JinjaContext
 from jinja2.utils import Namespace, _PassArg
 
-from ruby_rules.jinja import convert, states, timefuncs
+from ruby_rules.jinja import convert, maths, states, timefuncs
 from ruby_rules.jinja.budget import current, nested
 from ruby_rules.jinja.guards import check_brace_format, percent_format, sized, text_of, words
 
@@ -123,12 +123,25 @@ _CONVERSIONS: Final[dict[str, Callable[..., Any]]] = {
     "to_json": convert.to_json,
     "from_json": convert.from_json,
 }
+_MATHS: Final[dict[str, Callable[..., Any]]] = {
+    "log": maths.logarithm,
+    **maths.UNARY,
+    "atan2": maths.arc_tangent2,
+    "median": maths.median,
+    "statistical_mode": maths.statistical_mode,
+}
 
 GLOBALS: Final[dict[str, Any]] = {
     "states": states.STATES,
     **_STATE_FUNCTIONS,
     **_TIME_FUNCTIONS,
     **_CONVERSIONS,
+    **_MATHS,
+    **maths.CONSTANTS,
+    "strptime": convert.strptime,
+    "set": convert.to_set,
+    "tuple": convert.to_tuple,
+    "zip": convert.zipped,
     "timedelta": timedelta,
     "range": bounded_range,
     "namespace": Namespace,
@@ -169,6 +182,13 @@ FILTERS: Final[dict[str, Callable[..., Any]]] = {
     "replace": checked(_replace),
     "center": checked(_center),
     "contains": checked(convert.contains),
+    **{name: checked(function) for name, function in _MATHS.items()},
+    **{name: checked(function) for name, function in maths.BITWISE.items()},
+    "ordinal": checked(maths.ordinal),
+    "base64_encode": checked(convert.base64_encode),
+    "base64_decode": checked(convert.base64_decode),
+    "is_defined": checked(convert.is_defined),
+    "ord": checked(ord),
 }
 """The filters, ``x | name`` or ``x | name(args)``."""
 
@@ -183,6 +203,11 @@ TESTS: Final[dict[str, Callable[..., Any]]] = {
     "is_state": checked(states.is_state),
     "is_state_attr": checked(states.is_state_attr),
     "contains": checked(convert.contains),
+    "list": checked(lambda value: isinstance(value, list)),
+    "set": checked(lambda value: isinstance(value, set | frozenset)),
+    "tuple": checked(lambda value: isinstance(value, tuple)),
+    "datetime": checked(lambda value: isinstance(value, datetime)),
+    "string_like": checked(lambda value: isinstance(value, str | bytes | bytearray)),
 }
 """The tests, ``x is name`` or ``x is name(args)``."""
 
