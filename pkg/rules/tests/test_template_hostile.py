@@ -82,6 +82,8 @@ REFUSED_AT_LOAD = [
     ("{% if 1 %}" * 70 + "x" + "{% endif %}" * 70, "nested more than 64 levels"),
     ("{{ " + "-" * 5000 + "1 }}", "nested more than 64 levels"),
     ("{{ 1 }}" * 1500, "characters; at most 10,000 allowed"),
+    ("{{ 'a' is match('((a{100}){100}){100}') }}", "repetitions of a regular expression"),
+    ("{{ 'a' | regex_replace('" + "a" * 201 + "', '') }}", "at most 200 characters"),
 ]
 
 
@@ -158,6 +160,11 @@ STOPPED_AT_RUN = [
     ("{% set ns = namespace(l=[states('sensor.big')] * 60000) %}{{ ns }}", "would write a text"),
     ("{% set ns = namespace(l=[]) %}{% for i in range(60000) %}{% set ns.l = [ns.l] %}"
      "{% endfor %}{{ ns.l }}", "calls nested too deep|more than 100,000 steps|ran longer"),
+    # regular expressions: one C call each, interrupted by the regex package's timeout
+    ("{{ states('sensor.big') is search('(x+x+)+y') }}", "a regular expression ran past the"),
+    ("{{ states('sensor.big') | regex_match('(x|xx)+z') }}", "a regular expression ran past"),
+    ("{{ states('sensor.big') | regex_replace('x', 'xx') }}", "more than 65,536 characters"),
+    ("{{ 'a' is match(trigger.event.data.x ~ '{1000}{1000}') }}", "at most 200 characters"),
     # what would change the engine's data, read the clock or a file
     ("{{ dict.update(trigger.event.data, x=1) }}", "access to attribute 'update' of 'type'"),
     ("{{ now().tzinfo.no_cache('UTC') }}", "access to attribute 'no_cache'"),

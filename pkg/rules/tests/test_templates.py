@@ -172,6 +172,16 @@ HOME_ASSISTANT = [
     ("{{ set([1, 1, 2]) | list }}", [1, 2]),
     ("{{ zip([1, 2], ['a', 'b']) | list }}", [[1, "a"], [2, "b"]]),
     ("{{ [1, 2] is list }}", True),
+    # regular expressions
+    ("{{ 'Hello World' | regex_match('hello', ignorecase=True) }}", True),
+    ("{{ states('sensor.text') | regex_search('b') }}", True),
+    ("{{ 'abc123' | regex_replace('[0-9]+', '#') }}", "abc#"),
+    ("{{ 'ab' | regex_replace('(a)', '<\\\\1>') }}", "<a>b"),  # a group, as in HA
+    ("{{ 'a1b22' | regex_findall('[0-9]+') }}", ["1", "22"]),
+    ("{{ 'a1b22' | regex_findall_index('[0-9]+', 1) }}", 22),
+    ("{{ trigger.entity_id is match('light[.]') }}", True),
+    ("{{ states.light | map(attribute='entity_id') | select('search', 'kit') | list }}",
+     ["light.kitchen"]),
     # statements
     ("{% for i in range(9) %}{% if i == 3 %}{% break %}{% endif %}{{ i + 1 }}{% endfor %}", 123),
     ("{% if is_state('light.kitchen', 'on') %}on{% else %}off{% endif %}", "on"),
@@ -291,7 +301,8 @@ def test_a_failing_template_fails_with_a_message_quoting_it(template: str, reaso
          "Assistant's registries"),
         ("{{ device_id('light.kitchen') }}", "'device_id' is not supported yet"),
         ("{{ 'light.x' | area_name }}", "'area_name' is not supported yet"),
-        ("{{ 'a' | regex_match('a+') }}", "'regex_match' is not supported yet"),
+        ("{{ 'a' | regex_match('(a+') }}", "invalid regular expression '(a+': missing )"),
+        ("{{ 'a' is match('(a{1000}){1000}') }}", "repetitions of a regular expression multiply"),
         ("{{ [1, 2] | random }}", "'random' is not supported yet"),
         ("{{ distance('zone.home') }}", "'distance' is not supported yet"),
         ("{% include 'other.j2' %}", "cannot load other templates"),

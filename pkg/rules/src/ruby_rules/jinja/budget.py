@@ -51,6 +51,13 @@ class Budget:
         self.depth = 0
         self.deadline = time.monotonic() + seconds
 
+    def remaining(self) -> float:
+        """Seconds left before the deadline; `LimitExceeded` if none are."""
+        left = self.deadline - time.monotonic()
+        if left <= 0:
+            raise LimitExceeded(f"the template ran longer than {MAX_SECONDS} s")
+        return left
+
     def step(self, count: int = 1) -> None:
         """Count ``count`` steps; `LimitExceeded` past `MAX_STEPS` or the deadline."""
         before = self.steps

@@ -29,7 +29,7 @@ from jinja2.sandbox import ImmutableSandboxedEnvironment
 from jinja2.utils import Namespace
 
 from ruby_rules.context import Context
-from ruby_rules.jinja import scope
+from ruby_rules.jinja import regexes, scope
 from ruby_rules.jinja.budget import MAX_VALUE, Budget, LimitExceeded, current, nested, rendering
 from ruby_rules.jinja.guards import (
     BINOPS,
@@ -238,6 +238,14 @@ def _check_node(node: nodes.Node) -> None:
             name in NOT_SUPPORTED
         ):
             raise _fail(node, f"{name!r} is not supported yet: {NOT_SUPPORTED[name]}")
+        case (
+            nodes.Filter(name=name, args=[nodes.Const(value=str() as pattern), *_])
+            | nodes.Test(name=name, args=[nodes.Const(value=str() as pattern), *_])
+        ) if name in regexes.FILTERS or name in regexes.TESTS:
+            try:
+                regexes.compiled_pattern(pattern)
+            except (LimitExceeded, ValueError) as exc:
+                raise _fail(node, str(exc)) from None
         case nodes.BinExpr(left=left, right=right, operator=operator) if operator in BINOPS:
             _check_constants(node, operator, left, right)
 

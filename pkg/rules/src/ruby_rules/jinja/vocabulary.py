@@ -20,7 +20,7 @@ from jinja2 import tests as jinja_tests
 from jinja2.runtime import Context as JinjaContext
 from jinja2.utils import Namespace, _PassArg
 
-from ruby_rules.jinja import convert, maths, states, timefuncs
+from ruby_rules.jinja import convert, maths, regexes, states, timefuncs
 from ruby_rules.jinja.budget import current, nested
 from ruby_rules.jinja.guards import check_brace_format, percent_format, sized, text_of, words
 
@@ -189,6 +189,7 @@ FILTERS: Final[dict[str, Callable[..., Any]]] = {
     "base64_decode": checked(convert.base64_decode),
     "is_defined": checked(convert.is_defined),
     "ord": checked(ord),
+    **{name: checked(function) for name, function in regexes.FILTERS.items()},
 }
 """The filters, ``x | name`` or ``x | name(args)``."""
 
@@ -208,6 +209,7 @@ TESTS: Final[dict[str, Callable[..., Any]]] = {
     "tuple": checked(lambda value: isinstance(value, tuple)),
     "datetime": checked(lambda value: isinstance(value, datetime)),
     "string_like": checked(lambda value: isinstance(value, str | bytes | bytearray)),
+    **{name: checked(function) for name, function in regexes.TESTS.items()},
 }
 """The tests, ``x is name`` or ``x is name(args)``."""
 
@@ -219,12 +221,6 @@ NOT_SUPPORTED: Final[dict[str, str]] = {
             "device_id device_name is_device_attr floor_areas floor_id floor_name floors "
             "floor_entities label_areas label_devices label_entities label_id label_name labels "
             "integration_entities config_entry_id config_entry_attr state_translated"
-        )
-    },
-    **{
-        name: "regular expressions cannot be bounded in time yet"
-        for name in words(
-            "regex_match regex_search regex_replace regex_findall regex_findall_index match search"
         )
     },
     **{
