@@ -155,6 +155,8 @@ STOPPED_AT_RUN = [
     ("{{ '{}'.format([states('sensor.big')] * 60000) }}", "would write a text of more"),
     ("{{ ([states('sensor.big')] * 60000) | upper }}", "would write a text of more"),
     ("{{ ([states('sensor.big')] * 60000) is lower }}", "would write a text of more"),
+    ("{{ ([states('sensor.big')] * 60000) | tojson }}", "would write a text of more"),
+    ("{{ ([states('sensor.big')] * 60000) | to_json }}", "would write a text of more"),
     ("{{ 'x' | replace([states('sensor.big')] * 60000, 'y') }}", "would write a text of more"),
     ("{{ float([states('sensor.big')] * 60000) }}", "float got invalid input ['xxxx"),
     ("{% set ns = namespace(l=[states('sensor.big')] * 60000) %}{{ ns }}", "would write a text"),
@@ -200,9 +202,10 @@ def test_a_hostile_template_is_stopped_within_the_budget(template: str, reason: 
             assert str(caught.value).startswith("template ")
             assert any(part in str(caught.value) for part in reason.split("|")), caught.value
     seconds, peak = spent()
-    # The budget: 0.5 s of wall clock (tracemalloc makes rendering ~3 times slower, a busy
-    # machine another few times) and 2,000,000 characters built (~8 MB at most in Python).
-    assert seconds < MAX_SECONDS * 6
+    # The budget: 0.5 s of wall clock, checked at each checkpoint whatever the machine's load
+    # (the margin is for tracemalloc and the scheduler of a busy machine; what it stops would
+    # run for hours), and 2,000,000 characters built (~8 MB at most in Python).
+    assert seconds < MAX_SECONDS * 10
     assert peak < 64 * 1024**2
 
 
@@ -275,7 +278,7 @@ def test_a_rule_whose_template_runs_away_fails_and_the_other_rules_still_fire() 
             new=EntityState(state="on", attributes={}, last_changed=at, last_updated=at),
             now=at,
         )
-        assert time.monotonic() - started < MAX_SECONDS * 4
+        assert time.monotonic() - started < MAX_SECONDS * 10  # the budget, and a busy machine
         traces = {trace["rule_id"]: trace for trace in effects.traces}
         assert traces["runaway"]["status"] == "failed"
         reason = str(traces["runaway"]["reason"])

@@ -158,6 +158,7 @@ HOME_ASSISTANT = [
     ("{{ 'Hello'.lower() }}", "hello"),
     ("{{ {'a': 1} | to_json }}", {"a": 1}),  # JSON text reads back as a mapping, as in HA
     ("{{ ['a'] | to_json }} is JSON", '["a"] is JSON'),
+    ("{{ {'a': '<b>'} | tojson }} is HTML-safe", '{"a": "\\u003cb\\u003e"} is HTML-safe'),
     ("{{ ('{\"a\": [1, 2]}' | from_json).a[1] }}", 2),
     # arithmetic, statistics, encodings
     ("{{ log(100, 10) }}", 2.0),

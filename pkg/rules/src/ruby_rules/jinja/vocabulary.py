@@ -76,6 +76,17 @@ def _replace(text: Any, old: Any, new: Any, count: int | None = None) -> str:
     return checked_replace(text_of(text), text_of(old), text_of(new), count)
 
 
+def _measured(function: Callable[..., Any]) -> Callable[..., Any]:
+    """A Jinja filter that writes its value as text: refused first if that text is too long."""
+
+    @functools.wraps(function)
+    def call(first: Any, value: Any, *args: Any, **kwargs: Any) -> Any:
+        text_of(value)
+        return function(first, value, *args, **kwargs)
+
+    return call
+
+
 def _on_text(function: Callable[..., Any]) -> Callable[..., Any]:
     """A Jinja filter or test that turns its value into text: measured before it does."""
 
@@ -177,7 +188,7 @@ FILTERS: Final[dict[str, Callable[..., Any]]] = {
     "join": checked(convert.join),
     "list": checked(convert.to_list),
     "string": checked(text_of),
-    "tojson": checked(convert.to_json),
+    "tojson": checked(_measured(jinja_filters.FILTERS["tojson"])),  # Jinja's: HTML-safe
     "format": checked(_format),
     "replace": checked(_replace),
     "center": checked(_center),
