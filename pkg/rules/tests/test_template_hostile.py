@@ -80,6 +80,7 @@ REFUSED_AT_LOAD = [
     ("{{ " + "(" * 100 + "1" + ")" * 100 + " }}", "nested more than 64 levels"),
     ("{{ " + "[" * 300 + "]" * 300 + " }}", "nested more than 64 levels"),
     ("{% if 1 %}" * 70 + "x" + "{% endif %}" * 70, "nested more than 64 levels"),
+    ("{% for a in [1] %}" * 22 + "x" + "{% endfor %}" * 22, "nested too deeply to compile"),
     ("{{ " + "-" * 5000 + "1 }}", "nested more than 64 levels"),
     ("{{ 1 }}" * 1500, "characters; at most 10,000 allowed"),
     ("{{ 'a' is match('((a{100}){100}){100}') }}", "repetitions of a regular expression"),

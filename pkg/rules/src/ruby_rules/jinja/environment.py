@@ -4,7 +4,7 @@
 what can never work: a syntax error (with its line), a private name (``''.__class__``), a
 function Ruby Core does not support yet (``area_entities``), loading other templates,
 recursive loops, nesting deeper than `MAX_NESTING`, and an operation on constants that would
-exceed the budget (``9 ** 9 ** 9``). Before Jinja generates code, the tree is rewritten so
+exceed the budget (``2 ** 100000``). Before Jinja generates code, the tree is rewritten so
 that each loop iteration, each piece of literal text and each ``~`` passes a checkpoint of
 the render's `ruby_rules.jinja.budget.Budget`; arithmetic operators are intercepted (never
 folded at compile time), and calls are counted and nested at most
@@ -50,6 +50,7 @@ MAX_NESTING: Final = 64
 _EACH, _TEXT, _CONCAT = "_ruby_each", "_ruby_text", "_ruby_concat"
 _RUN_NAMES: Final = frozenset({"trigger"})
 _CALLABLE_TYPES: Final = (dict, Namespace, timedelta)
+"""The only classes a template may call (to build a value); any other class is refused."""
 
 
 class TemplateFailure(Exception):  # noqa: N818 - the caller words it as an ExpressionError
@@ -111,7 +112,7 @@ class RulesEnvironment(ImmutableSandboxedEnvironment):
     def call(__self, __context: JinjaContext, __obj: Any, *args: Any, **kwargs: Any) -> Any:  # noqa: N805 - Jinja's signature: the names must not collide with keyword arguments
         """A call from the template: counted, nested at most `MAX_DEPTH`, result measured."""
         if not __self.is_safe_callable(__obj) or (
-            isinstance(__obj, type) and __obj not in (dict, Namespace, GLOBALS["timedelta"])
+            isinstance(__obj, type) and __obj not in _CALLABLE_TYPES
         ):
             raise SecurityError(f"{__obj!r} is not safely callable")
         with nested():
@@ -162,8 +163,10 @@ def compile_template(source: str) -> Compiled:
         raise TemplateFailure(f"{where}{exc.message or type(exc).__name__}") from None
     except LimitExceeded as exc:
         raise TemplateFailure(str(exc)) from None
-    except (RecursionError, MemoryError, SyntaxError):
+    except (RecursionError, MemoryError):  # Jinja's parser recurses before _check can count
         raise TemplateFailure(f"nested more than {MAX_NESTING} levels deep") from None
+    except SyntaxError:  # Python's compiler: at most 20 loops (or blocks) in one another
+        raise TemplateFailure("nested too deeply to compile: at most 20 loops in loops") from None
     return Compiled(source, template)
 
 
