@@ -14,7 +14,7 @@ from typing import Annotated, Any, Final, TypeAlias, TypeGuard
 
 from pydantic import AfterValidator, BeforeValidator, Field
 
-from ruby_rules.templates import check_value
+from ruby_rules.templates import check_value, has_template
 from ruby_schemas.primitives import ENTITY_ID_PATTERN, IDENTIFIER_PATTERN, SLUG_PATTERN
 
 _ENTITY_ID = re.compile(ENTITY_ID_PATTERN)
@@ -78,7 +78,7 @@ def is_entity_id(value: object) -> TypeGuard[str]:
 
 
 def _entity_id_or_expression(value: str) -> str:
-    if "{{" in value:
+    if has_template(value):
         check_value(value)
         return value
     return _entity_id(value)

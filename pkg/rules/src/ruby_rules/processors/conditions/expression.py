@@ -1,4 +1,4 @@
-"""``expression``: holds when an expression, such as ``{{ now().hour >= 22 }}``, is true."""
+"""``expression``: holds when a template, such as ``{{ now().hour >= 22 }}``, renders ``true``."""
 
 from __future__ import annotations
 
@@ -9,7 +9,6 @@ from pydantic import AfterValidator
 
 from ruby_rules.context import Context
 from ruby_rules.expressions import ExpressionError
-from ruby_rules.operators import truthy
 from ruby_rules.processors.base import Condition, ConditionConfig, States
 from ruby_rules.processors.registry import REGISTRY
 from ruby_rules.templates import compile_value
@@ -18,19 +17,20 @@ from ruby_rules.templates import compile_value
 def _an_expression(value: str) -> str:
     if compile_value(value).is_static:
         raise ExpressionError(
-            f"{value!r} holds no expression: expected one such as "
+            f"{value!r} holds no template: expected one such as "
             "\"{{ states('sensor.power') | float > 3000 }}\""
         )
     return value
 
 
 class ExpressionConditionConfig(ConditionConfig):
-    """Holds when ``value`` renders to true: ``true``, a number other than 0, or the text
-    ``true``, ``on`` or ``yes`` (any case). Anything else, None included, does not hold."""
+    """Holds when ``value`` renders the text ``true`` (any case, spaces around ignored), as
+    Home Assistant's ``template`` condition does; anything else (``1``, ``on``, ``None``)
+    does not hold."""
 
     kind: Literal["expression"]
     value: Annotated[str, AfterValidator(_an_expression)]
-    """A text holding ``{{ expr }}``, such as ``"{{ is_state('light.hallway', 'on') }}"``."""
+    """A text holding a template, such as ``"{{ is_state('light.hallway', 'on') }}"``."""
 
 
 @REGISTRY.register
@@ -44,5 +44,5 @@ class ExpressionCondition(Condition[ExpressionConditionConfig]):
         return self.holds(Context(states=states, now=now))
 
     def holds(self, ctx: Context) -> bool:
-        """Whether the rendered value is true; `ExpressionError` if the expression fails."""
-        return truthy(compile_value(self.config.value).render(ctx))
+        """Whether the rendered text is ``true``; `ExpressionError` if the template fails."""
+        return compile_value(self.config.value).render_text(ctx).lower() == "true"
