@@ -96,25 +96,16 @@ def role_at(path: Path) -> Role | None:
 
 
 def validation_errors(
-    file: str,
-    doc: Document,
-    base: Path,
-    exc: ValidationError,
-    rule_id: str | None,
-    label: str,
-    skip: frozenset[str] = frozenset(),
+    file: str, doc: Document, base: Path, exc: ValidationError, rule_id: str | None, label: str
 ) -> Iterator[LoadError]:
     """Translate pydantic's errors for the rule at ``base`` into located `LoadError`s.
 
     ``label`` opens each message (``rule 'x'``). A list's "too short" error is dropped when an
-    item of that list has its own error: the item's error is the one worth reading. Errors of
-    the pydantic types in ``skip`` are left out.
+    item of that list has its own error: the item's error is the one worth reading.
     """
     errors = exc.errors(include_url=False)
     for error in errors:
         loc = error["loc"]
-        if error["type"] in skip:
-            continue
         if error["type"] == "too_short" and any(
             len(other["loc"]) > len(loc) and other["loc"][: len(loc)] == loc for other in errors
         ):

@@ -164,7 +164,7 @@ def _skip(w: Writer, src: Path, dst: Path, out: Native) -> None:
 def _initial_state(w: Writer, src: Path, dst: Path, out: Native) -> None:
     value = w.get(src)
     if value is False:
-        w.not_yet(src, "initial_state: false (an automation off at start)", "leave it out")
+        w.not_yet(src, "an automation off at start", "leave it out", detail="initial_state: false")
     elif value is not True:
         w.expect(src, "true or false")
 

@@ -52,7 +52,7 @@ def _target(w: Writer, src: Path, dst: Path, out: Native) -> None:
     out.setdefault("target", {})
     for key in value:
         if key in ("floor_id", "label_id"):
-            w.not_yet((*src, key), f"a target by '{key}'")
+            w.not_yet((*src, key), "a target by floor or label", detail=key)
         elif key in TARGET_KEYS:
             _target_field(w, (*src, key), dst, out)
         else:  # the native target refuses it, at its line

@@ -38,22 +38,24 @@ def _state_changes_only(w: Writer, src: Path, dst: Path, out: Native) -> None:
     if not {"from", "to", "not_from", "not_to", "attribute"} & set(item):
         w.not_yet(
             src,
-            "a state trigger without 'from' or 'to' (in HA it also fires when only an "
-            "attribute changes)",
+            "a state trigger without 'from' or 'to'",
             "add 'to: ~' to fire on every change of the state itself",
+            detail="in HA it also fires when only an attribute changes",
         )
 
 
 def _time_at(w: Writer, src: Path, dst: Path, out: Native) -> None:
+    refused = len(w.refusals)
     for item in w.items(src):
         value = w.get(item)
         if isinstance(value, dict):
             w.not_yet(item, "a time trigger at an entity with an offset")
         elif is_entity_id(value):
-            w.not_yet(item, f"a time trigger at an entity ('{value}': input_datetime or sensor)")
+            w.not_yet(item, "a time trigger at an entity", detail=f"{value}")
         elif is_template(value):
             w.not_yet(item, "a time trigger at a template")
-    out["at"] = w.copy(src, (*dst, "at"))
+    if len(w.refusals) == refused:
+        out["at"] = w.copy(src, (*dst, "at"))
 
 
 def _event_type(w: Writer, src: Path, dst: Path, out: Native) -> None:
@@ -127,7 +129,7 @@ def _clock(name: str) -> Handler:
     def handle(w: Writer, src: Path, dst: Path, out: Native) -> None:
         value = w.get(src)
         if is_entity_id(value):
-            w.not_yet(src, f"a time condition bounded by an entity ('{name}: {value}')")
+            w.not_yet(src, "a time condition bounded by an entity", detail=f"{name}: {value}")
         else:
             out[name] = w.copy(src, (*dst, name))
 

@@ -139,7 +139,7 @@ def bound(name: str, role: str) -> Handler:
             out[name] = float(value)
             w.mark((*dst, name), src)
         elif is_entity_id(value):
-            w.not_yet(src, f"a {role} bounded by an entity ('{name}: {value}')")
+            w.not_yet(src, f"a {role} bounded by an entity", detail=f"{name}: {value}")
         else:
             out[name] = w.copy(src, (*dst, name))
 

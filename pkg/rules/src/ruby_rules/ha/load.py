@@ -8,8 +8,6 @@ One bad automation is refused alone, as a bad native rule is.
 
 from __future__ import annotations
 
-from typing import Final
-
 from pydantic import ValidationError
 
 from ruby_rules.errors import LoadError, at, describe, show_path, validation_errors
@@ -17,9 +15,6 @@ from ruby_rules.ha.automation import automation_paths, foreign_keys, slug, trans
 from ruby_rules.model import Rule, rule_config_type, rule_version
 from ruby_rules.processors.types import MAX_ID_LENGTH, is_token
 from ruby_rules.yamldoc import START, Document, Path
-
-_LEFT_OUT: Final = frozenset({"missing", "too_short"})
-"""Pydantic error types a refused HA field or item causes by being left out."""
 
 
 def is_ha_document(doc: Document) -> bool:
@@ -88,15 +83,12 @@ def load_automation(
         )
         for r in translated.refusals
     ]
+    if errors:  # what a refusal left out would only cause more errors, about nothing
+        return None, errors
     try:
         config = rule_config_type().model_validate(translated.native)
     except ValidationError as exc:
-        # After a refusal, what it left out must not be reported as missing as well.
-        skip = _LEFT_OUT if translated.refusals else frozenset()
-        found = validation_errors(file, translated.document, (), exc, rule_id, label, skip)
-        return None, errors + list(found)
-    if errors:
-        return None, errors
+        return None, list(validation_errors(file, translated.document, (), exc, rule_id, label))
     return Rule(config, rule_version(config), file, where.line, where.column), []
 
 

@@ -30,6 +30,8 @@ class Refusal:
     where: Location
     path: Path
     message: str
+    feature: str | None = None
+    """For a feature Ruby Core cannot run yet, its name (``sun trigger``); else ``None``."""
 
 
 @dataclass
@@ -86,14 +88,21 @@ class Writer:
         elif value is not None:
             yield src
 
-    def refuse(self, src: Path, message: str, *, at_key: bool = True) -> None:
+    def refuse(
+        self, src: Path, message: str, *, at_key: bool = True, feature: str | None = None
+    ) -> None:
         """A problem with the HA value at ``src`` (located at its key, or at the value)."""
         where = self.key_where(src) if at_key else self.where(src)
-        self.refusals.append(Refusal(where, src[len(self.base) :], message))
+        self.refusals.append(Refusal(where, src[len(self.base) :], message, feature))
 
-    def not_yet(self, src: Path, feature: str, hint: str = "") -> None:
-        """``<feature> is not supported yet``, at ``src``; ``hint`` says what to do instead."""
-        self.refuse(src, f"{feature} {NOT_YET}{': ' + hint if hint else ''}")
+    def not_yet(self, src: Path, feature: str, hint: str = "", *, detail: str = "") -> None:
+        """``<feature> (<detail>) is not supported yet: <hint>``, at ``src``.
+
+        ``feature`` names what is missing the same way wherever it occurs (reports count
+        by it); ``detail`` says which value, ``hint`` what to do instead.
+        """
+        shown = f"{feature} ({detail})" if detail else feature
+        self.refuse(src, f"{shown} {NOT_YET}{': ' + hint if hint else ''}", feature=feature)
 
     def expect(self, src: Path, what: str) -> None:
         """The value at ``src`` is not what HA accepts either: say what was expected."""
