@@ -34,9 +34,11 @@ def test_each_automation_loads_or_is_refused_with_its_announced_error(path: Path
     automations = list(survey([path]).automations)
     assert automations, f"{path.name} has no automations"
     result = load_file(path, name=path.name)
-    starts = sorted(a.line for a in automations) + [10**9]
+    starts = [*sorted(a.line for a in automations), 10**9]
     loaded_lines = {rule.line for rule in result.rules}
-    for automation, expected in zip(automations, expectations(path, automations).values()):
+    expected_of = expectations(path, automations)
+    for automation in automations:
+        expected = expected_of[automation.line]
         end = next(line for line in starts if line > automation.line)
         errors = [str(e) for e in result.errors if automation.line <= e.line < end]
         if expected is None:

@@ -166,7 +166,7 @@ def ha_duration(w: Writer, src: Path) -> object:
             "or a mapping such as {minutes: 5}",
         )
         return None
-    return _native_duration(seconds)
+    return native_duration(seconds)
 
 
 def _clock_seconds(text: str) -> float | None:
@@ -193,7 +193,8 @@ def _dict_seconds(value: dict[str, object]) -> float | None:
     return total if value else None
 
 
-def _native_duration(seconds: float) -> object:
+def native_duration(seconds: float) -> str | float:
+    """``5400`` -> ``"1h30m"``; a fraction of a second stays a number of seconds."""
     if seconds != int(seconds) or seconds > 1e12:
         return seconds
     whole, text = int(seconds), ""
