@@ -1,7 +1,7 @@
 """Home Assistant's automation syntax, read into Ruby Core's own rules (ADR-0006).
 
 `is_ha_document` says whether a parsed rule file is in HA's format; `load_document` loads its
-automations as `ruby_rules.model.Rule`\\ s, with errors located in the HA text; `is_ha_rule`
+automations as rules (`ruby_rules.model.Rule`), with errors located in the HA text; `is_ha_rule`
 and `load_automation` do the same for one rule of a native ``rules:`` list. Everything HA
 has and Ruby Core cannot run yet is refused by name (`ruby_rules.ha.features` lists it all).
 """

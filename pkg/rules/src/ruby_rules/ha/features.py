@@ -170,13 +170,18 @@ CONDITIONS: Final[dict[str, Kind]] = {
 
 
 def _wait_trigger(w: Writer, src: Path, dst: Path, out: Native) -> None:
-    found = [item for item in w.items(src) if w.enabled(item)]
+    found = [item for item in w.items(src) if _not_disabled(w.get(item))]
     if len(found) != 1:
         w.not_yet(src, "wait_for_trigger with several triggers", "wait for one trigger")
         return
     native = trigger(w, found[0], (*dst, "trigger"))
     if native is not None:
         out["trigger"] = native
+
+
+def _not_disabled(item: object) -> bool:
+    # Only a plain `enabled: false` leaves a trigger out; `trigger` refuses anything else.
+    return not (isinstance(item, dict) and item.get("enabled") is False)
 
 
 def _timeout_required(w: Writer, src: Path, dst: Path, out: Native) -> None:

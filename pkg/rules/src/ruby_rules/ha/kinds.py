@@ -43,9 +43,9 @@ class Kind:
 
 
 def translate(
-    w: Writer, kind: Kind, src: Path, dst: Path, *, name: str, common: Mapping[str, Handler]
+    w: Writer, kind: Kind, src: Path, dst: Path, common: Mapping[str, Handler]
 ) -> Native | None:
-    """The native item for the HA item at ``src`` (``name`` is its kind's name in messages).
+    """The native item for the HA item at ``src``.
 
     Fields of ``common`` apply to every kind of the role (``id``, ``alias``, ``enabled``);
     ``kind.fields`` wins over them. Returns ``None`` when the kind is not supported yet.

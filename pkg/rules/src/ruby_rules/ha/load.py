@@ -12,6 +12,7 @@ from pydantic import ValidationError
 
 from ruby_rules.errors import LoadError, at, describe, show_path, validation_errors
 from ruby_rules.ha.automation import automation_paths, foreign_keys, slug, translate_automation
+from ruby_rules.ha.source import value_at
 from ruby_rules.model import Rule, rule_config_type, rule_version
 from ruby_rules.processors.types import MAX_ID_LENGTH, is_token
 from ruby_rules.yamldoc import START, Document, Path
@@ -56,7 +57,7 @@ def load_automation(
     Without an ``id`` it gets one derived from its alias (or ``fallback_id``), and every
     message about it says so.
     """
-    item = _at(doc.value, base)
+    item = value_at(doc.value, base)
     where = doc.values.get(base, START)
     if not isinstance(item, dict):
         label = f"automation {show_path(base) or '(the file)'}"
@@ -90,14 +91,3 @@ def load_automation(
     except ValidationError as exc:
         return None, list(validation_errors(file, translated.document, (), exc, rule_id, label))
     return Rule(config, rule_version(config), file, where.line, where.column), []
-
-
-def _at(value: object, path: Path) -> object:
-    for part in path:
-        if isinstance(value, dict) and isinstance(part, str):
-            value = value.get(part)
-        elif isinstance(value, list) and isinstance(part, int) and part < len(value):
-            value = value[part]
-        else:
-            return None
-    return value

@@ -16,6 +16,7 @@ from pathlib import Path
 from ruby_rules.files import FileRefused, read_rule_file
 from ruby_rules.ha.automation import automation_paths, translate_automation
 from ruby_rules.ha.load import fallback_id
+from ruby_rules.ha.source import value_at
 from ruby_rules.loader import load_file
 from ruby_rules.yamldoc import START, YamlError, parse
 
@@ -78,7 +79,7 @@ def survey(files: Iterable[Path]) -> Survey:
             continue
         paths = [] if doc is None else automation_paths(doc.value) or []
         for number, base in enumerate(paths, start=1):
-            if doc is None or not isinstance(_at(doc.value, base), dict):
+            if doc is None or not isinstance(value_at(doc.value, base), dict):
                 continue
             translated = translate_automation(doc, base, fallback_id(name, number))
             line = doc.values.get(base, START).line
@@ -94,14 +95,3 @@ def survey(files: Iterable[Path]) -> Survey:
                 )
             )
     return Survey(tuple(found))
-
-
-def _at(value: object, path: tuple[str | int, ...]) -> object:
-    for part in path:
-        if isinstance(value, dict) and isinstance(part, str):
-            value = value.get(part)
-        elif isinstance(value, list) and isinstance(part, int) and part < len(value):
-            value = value[part]
-        else:
-            return None
-    return value

@@ -47,15 +47,7 @@ class Writer:
 
     def get(self, src: Path) -> object:
         """The HA value at ``src`` (``None`` if there is none)."""
-        value: object = self.source.value
-        for part in src:
-            if isinstance(value, dict) and isinstance(part, str):
-                value = value.get(part)
-            elif isinstance(value, list) and isinstance(part, int) and part < len(value):
-                value = value[part]
-            else:
-                return None
-        return value
+        return value_at(self.source.value, src)
 
     def where(self, src: Path) -> Location:
         """Where the value at ``src`` starts in the HA text."""
@@ -126,6 +118,18 @@ class Writer:
     def shown(self, src: Path) -> str:
         """``triggers[0].to`` for an HA path, relative to the automation."""
         return show_path(src[len(self.base) :])
+
+
+def value_at(value: object, path: Path) -> object:
+    """The value at ``path`` inside ``value`` (``None`` if there is none)."""
+    for part in path:
+        if isinstance(value, dict) and isinstance(part, str):
+            value = value.get(part)
+        elif isinstance(value, list) and isinstance(part, int) and part < len(value):
+            value = value[part]
+        else:
+            return None
+    return value
 
 
 def is_template(value: object) -> bool:

@@ -146,7 +146,7 @@ def _translate(
     w: Writer, kind: Kind, src: Path, dst: Path, label: str, key: str, common: dict[str, Handler]
 ) -> Native | None:
     w.mark(dst, src)
-    out = translate(w, kind, src, dst, name=label, common=common)
+    out = translate(w, kind, src, dst, common)
     if out is None:
         w.not_yet((*src, key), label, kind.hint)
     return out
