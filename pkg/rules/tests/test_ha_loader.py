@@ -373,3 +373,16 @@ def test_the_examples_folder_is_not_loaded_with_the_rules_directory() -> None:
     loaded = load_dir(RULES_DIR)
     assert {rule.file for rule in loaded.rules} <= {"hallway.yaml", "examples.yaml"}
     assert loaded.ok, [str(error) for error in loaded.errors]
+
+
+def test_a_file_of_thousands_of_refused_automations_gives_a_bounded_refusal() -> None:
+    one = "- alias: x\n  triggers: {trigger: sun, event: sunset}\n  actions: {repeat: {}}\n"
+    result = load(one * (128 * 1024 // len(one)))
+    assert result.rules == ()
+    assert len(result.errors) == 100
+    assert result.errors[-1].message.endswith(
+        "more errors from here on, not shown (at most 100 per file)"
+    )
+    assert result.errors[0].message == (
+        "rule 'x' (id derived from its alias): triggers.trigger: sun trigger is not supported yet"
+    )

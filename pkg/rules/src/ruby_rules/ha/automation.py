@@ -115,7 +115,7 @@ def rule_id(item: dict[str, object], fallback: str) -> tuple[str | None, str | N
     alias = item.get("alias")
     if isinstance(alias, str) and slug(alias):
         return slug(alias), "from its alias"
-    return fallback, "from its place in the file (it has no id or alias)"
+    return fallback, "from its place in the file"
 
 
 def translate_automation(source: Document, base: Path, fallback_id: str) -> Translated:

@@ -71,7 +71,12 @@ def load_automation(
     if translated.derived_id is not None:
         label += f" (id derived {translated.derived_id})"
     errors = [
-        at(file, p.where, f"{label}: {show_path(p.path[len(base) :]) or 'automation'}: {p.message}")
+        at(
+            file,
+            p.where,
+            f"{label}: {show_path(p.path[len(base) :]) or 'automation'}: {p.message}",
+            rule_id,
+        )
         for p in doc.problems
         if p.path[: len(base)] == base and len(p.path) > len(base)
     ]
