@@ -116,3 +116,25 @@ def test_help_says_what_it_does(capsys: pytest.CaptureFixture[str]) -> None:
     text = capsys.readouterr().out
     assert "usage: rubyctl rules import-ha [-h] [-o OUT] FILE [FILE ...]" in text
     assert "sun trigger is not supported yet" in " ".join(text.split())
+
+
+def test_automations_pasted_into_a_native_file_are_imported_with_it(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    mixed = tmp_path / "mixed.yaml"
+    mixed.write_text(
+        "rules:\n"
+        "  - id: native\n"
+        "    description: Native.\n"
+        '    triggers: [{kind: time, at: "07:00"}]\n'
+        "    actions: [{kind: call, service: scene.turn_on, target: {entity_id: scene.x}}]\n"
+        "  - alias: Pasted\n"
+        '    trigger: {platform: time, at: "08:00"}\n'
+        "    action: {service: scene.turn_on, entity_id: scene.y}\n"
+    )
+    code, out, err = cli(capsys, "rules", "import-ha", str(mixed))
+    assert code == 0, err
+    assert "- id: native\n" in out
+    assert "- id: pasted\n" in out
+    assert f"note: {mixed}:6: id 'pasted' derived from its alias" in err
+    assert "1 of 1 automation load; 2 rules written" in err

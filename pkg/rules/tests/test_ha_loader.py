@@ -386,3 +386,10 @@ def test_a_file_of_thousands_of_refused_automations_gives_a_bounded_refusal() ->
     assert result.errors[0].message == (
         "rule 'x' (id derived from its alias): triggers.trigger: sun trigger is not supported yet"
     )
+
+
+def test_a_single_automation_without_triggers_is_told_what_it_misses() -> None:
+    result = load("alias: Lonely\nactions: {scene: scene.x}\n")
+    assert messages(result) == [
+        "automations.yaml:1:1: rule 'lonely' (id derived from its alias): missing field 'triggers'"
+    ]

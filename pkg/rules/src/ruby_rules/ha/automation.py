@@ -2,7 +2,7 @@
 
 A file is in HA's format when its top level is a list (``automations.yaml``), a mapping whose
 keys are ``automation`` or ``automation <label>`` (a package, or ``configuration.yaml``), or a
-single automation (a mapping with ``triggers`` or ``trigger``). A rule inside a native
+single automation (a mapping without ``rules`` with a key of `SINGLE_KEYS`). A rule inside a native
 ``rules:`` list is read as HA's when it has a key only HA's format has (`is_ha_rule`).
 """
 
@@ -24,6 +24,8 @@ _HA_ONLY_KEYS: Final = frozenset(
     {"alias", "trigger", "condition", "action", "trigger_variables", "variables"}
     | {"initial_state", "max_exceeded", "use_blueprint", "trace"}
 )
+SINGLE_KEYS: Final = frozenset({"triggers", "trigger", "alias", "actions", "action"})
+"""A mapping without ``rules`` that has one of these is one HA automation."""
 _LOG_LEVELS: Final = frozenset(
     {"silent", "critical", "error", "warning", "info", "debug", "notset"}
 )
@@ -52,9 +54,21 @@ def automation_paths(top: object) -> list[Path] | None:
             else:
                 paths.append((key,))
         return paths
-    if "triggers" in top or "trigger" in top:
+    if SINGLE_KEYS & set(top):
         return [()]
     return None
+
+
+def numbered_paths(top: object) -> list[tuple[Path, int]]:
+    """Every HA automation of a document with its number, pasted ones in a native ``rules:``
+    list included; the number is what `ruby_rules.ha.load.fallback_id` gets for it."""
+    paths = automation_paths(top)
+    if paths is not None:
+        return [(path, number) for number, path in enumerate(paths, start=1)]
+    found = top.get("rules") if isinstance(top, dict) else None
+    if not isinstance(found, list):
+        return []
+    return [(("rules", i), i + 1) for i, item in enumerate(found) if is_ha_rule(item)]
 
 
 def foreign_keys(top: object) -> list[str]:

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ruby_rules.files import FileRefused, read_rule_file
-from ruby_rules.ha.automation import automation_paths, translate_automation
+from ruby_rules.ha.automation import numbered_paths, translate_automation
 from ruby_rules.ha.load import fallback_id
 from ruby_rules.ha.source import value_at
 from ruby_rules.loader import load_file
@@ -77,8 +77,7 @@ def survey(files: Iterable[Path]) -> Survey:
             doc = parse(read_rule_file(path).decode("utf-8-sig"))
         except (FileRefused, YamlError, UnicodeDecodeError):
             continue
-        paths = [] if doc is None else automation_paths(doc.value) or []
-        for number, base in enumerate(paths, start=1):
+        for base, number in [] if doc is None else numbered_paths(doc.value):
             if doc is None or not isinstance(value_at(doc.value, base), dict):
                 continue
             translated = translate_automation(doc, base, fallback_id(name, number))
