@@ -185,7 +185,12 @@ def test_a_yaml_problem_inside_one_rule_rejects_only_that_rule() -> None:
     ("text", "expected"),
     [
         ("", "r.yaml:1:1: empty file: expected a mapping with 'rules:'"),
-        ("- a\n", "r.yaml:1:1: expected a mapping with a 'rules' list; got a list"),
+        ("- a\n", "r.yaml:1:3: automation [0]: expected a mapping (one automation); got text"),
+        (
+            "5\n",
+            "r.yaml:1:1: expected a mapping with a 'rules' list, or Home Assistant automations "
+            "(a list); got a number",
+        ),
         ("rule: []\n", "r.yaml:1:1: missing key 'rules': expected a mapping with a 'rules' list"),
         ("rules: 5\n", "r.yaml:1:8: 'rules' must be a list of rules; got a number"),
         ("rules:\n  - 5\n", "r.yaml:2:5: rules[0]: expected a mapping (one rule); got a number"),

@@ -1,8 +1,9 @@
-"""``rubyctl rules check | test | replay | status | trace``: rules before, during and after.
+"""``rubyctl rules check | test | replay | status | trace | import-ha``: rules before, during
+and after.
 
-``check`` and ``test`` read files only (no NATS); ``replay`` reads the EVENTS history as the
-operator and sends nothing; ``status`` and ``trace`` read what the engine wrote to the status
-bucket (`ruby_ctl.rules_live`).
+``check``, ``test`` and ``import-ha`` (`ruby_ctl.rules_import`) read files only (no NATS);
+``replay`` reads the EVENTS history as the operator and sends nothing; ``status`` and
+``trace`` read what the engine wrote to the status bucket (`ruby_ctl.rules_live`).
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ from pathlib import Path
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from ruby_ctl import args as cli_args
-from ruby_ctl import rules_live, rules_replay
+from ruby_ctl import rules_import, rules_live, rules_replay
 from ruby_ctl.rules_input import InputError, read_events, read_states
 from ruby_ctl.rules_sim import Printer, Simulation, stamp
 from ruby_rules import load_dir, load_file
@@ -47,7 +48,8 @@ def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
         "  rubyctl rules test rules/hallway.yaml --events evening.jsonl\n"
         "  rubyctl rules replay --since 2h\n"
         "  rubyctl rules status\n"
-        "  rubyctl rules trace hallway_light_off",
+        "  rubyctl rules trace hallway_light_off\n"
+        "  rubyctl rules import-ha automations.yaml -o rules/from_ha.yaml",
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     verbs = parser.add_subparsers(dest="verb", required=True, metavar="VERB")
@@ -159,6 +161,8 @@ def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
     trace.add_argument("--last", type=int, default=5, help="how many runs (default 5)")
     trace.add_argument("--json", action="store_true", help="each run as one JSON line")
     trace.set_defaults(handler=rules_live.trace)
+
+    rules_import.add(verbs)
 
     for sub in (replay, status, trace):
         sub.add_argument(

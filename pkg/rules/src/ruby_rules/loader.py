@@ -15,6 +15,7 @@ from pathlib import Path
 
 from pydantic import ValidationError
 
+from ruby_rules import ha
 from ruby_rules.errors import LoadError, at, capped, describe, show_path, validation_errors
 from ruby_rules.files import MAX_FILE_BYTES, FileRefused, read_rule_file, shown_name
 from ruby_rules.model import Rule, rule_config_type, rule_version
@@ -87,6 +88,10 @@ def load_text(raw: bytes | str, file: str) -> LoadResult:
 
 
 def _load_document(doc: Document, file: str) -> LoadResult:
+    if ha.is_ha_document(doc):  # Home Assistant's automations (ADR-0006: how it is told)
+        ha_rules, ha_errors = ha.load_document(doc, file)
+        ha_errors.sort(key=lambda error: (error.line, error.column))
+        return _unique(ha_rules, capped(ha_errors))
     errors = [
         at(file, p.where, f"{show_path(p.path) + ': ' if p.path else ''}{p.message}")
         for p in doc.problems
@@ -94,7 +99,10 @@ def _load_document(doc: Document, file: str) -> LoadResult:
     ]
     top = doc.value
     if not isinstance(top, dict):
-        message = f"expected a mapping with a 'rules' list; got {describe(top)}"
+        message = (
+            "expected a mapping with a 'rules' list, or Home Assistant automations (a list); "
+            f"got {describe(top)}"
+        )
         return LoadResult(errors=(*errors, at(file, START, message)))
     if "rules" not in top:
         message = "missing key 'rules': expected a mapping with a 'rules' list"
@@ -119,6 +127,8 @@ def _load_rule(
     doc: Document, file: str, index: int, item: object
 ) -> tuple[Rule | None, list[LoadError]]:
     base = ("rules", index)
+    if ha.is_ha_rule(item):  # one automation in Home Assistant's format, pasted in
+        return ha.load_automation(doc, file, base, ha.fallback_id(file, index + 1))
     written = item.get("id") if isinstance(item, dict) else None
     # A short id names the rule in messages, quoted; only a valid one goes into the error's
     # rule_id, which the engine puts in the subject of the rejection.
