@@ -12,6 +12,7 @@ from __future__ import annotations
 import ast
 import math
 import re
+import warnings
 from typing import Any, Final
 
 from pydantic import JsonValue
@@ -27,7 +28,9 @@ def typed(rendered: str) -> JsonValue:
     """The value Home Assistant reads from ``rendered`` (stripped), as JSON data."""
     text = rendered.strip()
     try:
-        result = ast.literal_eval(text)
+        with warnings.catch_warnings():  # "1abc" is text, not a warning on the engine's stderr
+            warnings.simplefilter("ignore", SyntaxWarning)
+            result = ast.literal_eval(text)
     except (ValueError, TypeError, SyntaxError, MemoryError, RecursionError):
         return text
     if isinstance(result, str | complex | bytes):
