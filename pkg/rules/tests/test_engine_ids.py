@@ -1,6 +1,8 @@
 """Command and run ids are hashes that must never change across an upgrade: a changed id would
 execute a command twice. These literals were produced by the engine before processors owned
-their behaviour (issue 13), through branches, a ``delay``, a ``wait_for``, a ``for`` and a queue."""
+their behaviour (issue 13), through branches, a ``delay``, a ``wait_for``, a ``for`` and a queue,
+and pinned again once, before the first release, when versions stopped counting fields left out
+(so that adding an optional field to a kind changes no existing rule's ids)."""
 
 from __future__ import annotations
 
@@ -8,6 +10,10 @@ from datetime import UTC, datetime, timedelta
 
 from ruby_rules import load_text
 from ruby_rules.engine import Effects, RuleEngine
+from ruby_rules.engine.core import trigger_hash
+from ruby_rules.model import RuleConfig, rule_version
+from ruby_rules.processors.registry import default_registry
+from ruby_rules.processors.triggers.state import StateTriggerConfig
 from ruby_schemas.ha_events import EntityState
 
 RULE = """
@@ -80,15 +86,48 @@ def test_ids_and_records_are_those_of_the_engine_before_compiling() -> None:
     for at in (T0 + timedelta(minutes=3), T0 + timedelta(minutes=10)):
         seen += [summary(e.fire(key, at)) for key in e.due(at)]
     first, second = (
-        "run.nested.nested-0de948bcfd5beffaae2a",
-        "run.nested.nested-23613b73a87bbbabf3d6",
+        "run.nested.nested-af042055e1185cd9477e",
+        "run.nested.nested-aa45d63fbfe643630a1f",
     )
     assert seen == [
-        (["cmd-176cc6ae572f46c416f870e5e8ac7ada"], [(first[11:], "waiting")], [first]),
+        (["cmd-6703c5a3472e4ddb2b3ad9a42bd48d58"], [(first[11:], "waiting")], [first]),
         ([], [("", "armed")], ["for.nested.1.switch.wall"]),
-        (["cmd-f983800fdbdf5d6c54a1b0ba2c13edfa"], [(first[11:], "waiting")], [first]),
-        (["cmd-56d313b2e2bb24e63903cb0d6fcdef40"], [(first[11:], "finished")], [first]),
-        (["cmd-a80bc260eaf2cf17506c735f584c0d23"], [(second[11:], "waiting")],
+        (["cmd-ef70f8f02a26204ab5cf181e6aaecf12"], [(first[11:], "waiting")], [first]),
+        (["cmd-8eba328711e48f16e667345c41c8450f"], [(first[11:], "finished")], [first]),
+        (["cmd-5fa9ebb14c6537a6c6d1756c87fd4e93"], [(second[11:], "waiting")],
          ["for.nested.1.switch.wall", second]),
-        (["cmd-1a907be896d136079a77fd7bafac64e1"], [(second[11:], "waiting")], [second]),
+        (["cmd-a7cfb62b0c193061e94ca73f0e0b49c5"], [(second[11:], "waiting")], [second]),
     ]  # fmt: skip
+
+
+def test_a_field_written_null_counts_as_left_out() -> None:
+    [plain] = load_text(RULE, "n.yaml").rules
+    [nulled] = load_text(
+        RULE.replace('to: "on"\n      - kind', 'to: "on"\n        attribute: ~\n      - kind'),
+        "n.yaml",
+    ).rules
+    assert nulled.config.triggers[0].model_fields_set >= {"attribute"}
+    assert nulled.version == plain.version
+    assert trigger_hash(nulled.config.triggers[0]) == trigger_hash(plain.config.triggers[0])
+
+
+class _StateLater(StateTriggerConfig):
+    """The state trigger as a later release might have it: one more optional field."""
+
+    not_yet_a_field: str | None = None
+
+
+class _RuleLater(RuleConfig):
+    not_yet_an_option: str | None = None
+
+
+_RuleLater.model_rebuild(_types_namespace=default_registry().namespace())  # resolve AnyTrigger...
+
+
+def test_an_optional_field_added_later_changes_no_version_and_no_trigger_hash() -> None:
+    [rule] = load_text(RULE, "n.yaml").rules
+    trigger = rule.config.triggers[0]
+    later = _StateLater.model_validate(trigger.model_dump(by_alias=True))
+    assert trigger_hash(later) == trigger_hash(trigger)
+    dumped = rule.config.model_dump(by_alias=True)
+    assert rule_version(_RuleLater.model_validate(dumped)) == rule.version

@@ -38,7 +38,7 @@ AT = (
     'ime","id":"1","event_id":"at.q.1.2026-11-20T22:00:00+00:00","time":"2026-11-20T22:00:0'
     '0+00:00","entity_id":null,"from_state":null,"to_state":null,"event_type":null,"event_d'
     'ata":{},"correlation_id":null},"version":"be45d1a12f0bd6c6","trigger_index":1,"trigger'
-    # pragma: allowlist nextline secret (a trigger hash)
+    # pragma: allowlist nextline secret (a trigger hash: of today's trigger, so it stays armed)
     '_hash":"53bb5e13cdf06970","entity_id":null,"run_id":null,"status":"waiting","resume_af'
     'ter":null,"wait":false,"wait_until_time":false,"queued_seq":0,"file":"q.yaml","steps":'
     '[],"rule":null}'
@@ -86,8 +86,8 @@ FOR = (
     '"last_updated":"2026-11-20T18:00:00Z"},"to_state":{"state":"on","attributes":{},"last_'
     'changed":"2026-11-20T18:00:00Z","last_updated":"2026-11-20T18:00:00Z"},"event_type":nu'
     'll,"event_data":{},"correlation_id":null},"version":"be45d1a12f0bd6c6","trigger_index"'
-    # pragma: allowlist nextline secret (a trigger hash)
-    ':2,"trigger_hash":"0fab1900d2963153","entity_id":"switch.w","run_id":null,"status":"wa'
+    # pragma: allowlist nextline secret (a trigger hash: of today's trigger, so it stays armed)
+    ':2,"trigger_hash":"e8274af93e988425","entity_id":"switch.w","run_id":null,"status":"wa'
     'iting","resume_after":null,"wait":false,"wait_until_time":false,"queued_seq":0,"file":'
     '"q.yaml","steps":[],"rule":null}'
 )
@@ -101,7 +101,7 @@ def test_records_of_old_load_as_their_variant() -> None:
     assert armed.kind == "for"
     assert armed.key == "for.q.2.switch.w"
     assert armed.entity_id == "switch.w"
-    assert armed.trigger_hash == "0fab1900d2963153"  # pragma: allowlist secret (a hash)
+    assert armed.trigger_hash == "e8274af93e988425"  # pragma: allowlist secret (a hash)
     assert waiting.kind == "run"
     assert waiting.status == "waiting"
     assert waiting.resume_after == (0,)
@@ -143,7 +143,9 @@ def test_a_restored_engine_finishes_the_runs_of_old_records() -> None:
     at = T0 + timedelta(minutes=1)
     fx = e.on_event(event_id="z1", event_type="zha_event", data={"button": 1}, fired_at=at, now=at)
     # The paused run goes on with the id its first stretch had; the queued one starts.
-    assert [c.command_id for c in fx.commands] == [command_id("q", rule.version, "m1", (1,))]
+    # It runs with the version it started with (its record's), whatever the rule's is today.
+    started = json.loads(WAITING)["version"]
+    assert [c.command_id for c in fx.commands] == [command_id("q", started, "m1", (1,))]
     assert [t.status for t in fx.traces] == ["waiting", "finished"]  # the queued one's first
 
 

@@ -104,9 +104,11 @@ def rule_config_type() -> type[RuleConfig]:
 
 def rule_version(config: RuleConfig) -> str:
     """A hash of the normalised definition: equal for equivalent texts (``5m`` / ``00:05:00``,
-    key order, comments), different as soon as anything the rule does changes."""
+    key order, comments, a field written ``null`` or left out), different as soon as anything
+    the rule does changes. Fields left out do not count, so adding an optional field to a kind
+    leaves every existing rule's version, and so its command ids, as they were (ADR-0007)."""
     canonical = json.dumps(
-        config.model_dump(mode="json", by_alias=True),
+        config.model_dump(mode="json", by_alias=True, exclude_none=True),
         sort_keys=True,
         separators=(",", ":"),
         ensure_ascii=False,

@@ -37,8 +37,10 @@ TIMER_NOTES = frozenset({"armed", "disarmed"})
 
 
 def trigger_hash(config: TriggerConfig) -> str:
-    """A short hash of a trigger's config: an armed timer whose trigger changed is dropped."""
-    return hashlib.sha256(config.model_dump_json(by_alias=True).encode()).hexdigest()[:16]
+    """A short hash of a trigger's config: an armed timer whose trigger changed is dropped.
+    Fields left out do not count (see `ruby_rules.model.rule_version`)."""
+    dumped = config.model_dump_json(by_alias=True, exclude_none=True)
+    return hashlib.sha256(dumped.encode()).hexdigest()[:16]
 
 
 class RuleEngine:
