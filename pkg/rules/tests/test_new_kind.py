@@ -40,6 +40,35 @@ def test_a_trigger_kind_in_one_module_is_indexed_and_runs_its_rule() -> None:
     assert out["built"] == ["switch.wall"]  # compiled once at load, never per event
 
 
+def _run_in_fresh_interpreter(script: str) -> dict[str, list[object]]:
+    # A fresh interpreter: the registry freezes once per process, after the kinds register.
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(KINDS), *sys.path])}
+    done = subprocess.run(
+        [sys.executable, str(KINDS / script)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env=env,
+        check=False,
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+    out: dict[str, list[object]] = json.loads(done.stdout)
+    return out
+
+
+def test_triggers_read_every_state_and_a_timed_one_follows_the_entity_it_reads() -> None:
+    out = _run_in_fresh_interpreter("run_seen.py")
+    assert out["deadlines"] == [
+        "2026-11-20T07:00:00+00:00",  # armed from the entity's state at start
+        "2026-11-20T06:30:00+00:00",  # the entity changed: armed anew
+        None,  # no valid time in it: disarmed, nothing fires
+        "2026-11-20T06:45:00+00:00",
+        "2026-11-21T06:45:00+00:00",  # fired, then armed for the next day
+    ]
+    # Fired once at 06:45; ``first_on`` saw every state: only the first ``on`` fires it.
+    assert out["commands"] == ["wake light.turn_on", "first light.turn_on"]
+
+
 def _isinstance_targets(source: str) -> list[str]:
     names: list[str] = []
     for node in ast.walk(ast.parse(source)):

@@ -9,6 +9,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
+from types import MappingProxyType
 from typing import TypeAlias
 
 from pydantic import JsonValue
@@ -17,6 +18,9 @@ from ruby_schemas.ha_events import EntityState
 
 States: TypeAlias = Mapping[str, EntityState]
 """Current states by entity id, as the engine's view of the projection holds them."""
+
+NO_STATES: States = MappingProxyType({})
+"""No states at all: what a trigger sees when asked outside the engine (a unit test)."""
 
 
 @dataclass(frozen=True, slots=True)

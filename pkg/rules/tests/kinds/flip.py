@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from typing import Literal
 
+from ruby_rules.context import NO_STATES, States
 from ruby_rules.processors.base import Trigger, TriggerConfig
 from ruby_rules.processors.protocols import Watch
 from ruby_rules.processors.registry import REGISTRY
@@ -38,7 +39,9 @@ class FlipTrigger(Trigger[FlipTriggerConfig]):
         """Its entities."""
         return Watch(entities=tuple(self.config.entity_id))
 
-    def matches_change(self, old: EntityState | None, new: EntityState | None) -> bool:
+    def matches_change(
+        self, old: EntityState | None, new: EntityState | None, states: States = NO_STATES
+    ) -> bool:
         """``on`` to ``off`` or ``off`` to ``on``."""
         if old is None or new is None:
             return False

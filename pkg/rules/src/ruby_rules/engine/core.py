@@ -115,10 +115,15 @@ class RuleEngine:
 
     def _arm_time(self, rule: Rule, index: int, digest: str, after: datetime, fx: Effects) -> None:
         trigger = rule.program.triggers[index]
-        fire = trigger.next_fire(self._local(after))
-        if fire is None:  # only timed triggers are armed; one that stops firing is not re-armed
+        fire = trigger.next_fire(self._local(after), self._states)
+        if fire is None:  # not timed, or no instant now (an entity it reads is unknown)
+            self._timers.remove_if_held(f"at.{rule.id}.{index}", fx)  # it read an entity gone
             return
         deadline = fire.astimezone(UTC)
+        key = f"at.{rule.id}.{index}"
+        held = self._timers.records.get(key)
+        if isinstance(held, AtTimer) and held.deadline == deadline and held.trigger_hash == digest:
+            return  # re-armed by a change that did not move its instant
         placeholder = TriggerData(
             kind=trigger.config.kind,
             id=self._trigger_name(rule.config, index),
@@ -172,9 +177,12 @@ class RuleEngine:
             rule = self._rules[entry.rule_id]
             config = rule.config.triggers[entry.index]
             trigger = rule.program.triggers[entry.index]
+            if entry.timed:  # its instant is read from this entity: arm it anew
+                self._arm_time(rule, entry.index, trigger_hash(config), now, effects)
+                continue
             latest_only = rule.config.backlog.policy == "latest"
             if latest_only and newer is not None and _supersedes(newer, new, trigger):
-                if trigger.matches_change(old, new):
+                if trigger.matches_change(old, new, self._states):
                     self._superseded(rule, entry.index, event_id, entity_id, old, new, newer,
                                      now, effects)  # fmt: skip
                 continue
@@ -190,11 +198,11 @@ class RuleEngine:
             )
             hold = trigger.hold
             if hold is None:
-                if trigger.matches_change(old, new):
+                if trigger.matches_change(old, new, self._states):
                     self._runs.start(rule, entry.index, data, now, when, effects)
                 continue
             key = f"for.{rule.id}.{entry.index}.{entity_id}"
-            if trigger.matches_change(old, new) and new is not None:
+            if trigger.matches_change(old, new, self._states) and new is not None:
                 since = trigger.changed_at(new)
                 self._timers.store(
                     ForTimer(
@@ -214,7 +222,7 @@ class RuleEngine:
                 fires = (since + hold).isoformat()
                 reason = f"for: {entity_id} is {value}; fires at {fires} if it holds"
                 effects.traces.append(ended(note, "armed", reason))
-            elif key in self._timers.records and not trigger.still_holds(new):
+            elif key in self._timers.records and not trigger.still_holds(new, self._states):
                 due = self._timers.records[key].deadline
                 self._timers.remove(key, effects)
                 value = trigger.watched_value(new)
@@ -224,7 +232,7 @@ class RuleEngine:
                 effects.traces.append(ended(note, "disarmed", reason))
         for key in self._timers.waits_on_entity(entity_id):
             wait = self._timers.wait_trigger(key)
-            if wait is not None and wait.matches_change(old, new):
+            if wait is not None and wait.matches_change(old, new, self._states):
                 self._runs.resume(key, now, effects, note=f"wait_for: {entity_id} changed")
         return effects
 
@@ -318,7 +326,8 @@ class RuleEngine:
         trigger = rule.program.triggers[record.trigger_index]
         current = states.get(record.entity_id or "")
         if not (
-            trigger.unchanged(record.trigger.to_state, current) and trigger.still_holds(current)
+            trigger.unchanged(record.trigger.to_state, current)
+            and trigger.still_holds(current, states)
         ):
             trace = new_trace(rule.config, rule.version, rule.file, "", record.trigger, now)
             reason = f"'for' re-check: {record.entity_id} no longer holds its value"

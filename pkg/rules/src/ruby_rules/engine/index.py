@@ -21,6 +21,8 @@ class Entry:
 
     rule_id: str
     index: int
+    timed: bool = False
+    """A timed trigger: a change of an entity it watches re-arms it rather than firing it."""
 
 
 class TriggerIndex:
@@ -30,23 +32,27 @@ class TriggerIndex:
         by_entity: defaultdict[str, list[Entry]] = defaultdict(list)
         by_event: defaultdict[str, list[Entry]] = defaultdict(list)
         timed: list[Entry] = []
+        every: list[Entry] = []
         for rule in rules:
             for index, trigger in enumerate(rule.program.triggers):
-                entry = Entry(rule.id, index)
                 watch = trigger.watch()
+                entry = Entry(rule.id, index, watch.timed)
+                if watch.all_entities:
+                    every.append(entry)
                 for entity_id in watch.entities:
                     by_entity[entity_id].append(entry)
                 for event_type in watch.event_types:
                     by_event[event_type].append(entry)
                 if watch.timed:
                     timed.append(entry)
-        self._by_entity = {key: tuple(value) for key, value in by_entity.items()}
+        self._every = tuple(every)
+        self._by_entity = {key: (*value, *every) for key, value in by_entity.items()}
         self._by_event = {key: tuple(value) for key, value in by_event.items()}
         self.timed: tuple[Entry, ...] = tuple(timed)
 
     def for_entity(self, entity_id: str) -> tuple[Entry, ...]:
-        """The triggers watching ``entity_id``."""
-        return self._by_entity.get(entity_id, ())
+        """The triggers watching ``entity_id``, then those watching every entity."""
+        return self._by_entity.get(entity_id, self._every)
 
     def for_event(self, event_type: str) -> tuple[Entry, ...]:
         """The triggers listening for ``event_type``."""

@@ -23,6 +23,7 @@ class TimerTable:
         self._runs: defaultdict[str, dict[str, RunTimer]] = defaultdict(dict)
         self._by_entity: defaultdict[str, set[str]] = defaultdict(set)
         self._by_event: defaultdict[str, set[str]] = defaultdict(set)
+        self._every: set[str] = set()
 
     @property
     def records(self) -> Mapping[str, TimerRecord]:
@@ -35,7 +36,7 @@ class TimerTable:
 
     def waits_on_entity(self, entity_id: str) -> list[str]:
         """The keys of runs paused in a wait a change of ``entity_id`` may end, sorted."""
-        return sorted(self._by_entity.get(entity_id, ()))
+        return sorted(self._by_entity.get(entity_id, set()) | self._every)
 
     def waits_on_event(self, event_type: str) -> list[str]:
         """The keys of runs paused in a wait an event of ``event_type`` may end, sorted."""
@@ -86,6 +87,8 @@ class TimerTable:
                 self._by_entity[entity_id].add(key)
             for event_type in watch.event_types:
                 self._by_event[event_type].add(key)
+            if watch.all_entities:
+                self._every.add(key)
 
     def drop(self, key: str) -> None:
         """Forget the record under ``key``, if any."""
@@ -96,11 +99,17 @@ class TimerTable:
         for waits in (self._by_entity, self._by_event):
             for keys in waits.values():
                 keys.discard(key)
+        self._every.discard(key)
 
     def store(self, record: TimerRecord, effects: Effects) -> None:
         """Hold ``record`` and have the caller store it."""
         self.put(record)
         effects.timers[record.key] = record
+
+    def remove_if_held(self, key: str, effects: Effects) -> None:
+        """`remove` ``key`` if a record is held under it."""
+        if key in self._records:
+            self.remove(key, effects)
 
     def remove(self, key: str, effects: Effects) -> None:
         """Forget ``key`` and have the caller delete it."""

@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, ClassVar, Generic, Literal, TypeAlias, TypeVar
 
 from pydantic import BaseModel, ConfigDict, JsonValue
 
-from ruby_rules.context import Context
+from ruby_rules.context import NO_STATES, Context
 from ruby_rules.context import States as States  # re-exported for the condition kinds
 from ruby_rules.processors.protocols import ActionProcessor, Path, StepApi, TriggerProcessor, Watch
 from ruby_rules.processors.types import Token
@@ -88,7 +88,9 @@ class Trigger(Generic[T]):
         """Watches nothing: never offered a change or an event, never timed."""
         return Watch()
 
-    def matches_change(self, old: EntityState | None, new: EntityState | None) -> bool:
+    def matches_change(
+        self, old: EntityState | None, new: EntityState | None, states: States = NO_STATES
+    ) -> bool:
         """Never fires on a state change."""
         return False
 
@@ -96,7 +98,7 @@ class Trigger(Generic[T]):
         """Never fires on a bus event."""
         return False
 
-    def still_holds(self, state: EntityState | None) -> bool:
+    def still_holds(self, state: EntityState | None, states: States = NO_STATES) -> bool:
         """Holds nothing: an armed ``for`` is disarmed."""
         return False
 
@@ -112,7 +114,7 @@ class Trigger(Generic[T]):
         """The state, for traces."""
         return None if state is None else state.state
 
-    def next_fire(self, after: datetime) -> datetime | None:
+    def next_fire(self, after: datetime, states: States = NO_STATES) -> datetime | None:
         """Not timed."""
         return None
 
@@ -124,7 +126,7 @@ class TimedTrigger(Trigger[T]):
         """Timed."""
         return Watch(timed=True)
 
-    def next_fire(self, after: datetime) -> datetime:
+    def next_fire(self, after: datetime, states: States = NO_STATES) -> datetime | None:
         """The first instant strictly after ``after``, in its timezone; subclasses compute it."""
         raise NotImplementedError
 

@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Literal, NoReturn, Protocol, TypeAlias
 
 from pydantic import JsonValue
 
-from ruby_rules.context import Context
+from ruby_rules.context import NO_STATES, Context, States
 from ruby_schemas.ha_events import EntityState
 from ruby_schemas.primitives import JsonObject
 
@@ -38,7 +38,12 @@ class Watch:
     event_types: tuple[str, ...] = ()
     """Bus events of these types are offered to `TriggerProcessor.matches_event`."""
     timed: bool = False
-    """The trigger fires at the instants `TriggerProcessor.next_fire` gives (a durable timer)."""
+    """The trigger fires at the instants `TriggerProcessor.next_fire` gives (a durable timer).
+    A timed trigger that also names ``entities`` is re-armed when one of them changes (a time
+    read from an ``input_datetime``, a sunset read from ``sun.sun``)."""
+    all_entities: bool = False
+    """Every state change is offered to `TriggerProcessor.matches_change` (a template whose
+    entities cannot be told in advance). Costs a call per change: prefer ``entities``."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -70,16 +75,20 @@ class TriggerProcessor(Protocol):
         """What the engine's index files it under; fixed for the processor's life."""
         ...
 
-    def matches_change(self, old: EntityState | None, new: EntityState | None) -> bool:
-        """Whether a change of a watched entity from ``old`` to ``new`` fires it."""
+    def matches_change(
+        self, old: EntityState | None, new: EntityState | None, states: States = NO_STATES
+    ) -> bool:
+        """Whether a change of a watched entity from ``old`` to ``new`` fires it. ``states``
+        are every entity's states with the change applied (the engine's view)."""
         ...
 
     def matches_event(self, event_type: str, data: Mapping[str, JsonValue]) -> bool:
         """Whether a bus event of ``event_type`` carrying ``data`` fires it."""
         ...
 
-    def still_holds(self, state: EntityState | None) -> bool:
-        """Whether ``state`` still satisfies what fired it (a ``for`` hold is kept or disarmed)."""
+    def still_holds(self, state: EntityState | None, states: States = NO_STATES) -> bool:
+        """Whether ``state`` still satisfies what fired it (a ``for`` hold is kept or disarmed),
+        ``states`` being every entity's current states."""
         ...
 
     def unchanged(self, armed: EntityState | None, current: EntityState | None) -> bool:
@@ -94,8 +103,9 @@ class TriggerProcessor(Protocol):
         """The value it watches in ``state``, as text, for traces; None if absent."""
         ...
 
-    def next_fire(self, after: datetime) -> datetime | None:
-        """For a timed trigger, its first instant strictly after ``after``; else None."""
+    def next_fire(self, after: datetime, states: States = NO_STATES) -> datetime | None:
+        """For a timed trigger, its first instant strictly after ``after`` (given the current
+        ``states``, for a time read from an entity); else, or when there is none, None."""
         ...
 
 

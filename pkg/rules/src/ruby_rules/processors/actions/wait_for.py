@@ -53,7 +53,7 @@ class WaitForAction(Action[WaitForActionConfig]):
         """Pause until the trigger's next instant or the timeout, whichever comes first."""
         deadline = step.now + self.config.timeout
         until_time = False
-        fire = self.trigger.next_fire(step.ctx.now)
+        fire = self.trigger.next_fire(step.ctx.now, step.ctx.states)
         if fire is not None and fire.astimezone(step.now.tzinfo) <= deadline:
             deadline, until_time = fire.astimezone(step.now.tzinfo), True
         step.trace(path, "wait_for", f"waiting, at most until {deadline.isoformat()}")

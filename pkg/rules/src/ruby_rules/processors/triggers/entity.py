@@ -7,6 +7,7 @@ from typing import TYPE_CHECKING, TypeVar
 
 from pydantic import JsonValue
 
+from ruby_rules.context import NO_STATES, States
 from ruby_rules.processors.base import Trigger, TriggerConfig
 from ruby_rules.processors.protocols import Watch
 from ruby_schemas.ha_events import EntityState
@@ -55,7 +56,7 @@ class EntityTrigger(Trigger[E]):
         """Whether a held value still satisfies the trigger; subclasses decide."""
         return False
 
-    def still_holds(self, state: EntityState | None) -> bool:
+    def still_holds(self, state: EntityState | None, states: States = NO_STATES) -> bool:
         """Whether the watched value of ``state`` is still one the trigger accepts."""
         return self.accepts(self.watched_value(state))
 

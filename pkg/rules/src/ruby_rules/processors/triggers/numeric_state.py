@@ -6,6 +6,7 @@ from typing import Literal
 
 from pydantic import Field
 
+from ruby_rules.context import NO_STATES, States
 from ruby_rules.processors.numeric import NumericRange
 from ruby_rules.processors.registry import REGISTRY
 from ruby_rules.processors.triggers.entity import EntityTrigger, EntityTriggerConfig, watched_value
@@ -31,7 +32,9 @@ class NumericStateTrigger(EntityTrigger[NumericStateTriggerConfig]):
 
     CONFIG = NumericStateTriggerConfig
 
-    def matches_change(self, old: EntityState | None, new: EntityState | None) -> bool:
+    def matches_change(
+        self, old: EntityState | None, new: EntityState | None, states: States = NO_STATES
+    ) -> bool:
         """True when ``new`` is in range and ``old`` was not (or was absent or non-numeric)."""
         attribute = self.config.attribute
         return self.config.within(watched_value(new, attribute)) and not self.config.within(

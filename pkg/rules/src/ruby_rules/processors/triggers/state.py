@@ -6,6 +6,7 @@ from typing import Literal
 
 from pydantic import Field
 
+from ruby_rules.context import NO_STATES, States
 from ruby_rules.processors.registry import REGISTRY
 from ruby_rules.processors.triggers.entity import EntityTrigger, EntityTriggerConfig
 from ruby_rules.processors.triggers.entity import watched_value as watched_value  # re-exported
@@ -35,7 +36,9 @@ class StateTrigger(EntityTrigger[StateTriggerConfig]):
 
     CONFIG = StateTriggerConfig
 
-    def matches_change(self, old: EntityState | None, new: EntityState | None) -> bool:
+    def matches_change(
+        self, old: EntityState | None, new: EntityState | None, states: States = NO_STATES
+    ) -> bool:
         """Whether a change from ``old`` to ``new`` (of a watched entity) fires this trigger.
 
         The watched value must really change (an attribute-only update does not fire a state

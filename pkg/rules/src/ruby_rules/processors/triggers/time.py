@@ -7,6 +7,7 @@ from typing import Annotated, Literal
 
 from pydantic import BeforeValidator, Field
 
+from ruby_rules.context import NO_STATES, States
 from ruby_rules.processors.base import TimedTrigger, TriggerConfig
 from ruby_rules.processors.registry import REGISTRY
 from ruby_rules.processors.types import TimeOfDay, one_or_many
@@ -26,7 +27,7 @@ class TimeTrigger(TimedTrigger[TimeTriggerConfig]):
 
     CONFIG = TimeTriggerConfig
 
-    def next_fire(self, after: datetime) -> datetime:
+    def next_fire(self, after: datetime, states: States = NO_STATES) -> datetime:
         """The first firing time strictly after ``after``, in ``after``'s timezone."""
         candidates = [
             datetime.combine(after.date() + timedelta(days=day), at, after.tzinfo)

@@ -8,6 +8,7 @@ from typing import Annotated, Literal, Self
 
 from pydantic import BeforeValidator, model_validator
 
+from ruby_rules.context import NO_STATES, States
 from ruby_rules.processors.base import TimedTrigger, TriggerConfig
 from ruby_rules.processors.registry import REGISTRY
 
@@ -86,7 +87,7 @@ class TimePatternTrigger(TimedTrigger[TimePatternTriggerConfig]):
             and _fits(c.seconds, now.second, defaults[2])
         )
 
-    def next_fire(self, after: datetime) -> datetime:
+    def next_fire(self, after: datetime, states: States = NO_STATES) -> datetime:
         """The first second strictly after ``after`` that fits the pattern (within 24 hours)."""
         candidate = after.replace(microsecond=0) + timedelta(seconds=1)
         step = timedelta(seconds=1)
