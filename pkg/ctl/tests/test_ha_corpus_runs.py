@@ -1,8 +1,10 @@
 """Automations of the HA corpus (rules/examples/ha), run as ``rubyctl rules test`` runs them:
-each gives the calls Home Assistant would make, at the times it would make them."""
+each gives the calls Home Assistant would make, at the times it would make them. Every
+automation of the corpus that loads is run here (the last test checks it)."""
 
 from __future__ import annotations
 
+import ast
 from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -11,6 +13,7 @@ from pydantic import JsonValue
 
 from ruby_ctl.rules_sim import BusEvent, Happening, SetState, SimEvent, Simulation
 from ruby_rules import load_file
+from ruby_rules.model import Rule
 from ruby_schemas.ha_events import EntityState
 
 CORPUS = Path(__file__).resolve().parents[3] / "rules" / "examples" / "ha"
@@ -41,6 +44,14 @@ def states(**values: str) -> dict[str, EntityState]:
     }
 
 
+def rule_of(file: str, rule_id: str) -> Rule:
+    """The automation ``rule_id`` of the corpus file ``file``, loaded."""
+    loaded = load_file(CORPUS / file, name=file)
+    rules = [rule for rule in loaded.rules if rule.id == rule_id]
+    assert rules, f"{rule_id} does not load from {file}"
+    return rules[0]
+
+
 def run(
     file: str,
     rule_id: str,
@@ -52,10 +63,7 @@ def run(
     what: str = "call",
 ) -> list[str]:
     """The happenings of one corpus automation, as ``HH:MM:SS <text>`` lines."""
-    loaded = load_file(CORPUS / file, name=file)
-    rules = [rule for rule in loaded.rules if rule.id == rule_id]
-    assert rules, f"{rule_id} does not load from {file}"
-    sim = Simulation(rules, start=start, tz=UTC, states=initial)
+    sim = Simulation([rule_of(file, rule_id)], start=start, tz=UTC, states=initial)
     out: list[Happening] = []
     for item in events:
         out += sim.handle(item)
@@ -259,3 +267,262 @@ def test_restart_mode_starts_the_wait_again() -> None:
         "18:01:30 call light.turn_on light.hallway",
         "18:03:30 call light.turn_off light.hallway",
     ]
+
+
+# --- every other automation of the corpus that loads, with the result HA gives ----------------
+
+
+def test_stop_ends_the_run_before_the_call_when_nobody_is_home() -> None:
+    evening = T0.replace(hour=17, minute=59)
+
+    def at_six(person: str, what: str = "call") -> list[str]:
+        initial = states(person__paulus=person)
+        return run("choose_if.yaml", "stop_when_away", [], start=evening,
+                   until=timedelta(minutes=2), initial=initial, what=what)  # fmt: skip
+
+    assert at_six("not_home") == []
+    [ended] = at_six("not_home", "run")
+    assert "stopped: Nobody is home" in ended
+    assert at_six("home") == ["18:00:00 call light.turn_on light.living_room"]
+
+
+def test_a_state_condition_lets_the_run_through_only_in_its_state() -> None:
+    motion = [set_state(1, "binary_sensor.kitchen_motion", "on")]
+    for alarm, calls in (("disarmed", ["18:01:00 call light.turn_on light.kitchen"]),
+                         ("armed_away", [])):  # fmt: skip
+        initial = states(alarm_control_panel__home=alarm, binary_sensor__kitchen_motion="off")
+        assert run("conditions.yaml", "state_condition", motion, initial=initial) == calls
+
+
+def test_a_state_condition_with_for_holds_from_ten_minutes_after_the_change() -> None:
+    opened = [set_state(0, "binary_sensor.bedroom_window", "on")]
+    fired = run("conditions.yaml", "state_condition_for", opened, until=timedelta(minutes=12))
+    # HA: the state must have lasted 10 minutes when the minute pattern fires: 18:10 on.
+    assert fired == [f"18:{m}:00 call climate.turn_off climate.bedroom" for m in (10, 11, 12)]
+    closed = [*opened, set_state(9, "binary_sensor.bedroom_window", "off")]
+    assert run("conditions.yaml", "state_condition_for", closed) == []
+
+
+def test_a_numeric_state_condition_in_the_old_spelling() -> None:
+    motion = [set_state(1, "binary_sensor.living_room_motion", "on")]
+    dark = states(sensor__living_room_illuminance="10")
+    bright = states(sensor__living_room_illuminance="20")  # below 20 is strict, as in HA
+    assert run("conditions.yaml", "numeric_condition", motion, initial=dark) == [
+        "18:01:00 call light.turn_on light.living_room_lamp"
+    ]
+    assert run("conditions.yaml", "numeric_condition", motion, initial=bright) == []
+
+
+def test_a_time_condition_with_weekdays_skips_the_weekend() -> None:
+    friday = T0.replace(hour=6, minute=40)  # Friday 20 November 2026
+    days = timedelta(days=3, minutes=10)  # to Monday 06:50
+    fired = run("conditions.yaml", "time_condition_weekdays", [], start=friday, until=days)
+    # Friday and Monday; the trigger fires on Saturday and Sunday too, the condition stops it.
+    assert fired == ["06:45:00 call switch.turn_on switch.coffee_maker"] * 2
+    runs = run(
+        "conditions.yaml",
+        "time_condition_weekdays",
+        [],
+        start=friday,
+        until=days,
+        what="run",
+    )
+    assert len(runs) == 4
+
+
+def test_and_or_not_nest_as_in_ha() -> None:
+    door = [set_state(1, "binary_sensor.front_door", "on")]
+    siren = ["18:01:00 call siren.turn_on siren.hallway"]
+    cases = [
+        (dict(person__paulus="not_home", alarm_control_panel__home="armed_away",
+              input_boolean__vacation="off"), siren),
+        (dict(person__paulus="not_home", alarm_control_panel__home="disarmed",
+              input_boolean__vacation="on"), siren),
+        (dict(person__paulus="not_home", alarm_control_panel__home="disarmed",
+              input_boolean__vacation="off"), []),
+        (dict(person__paulus="home", alarm_control_panel__home="armed_away",
+              input_boolean__vacation="on"), []),
+    ]  # fmt: skip
+    for values, calls in cases:
+        assert run("conditions.yaml", "or_and_not", door, initial=states(**values)) == calls
+
+
+def test_the_or_and_not_shorthands_and_a_template_inside_them() -> None:
+    ring = [set_state(1, "binary_sensor.doorbell", "on")]
+    pause = ["18:01:00 call media_player.media_pause media_player.living_room"]
+    cases = [
+        (dict(media_player__living_room="playing", input_boolean__movie_mode="off",
+              input_boolean__do_not_disturb="off"), pause),
+        (dict(media_player__living_room="idle", input_boolean__movie_mode="on",
+              input_boolean__do_not_disturb="off"), pause),
+        (dict(media_player__living_room="idle", input_boolean__movie_mode="off",
+              input_boolean__do_not_disturb="off"), []),
+        (dict(media_player__living_room="playing", input_boolean__movie_mode="on",
+              input_boolean__do_not_disturb="on"), []),
+    ]  # fmt: skip
+    for values, calls in cases:
+        assert run("conditions.yaml", "shorthand_or", ring, initial=states(**values)) == calls
+
+
+def test_delays_as_a_mapping_and_in_milliseconds() -> None:
+    fan = [set_state(1, "switch.bathroom_fan", "on")]
+    assert run("delays.yaml", "delay_mapping", fan) == [
+        "18:21:00 call switch.turn_off switch.bathroom_fan"
+    ]
+    sim = Simulation([rule_of("delays.yaml", "delay_milliseconds")], start=T0, tz=UTC)
+    happened = sim.handle(event(1, "flash_request"))
+    happened += sim.advance(at(2))
+    calls = [(h.time, h.text) for h in happened if h.what == "call"]
+    assert calls == [
+        (at(1), "call light.turn_on light.desk"),
+        (at(1) + timedelta(milliseconds=500), "call light.turn_off light.desk"),
+    ]
+
+
+def test_a_custom_event_in_the_old_spelling() -> None:
+    assert run("event.yaml", "custom_event", [event(1, "MY_CUSTOM_EVENT")]) == [
+        "18:01:00 call scene.turn_on scene.movie_night"
+    ]
+    assert run("event.yaml", "custom_event", [event(1, "my_custom_event")]) == []
+
+
+def test_a_package_file_automation_at_midnight_targets_an_area() -> None:
+    late = T0.replace(hour=23, minute=59)
+    assert run("homeassistant.yaml", "nightly_off", [], start=late, until=timedelta(minutes=2)) == [
+        '00:00:00 call light.turn_off {"area_id": ["living_room"]}'
+    ]
+
+
+def test_queued_mode_plays_every_chime_in_turn_and_parallel_mode_renders_each_trigger() -> None:
+    rings = [
+        set_state(1, "binary_sensor.doorbell", "on"),
+        set_state(1.1, "binary_sensor.doorbell", "off"),
+        set_state(1.2, "binary_sensor.doorbell", "on"),
+    ]
+    chime = (
+        'call media_player.play_media media_player.kitchen {"media_content_id": "chime.mp3", '
+        '"media_content_type": "music"}'
+    )
+    assert run("modes.yaml", "queued_mode", rings) == [f"18:01:00 {chime}", f"18:01:12 {chime}"]
+    motion = [
+        set_state(1, "binary_sensor.garden_motion", "on"),
+        set_state(1, "binary_sensor.driveway_motion", "on"),
+    ]
+    assert run("modes.yaml", "parallel_mode", motion) == [
+        '18:01:00 call notify.notify (no target) {"message": "Motion at '
+        'binary_sensor.garden_motion"}',
+        '18:01:00 call notify.notify (no target) {"message": "Motion at '
+        'binary_sensor.driveway_motion"}',
+    ]
+
+
+def test_a_numeric_band_on_an_attribute_fires_on_entering_it() -> None:
+    before = T0 - timedelta(hours=1)
+    dry = EntityState(
+        state="heat", attributes={"current_humidity": 55}, last_changed=before, last_updated=before
+    )
+    humidity = [
+        set_state(1, "climate.bathroom", "heat", current_humidity=70),  # enters: fires
+        set_state(2, "climate.bathroom", "heat", current_humidity=75),  # stays in: no
+        set_state(3, "climate.bathroom", "heat", current_humidity=85),  # leaves above: no
+        set_state(4, "climate.bathroom", "heat", current_humidity=79),  # enters again: fires
+    ]
+    assert run(
+        "numeric_state.yaml", "humidity_comfort_band", humidity, initial={"climate.bathroom": dry}
+    ) == [
+        "18:01:00 call switch.turn_on switch.dehumidifier",
+        "18:04:00 call switch.turn_on switch.dehumidifier",
+    ]
+
+
+def test_calls_with_several_targets_data_and_areas() -> None:
+    reading = [set_state(1, "input_boolean.reading", "on")]
+    assert run("services.yaml", "call_with_target_and_data", reading) == [
+        "18:01:00 call light.turn_on light.reading_lamp,light.sofa "
+        '{"brightness_pct": 60, "color_temp_kelvin": 2700}'
+    ]
+    late = T0.replace(hour=23, minute=29)
+    assert run("services.yaml", "call_an_area", [], start=late, until=timedelta(minutes=2)) == [
+        '23:30:00 call light.turn_off {"area_id": ["living_room"]}'
+    ]
+    hallway = [set_state(1, "binary_sensor.hallway_motion", "on")]
+    assert run("services.yaml", "disabled_action", hallway) == [
+        "18:01:00 call light.turn_on light.hallway"  # the disabled notify is left out
+    ]
+
+
+def test_state_triggers_on_a_list_on_any_state_change_and_a_long_for() -> None:
+    window = [set_state(1, "binary_sensor.bedroom_window", "on")]
+    assert run("state_triggers.yaml", "any_window_opens", window) == [
+        "18:01:00 call climate.turn_off climate.living_room"
+    ]
+    media = [
+        set_state(1, "media_player.living_room", "playing"),
+        set_state(2, "media_player.living_room", "playing", volume_level=0.4),  # attribute only
+        set_state(3, "media_player.living_room", "paused"),
+    ]
+    initial = states(media_player__living_room="idle")
+    assert run("state_triggers.yaml", "media_player_state_changes", media, initial=initial) == [
+        "18:01:00 call light.toggle light.tv_backlight",
+        "18:03:00 call light.toggle light.tv_backlight",
+    ]
+    docked = [set_state(0, "vacuum.downstairs", "docked")]
+    assert run(
+        "state_triggers.yaml", "vacuum_done_in_an_hour_and_ten", docked, until=timedelta(hours=2)
+    ) == ["19:10:00 call vacuum.start vacuum.upstairs"]
+    garage = [set_state(1, "binary_sensor.garage_motion", "on")]
+    assert run("state_triggers.yaml", "old_spelling_motion", garage) == [
+        "18:01:00 call light.turn_on light.garage"
+    ]
+
+
+def test_a_template_condition_reads_the_states() -> None:
+    motion = [set_state(1, "binary_sensor.living_room_motion", "on")]
+    for guests, calls in (("off", ["18:01:00 call light.turn_on light.living_room"]),
+                          ("on", [])):  # fmt: skip
+        initial = states(input_boolean__guest_mode=guests)
+        assert run("template.yaml", "template_condition", motion, initial=initial) == calls
+
+
+def test_times_in_a_list_and_time_patterns_on_the_hour() -> None:
+    morning = T0.replace(hour=7, minute=0)
+    assert run("time.yaml", "twice_a_day", [], start=morning, until=timedelta(hours=13)) == [
+        "07:30:00 call switch.turn_on switch.garden_valve",
+        "19:30:00 call switch.turn_on switch.garden_valve",
+    ]
+    assert run("time_pattern.yaml", "five_past_every_hour", [], until=timedelta(hours=2)) == [
+        "18:05:00 call switch.toggle switch.aquarium_pump",
+        "19:05:00 call switch.toggle switch.aquarium_pump",
+    ]
+    assert run(
+        "time_pattern.yaml", "every_two_hours", [], start=at(1), until=timedelta(hours=4)
+    ) == [
+        "20:00:00 call button.press button.air_purifier_boost",
+        "22:00:00 call button.press button.air_purifier_boost",
+    ]
+
+
+def _runs_in_this_module() -> set[tuple[str, str]]:
+    """The (file, automation id) pairs this module's `run`/`rule_of` calls and tuples name."""
+    found: set[tuple[str, str]] = set()
+    for node in ast.walk(ast.parse(Path(__file__).read_text(encoding="utf-8"))):
+        if isinstance(node, ast.Call) and getattr(node.func, "id", "") in {"run", "rule_of"}:
+            items = node.args
+        elif isinstance(node, ast.Tuple):
+            items = node.elts
+        else:
+            continue
+        words = [item.value for item in items[:2] if isinstance(item, ast.Constant)]
+        if len(words) == 2 and all(isinstance(word, str) for word in words):
+            found.add((str(words[0]), str(words[1])))
+    return found
+
+
+def test_every_automation_of_the_corpus_that_loads_is_run_here() -> None:
+    loading = {
+        (path.name, rule.id)
+        for path in sorted(CORPUS.glob("*.yaml"))
+        for rule in load_file(path, name=path.name).rules
+    }
+    assert len(loading) >= 45
+    assert sorted(loading - _runs_in_this_module()) == []
