@@ -259,3 +259,16 @@ def test_restart_mode_starts_the_wait_again() -> None:
         "18:01:30 call light.turn_on light.hallway",
         "18:03:30 call light.turn_off light.hallway",
     ]
+
+
+def test_not_from_ignores_a_sensor_coming_back_from_unavailable() -> None:
+    events = [
+        set_state(1, "sensor.outdoor_temperature", "unavailable"),
+        set_state(2, "sensor.outdoor_temperature", "7.5"),  # from unavailable: not fired
+        set_state(3, "sensor.outdoor_temperature", "8"),
+    ]
+    initial = states(sensor__outdoor_temperature="7")
+    assert run("state_triggers.yaml", "sensor_back_from_unavailable", events, initial=initial) == [
+        '18:01:00 call notify.notify (no target) {"message": "The outdoor temperature changed"}',
+        '18:03:00 call notify.notify (no target) {"message": "The outdoor temperature changed"}',
+    ]
