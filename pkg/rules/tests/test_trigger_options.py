@@ -4,6 +4,7 @@ types. Each as a pure processor, then through `RuleEngine`, as Home Assistant de
 
 from __future__ import annotations
 
+import re
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -118,3 +119,150 @@ rules:
     for key in e.due(deadline):
         fired.extend(e.fire(key, deadline))
     assert calls(fired) == ["light.turn_on"]
+
+
+# --- numeric_state: value_template and entity bounds --------------------------------------
+
+
+def test_value_template_computes_the_value_from_the_state_object() -> None:
+    trigger = build(
+        "trigger",
+        {
+            "kind": "numeric_state",
+            "entity_id": "sensor.phone",
+            "value_template": "{{ state.attributes.battery }}",
+            "below": 20,
+        },
+    )
+    views = {"sensor.phone": st("home", battery=15)}
+    assert trigger.matches_change(st("home", battery=25), views["sensor.phone"], views)
+    assert not trigger.matches_change(st("home", battery=18), views["sensor.phone"], views)
+    assert not trigger.matches_change(st("home", battery=25), st("home", battery="n/a"))
+    assert trigger.still_holds(st("home", battery=3))
+    assert not trigger.still_holds(st("home", battery=30))
+    failing = build(
+        "trigger",
+        {"kind": "numeric_state", "entity_id": "x.y", "value_template": "{{ 1 / 0 }}", "above": 0},
+    )
+    assert not failing.matches_change(st("1"), st("2"))  # HA logs it and fires nothing
+
+
+def test_value_template_sees_the_entity_and_the_other_states() -> None:
+    trigger = build(
+        "trigger",
+        {
+            "kind": "numeric_state",
+            "entity_id": ["sensor.a", "sensor.b"],
+            "value_template": "{{ state.state | float - states('sensor.offset') | float }}"
+            "{% if state.entity_id != trigger.entity_id %}x{% endif %}",
+            "above": 10,
+        },
+    )
+    new = st("15")
+    views = {"sensor.b": new, "sensor.a": st("0"), "sensor.offset": st("2")}
+    assert trigger.matches_change(st("11"), new, views)  # 9 -> 13
+    assert not trigger.matches_change(st("13"), new, views)  # 11 -> 13: already above
+
+
+def test_an_entity_bound_reads_its_numeric_state_and_an_unusable_one_matches_nothing() -> None:
+    trigger = build(
+        "trigger",
+        {"kind": "numeric_state", "entity_id": "sensor.t", "above": "input_number.max"},
+    )
+    assert trigger.config.bound_entities() == ("input_number.max",)
+    assert trigger.watch().entities == ("sensor.t",)  # a change of the bound fires nothing
+    for bound in ("22.5", "unavailable", "unknown", "warm"):
+        views = {"input_number.max": st(bound)}
+        assert trigger.matches_change(st("20"), st("23"), views) is (bound == "22.5"), bound
+    assert not trigger.matches_change(st("20"), st("23"), {})  # the bound entity is missing
+    both = build(
+        "trigger",
+        {"kind": "numeric_state", "entity_id": "sensor.t", "above": 10, "below": "sensor.max"},
+    )
+    assert both.matches_change(st("9"), st("11"), {"sensor.max": st("12")})
+    assert not both.matches_change(st("9"), st("13"), {"sensor.max": st("12")})
+
+
+@pytest.mark.parametrize(
+    ("bounds", "message"),
+    [({"above": "light.x"}, "expected a number or an entity of input_number, number"),
+     ({"above": "15"}, "expected a number or an entity"),
+     ({"above": True}, "expected a number; got true/false"),
+     ({"above": 5, "below": 5}, "'above' (5.0) must be less than 'below' (5.0)"),
+     ({"value_template": "no template", "above": 1}, "holds no template")],
+)  # fmt: skip
+def test_bad_bounds_and_templates_are_refused(bounds: dict[str, Any], message: str) -> None:
+    with pytest.raises(ValidationError, match=re.escape(message)):
+        build("trigger", {"kind": "numeric_state", "entity_id": "sensor.t", **bounds})
+
+
+NUMERIC_BOUND = """
+rules:
+  - id: r
+    description: d
+    triggers:
+      - {kind: numeric_state, entity_id: sensor.t, above: input_number.max, for: 2m}
+    actions: [{kind: call, service: fan.turn_on, target: {entity_id: fan.a}}]
+"""
+
+
+def test_the_engine_fires_on_the_watched_entity_and_never_on_the_bound_alone() -> None:
+    e = engine(NUMERIC_BOUND, sensor__t=st("20"), input_number__max=st("25"))
+    assert change(e, "input_number.max", "18", 1).traces == []  # now 20 > 18: nothing fires
+    assert e.next_deadline() is None
+    # the next change of the sensor is judged against the bound as it is then: 20 was above
+    assert change(e, "sensor.t", "21", 2).traces == []
+    change(e, "input_number.max", "30", 3)
+    assert [t.status for t in change(e, "sensor.t", "31", 4).traces] == ["armed"]
+    change(e, "input_number.max", "40", 5)  # the bound moves above the value during 'for'
+    deadline = e.next_deadline()
+    assert deadline == T0 + timedelta(minutes=6)
+    refused = Effects()
+    for key in e.due(deadline):
+        refused.extend(e.fire(key, deadline))
+    assert ([t.status for t in refused.traces], refused.commands) == (["not_run"], [])
+    change(e, "input_number.max", "30", 7)
+    change(e, "sensor.t", "29", 8)
+    change(e, "sensor.t", "32", 9)
+    deadline = e.next_deadline()
+    assert deadline is not None
+    fired = Effects()
+    for key in e.due(deadline):
+        fired.extend(e.fire(key, deadline))
+    assert calls(fired) == ["fan.turn_on"]
+
+
+# --- event: several types -----------------------------------------------------------------
+
+
+def test_an_event_trigger_on_several_types_watches_and_matches_each() -> None:
+    trigger = build(
+        "trigger",
+        {"kind": "event", "event_type": ["scene_reloaded", "automation_reloaded"],
+         "event_data": {"by": "me"}},
+    )  # fmt: skip
+    assert trigger.watch().event_types == ("scene_reloaded", "automation_reloaded")
+    assert trigger.matches_event("automation_reloaded", {"by": "me"})
+    assert trigger.matches_event("scene_reloaded", {"by": "me", "more": 1})
+    assert not trigger.matches_event("scene_reloaded", {"by": "you"})
+    assert not trigger.matches_event("zha_event", {"by": "me"})
+    one = build("trigger", {"kind": "event", "event_type": "zha_event"})
+    assert one.config.model_dump()["event_type"] == "zha_event"  # its hash is unchanged
+    with pytest.raises(ValidationError):
+        build("trigger", {"kind": "event", "event_type": []})
+
+
+def test_the_engine_fires_on_each_type_and_the_gateway_is_asked_for_both() -> None:
+    e = engine("""
+rules:
+  - id: r
+    description: d
+    triggers: [{kind: event, event_type: [a_done, b_done]}]
+    actions: [{kind: call, service: light.turn_on, target: {entity_id: light.a}}]
+""")
+    assert e.rules["r"].program.event_types() == frozenset({"a_done", "b_done"})
+    fired = [
+        calls(e.on_event(event_id=f"{kind}1", event_type=kind, data={}, fired_at=T0, now=T0))
+        for kind in ("a_done", "b_done", "c_done")
+    ]
+    assert fired == [["light.turn_on"], ["light.turn_on"], []]
