@@ -61,3 +61,87 @@ def test_a_value_and_its_negation_together_are_an_error_naming_both(
         "  action: {service: light.turn_on, entity_id: light.b}\n"
     )
     assert message == f"automations.yaml:{where}: rule 'x': triggers[0]: give {named}, not both"
+
+
+def test_numeric_state_value_template_and_entity_bounds_translate() -> None:
+    trigger, condition = native(
+        "{platform: numeric_state, entity_id: sensor.phone, below: '20',"
+        " value_template: '{{ state.attributes.battery }}'}",
+        "{condition: numeric_state, entity_id: sensor.t, above: input_number.low,"
+        " below: sensor.high}",
+    )
+    assert (trigger["below"], trigger["value_template"]) == (20, "{{ state.attributes.battery }}")
+    assert (condition["above"], condition["below"]) == ("input_number.low", "sensor.high")
+
+
+def test_an_entity_bound_of_another_domain_is_refused_at_its_place() -> None:
+    message = refusal(
+        "- id: x\n  trigger: {platform: numeric_state, entity_id: sensor.t, above: light.x}\n"
+        "  action: {service: light.turn_on, entity_id: light.b}\n"
+    )
+    assert message.startswith(
+        "automations.yaml:2:66: rule 'x': triggers[0].above: expected a number or an entity of "
+        "input_number, number, sensor, zone"
+    )
+
+
+def test_an_event_trigger_on_several_types_translates_and_one_type_stays_text() -> None:
+    several, _ = native("{trigger: event, event_type: [automation_reloaded, scene_reloaded]}")
+    assert several["event_type"] == ("automation_reloaded", "scene_reloaded")
+    one, _ = native("{trigger: event, event_type: [zha_event]}")
+    assert one["event_type"] == "zha_event"
+    message = refusal(
+        "- id: x\n  trigger: {platform: event, event_type: [a, '{{ b }}']}\n"
+        "  action: {service: light.turn_on, entity_id: light.b}\n"
+    )
+    assert "event_type: an event type from a template is not supported yet" in message
+
+
+def test_trigger_match_any_and_time_entity_conditions_translate() -> None:
+    _, by_id = native(condition="{condition: trigger, id: [arriving, 1]}")
+    assert by_id == {"kind": "trigger", "id": ("arriving", "1")}
+    _, doors = native(
+        condition="{condition: state, entity_id: [a.b, c.d], state: 'on', match: any}"
+    )
+    assert doors["match"] == "any"
+    _, window = native(
+        condition="{condition: time, after: input_datetime.start, before: sensor.alarm}"
+    )
+    assert (window["after"], window["before"]) == ("input_datetime.start", "sensor.alarm")
+
+
+def test_a_state_compared_with_an_input_entitys_state_is_refused_by_name() -> None:
+    message = refusal(
+        "- id: x\n  trigger: {platform: state, entity_id: light.a, to: 'on'}\n"
+        "  condition: {condition: state, entity_id: light.a, state: input_select.mode}\n"
+        "  action: {service: light.turn_on, entity_id: light.b}\n"
+    )
+    assert message == (
+        "automations.yaml:3:53: rule 'x': condition.state: a state condition on an input "
+        "entity's state (input_select.mode) is not supported yet"
+    )
+
+
+@pytest.mark.parametrize(
+    "conditions",
+    [
+        '"{{ true }}"',
+        "['{{ true }}']",
+        "[{and: ['{{ true }}', {not: ['{{ false }}']}]}]",
+        "[{condition: or, conditions: ['{{ false }}', '{{ true }}']}]",
+    ],
+)
+def test_the_template_shorthand_loads_wherever_ha_takes_a_condition(conditions: str) -> None:
+    for where in (f"  condition: {conditions}\n", ""):
+        text = (
+            "- id: x\n  trigger: {platform: state, entity_id: light.a, to: 'on'}\n" + where +
+            f"  action:\n    - if: {conditions}\n      then: [{{service: light.turn_on,"
+            " entity_id: light.b}]\n"
+            f"    - choose: [{{conditions: {conditions}, sequence: {{delay: 1}}}}]\n"
+            f"    - condition: and\n      conditions: {conditions}\n"
+        )  # fmt: skip
+        result = load(text)
+        assert result.ok, [str(e) for e in result.errors]
+        places = 4 if where else 3  # conditions, if, a choose option, a condition step
+        dumped = str(result.rules[0].config.model_dump())
+        assert dumped.count("'kind': 'expression'") == places * conditions.count("{{")
