@@ -266,3 +266,41 @@ rules:
         for kind in ("a_done", "b_done", "c_done")
     ]
     assert fired == [["light.turn_on"], ["light.turn_on"], []]
+
+
+def test_a_template_value_held_for_counts_from_the_change_not_from_the_state() -> None:
+    e = engine(
+        """
+rules:
+  - id: r
+    description: d
+    triggers:
+      - kind: numeric_state
+        entity_id: sensor.phone
+        value_template: "{{ state.attributes.battery }}"
+        below: 20
+        for: 10m
+    actions: [{kind: call, service: notify.notify, data: {message: charge}}]
+""",
+        sensor__phone=st("home", T0 - timedelta(hours=4), battery=50),
+    )
+    since = T0 - timedelta(hours=3)  # the state itself has been "home" since then
+
+    def battery(level: int, minutes: int) -> Effects:
+        at = T0 + timedelta(minutes=minutes)
+        new = EntityState(
+            state="home", attributes={"battery": level}, last_changed=since, last_updated=at
+        )
+        old = e.states["sensor.phone"]
+        return e.on_state_changed(
+            event_id=f"b{minutes}", entity_id="sensor.phone", old=old, new=new, now=at
+        )
+
+    assert [t.status for t in battery(15, 1).traces] == ["armed"]
+    assert e.next_deadline() == T0 + timedelta(minutes=11)  # not three hours ago
+    battery(12, 5)  # still below: the hold goes on
+    deadline = T0 + timedelta(minutes=11)
+    fired = Effects()
+    for key in e.due(deadline):
+        fired.extend(e.fire(key, deadline))
+    assert calls(fired) == ["notify.notify"]

@@ -58,6 +58,19 @@ class NumericStateTrigger(EntityTrigger[NumericStateTriggerConfig]):
             return False
         return self._in_range(self._entity_of(state, states), state, states, state.last_updated)
 
+    def changed_at(self, state: EntityState) -> datetime:
+        """A ``for`` counts from the change that put the value in range: ``last_updated``
+        when an attribute or a template (which may read one) gives the value."""
+        if self.config.value_template is not None:
+            return state.last_updated
+        return super().changed_at(state)
+
+    def unchanged(self, armed: EntityState | None, current: EntityState | None) -> bool:
+        """Both present when a template gives the value; else as for any entity trigger."""
+        if self.config.value_template is not None:
+            return armed is not None and current is not None
+        return super().unchanged(armed, current)
+
     def _in_range(
         self, entity_id: str, state: EntityState | None, states: States, when: datetime
     ) -> bool:
