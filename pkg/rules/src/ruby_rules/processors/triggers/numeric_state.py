@@ -34,9 +34,12 @@ class NumericStateTrigger(EntityTrigger[NumericStateTriggerConfig]):
     """Matches a crossing into the range, not every change while inside it.
 
     As in Home Assistant, only a change of a watched entity fires it: a bound entity that
-    moves (``above: input_number.x``) fires nothing until the watched entity next changes,
-    and the state before that change is judged against the bounds as they are then. A
-    template that fails, or a bound that is missing or not a number, puts nothing in range.
+    moves (``above: input_number.x``) fires nothing. The state before the watched entity's
+    next change is judged against the bounds as they are then (pure: no memory of earlier
+    changes), where HA remembers whether the value was out of range at its last change: after
+    a bound moves past the value, HA fires at that next change, this once the value has left
+    the range and come back. A template that fails, or a bound that is missing or not a
+    number, puts nothing in range.
     """
 
     CONFIG = NumericStateTriggerConfig
