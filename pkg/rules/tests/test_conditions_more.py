@@ -112,6 +112,21 @@ def test_an_attribute_state_condition_compares_the_attribute_and_misses_when_abs
     )
     assert mode.evaluate({"climate.x": st("on", hvac_mode="heat")}, T0)
     assert not mode.evaluate({"climate.x": st("heat")}, T0)
+    muted = build(
+        "condition",
+        {"kind": "state", "entity_id": "media_player.tv", "attribute": "muted", "state": True},
+    )
+    assert muted.evaluate({"media_player.tv": st("on", muted=True)}, T0)
+    assert not muted.evaluate({"media_player.tv": st("on", muted="True")}, T0)
+    assert not muted.evaluate({"media_player.tv": st("on", muted=False)}, T0)
+    volume = build(
+        "condition",
+        {"kind": "state", "entity_id": "media_player.tv", "attribute": "volume", "state": 1},
+    )
+    assert volume.config.state == ("1",)  # a number is its text, never the flag true
+    assert volume.evaluate({"media_player.tv": st("on", volume=1)}, T0)
+    with pytest.raises(ValidationError, match="true / false compare an attribute only"):
+        build("condition", {"kind": "state", "entity_id": "light.a", "state": True})
 
 
 # --- time bounded by an entity ------------------------------------------------------------

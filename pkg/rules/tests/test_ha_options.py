@@ -145,3 +145,17 @@ def test_the_template_shorthand_loads_wherever_ha_takes_a_condition(conditions: 
         places = 4 if where else 3  # conditions, if, a choose option, a condition step
         dumped = str(result.rules[0].config.model_dump())
         assert dumped.count("'kind': 'expression'") == places * conditions.count("{{")
+
+
+def test_an_attribute_state_condition_takes_true_and_false_as_ha_does() -> None:
+    _, muted = native(
+        condition="{condition: state, entity_id: media_player.tv, attribute: is_volume_muted,"
+        " state: true}"
+    )
+    assert muted["state"] == (True,)
+    message = refusal(
+        "- id: x\n  trigger: {platform: state, entity_id: light.a, to: 'on'}\n"
+        "  condition: {condition: state, entity_id: light.a, state: false}\n"
+        "  action: {service: light.turn_on, entity_id: light.b}\n"
+    )
+    assert "conditions[0]: true / false compare an attribute only" in message
