@@ -56,7 +56,8 @@ class NumericStateTrigger(EntityTrigger[NumericStateTriggerConfig]):
         )
 
     def still_holds(self, state: EntityState | None, states: States = NO_STATES) -> bool:
-        """A ``for`` hold keeps a value inside the range (bounds as they are now)."""
+        """A ``for`` hold keeps a value inside the range, the bounds as they are now: when the
+        watched entity changes, as in HA, and when the hold ends (HA does not check then)."""
         if state is None:
             return False
         return self._in_range(self._entity_of(state, states), state, states, state.last_updated)
