@@ -526,3 +526,161 @@ def test_every_automation_of_the_corpus_that_loads_is_run_here() -> None:
     }
     assert len(loading) >= 45
     assert sorted(loading - _runs_in_this_module()) == []
+
+
+def test_not_from_ignores_a_sensor_coming_back_from_unavailable() -> None:
+    events = [
+        set_state(1, "sensor.outdoor_temperature", "unavailable"),
+        set_state(2, "sensor.outdoor_temperature", "7.5"),  # from unavailable: not fired
+        set_state(3, "sensor.outdoor_temperature", "8"),
+    ]
+    initial = states(sensor__outdoor_temperature="7")
+    assert run("state_triggers.yaml", "sensor_back_from_unavailable", events, initial=initial) == [
+        '18:01:00 call notify.notify (no target) {"message": "The outdoor temperature changed"}',
+        '18:03:00 call notify.notify (no target) {"message": "The outdoor temperature changed"}',
+    ]
+
+
+def held(state: str, attributes: dict[str, JsonValue]) -> EntityState:
+    """A state with attributes, held since an hour before T0."""
+    before = T0 - timedelta(hours=1)
+    return EntityState(state=state, attributes=attributes, last_changed=before, last_updated=before)
+
+
+def test_numeric_state_by_template_and_against_a_slider_as_ha_fires_them() -> None:
+    battery = [
+        set_state(1, "sensor.phone", "home", battery=35),
+        set_state(2, "sensor.phone", "home", battery=19),  # crosses below 20
+        set_state(3, "sensor.phone", "home", battery=15),  # still below: no new crossing
+    ]
+    assert run("numeric_state.yaml", "battery_low_by_template", battery) == [
+        '18:02:00 call notify.notify (no target) {"message": "Charge the phone"}'
+    ]
+    slider = [
+        set_state(1, "input_number.comfort_max", "22"),  # the bound alone fires nothing
+        set_state(2, "sensor.living_room_temperature", "22.5"),  # was 21 < 22: crosses
+        set_state(3, "sensor.living_room_temperature", "21"),
+        set_state(4, "input_number.comfort_max", "unavailable"),
+        set_state(5, "sensor.living_room_temperature", "30"),  # no usable bound: no fire
+    ]
+    initial = states(sensor__living_room_temperature="21", input_number__comfort_max="25")
+    assert run("numeric_state.yaml", "hotter_than_the_slider", slider, initial=initial) == [
+        "18:02:00 call fan.turn_on fan.living_room"
+    ]
+
+
+def test_an_event_trigger_on_two_types_fires_on_either() -> None:
+    events = [event(1, "scene_reloaded"), event(2, "zha_event"), event(3, "automation_reloaded")]
+    assert [line[:8] for line in run("event.yaml", "two_event_types", events)] == [
+        "18:01:00",
+        "18:03:00",
+    ]
+
+
+def test_trigger_conditions_pick_by_the_trigger_that_fired() -> None:
+    paulus = [set_state(1, "person.paulus", "home"), set_state(2, "person.paulus", "work")]
+    assert run("conditions.yaml", "trigger_condition", paulus) == [
+        "18:01:00 call light.turn_on light.hallway"  # 'leaving' fired at 18:02: no call
+    ]
+    stairs = [
+        set_state(0, "binary_sensor.stairs_motion", "on"),
+        set_state(1, "binary_sensor.stairs_motion", "off"),
+    ]
+    assert run("choose_if.yaml", "choose_by_trigger_id", stairs) == [
+        "18:00:00 call light.turn_on light.stairs",
+        "18:03:00 call light.turn_off light.stairs",
+    ]
+
+
+def test_state_conditions_match_any_and_by_attribute() -> None:
+    quarter = T0.replace(minute=9)
+    check: tuple[str, str, list[SimEvent]] = ("conditions.yaml", "state_match_any", [])
+    one_open = states(binary_sensor__front_door="off", binary_sensor__back_door="on")
+    closed = states(binary_sensor__front_door="off", binary_sensor__back_door="off")
+    assert len(run(*check, start=quarter, until=timedelta(minutes=2), initial=one_open)) == 1
+    assert run(*check, start=quarter, until=timedelta(minutes=2), initial=closed) == []
+    hot = [set_state(1, "sensor.living_room_temperature", "27")]
+    for action, expected in (
+        ("cooling", ["18:01:00 call fan.turn_on fan.living_room"]),
+        ("heating", []),
+    ):
+        climate = held("cool", {"hvac_action": action})
+        initial = {
+            **states(sensor__living_room_temperature="24"),
+            "climate.living_room": climate,
+        }
+        assert run("conditions.yaml", "state_attribute_condition", hot, initial=initial) == (
+            expected
+        )
+
+
+def test_numeric_conditions_against_sliders_and_by_template() -> None:
+    quarter = T0.replace(minute=14)
+    band = {
+        "input_number__temperature_threshold_low": "19",
+        "input_number__temperature_threshold_high": "23",
+    }
+    step: tuple[str, str, list[SimEvent]] = (
+        "conditions.yaml",
+        "numeric_condition_entity_bounds",
+        [],
+    )
+    cold = states(sensor__living_room_temperature="17", **band)
+    comfy = states(sensor__living_room_temperature="21", **band)
+    assert run(*step, start=quarter, until=timedelta(minutes=2), initial=cold) == [
+        "18:15:00 call climate.turn_on climate.living_room"
+    ]
+    assert run(*step, start=quarter, until=timedelta(minutes=2), initial=comfy) == []
+    door = [set_state(1, "binary_sensor.front_door", "on")]
+    for inside, calls in ((30, 1), (36, 0)):  # 30 - 10 < 25 holds; 36 - 10 does not
+        climate = held("heat", {"current_temperature": inside})
+        initial = {"climate.living_room": climate}
+        found = run("conditions.yaml", "numeric_condition_value_template", door, initial=initial)
+        assert len(found) == calls, found
+
+
+def test_time_conditions_bounded_by_helpers_and_a_timestamp_sensor() -> None:
+    silent = {
+        "input_datetime.house_silent_hours_start": (22, "22:00:00"),
+        "input_datetime.house_silent_hours_end": (7, "07:00:00"),
+    }
+    helpers = {
+        entity: held(text, {"hour": hour, "minute": 0, "second": 0})
+        for entity, (hour, text) in silent.items()
+    }
+    late = T0.replace(hour=23)
+    ring = [SetState(late, "late", "binary_sensor.doorbell", "on")]
+    assert (
+        len(run("conditions.yaml", "time_condition_helpers", ring, start=late, initial=helpers))
+        == 1
+    )
+    evening = [set_state(1, "binary_sensor.doorbell", "on")]  # 18:01: not silent hours
+    assert run("conditions.yaml", "time_condition_helpers", evening, initial=helpers) == []
+    alarm = held("2026-11-20T06:30:00+00:00", {"device_class": "timestamp"})
+    initial = {"sensor.phone_next_alarm": alarm}
+    for hour, expected in ((6, 0), (7, 1)):  # before the alarm, then after it
+        when = T0.replace(hour=hour)
+        motion = [SetState(when, f"m{hour}", "binary_sensor.bedroom_motion", "on")]
+        found = run(
+            "conditions.yaml",
+            "time_condition_timestamp_sensor",
+            motion,
+            start=when,
+            initial=initial,
+        )
+        assert len(found) == expected, (hour, found)
+
+
+def test_the_template_shorthand_holds_inside_and_not_and_if() -> None:
+    motion = [set_state(1, "binary_sensor.garage_motion", "on")]
+    dark = states(sensor__garage_illuminance="10", input_boolean__garage_party="off")
+    party = states(sensor__garage_illuminance="10", input_boolean__garage_party="on")
+    assert run("conditions.yaml", "template_shorthand_everywhere", motion, initial=dark) == [
+        "18:01:00 call light.turn_on light.garage"
+    ]
+    assert run("conditions.yaml", "template_shorthand_everywhere", motion, initial=party) == []
+    late = T0.replace(hour=22, minute=30)
+    late_motion = [SetState(late, "late", "binary_sensor.garage_motion", "on")]
+    assert run(
+        "conditions.yaml", "template_shorthand_everywhere", late_motion, start=late, initial=dark
+    ) == ['22:30:00 call light.turn_on light.garage {"brightness_pct": 20}']

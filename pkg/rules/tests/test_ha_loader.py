@@ -181,16 +181,12 @@ def test_an_error_in_a_translated_field_points_at_the_ha_text() -> None:
             "2:13: rule 'x': trigger.trigger: template trigger",
         ),
         (
-            "trigger: {platform: state, entity_id: a.b, not_to: 'on'}",
-            "2:46: rule 'x': trigger.not_to: 'not_to' in a state trigger",
+            "trigger: {platform: event, event_type: a, context: {user_id: u}}",
+            "2:45: rule 'x': trigger.context: 'context' in an event trigger",
         ),
         (
             "condition: {condition: sun, after: sunset}",
             "2:15: rule 'x': condition.condition: sun condition",
-        ),
-        (
-            "condition: {condition: trigger, id: x}",
-            "2:15: rule 'x': condition.condition: trigger condition",
         ),
         (
             "action: {repeat: {count: 2, sequence: []}}",

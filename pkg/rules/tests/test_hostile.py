@@ -195,7 +195,7 @@ def test_control_characters_in_values_are_escaped_in_messages() -> None:
             "on_missed.max_lateness: duration 999999999999 out of range",
         ),
         (rule(above="true"), "true", "triggers[1].above: expected a number; got true/false"),
-        (rule(above="'3'"), "'3'", "triggers[1].above: expected a number; got text"),
+        (rule(above="'3'"), "'3'", "triggers[1].above: expected a number or an entity of"),
         (rule(above="1" + "0" * 400), "1000", "above: number out of range"),
         (rule(above="1.0e+400"), "1.0e", "'1.0e+400' is not a finite number"),
         (rule(above=".inf"), ".inf", "'.inf' is not a finite number"),

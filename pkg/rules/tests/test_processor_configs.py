@@ -47,6 +47,8 @@ EXAMPLES: list[tuple[Role, dict[str, Any], dict[str, Any], str]] = [
      {"kind": "not", "condition": [ON]}, "misspelt field"),
     ("condition", {"kind": "expression", "value": "{{ now().hour >= 22 }}"},
      {"kind": "expression", "value": "late"}, "no expression"),
+    ("condition", {"kind": "trigger", "id": ["arriving", "0"]},
+     {"kind": "trigger", "id": "not a token"}, "id not a token"),
     ("action", {"kind": "call", "service": "light.turn_on", "target": {"entity_id": "light.a"},
                 "data": {"brightness_pct": 60}},
      {"kind": "call", "service": "light.turn_on", "target": {"entities": "light.a"}},

@@ -64,3 +64,6 @@ class Context:
     """The current local time (aware)."""
     trigger: TriggerData | None = None
     """The trigger of the run; ``None`` only when checking outside any run."""
+    names: Mapping[str, object] = field(default_factory=dict)
+    """Further variables its templates see, such as ``state`` in a numeric_state's
+    ``value_template`` (``trigger`` and Home Assistant's functions win over them)."""

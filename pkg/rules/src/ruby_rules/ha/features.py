@@ -9,6 +9,7 @@ and how its fields translate.
 
 from __future__ import annotations
 
+import re
 from typing import Final
 
 from ruby_rules.ha.calls import CALL, SCENE, condition_step
@@ -16,6 +17,7 @@ from ruby_rules.ha.kinds import (
     Handler,
     Kind,
     any_state,
+    as_text,
     bound,
     copy,
     drop,
@@ -60,11 +62,9 @@ def _time_at(w: Writer, src: Path, dst: Path, out: Native) -> None:
 
 def _event_type(w: Writer, src: Path, dst: Path, out: Native) -> None:
     value = w.get(src)
-    if isinstance(value, list) and len(value) > 1:
-        w.not_yet(src, "an event trigger on several event types", "give one trigger per type")
-    elif is_template(value):
+    if any(is_template(w.get(item)) for item in w.items(src)):
         w.not_yet(src, "an event type from a template")
-    elif isinstance(value, list) and value:
+    elif isinstance(value, list) and len(value) == 1:  # one type stays text, as natively
         out["event_type"] = w.copy((*src, 0), (*dst, "event_type"))
     else:
         out["event_type"] = w.copy(src, (*dst, "event_type"))
@@ -87,23 +87,28 @@ TRIGGERS: Final[dict[str, Kind]] = {
             "from": any_state("from"),
             "to": any_state("to"),
             "for": _FOR,
-            "not_from": not_yet("'not_from' in a state trigger"),
-            "not_to": not_yet("'not_to' in a state trigger"),
+            "not_from": any_state("not_from"),
+            "not_to": any_state("not_to"),
         },
         finish=_state_changes_only,
     ),
     "numeric_state": Kind(
         "numeric_state",
         {
-            "above": bound("above", "numeric_state trigger"),
-            "below": bound("below", "numeric_state trigger"),
+            "above": bound("above"),
+            "below": bound("below"),
             "for": _FOR,
-            "value_template": not_yet("'value_template' in a numeric_state trigger"),
         },
     ),
     "event": Kind(
         "event",
-        {"event_type": _event_type, "context": not_yet("'context' in an event trigger")},
+        {
+            "event_type": _event_type,
+            "context": not_yet(
+                "'context' in an event trigger",
+                "the engine does not see an event's context (no user id reaches it)",
+            ),
+        },
     ),
     "time": Kind("time", {"at": _time_at}),
     "time_pattern": Kind("time_pattern"),
@@ -125,15 +130,27 @@ TRIGGERS: Final[dict[str, Kind]] = {
 # --- conditions -------------------------------------------------------------------------------
 
 
-def _clock(name: str) -> Handler:
-    def handle(w: Writer, src: Path, dst: Path, out: Native) -> None:
-        value = w.get(src)
-        if is_entity_id(value):
-            w.not_yet(src, "a time condition bounded by an entity", detail=f"{name}: {value}")
-        else:
-            out[name] = w.copy(src, (*dst, name))
+_INPUT_ENTITY: Final = re.compile(r"input_(?:select|text|number|boolean|datetime)\.\w+")
 
-    return handle
+
+def _states(w: Writer, src: Path, dst: Path, out: Native) -> None:
+    # HA compares with the state of an input_* entity named here; natively it is plain text.
+    named = [w.get(item) for item in w.items(src)]
+    entities = [v for v in named if isinstance(v, str) and _INPUT_ENTITY.fullmatch(v)]
+    if entities:
+        w.not_yet(src, "a state condition on an input entity's state", detail=str(entities[0]))
+    else:
+        out["state"] = w.copy(src, (*dst, "state"))
+
+
+def _trigger_ids(w: Writer, src: Path, dst: Path, out: Native) -> None:
+    # HA reads ids as text: `id: 1` names the trigger whose id is "1".
+    w.mark((*dst, "id"), src)
+    ids: list[object] = []
+    for item in w.items(src):
+        w.mark((*dst, "id", len(ids)), item)
+        ids.append(as_text(w.get(item)))
+    out["id"] = ids
 
 
 CONDITION_COMMON: Final[dict[str, Handler]] = {"alias": drop, "enabled": drop}
@@ -142,24 +159,20 @@ CONDITION_COMMON: Final[dict[str, Handler]] = {"alias": drop, "enabled": drop}
 _LOGIC = {"conditions": nested_conditions("conditions")}
 
 CONDITIONS: Final[dict[str, Kind]] = {
-    "state": Kind(
-        "state",
-        {"for": _FOR, "match": not_yet_unless("all", "'match: any' in a state condition")},
-    ),
+    "state": Kind("state", {"for": _FOR, "state": _states}),
     "numeric_state": Kind(
         "numeric_state",
         {
-            "above": bound("above", "numeric_state condition"),
-            "below": bound("below", "numeric_state condition"),
-            "value_template": not_yet("'value_template' in a numeric_state condition"),
+            "above": bound("above"),
+            "below": bound("below"),
         },
     ),
-    "time": Kind("time", {"after": _clock("after"), "before": _clock("before")}),
+    "time": Kind("time"),
     "template": Kind("expression", {"value_template": copy("value")}),
     "and": Kind("and", _LOGIC),
     "or": Kind("or", _LOGIC),
     "not": Kind("not", _LOGIC),
-    "trigger": Kind(None, hint="Ruby Core has no condition on the trigger's id yet"),
+    "trigger": Kind("trigger", {"id": _trigger_ids}),
     "sun": Kind(None),
     "zone": Kind(None),
     "device": Kind(None),

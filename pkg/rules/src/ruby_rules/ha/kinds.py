@@ -15,7 +15,6 @@ from dataclasses import dataclass, field
 from typing import Final
 
 from ruby_rules.ha.source import Native, Writer, ha_duration, is_template
-from ruby_rules.processors.types import is_entity_id
 from ruby_rules.yamldoc import Path
 
 Handler = Callable[[Writer, Path, Path, Native], None]
@@ -122,24 +121,26 @@ def text_id(name: str) -> Handler:
     """An id HA reads as text: a number such as ``1`` becomes ``"1"``."""
 
     def handle(w: Writer, src: Path, dst: Path, out: Native) -> None:
-        value = w.get(src)
         w.mark((*dst, name), src)
-        is_number = isinstance(value, int | float) and not isinstance(value, bool)
-        out[name] = str(value) if is_number else value
+        out[name] = as_text(w.get(src))
 
     return handle
 
 
-def bound(name: str, role: str) -> Handler:
-    """``above``/``below``: a number (HA also reads ``"25"``); an entity is not supported yet."""
+def as_text(value: object) -> object:
+    """A number as HA reads an id, as text (``1`` -> ``"1"``); anything else as it is."""
+    is_number = isinstance(value, int | float) and not isinstance(value, bool)
+    return str(value) if is_number else value
+
+
+def bound(name: str) -> Handler:
+    """``above``/``below``: a number (HA also reads ``"25"``), or an entity as it is."""
 
     def handle(w: Writer, src: Path, dst: Path, out: Native) -> None:
         value = w.get(src)
         if isinstance(value, str) and _NUMBER.fullmatch(value):
             out[name] = float(value)
             w.mark((*dst, name), src)
-        elif is_entity_id(value):
-            w.not_yet(src, f"a {role} bounded by an entity", detail=f"{name}: {value}")
         else:
             out[name] = w.copy(src, (*dst, name))
 

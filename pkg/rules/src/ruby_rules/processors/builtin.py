@@ -9,6 +9,7 @@ from ruby_rules.processors.actions import branch, call, delay, publish, stop, wa
 from ruby_rules.processors.conditions import expression, logic, numeric_state
 from ruby_rules.processors.conditions import state as state_condition
 from ruby_rules.processors.conditions import time as time_condition
+from ruby_rules.processors.conditions import trigger as trigger_condition
 from ruby_rules.processors.triggers import event, time, time_pattern
 from ruby_rules.processors.triggers import numeric_state as numeric_state_trigger
 from ruby_rules.processors.triggers import state as state_trigger
@@ -22,6 +23,7 @@ MODULES = (
     state_condition,
     numeric_state,
     time_condition,
+    trigger_condition,
     logic,
     expression,
     call,

@@ -84,7 +84,8 @@ def _entity_id_or_expression(value: str) -> str:
     return _entity_id(value)
 
 
-def _token(value: str) -> str:
+def token(value: str) -> str:
+    """``value`` if it is a valid id (`Token`); `ValueError` saying why not otherwise."""
     if len(value) > MAX_ID_LENGTH:
         raise ValueError(f"invalid id {_shown(value)}: at most {MAX_ID_LENGTH} characters")
     if _TOKEN.fullmatch(value) is None:
@@ -190,7 +191,7 @@ TemplatedEntityIds: TypeAlias = Annotated[
 """Like `EntityIds`, but an item may also be an expression such as ``"{{ trigger.entity_id }}"``,
 which must give an entity id (or a list of them) when rendered."""
 
-Token: TypeAlias = Annotated[str, AfterValidator(_token)]
+Token: TypeAlias = Annotated[str, AfterValidator(token)]
 """An identifier that is one safe subject token: letters, digits, ``_``, ``-``."""
 
 ServiceName: TypeAlias = Annotated[str, AfterValidator(_service)]
@@ -211,7 +212,8 @@ TimeOfDay: TypeAlias = Annotated[time, BeforeValidator(parse_time_of_day)]
 """A wall-clock time written ``HH:MM`` or ``HH:MM:SS``."""
 
 
-def _number(value: Any) -> Any:
+def number(value: Any) -> Any:
+    """A finite number within ±`MAX_NUMBER` as a float; `ValueError` for anything else."""
     # Strict: `true` is not 1 and "5" is not 5; out-of-range numbers are refused by name.
     if isinstance(value, bool) or not isinstance(value, int | float):
         raise ValueError(f"expected a number; got {_kind(value)}")  # noqa: TRY004 - pydantic reports only ValueError
@@ -245,7 +247,7 @@ def _kind(value: Any) -> str:
     return "text" if isinstance(value, str) else "nothing" if value is None else "a structure"
 
 
-Number: TypeAlias = Annotated[float, BeforeValidator(_number)]
+Number: TypeAlias = Annotated[float, BeforeValidator(number)]
 """A finite number within ±`MAX_NUMBER`; ``true``/``false`` and text are refused, not read as 1."""
 
 Count: TypeAlias = Annotated[int, BeforeValidator(_count)]

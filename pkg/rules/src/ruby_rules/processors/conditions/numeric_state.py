@@ -7,15 +7,16 @@ from typing import Literal
 
 from pydantic import Field
 
+from ruby_rules.context import Context
 from ruby_rules.processors.base import Condition, ConditionConfig, States
 from ruby_rules.processors.numeric import NumericRange
 from ruby_rules.processors.registry import REGISTRY
-from ruby_rules.processors.triggers.state import watched_value
 from ruby_rules.processors.types import EntityIds
 
 
 class NumericStateConditionConfig(ConditionConfig, NumericRange):
-    """Holds when each entity's state (or ``attribute``) is a number inside the range."""
+    """Holds when each entity's state (or ``attribute``, or ``value_template``'s value) is a
+    number inside the range; a bound is a number or an entity's numeric state."""
 
     kind: Literal["numeric_state"]
     entity_id: EntityIds
@@ -26,13 +27,20 @@ class NumericStateConditionConfig(ConditionConfig, NumericRange):
 
 @REGISTRY.register
 class NumericStateCondition(Condition[NumericStateConditionConfig]):
-    """Pure. An unknown entity or a non-numeric value (``unavailable``) does not match."""
+    """Pure. An unknown entity, a missing attribute, a non-numeric value (``unavailable``) or
+    a bound entity that is missing or not a number does not match, as in Home Assistant; a
+    ``value_template`` that fails raises (the run fails with its reason)."""
 
     CONFIG = NumericStateConditionConfig
 
     def evaluate(self, states: States, now: datetime) -> bool:
-        """Whether every entity's value is a finite number inside the range."""
+        """Whether it holds outside any run (``trigger`` reads as None in a template)."""
+        return self.holds(Context(states=states, now=now))
+
+    def holds(self, ctx: Context) -> bool:
+        """Whether every entity's value is a finite number inside the range in ``ctx``."""
+        c = self.config
         return all(
-            self.config.within(watched_value(states.get(entity_id), self.config.attribute))
-            for entity_id in self.config.entity_id
+            c.in_range(entity_id, ctx.states.get(entity_id), c.attribute, ctx)
+            for entity_id in c.entity_id
         )

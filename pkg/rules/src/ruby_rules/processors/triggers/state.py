@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Literal, Self
 
-from pydantic import Field
+from pydantic import Field, model_validator
 
 from ruby_rules.context import NO_STATES, States
 from ruby_rules.processors.registry import REGISTRY
@@ -24,10 +24,22 @@ class StateTriggerConfig(EntityTriggerConfig):
     """The previous value must be one of these; any when omitted."""
     to: StateValues | None = None
     """The new value must be one of these; any when omitted."""
+    not_from: StateValues | None = None
+    """The previous value must be none of these (instead of ``from``)."""
+    not_to: StateValues | None = None
+    """The new value must be none of these (instead of ``to``)."""
     attribute: str | None = Field(default=None, min_length=1)
     """Watch this attribute instead of the state."""
     for_: Duration | None = Field(default=None, alias="for")
     """The new value must hold this long before the trigger fires (a durable timer)."""
+
+    @model_validator(mode="after")
+    def _one_of_each(self) -> Self:
+        if self.from_ is not None and self.not_from is not None:
+            raise ValueError("give 'from' or 'not_from', not both")
+        if self.to is not None and self.not_to is not None:
+            raise ValueError("give 'to' or 'not_to', not both")
+        return self
 
 
 @REGISTRY.register
@@ -42,15 +54,25 @@ class StateTrigger(EntityTrigger[StateTriggerConfig]):
         """Whether a change from ``old`` to ``new`` (of a watched entity) fires this trigger.
 
         The watched value must really change (an attribute-only update does not fire a state
-        trigger) and must leave a ``from`` value and reach a ``to`` value when those are given.
+        trigger), must leave a ``from`` value and reach a ``to`` value when those are given,
+        and must not leave a ``not_from`` value nor reach a ``not_to`` value (as in Home
+        Assistant, an entity that appears has left no ``not_from`` value).
         """
-        before = watched_value(old, self.config.attribute)
-        after = watched_value(new, self.config.attribute)
+        c = self.config
+        before = watched_value(old, c.attribute)
+        after = watched_value(new, c.attribute)
         if before == after:
             return False
-        return in_any(before, self.config.from_) and in_any(after, self.config.to)
+        return (
+            in_any(before, c.from_)
+            and in_any(after, c.to)
+            and before not in (c.not_from or ())
+            and after not in (c.not_to or ())
+        )
 
     def accepts(self, value: str | None) -> bool:
-        """A ``for`` hold keeps any value without ``to``, else one of the ``to`` values."""
-        wanted = self.config.to
-        return value is not None if wanted is None else value in wanted
+        """A ``for`` hold keeps any value without ``to``, else one of the ``to`` values, and
+        never a ``not_to`` value."""
+        if value is None or value in (self.config.not_to or ()):
+            return False
+        return in_any(value, self.config.to)
