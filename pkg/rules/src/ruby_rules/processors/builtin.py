@@ -12,6 +12,7 @@ from ruby_rules.processors.conditions import time as time_condition
 from ruby_rules.processors.triggers import event, time, time_pattern
 from ruby_rules.processors.triggers import numeric_state as numeric_state_trigger
 from ruby_rules.processors.triggers import state as state_trigger
+from ruby_rules.processors.triggers import template as template_trigger
 
 MODULES = (
     state_trigger,
@@ -19,6 +20,7 @@ MODULES = (
     event,
     time,
     time_pattern,
+    template_trigger,
     state_condition,
     numeric_state,
     time_condition,
