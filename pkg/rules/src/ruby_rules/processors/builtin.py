@@ -5,7 +5,15 @@ A new kind: add its module under ``triggers/``, ``conditions/`` or ``actions/`` 
 
 from __future__ import annotations
 
-from ruby_rules.processors.actions import branch, call, delay, publish, stop, wait_for
+from ruby_rules.processors.actions import (
+    branch,
+    call,
+    delay,
+    publish,
+    stop,
+    wait_for,
+    wait_template,
+)
 from ruby_rules.processors.conditions import expression, logic, numeric_state
 from ruby_rules.processors.conditions import state as state_condition
 from ruby_rules.processors.conditions import time as time_condition
@@ -29,6 +37,7 @@ MODULES = (
     call,
     delay,
     wait_for,
+    wait_template,
     branch,
     publish,
     stop,
