@@ -221,3 +221,16 @@ def test_what_cannot_work_is_refused_when_the_file_loads(template: str, error: s
     result = load_text(text, "t.yaml")
     assert not result.ok
     assert any(error in str(e) and "value_template" in str(e) for e in result.errors), result.errors
+
+
+def test_a_failing_render_while_held_keeps_the_hold_as_home_assistant_ignores_it() -> None:
+    text = RULE.replace("float(0)", "float").replace("HOLD", "for: 5m")
+    e = RuleEngine(tz=UTC)
+    e.set_states({"sensor.t": st("20"), "binary_sensor.window": st("off")})
+    e.set_rules(load(text), T0)
+    change(e, "sensor.t", "26", 0)
+    failed = change(e, "sensor.t", "unavailable", 1)
+    assert [t.status for t in failed.traces] == ["failed"]
+    assert failed.timers == {}  # not disarmed
+    [key] = e.due(T0 + timedelta(minutes=5))
+    assert calls(e.fire(key, T0 + timedelta(minutes=5))) == ["template sensor.t 20 26"]

@@ -40,33 +40,41 @@ def as_boolean(value: JsonValue) -> bool:
     return False
 
 
+def not_supported(value: str, what: str, *, trigger: bool) -> tuple[str, str] | None:
+    """What template ``value``, rendered on state changes as ``what``, uses that Ruby Core
+    cannot honour yet, and why: the clock, or (unless ``trigger``) the run's trigger. None
+    if nothing, or if it does not compile (its config says so)."""
+    try:
+        compile_value(value)
+    except ExpressionError:
+        return None
+    found = reads(value)
+    if found.clock:
+        names = ", ".join(f"{name}()" for name in found.clock)
+        why = "Home Assistant also renders it every minute, Ruby Core only on state changes"
+        return f"{names} in {what}", why
+    if found.trigger and not trigger:
+        return f"'trigger' in {what}", "a paused wait renders without the run's trigger"
+    return None
+
+
 def watchable(what: str, *, trigger: bool) -> Callable[[str], str]:
     """A validator of a template ``what`` renders on state changes: it must hold a template,
-    read no clock, read some entity, and (unless ``trigger``) not read the run's trigger."""
+    read some entity, and use nothing `not_supported` names."""
 
     def check(value: str) -> str:
-        template = compile_value(value)
-        if template.is_static:
+        if compile_value(value).is_static:
             raise ExpressionError(
                 f"{value!r} holds no template: expected one such as "
                 "\"{{ states('sensor.power') | float(0) > 3000 }}\""
             )
-        found = reads(value)
-        if found.clock:
-            names = ", ".join(f"{name}()" for name in found.clock)
-            raise ExpressionError(
-                f"{names} in {what} is not supported yet: Home Assistant also renders it every "
-                "minute, Ruby Core only when an entity it reads changes"
-            )
-        if found.entities == ():
+        refused = not_supported(value, what, trigger=trigger)
+        if refused is not None:
+            raise ExpressionError(f"{refused[0]} is not supported yet: {refused[1]}")
+        if reads(value).entities == ():
             raise ExpressionError(
                 f"{what} reads no entity, so its result never changes: name the entities it "
                 "depends on (states('sensor.x'), is_state('light.y', 'on'))"
-            )
-        if found.trigger and not trigger:
-            raise ExpressionError(
-                f"'trigger' in {what} is not supported yet: a paused wait renders without the "
-                "run's trigger"
             )
         return value
 
