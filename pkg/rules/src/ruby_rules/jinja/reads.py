@@ -13,6 +13,7 @@ template reads the clock (``now()``...) or the run's ``trigger``.
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 from typing import Final
 
@@ -42,8 +43,9 @@ class Reads:
     """Whether it reads ``trigger``."""
 
 
+@functools.lru_cache(maxsize=1024)
 def reads(source: str) -> Reads:
-    """What ``source`` (a template that compiles) reads; parses it once more."""
+    """What ``source`` (a template that compiles) reads; parses it once more (cached)."""
     walk = _Walk()
     walk.visit(ENVIRONMENT.parse(source))
     entities = None if walk.unknown else tuple(sorted(walk.entities))
