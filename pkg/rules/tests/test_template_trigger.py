@@ -234,3 +234,29 @@ def test_a_failing_render_while_held_keeps_the_hold_as_home_assistant_ignores_it
     assert failed.timers == {}  # not disarmed
     [key] = e.due(T0 + timedelta(minutes=5))
     assert calls(e.fire(key, T0 + timedelta(minutes=5))) == ["template sensor.t 20 26"]
+
+
+def test_wait_for_a_template_trigger_resumes_on_its_edge_and_a_failure_waits_on() -> None:
+    text = """
+rules:
+  - id: door
+    description: the porch light until the doors are shut (or 10 minutes)
+    triggers:
+      - {kind: state, entity_id: binary_sensor.bell, to: "on"}
+    actions:
+      - {kind: call, service: light.turn_on, target: {entity_id: light.porch}}
+      - kind: wait_for
+        trigger:
+          kind: template
+          value_template: "{{ states('sensor.doors_open') | int == 0 }}"
+        timeout: 10m
+      - {kind: call, service: light.turn_off, target: {entity_id: light.porch}}
+"""
+    e = RuleEngine(tz=UTC)
+    e.set_states({"sensor.doors_open": st("2"), "binary_sensor.bell": st("off")})
+    e.set_rules(load(text), T0)
+    assert [c.service for c in change(e, "binary_sensor.bell", "on", 0).commands] == ["turn_on"]
+    assert change(e, "sensor.doors_open", "oops", 1).commands == []  # fails: waits on
+    assert change(e, "sensor.doors_open", "1", 2).commands == []
+    assert [c.service for c in change(e, "sensor.doors_open", "0", 3).commands] == ["turn_off"]
+    assert e.timers == {}

@@ -239,7 +239,11 @@ class RuleEngine:
                 effects.traces.append(ended(note, "disarmed", reason))
         for key in self._timers.waits_on_entity(entity_id):
             wait = self._timers.wait_trigger(key)
-            if wait is not None and wait.matches_change(old, new, self._states):
+            try:
+                resumes = wait is not None and wait.matches_change(old, new, self._states)
+            except ValueError:  # it cannot tell (a template failed): the wait goes on
+                resumes = False
+            if resumes:
                 self._runs.resume(key, now, effects, note=f"wait_for: {entity_id} changed")
         return effects
 
