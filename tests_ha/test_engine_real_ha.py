@@ -2,7 +2,8 @@
 
 The gateway runs in-process as the installation's gateway identity; the engine runs as its own
 process (``ruby-engine``, TLS + NKEY, secrets from OpenBao) so it can be killed with SIGKILL.
-Entities: ``input_boolean.c|d|e`` (``a`` and ``b`` belong to HA's own automations). The
+Entities: ``input_boolean.c|d|e`` (``a`` and ``b`` belong to HA's own automations), and for
+the template trigger ``input_number.level`` and ``input_number.lamp_brightness``. The
 observer (``ha_ws``) counts the service calls HA really executed (``call_service`` events).
 """
 
@@ -80,8 +81,10 @@ async def set_boolean(client: HaClient, entity: str, on: bool) -> None:
     assert reply["success"], reply
 
 
-async def calls_of(client: HaClient, subscription: int, service: str) -> int:
-    """``call_service`` events HA fired for ``input_boolean.<service>`` on ``d`` so far."""
+async def calls_of(
+    client: HaClient, subscription: int, service: str, entity: str = "input_boolean.d"
+) -> int:
+    """``call_service`` events HA fired for ``<domain>.<service>`` on ``entity`` so far."""
     assert (await client.command("ping"))["type"] == "pong"  # everything before it arrived
     return sum(
         1
@@ -89,7 +92,7 @@ async def calls_of(client: HaClient, subscription: int, service: str) -> int:
         if m.get("type") == "event"
         and m.get("id") == subscription
         and m["event"]["data"].get("service") == service
-        and m["event"]["data"].get("service_data", {}).get("entity_id") == ["input_boolean.d"]
+        and m["event"]["data"].get("service_data", {}).get("entity_id") == [entity]
     )
 
 
@@ -175,6 +178,85 @@ async def test_rules_drive_real_home_assistant_once_through_crashes_and_bad_file
     assert code == 0, engine.log.read_text()
     assert installation.seed("engine").reveal() not in engine.log.read_text()
     assert "rule file refused" in engine.events()
+
+
+TEMPLATE_RULE = """
+- id: level_above_half
+  alias: The level above half for 2 s sets the lamp's brightness to it (a template trigger)
+  triggers:
+    - trigger: template
+      value_template: "{{ states('input_number.level') | float(0) > 50 }}"
+      for: "00:00:02"
+  actions:
+    - action: input_number.set_value
+      target:
+        entity_id: input_number.lamp_brightness
+      data:
+        value: "{{ trigger.to_state.state | float }}"
+"""
+LEVEL, BRIGHTNESS = "input_number.level", "input_number.lamp_brightness"
+
+
+async def set_number(client: HaClient, entity: str, value: float) -> None:
+    reply = await client.command(
+        "call_service",
+        domain="input_number",
+        service="set_value",
+        target={"entity_id": entity},
+        service_data={"value": value},
+    )
+    assert reply["success"], reply
+    await eventually(lambda: _is(client, entity, str(float(value))), message=f"{entity} set")
+
+
+async def test_a_template_trigger_fires_on_home_assistants_states_once_per_edge(
+    secure_installation: Installation,
+    secure_gateway: Gateway,
+    ha_ws: HaClient,
+    tmp_path: Path,
+) -> None:
+    installation = secure_installation
+    rules = tmp_path / "rules"
+    rules.mkdir()
+    (rules / "automations.yaml").write_text(TEMPLATE_RULE)
+    operator = await installation.connect("operator")
+    js = operator.jetstream()
+    status = await js.key_value(installation.topology.bucket(STATUS).bucket)
+    env = {**os.environ, **installation.environ(), "RUBY_RULES_DIR": str(rules)}
+    engine = engine_process(env, tmp_path / "engine.log")
+    started = datetime.now(UTC)
+
+    def settled() -> Awaitable[bool]:
+        return consumers_idle(js, installation.topology, ENGINE, GATEWAY)
+
+    try:
+        await engine.start()
+        await eventually(lambda: engine_ready(status, started), within=60, message="engine ready")
+        await set_number(ha_ws, LEVEL, 10)
+        await set_number(ha_ws, BRIGHTNESS, 0)
+        await eventually(settled, message="engine and gateway idle")
+        subscription = await ha_ws.subscribe("call_service")
+        ha_ws.inbox.clear()
+
+        # 1. The template turns true and holds 2 s (a durable `for`, one hold for the whole
+        #    template): the rule sets the brightness from trigger.to_state.
+        await set_number(ha_ws, LEVEL, 60)
+        await eventually(lambda: _is(ha_ws, BRIGHTNESS, "60.0"), message="brightness 60")
+        # 2. Still true: no second call.
+        await set_number(ha_ws, LEVEL, 70)
+        await eventually(settled, message="engine and gateway idle")
+        assert await state(ha_ws, BRIGHTNESS) == "60.0"
+        assert await calls_of(ha_ws, subscription, "set_value", BRIGHTNESS) == 1
+        # 3. False, then true again: it fires again, with the change that made it true.
+        await set_number(ha_ws, LEVEL, 20)
+        await set_number(ha_ws, LEVEL, 80)
+        await eventually(lambda: _is(ha_ws, BRIGHTNESS, "80.0"), message="brightness 80")
+        await eventually(settled, message="engine and gateway idle")
+        assert await calls_of(ha_ws, subscription, "set_value", BRIGHTNESS) == 2
+    finally:
+        code = await engine.stop()
+        await operator.drain()
+    assert code == 0, engine.log.read_text()
 
 
 async def _is(client: HaClient, entity: str, value: str) -> bool:

@@ -684,3 +684,67 @@ def test_the_template_shorthand_holds_inside_and_not_and_if() -> None:
     assert run(
         "conditions.yaml", "template_shorthand_everywhere", late_motion, start=late, initial=dark
     ) == ['22:30:00 call light.turn_on light.garage {"brightness_pct": 20}']
+
+
+def test_a_template_trigger_fires_when_its_template_turns_true_and_holds_its_for() -> None:
+    low = states(sensor__power_usage="2000")
+    high = [
+        set_state(1, "sensor.power_usage", "3500"),
+        set_state(1.5, "sensor.power_usage", "3600"),
+    ]
+    assert run("template.yaml", "power_above_by_template", high, initial=low) == [
+        '18:02:00 call notify.notify (no target) {"message": "High power use"}'
+    ]
+    dipped = [*high, set_state(1.8, "sensor.power_usage", "2500")]
+    assert run("template.yaml", "power_above_by_template", dipped, initial=low) == []
+    away = states(device_tracker__paulus="not_home")
+    home = [set_state(1, "device_tracker.paulus", "home")]
+    assert run("template.yaml", "paulus_home_by_template", home, initial=away) == [
+        "18:02:00 call light.turn_on light.hallway"  # for: {minutes: 1}
+    ]
+
+
+def test_a_template_trigger_over_several_entities_gives_the_change_that_made_it_true() -> None:
+    shut = states(binary_sensor__front_door="off", binary_sensor__back_door="off")
+    opened = [
+        set_state(1, "binary_sensor.back_door", "on"),
+        set_state(2, "binary_sensor.front_door", "on"),  # still true: no new edge
+        set_state(3, "binary_sensor.back_door", "off"),
+        set_state(3.5, "binary_sensor.front_door", "off"),
+        set_state(4, "binary_sensor.front_door", "on"),
+    ]
+    assert run("template.yaml", "any_door_open_by_template", opened, initial=shut) == [
+        '18:01:00 call notify.notify (no target) {"message": "binary_sensor.back_door opened"}',
+        '18:04:00 call notify.notify (no target) {"message": "binary_sensor.front_door opened"}',
+    ]
+    two_on = states(light__a="on", light__b="on", light__c="off", switch__d="off")
+    lights = [set_state(1, "switch.d", "on"), set_state(2, "light.c", "on")]
+    assert run("template.yaml", "lights_left_on_by_template", lights, initial=two_on) == [
+        '18:02:00 call notify.notify (no target) {"message": "Three lights are on"}'
+    ]
+
+
+def test_wait_template_goes_on_when_true_and_stops_on_timeout() -> None:
+    opened = [
+        set_state(0, "binary_sensor.entrance", "off"),
+        set_state(1, "binary_sensor.entrance", "on"),
+    ]
+    closed = [*opened, set_state(1.5, "binary_sensor.entrance", "off")]
+    assert run("wait.yaml", "wait_template_door_closed", closed) == [
+        "18:01:00 call light.turn_on light.entrance",
+        "18:01:30 call light.turn_off light.entrance",
+    ]
+    assert run("wait.yaml", "wait_template_door_closed", opened) == [
+        "18:01:00 call light.turn_on light.entrance"  # continue_on_timeout: false
+    ]
+    [*_, stopped] = run("wait.yaml", "wait_template_door_closed", opened, what="run")
+    assert "stopped" in stopped
+    late = T0.replace(hour=23, minute=29)
+    tv_on = states(media_player__tv="on")
+    tv_off = [SetState(late.replace(minute=45), "tv", "media_player.tv", "off")]
+    assert run("wait.yaml", "wait_template", tv_off, start=late, initial=tv_on) == [
+        "23:45:00 call light.turn_off light.living_room"
+    ]
+    tv_already_off = states(media_player__tv="off")
+    at_once = run("wait.yaml", "wait_template", [], start=late, initial=tv_already_off)
+    assert at_once == ["23:30:00 call light.turn_off light.living_room"]

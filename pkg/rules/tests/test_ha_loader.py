@@ -177,8 +177,8 @@ def test_an_error_in_a_translated_field_points_at_the_ha_text() -> None:
             "2:13: rule 'x': trigger.platform: sun trigger",
         ),
         (
-            "trigger: {trigger: template, value_template: '{{ 1 }}'}",
-            "2:13: rule 'x': trigger.trigger: template trigger",
+            "trigger: {trigger: template, value_template: '{{ now().hour > 7 }}'}",
+            "2:32: rule 'x': trigger.value_template: now() in a template trigger",
         ),
         (
             "trigger: {platform: event, event_type: a, context: {user_id: u}}",
@@ -193,8 +193,8 @@ def test_an_error_in_a_translated_field_points_at_the_ha_text() -> None:
             "2:12: rule 'x': action.repeat: repeat action",
         ),
         (
-            "action: {wait_template: '{{ 1 }}'}",
-            "2:12: rule 'x': action.wait_template: wait_template action",
+            "action: {wait_template: \"{{ is_state('a.b', 'on') }}\"}",
+            "2:12: rule 'x': action.wait_template: wait_template without a timeout",
         ),
         ("action: {parallel: []}", "2:12: rule 'x': action.parallel: parallel action"),
         ("action: {variables: {a: 1}}", "2:12: rule 'x': action.variables: variables action"),

@@ -180,12 +180,6 @@ class RuleEngine:
             if entry.timed:  # its instant is read from this entity: arm it anew
                 self._arm_time(rule, entry.index, trigger_hash(config), now, effects)
                 continue
-            latest_only = rule.config.backlog.policy == "latest"
-            if latest_only and newer is not None and _supersedes(newer, new, trigger):
-                if trigger.matches_change(old, new, self._states):
-                    self._superseded(rule, entry.index, event_id, entity_id, old, new, newer,
-                                     now, effects)  # fmt: skip
-                continue
             data = TriggerData(
                 kind=config.kind,
                 id=self._trigger_name(rule.config, entry.index),
@@ -196,13 +190,26 @@ class RuleEngine:
                 to_state=new,
                 correlation_id=correlation_id,
             )
+            try:
+                matched = trigger.matches_change(old, new, self._states)
+            except ValueError as exc:  # it cannot tell (a template failed): traced, not fired
+                note = new_trace(rule.config, rule.version, rule.file, "", data, now)
+                effects.traces.append(ended(note, "failed", f"trigger {data.id}: {exc}"))
+                matched = False
+            latest_only = rule.config.backlog.policy == "latest"
+            if latest_only and newer is not None and _supersedes(newer, new, trigger):
+                if matched:
+                    self._superseded(rule, entry.index, event_id, entity_id, old, new, newer,
+                                     now, effects)  # fmt: skip
+                continue
             hold = trigger.hold
             if hold is None:
-                if trigger.matches_change(old, new, self._states):
+                if matched:
                     self._runs.start(rule, entry.index, data, now, when, effects)
                 continue
-            key = f"for.{rule.id}.{entry.index}.{entity_id}"
-            if trigger.matches_change(old, new, self._states) and new is not None:
+            held = trigger.held_under(entity_id)
+            key = f"for.{rule.id}.{entry.index}.{held}"
+            if matched and new is not None:
                 since = trigger.changed_at(new)
                 self._timers.store(
                     ForTimer(
@@ -212,7 +219,7 @@ class RuleEngine:
                         rule.version,
                         entry.index,
                         trigger_hash(config),
-                        entity_id,
+                        held,
                         rule.file,
                     ),
                     effects,
@@ -232,7 +239,11 @@ class RuleEngine:
                 effects.traces.append(ended(note, "disarmed", reason))
         for key in self._timers.waits_on_entity(entity_id):
             wait = self._timers.wait_trigger(key)
-            if wait is not None and wait.matches_change(old, new, self._states):
+            try:
+                resumes = wait is not None and wait.matches_change(old, new, self._states)
+            except ValueError:  # it cannot tell (a template failed): the wait goes on
+                resumes = False
+            if resumes:
                 self._runs.resume(key, now, effects, note=f"wait_for: {entity_id} changed")
         return effects
 
@@ -303,7 +314,8 @@ class RuleEngine:
         self, key: str, now: datetime, projection: Mapping[str, EntityState] | None = None
     ) -> Effects:
         """Handle the due timer ``key``. A ``for`` trigger is re-checked against
-        ``projection`` (default: the engine's own view) before its rule runs."""
+        ``projection`` (default: the engine's own view) before its rule runs: its entity as
+        the projection holds it, other entities as the view does."""
         effects = Effects()
         record = self._timers.records.get(key)
         if record is None or record.deadline is None or record.deadline > now:
@@ -322,9 +334,9 @@ class RuleEngine:
                 rule, record.trigger_index, record.trigger, now, record.deadline, effects
             )
             return effects
-        states = self._states if projection is None else projection
         trigger = rule.program.triggers[record.trigger_index]
-        current = states.get(record.entity_id or "")
+        current = (self._states if projection is None else projection).get(record.entity_id or "")
+        states = self._states if projection is None else {**self._states, **projection}
         if not (
             trigger.unchanged(record.trigger.to_state, current)
             and trigger.still_holds(current, states)

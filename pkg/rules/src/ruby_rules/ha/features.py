@@ -28,6 +28,7 @@ from ruby_rules.ha.kinds import (
 )
 from ruby_rules.ha.source import Native, Writer, is_template
 from ruby_rules.ha.translate import nested_actions, nested_conditions, trigger
+from ruby_rules.processors.truth import not_supported
 from ruby_rules.processors.types import is_entity_id
 from ruby_rules.yamldoc import Path
 
@@ -68,6 +69,21 @@ def _event_type(w: Writer, src: Path, dst: Path, out: Native) -> None:
         out["event_type"] = w.copy((*src, 0), (*dst, "event_type"))
     else:
         out["event_type"] = w.copy(src, (*dst, "event_type"))
+
+
+def _watched_template(what: str, *, trigger: bool = True) -> Handler:
+    """A template rendered on state changes, copied as ``value_template``; what it uses that
+    Ruby Core cannot honour yet (``now()``) is refused by name."""
+
+    def handle(w: Writer, src: Path, dst: Path, out: Native) -> None:
+        value = w.get(src)
+        refused = not_supported(value, what, trigger=trigger) if isinstance(value, str) else None
+        if refused is None:
+            out["value_template"] = w.copy(src, (*dst, "value_template"))
+        else:
+            w.not_yet(src, *refused)
+
+    return handle
 
 
 TRIGGER_COMMON: Final[dict[str, Handler]] = {
@@ -113,7 +129,9 @@ TRIGGERS: Final[dict[str, Kind]] = {
     "time": Kind("time", {"at": _time_at}),
     "time_pattern": Kind("time_pattern"),
     "sun": Kind(None),
-    "template": Kind(None),
+    "template": Kind(
+        "template", {"value_template": _watched_template("a template trigger"), "for": _FOR}
+    ),
     "homeassistant": Kind(None),
     "zone": Kind(None),
     "geo_location": Kind(None),
@@ -197,14 +215,17 @@ def _not_disabled(item: object) -> bool:
     return not (isinstance(item, dict) and item.get("enabled") is False)
 
 
-def _timeout_required(w: Writer, src: Path, dst: Path, out: Native) -> None:
-    item = w.get(src)
-    if isinstance(item, dict) and "timeout" not in item:
-        w.not_yet(
-            (*src, "wait_for_trigger"),
-            "wait_for_trigger without a timeout",
-            "Ruby Core bounds every wait; add 'timeout'",
-        )
+def _timeout_required(action: str) -> Handler:
+    def finish(w: Writer, src: Path, dst: Path, out: Native) -> None:
+        item = w.get(src)
+        if isinstance(item, dict) and "timeout" not in item:
+            w.not_yet(
+                (*src, action),
+                f"{action} without a timeout",
+                "Ruby Core bounds every wait; add 'timeout'",
+            )
+
+    return finish
 
 
 def _options(w: Writer, src: Path, dst: Path, out: Native) -> None:
@@ -238,7 +259,15 @@ ACTION_COMMON: Final[dict[str, Handler]] = {
 
 ACTIONS: Final[dict[str, Kind]] = {
     "delay": Kind("delay", {"delay": duration("duration")}),
-    "wait_template": Kind(None),
+    "wait_template": Kind(
+        "wait_template",
+        {
+            "wait_template": _watched_template("wait_template", trigger=False),
+            "timeout": duration("timeout"),
+            "continue_on_timeout": copy("continue_on_timeout"),
+        },
+        finish=_timeout_required("wait_template"),
+    ),
     "wait_for_trigger": Kind(
         "wait_for",
         {
@@ -246,7 +275,7 @@ ACTIONS: Final[dict[str, Kind]] = {
             "timeout": duration("timeout"),
             "continue_on_timeout": copy("continue_on_timeout"),
         },
-        finish=_timeout_required,
+        finish=_timeout_required("wait_for_trigger"),
     ),
     "event": Kind(None, hint="Ruby Core's 'publish' does not reach Home Assistant's bus"),
     "condition": Kind("if", finish=condition_step),

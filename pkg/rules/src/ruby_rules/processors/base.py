@@ -102,6 +102,10 @@ class Trigger(Generic[T]):
         """Holds nothing: an armed ``for`` is disarmed."""
         return False
 
+    def held_under(self, entity_id: str) -> str:
+        """One hold per entity."""
+        return entity_id
+
     def unchanged(self, armed: EntityState | None, current: EntityState | None) -> bool:
         """Nothing armed to compare."""
         return False

@@ -5,7 +5,15 @@ A new kind: add its module under ``triggers/``, ``conditions/`` or ``actions/`` 
 
 from __future__ import annotations
 
-from ruby_rules.processors.actions import branch, call, delay, publish, stop, wait_for
+from ruby_rules.processors.actions import (
+    branch,
+    call,
+    delay,
+    publish,
+    stop,
+    wait_for,
+    wait_template,
+)
 from ruby_rules.processors.conditions import expression, logic, numeric_state
 from ruby_rules.processors.conditions import state as state_condition
 from ruby_rules.processors.conditions import time as time_condition
@@ -13,6 +21,7 @@ from ruby_rules.processors.conditions import trigger as trigger_condition
 from ruby_rules.processors.triggers import event, time, time_pattern
 from ruby_rules.processors.triggers import numeric_state as numeric_state_trigger
 from ruby_rules.processors.triggers import state as state_trigger
+from ruby_rules.processors.triggers import template as template_trigger
 
 MODULES = (
     state_trigger,
@@ -20,6 +29,7 @@ MODULES = (
     event,
     time,
     time_pattern,
+    template_trigger,
     state_condition,
     numeric_state,
     time_condition,
@@ -29,6 +39,7 @@ MODULES = (
     call,
     delay,
     wait_for,
+    wait_template,
     branch,
     publish,
     stop,

@@ -79,7 +79,8 @@ class TriggerProcessor(Protocol):
         self, old: EntityState | None, new: EntityState | None, states: States = NO_STATES
     ) -> bool:
         """Whether a change of a watched entity from ``old`` to ``new`` fires it. ``states``
-        are every entity's states with the change applied (the engine's view)."""
+        are every entity's states with the change applied (the engine's view). `ValueError`
+        when it cannot tell (a template that fails): the engine traces it and fires nothing."""
         ...
 
     def matches_event(self, event_type: str, data: Mapping[str, JsonValue]) -> bool:
@@ -89,6 +90,12 @@ class TriggerProcessor(Protocol):
     def still_holds(self, state: EntityState | None, states: States = NO_STATES) -> bool:
         """Whether ``state`` still satisfies what fired it (a ``for`` hold is kept or disarmed),
         ``states`` being every entity's current states."""
+        ...
+
+    def held_under(self, entity_id: str) -> str:
+        """The name its ``for`` hold is kept under when ``entity_id`` changes: the entity
+        itself (one hold per entity), or one name for a trigger whose value no single entity
+        holds (a template). A name that is not an entity id has no entity to re-check."""
         ...
 
     def unchanged(self, armed: EntityState | None, current: EntityState | None) -> bool:
