@@ -60,3 +60,6 @@ class Context:
     """The current local time (aware)."""
     trigger: TriggerData | None = None
     """The trigger of the run; ``None`` only when checking outside any run."""
+    variables: Mapping[str, JsonValue] = field(default_factory=dict)
+    """The run's variables visible at this step, by name (the rule's ``variables``, a
+    ``variables`` action's, ``repeat``, ``wait``): templates read them as names."""

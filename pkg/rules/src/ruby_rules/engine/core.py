@@ -225,7 +225,9 @@ class RuleEngine:
         for key in self._timers.waits_on_entity(entity_id):
             wait = self._timers.wait_trigger(key)
             if wait is not None and wait.matches_change(old, new):
-                self._runs.resume(key, now, effects, note=f"wait_for: {entity_id} changed")
+                waited = TriggerData(wait.config.kind, "0", event_id, when, entity_id, old, new)
+                self._runs.resume(key, now, effects, note=f"wait_for: {entity_id} changed",
+                                  waited=waited)  # fmt: skip
         return effects
 
     def on_event(
@@ -257,7 +259,10 @@ class RuleEngine:
         for key in self._timers.waits_on_event(event_type):
             wait = self._timers.wait_trigger(key)
             if wait is not None and wait.matches_event(event_type, data):
-                self._runs.resume(key, now, effects, note=f"wait_for: event {event_type}")
+                waited = TriggerData(wait.config.kind, "0", event_id, fired_at,
+                                     event_type=event_type, event_data=dict(data))  # fmt: skip
+                self._runs.resume(key, now, effects, note=f"wait_for: event {event_type}",
+                                  waited=waited)  # fmt: skip
         return effects
 
     def _superseded(

@@ -5,7 +5,17 @@ A new kind: add its module under ``triggers/``, ``conditions/`` or ``actions/`` 
 
 from __future__ import annotations
 
-from ruby_rules.processors.actions import branch, call, delay, publish, stop, wait_for
+from ruby_rules.processors.actions import (
+    branch,
+    call,
+    delay,
+    publish,
+    repeat,
+    sequence,
+    stop,
+    variables,
+    wait_for,
+)
 from ruby_rules.processors.conditions import expression, logic, numeric_state
 from ruby_rules.processors.conditions import state as state_condition
 from ruby_rules.processors.conditions import time as time_condition
@@ -30,5 +40,8 @@ MODULES = (
     branch,
     publish,
     stop,
+    variables,
+    sequence,
+    repeat,
 )
 """The modules of the built-in kinds (imported for their registrations)."""

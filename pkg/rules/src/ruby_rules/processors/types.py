@@ -196,6 +196,35 @@ Token: TypeAlias = Annotated[str, AfterValidator(_token)]
 ServiceName: TypeAlias = Annotated[str, AfterValidator(_service)]
 """A Home Assistant service, ``domain.service``."""
 
+
+def _service_or_template(value: str) -> str:
+    if has_template(value):
+        check_value(value)
+        return value
+    return _service(value)
+
+
+def service_name(value: object) -> str:
+    """``value`` if it is a service, ``domain.service``; else `ValueError` saying so."""
+    if not isinstance(value, str):
+        raise ValueError(f"expected a service such as 'light.turn_on'; got {_kind(value)}")  # noqa: TRY004 - a rendered value, reported like a template's failure
+    return _service(value)
+
+
+TemplatedServiceName: TypeAlias = Annotated[str, AfterValidator(_service_or_template)]
+"""`ServiceName`, or a template giving one when the step runs (HA's ``action: "{{ ... }}"``)."""
+
+
+def _template_only(value: str) -> str:
+    if not has_template(value):
+        raise ValueError(f"expected a mapping, or a template giving one; got text {_shown(value)}")
+    check_value(value)
+    return value
+
+
+TemplateText: TypeAlias = Annotated[str, AfterValidator(_template_only)]
+"""A text that is a template (checked at load), where a structure is rendered from it."""
+
 StateValue: TypeAlias = Annotated[str, BeforeValidator(_state_value)]
 """An entity state as text; a number is read as its text."""
 
