@@ -131,3 +131,26 @@ def test_a_queued_run_keeps_the_variables_rendered_when_it_was_triggered() -> No
     restarted = b.restart()
     restarted.advance(T0 + timedelta(minutes=5))
     assert restarted.data("n") == [1, 2]
+
+
+def test_a_run_whose_variables_are_too_big_to_keep_fails_at_its_pause() -> None:
+    text = """
+- id: big
+  triggers: {trigger: event, event_type: go}
+  actions:
+    - variables:
+        a: "{{ 'x' * 60000 }}"
+        b: "{{ a }}"
+        c: "{{ a }}"
+        d: "{{ a }}"
+        e: "{{ a }}"
+    - delay: 60
+    - action: notify.notify
+"""
+    b = Bench(rules_of(text, "automations.yaml"), T0)
+    b.event("go", T0)
+    assert b.stored == {}
+    assert b.history.commands == []
+    trace = b.history.traces[-1]
+    assert trace.status == "failed"
+    assert "more than the 262,144 a paused run keeps" in trace.reason

@@ -17,6 +17,7 @@ the scopes along its position, and what a repeat it is in needs to go on (``loop
 
 from __future__ import annotations
 
+import json
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime
@@ -31,6 +32,9 @@ from ruby_rules.variables import Scope, assign, merged
 from ruby_schemas.primitives import JsonObject
 from ruby_schemas.traces import TraceStep
 
+MAX_KEPT: Final = 256 * 1024
+"""Characters of JSON a paused run may keep (its variables and its repeats' items): the
+record must stay a small KV value (NATS refuses messages over 1 MiB)."""
 MAX_ITERATIONS: Final = 10_000
 """Iterations of one ``repeat`` in a run, and iterations of all repeats in one stretch of a
 run (between two pauses): past either, the run fails and the engine goes on."""
@@ -250,9 +254,18 @@ class Interpreter:
             raise _Stop("failed", reason)
 
     def pause(self, pause: Pause, reason: str) -> NoReturn:
-        """End this stretch; the run waits at ``pause``, its variables kept."""
-        self.segment.variables = tuple(dict(scope) for scope in self._scopes)
-        self.segment.loops = dict(self._loops)
+        """End this stretch; the run waits at ``pause``, its variables kept (the run fails
+        when they are more than `MAX_KEPT` characters of JSON)."""
+        variables = tuple(dict(scope) for scope in self._scopes)
+        size = len(json.dumps([variables, self._loops], ensure_ascii=False))
+        if size > MAX_KEPT:
+            reason = (
+                f"cannot pause: the run's variables and repeat items take {size:,} characters, "
+                f"more than the {MAX_KEPT:,} a paused run keeps"
+            )
+            self.trace(pause.at, "error", reason)
+            raise _Stop("failed", reason)
+        self.segment.variables, self.segment.loops = variables, dict(self._loops)
         raise _Stop("waiting", reason, pause)
 
     def stop(self, end: End, reason: str) -> NoReturn:
