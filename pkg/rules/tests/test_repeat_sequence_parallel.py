@@ -141,3 +141,14 @@ def test_the_wait_variable_after_a_wait_for_trigger_and_after_its_timeout() -> N
     late = run(actions, binary_sensor__door="on")
     late.advance(T0 + timedelta(minutes=10))
     assert (late.data("n"), late.data("left")) == (["timeout"], [0.0])
+
+
+def test_the_wait_variable_after_a_wait_on_a_time_trigger() -> None:
+    b = run("""\
+    - wait_for_trigger: {trigger: time, at: "18:05:00"}
+      timeout: "01:00:00"
+    - action: notify.notify
+      data: {n: "{{ wait.trigger.platform }}", left: "{{ wait.remaining }}"}
+""")
+    b.advance(T0 + timedelta(minutes=5))
+    assert (b.data("n"), b.data("left")) == (["time"], [None])
