@@ -3,11 +3,13 @@ variable, as Home Assistant's documentation gives their results; the bound on it
 
 from __future__ import annotations
 
+import json
 from datetime import UTC, datetime, timedelta
 
 from ruby_rules import load_text
-from ruby_rules.engine.interpreter import MAX_ITERATIONS
+from ruby_rules.engine.interpreter import MAX_ITERATIONS, MAX_STRETCH_ITERATIONS
 from ruby_rules.testing import Bench, by_status, rules_of
+from ruby_schemas.rules import RuleFiredV1
 
 T0 = datetime(2026, 11, 20, 18, 0, tzinfo=UTC)
 HEAD = """
@@ -92,11 +94,38 @@ def test_a_while_that_never_ends_stops_at_the_bound_and_the_engine_goes_on() -> 
             "          - variables: {x: 1}\n    - action: light.turn_on\n")  # fmt: skip
     assert b.history.commands == []
     [reason] = by_status(b.history)["failed"]
-    assert reason == f"repeat at action.0: more than {MAX_ITERATIONS:,} iterations of one repeat"
+    assert reason == (
+        f"action.0: more than {MAX_STRETCH_ITERATIONS:,} iterations between two pauses"
+    )
     assert [event.what for event in b.history.rule_events] == ["fired", "failed"]
     assert len(b.history.traces[-1].steps) <= 500  # the trace (and record) stays small
     b.event("go", T0 + timedelta(minutes=1))  # the next run starts, and fails the same way
     assert len(by_status(b.history)["failed"]) == 2
+
+
+def test_a_repeat_stops_at_its_bound_across_pauses_and_a_stretch_at_its_calls() -> None:
+    b = run("    - repeat:\n        while: \"{{ true }}\"\n        sequence:\n"
+            "          - delay: 1\n")  # fmt: skip
+    [key] = b.stored
+    record = json.loads(b.stored[key])
+    assert record["resume_after"] == [0, 0, 0]
+    record["resume_after"] = [0, MAX_ITERATIONS - 1, 0]  # as if 9,999 iterations had passed
+    b.stored[key] = json.dumps(record).encode()
+    resumed = b.restart()
+    resumed.advance(T0 + timedelta(seconds=1))
+    assert by_status(resumed.history)["failed"] == [
+        f"action.0: more than {MAX_ITERATIONS:,} iterations of one repeat"
+    ]
+    calls = run("    - repeat:\n        count: 600\n        sequence:\n"
+                "          - action: notify.a\n          - action: notify.b\n")  # fmt: skip
+    assert len(calls.history.commands) == 1000  # what came before the bound is sent
+    assert by_status(calls.history)["failed"] == [
+        "action.0.500.0: more than 1,000 calls and events between two pauses"
+    ]
+    [fired] = [event.payload for event in calls.history.rule_events if event.what == "fired"]
+    assert isinstance(fired, RuleFiredV1)
+    assert len(fired.command_ids) == 1000
+    assert len(calls.history.traces[-1].command_ids) == 499  # the trace keeps 100 + the latest
 
 
 def test_sequence_and_parallel_run_every_action_once_in_order() -> None:

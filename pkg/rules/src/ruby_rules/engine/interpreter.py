@@ -36,8 +36,15 @@ MAX_KEPT: Final = 256 * 1024
 """Characters of JSON a paused run may keep (its variables and its repeats' items): the
 record must stay a small KV value (NATS refuses messages over 1 MiB)."""
 MAX_ITERATIONS: Final = 10_000
-"""Iterations of one ``repeat`` in a run, and iterations of all repeats in one stretch of a
-run (between two pauses): past either, the run fails and the engine goes on."""
+"""Iterations of one ``repeat`` in a run (counted across pauses: the iteration is in the
+position): past it, the run fails."""
+MAX_STRETCH_ITERATIONS: Final = 1_000
+"""Iterations of all repeats in one stretch of a run (between two pauses), which the engine
+runs at once, inside its decision lock: past it, the run fails and the engine goes on."""
+MAX_STRETCH_MESSAGES: Final = 1_000
+"""Calls and published events of one stretch: its ``rule.fired`` event lists them and its
+trace is stored, each a message of at most 1 MiB; past it, the run fails (what came before
+is sent)."""
 
 __all__ = ["CommandOut", "End", "EventOut", "Interpreter", "Path", "Pause", "Segment"]
 
@@ -163,6 +170,7 @@ class Interpreter:
         self, path: Path, domain: str, service: str, target: dict[str, list[str]], data: JsonObject
     ) -> str:
         """Send a command; its id hashes rule id, version, triggering message and ``path``."""
+        self._count_message(path)
         cid = ids.command_id(self._rule_id, self._version, self._trigger.event_id, path)
         self.segment.commands.append(
             CommandOut(
@@ -183,6 +191,7 @@ class Interpreter:
 
     def publish(self, path: Path, event_type: str, data: JsonObject) -> str:
         """Publish a rule event; its id is derived like a command's."""
+        self._count_message(path)
         mid = ids.event_id(self._rule_id, self._version, self._trigger.event_id, path)
         self.segment.events.append(
             EventOut(mid, self._rule_id, self._version, event_type, data, self._trigger)
@@ -242,16 +251,12 @@ class Interpreter:
 
     def iteration(self, path: Path, number: int) -> None:
         """Count iteration ``number`` (from 0) of the repeat at ``path``; fail the run past
-        `MAX_ITERATIONS` for that repeat or in this stretch."""
+        `MAX_ITERATIONS` for that repeat or `MAX_STRETCH_ITERATIONS` in this stretch."""
         self._iterations += 1
-        if number >= MAX_ITERATIONS or self._iterations > MAX_ITERATIONS:
-            where = "of one repeat" if number >= MAX_ITERATIONS else "between two pauses"
-            reason = (
-                f"repeat at action.{ids.position(path)}: more than {MAX_ITERATIONS:,} "
-                f"iterations {where}"
-            )
-            self.trace(path, "repeat", reason)
-            raise _Stop("failed", reason)
+        if number >= MAX_ITERATIONS:
+            self._fail(path, f"more than {MAX_ITERATIONS:,} iterations of one repeat")
+        if self._iterations > MAX_STRETCH_ITERATIONS:
+            self._fail(path, f"more than {MAX_STRETCH_ITERATIONS:,} iterations between two pauses")
 
     def pause(self, pause: Pause, reason: str) -> NoReturn:
         """End this stretch; the run waits at ``pause``, its variables kept (the run fails
@@ -273,6 +278,16 @@ class Interpreter:
         raise _Stop(end, reason)
 
     # --- internals -------------------------------------------------------------------------
+
+    def _fail(self, path: Path, why: str) -> NoReturn:
+        reason = f"action.{ids.position(path)}: {why}"
+        self.trace(path, "error", reason)
+        raise _Stop("failed", reason)
+
+    def _count_message(self, path: Path) -> None:
+        if len(self.segment.commands) + len(self.segment.events) >= MAX_STRETCH_MESSAGES:
+            why = f"more than {MAX_STRETCH_MESSAGES:,} calls and events between two pauses"
+            self._fail(path, why)
 
     def _enter(
         self, resume_after: Path | None, variables: Mapping[str, JsonValue] | None = None

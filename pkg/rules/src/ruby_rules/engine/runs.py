@@ -185,7 +185,9 @@ class Runs:
         trace = trace.model_copy(
             update={
                 "steps": bounded((*trace.steps, *segment.steps)),
-                "command_ids": (*trace.command_ids, *(c.command_id for c in segment.commands)),
+                "command_ids": bounded_ids(
+                    (*trace.command_ids, *(c.command_id for c in segment.commands))
+                ),
                 "status": segment.end,
                 "reason": segment.reason,
                 "updated": now,
@@ -350,6 +352,13 @@ def bounded(steps: tuple[TraceStep, ...]) -> tuple[TraceStep, ...]:
     """``steps`` within `MAX_TRACE_STEPS`: the first 100, a note, then the latest ones."""
     if len(steps) <= MAX_TRACE_STEPS:
         return steps
-    head, tail = steps[:100], steps[-(MAX_TRACE_STEPS - 101) :]
+    tail = steps[-(MAX_TRACE_STEPS - 101) :]
     note = TraceStep(at=tail[0].at, path="trace", kind="trace", result="earlier steps left out")
-    return (*head, note, *tail)
+    return (*steps[:100], note, *tail)
+
+
+def bounded_ids(command_ids: tuple[str, ...]) -> tuple[str, ...]:
+    """``command_ids`` within `MAX_TRACE_STEPS` - 1: the first 100, then the latest ones."""
+    if len(command_ids) < MAX_TRACE_STEPS:
+        return command_ids
+    return (*command_ids[:100], *command_ids[-(MAX_TRACE_STEPS - 101) :])

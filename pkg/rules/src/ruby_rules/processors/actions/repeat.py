@@ -7,7 +7,8 @@ each iteration have their own ids, and a run paused in iteration ``n`` (a ``dela
 resumes there: it finishes that iteration, then runs the next ones. ``count`` and ``for_each``
 are rendered once, when the repeat starts, and kept in the run (its record, if it pauses),
 so a resumed run iterates over the same items. The engine bounds the iterations
-(`ruby_rules.engine.interpreter.MAX_ITERATIONS`): past the bound the run fails.
+(`ruby_rules.engine.interpreter.MAX_ITERATIONS` per repeat, `MAX_STRETCH_ITERATIONS` between
+two pauses): past a bound the run fails.
 """
 
 from __future__ import annotations
