@@ -153,4 +153,5 @@ def test_a_run_whose_variables_are_too_big_to_keep_fails_at_its_pause() -> None:
     assert b.history.commands == []
     trace = b.history.traces[-1]
     assert trace.status == "failed"
-    assert "more than the 262,144 a paused run keeps" in trace.reason
+    assert trace.reason.startswith("action.1: cannot pause: the run's variables")
+    assert trace.reason.endswith("characters; a paused run keeps at most 262,144")

@@ -264,12 +264,8 @@ class Interpreter:
         variables = tuple(dict(scope) for scope in self._scopes)
         size = len(json.dumps([variables, self._loops], ensure_ascii=False))
         if size > MAX_KEPT:
-            reason = (
-                f"cannot pause: the run's variables and repeat items take {size:,} characters, "
-                f"more than the {MAX_KEPT:,} a paused run keeps"
-            )
-            self.trace(pause.at, "error", reason)
-            raise _Stop("failed", reason)
+            why = f"the run's variables and repeat items take {size:,} characters"
+            self._fail(pause.at, f"cannot pause: {why}; a paused run keeps at most {MAX_KEPT:,}")
         self.segment.variables, self.segment.loops = variables, dict(self._loops)
         raise _Stop("waiting", reason, pause)
 
