@@ -137,3 +137,16 @@ rules:
         text = text.replace('data_template: "{{ trigger.event.data.data }}"', "")
         [error] = load_text(text, "n.yaml").errors
         assert message in error.message, error
+
+
+def test_area_and_device_ids_may_be_templates_giving_one_or_a_list() -> None:
+    b = run("""\
+    - action: light.turn_off
+      target:
+        area_id: ["{{ trigger.to_state.state ~ '_room' }}", hall]
+        device_id: "{{ ['d1', 'd2'] }}"
+""")
+    [command] = b.history.commands
+    assert command.target == {"area_id": ["evening_room", "hall"], "device_id": ["d1", "d2"]}
+    bad = run("    - action: light.turn_off\n      target: {area_id: \"{{ 'two words' }}\"}\n")
+    assert "expected an area id such as 'kitchen'" in by_status(bad.history)["failed"][0]

@@ -193,6 +193,21 @@ which must give an entity id (or a list of them) when rendered."""
 Token: TypeAlias = Annotated[str, AfterValidator(_token)]
 """An identifier that is one safe subject token: letters, digits, ``_``, ``-``."""
 
+
+def _token_or_template(value: str) -> str:
+    if has_template(value):
+        check_value(value)
+        return value
+    return _token(value)
+
+
+TemplatedTokens: TypeAlias = Annotated[
+    tuple[Annotated[str, AfterValidator(_token_or_template)], ...],
+    BeforeValidator(one_or_many),
+    Field(min_length=1),
+]
+"""One `Token` or a list; an item may also be a template giving one or a list of them."""
+
 ServiceName: TypeAlias = Annotated[str, AfterValidator(_service)]
 """A Home Assistant service, ``domain.service``."""
 

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Any, Literal, Self
+from typing import Any, Literal, Self
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from ruby_rules.context import Context
 from ruby_rules.expressions import ExpressionError
@@ -14,17 +14,14 @@ from ruby_rules.processors.registry import REGISTRY
 from ruby_rules.processors.types import (
     TemplatedEntityIds,
     TemplatedServiceName,
+    TemplatedTokens,
     TemplateText,
-    Token,
     is_entity_id,
     is_token,
-    one_or_many,
     service_name,
 )
 from ruby_rules.templates import TemplatedObject, compile_value, render_object
 from ruby_schemas.primitives import JsonObject
-
-Tokens = Annotated[tuple[Token, ...], BeforeValidator(one_or_many), Field(min_length=1)]
 
 
 class Target(BaseModel):
@@ -34,10 +31,10 @@ class Target(BaseModel):
 
     entity_id: TemplatedEntityIds | None = None
     """One entity id or a list; an item may be an expression giving one or a list."""
-    area_id: Tokens | None = None
-    """One area id or a list."""
-    device_id: Tokens | None = None
-    """One device id or a list."""
+    area_id: TemplatedTokens | None = None
+    """One area id or a list; an item may be a template giving one or a list."""
+    device_id: TemplatedTokens | None = None
+    """One device id or a list; an item may be a template giving one or a list."""
     template: TemplateText | None = None
     """Instead of the fields: a template giving a mapping of them when the step runs
     (``target: "{{ ... }}"`` is short for ``target: {template: "{{ ... }}"}``)."""
@@ -121,14 +118,13 @@ class CallAction(Action[CallActionConfig]):
         if target.template is not None:
             return _rendered_target(target.template, ctx), self.render_data(ctx)
         rendered: dict[str, list[str]] = {}
-        if target.entity_id is not None:
-            rendered["entity_id"] = [
-                entity_id for item in target.entity_id for entity_id in _entity_ids(item, ctx)
-            ]
-        if target.area_id is not None:
-            rendered["area_id"] = list(target.area_id)
-        if target.device_id is not None:
-            rendered["device_id"] = list(target.device_id)
+        for key, items in (
+            ("entity_id", target.entity_id),
+            ("area_id", target.area_id),
+            ("device_id", target.device_id),
+        ):
+            if items is not None:
+                rendered[key] = [found for item in items for found in _ids(key, item, ctx)]
         return rendered, self.render_data(ctx)
 
     def render_data(self, ctx: Context) -> JsonObject:
@@ -162,16 +158,22 @@ def _rendered_target(template: str, ctx: Context) -> dict[str, list[str]]:
     return target
 
 
-def _entity_ids(item: str, ctx: Context) -> list[str]:
+_EXPECTED = {
+    "entity_id": "an entity id such as 'light.hallway'",
+    "area_id": "an area id such as 'kitchen'",
+    "device_id": "a device id",
+}
+
+
+def _ids(key: str, item: str, ctx: Context) -> list[str]:
     template = compile_value(item)
     if template.is_static:
         return [item]
     value = template.render(ctx)
     values = value if isinstance(value, list) else [value]
-    entity_ids = [entity_id for entity_id in values if is_entity_id(entity_id)]
-    if not entity_ids or len(entity_ids) != len(values):
+    found = [one for one in values if _TARGET_CHECKS[key](one)]
+    if not found or len(found) != len(values):
         raise ExpressionError(
-            f"target entity_id {item!r} gave {value!r}: expected an entity id such as "
-            "'light.hallway', or a list of them"
+            f"target {key} {item!r} gave {value!r}: expected {_EXPECTED[key]}, or a list of them"
         )
-    return entity_ids
+    return [str(one) for one in found]
