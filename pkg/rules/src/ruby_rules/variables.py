@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Mapping, MutableMapping, Sequence
+from datetime import datetime
 from typing import Annotated, Final, TypeAlias
 
 from pydantic import AfterValidator, JsonValue
@@ -94,4 +95,17 @@ def trigger_json(trigger: TriggerData) -> dict[str, JsonValue]:
         if trigger.event_type is None
         else {"event_type": trigger.event_type, "data": dict(trigger.event_data)},
         "time": trigger.time.isoformat(),
+    }
+
+
+def wait_value(
+    deadline: datetime, until_time: bool, waited: TriggerData | None, now: datetime
+) -> JsonValue:
+    """The ``wait`` variable after a ``wait_for`` paused until ``deadline``: ``trigger``, the
+    trigger that ended it (None on a timeout), and ``remaining``, the seconds of the timeout
+    left (0 on a timeout; None when ``until_time``: the deadline was a time trigger's)."""
+    remaining = None if until_time else max(0.0, (deadline - now).total_seconds())
+    return {
+        "trigger": None if waited is None else trigger_json(waited),
+        "remaining": 0.0 if waited is None else remaining,
     }

@@ -10,18 +10,22 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import replace
 from datetime import datetime, timedelta
-from typing import Final
-
-from pydantic import JsonValue
 
 from ruby_rules.context import Context, TriggerData
 from ruby_rules.engine import ids
-from ruby_rules.engine.effects import Effects, RuleEventOut, ended, trigger_summary
+from ruby_rules.engine.effects import (
+    Effects,
+    RuleEventOut,
+    bounded,
+    bounded_ids,
+    ended,
+    trigger_summary,
+)
 from ruby_rules.engine.interpreter import Interpreter, Path, Segment, action_at
 from ruby_rules.engine.records import QueuedRun, RunTimer, WaitingRun
 from ruby_rules.engine.timers import TimerTable
 from ruby_rules.model import Program, Rule, RuleConfig
-from ruby_rules.variables import Scope, assign, render_variables, trigger_json
+from ruby_rules.variables import Scope, assign, render_variables, wait_value
 from ruby_schemas.primitives import JsonObject
 from ruby_schemas.rules import RuleFailedV1, RuleFiredV1
 from ruby_schemas.traces import RunTrace, TraceStep
@@ -29,9 +33,6 @@ from ruby_schemas.traces import RunTrace, TraceStep
 LATE_AFTER = timedelta(seconds=30)
 """A trigger or timer handled later than this after its time is late: ``on_missed`` decides.
 Below it, the delay is ordinary processing (a backlog after a restart, a busy machine)."""
-MAX_TRACE_STEPS: Final = 500
-"""Steps a run's trace (and so its record) keeps: the first 100, a note, the latest ones. A
-repeat can run thousands of steps; the record must stay a small KV value."""
 
 
 class Runs:
@@ -248,7 +249,7 @@ class Runs:
         due = record.deadline if record.deadline is not None and record.deadline <= now else now
         scopes = [dict(scope) for scope in record.variables] or [{}]
         if record.wait:
-            assign(scopes, "wait", _wait(record.deadline, record.wait_until_time, waited, now))
+            assign(scopes, "wait", wait_value(record.deadline, record.wait_until_time, waited, now))
         self._segment(record.rule, record.compiled, record.version, record.file, record.run_id,
                       record.trigger, now, record.resume_after, trace, effects, due=due,
                       variables=tuple(scopes), loops=record.loops)  # fmt: skip
@@ -336,29 +337,3 @@ def new_trace(
         status="started",
         steps=steps,
     )
-
-
-def _wait(
-    deadline: datetime, until_time: bool, waited: TriggerData | None, now: datetime
-) -> JsonValue:
-    remaining = None if until_time else max(0.0, (deadline - now).total_seconds())
-    return {
-        "trigger": None if waited is None else trigger_json(waited),
-        "remaining": 0.0 if waited is None else remaining,
-    }
-
-
-def bounded(steps: tuple[TraceStep, ...]) -> tuple[TraceStep, ...]:
-    """``steps`` within `MAX_TRACE_STEPS`: the first 100, a note, then the latest ones."""
-    if len(steps) <= MAX_TRACE_STEPS:
-        return steps
-    tail = steps[-(MAX_TRACE_STEPS - 101) :]
-    note = TraceStep(at=tail[0].at, path="trace", kind="trace", result="earlier steps left out")
-    return (*steps[:100], note, *tail)
-
-
-def bounded_ids(command_ids: tuple[str, ...]) -> tuple[str, ...]:
-    """``command_ids`` within `MAX_TRACE_STEPS` - 1: the first 100, then the latest ones."""
-    if len(command_ids) < MAX_TRACE_STEPS:
-        return command_ids
-    return (*command_ids[:100], *command_ids[-(MAX_TRACE_STEPS - 101) :])
