@@ -137,12 +137,14 @@ def test_sequence_and_parallel_run_every_action_once_in_order() -> None:
             - action: notify.b
               data: {n: "{{ who }}"}
         - action: notify.c
-          data: {n: "{{ who | default('not b') }}"}
+    - action: notify.d
+      data: {n: "{{ who }}"}
 """)
     assert [(c.service, c.data.get("n")) for c in b.history.commands] == [
         ("a", None),
         ("b", "b"),
-        ("c", "not b"),  # each branch has its own scope
+        ("c", None),
+        ("d", "b"),  # set in a branch, defined for the whole run (as in HA)
     ]
 
 

@@ -1,5 +1,5 @@
 """A run's variables: the rule's ``variables``, the ``variables`` action and its scopes (HA
-2025.4: a name is updated where it is defined, else defined in the current sequence), and
+2025.4: a name is updated where it is defined, else defined for the whole run), and
 their life across a pause, in the stored record, into a new engine."""
 
 from __future__ import annotations
@@ -61,7 +61,7 @@ def test_rule_variables_are_rendered_in_order_and_read_by_conditions_and_actions
     assert by_status(quiet.history)["not_run"] == ["condition 0 (expression) false"]
 
 
-def test_a_variables_action_feeds_the_steps_after_it_and_an_update_reaches_outer_scopes() -> None:
+def test_a_variables_action_feeds_every_step_after_it_wherever_it_is_set() -> None:
     actions = """\
       - kind: variables
         variables: {note: first, label: "{{ label }}!"}
@@ -77,9 +77,9 @@ def test_a_variables_action_feeds_the_steps_after_it_and_an_update_reaches_outer
     b = bench(actions, sensor__level="2")
     go(b)
     [command] = b.history.commands
-    # `note` was defined outside the `if`: updated there (HA 2025.4); `inner` was defined
-    # inside: gone once the `then` sequence ended.
-    assert command.data == {"note": "second", "label": "light.hall at 20!", "inner": "gone"}
+    # `note` was defined outside the `if`: updated there; `inner`, new inside it, is defined
+    # for the whole run (HA 2025.4's ScriptRunVariables).
+    assert command.data == {"note": "second", "label": "light.hall at 20!", "inner": "only here"}
 
 
 def test_a_variable_set_before_a_delay_is_read_after_it_in_a_new_engine() -> None:

@@ -5,11 +5,12 @@ conditions), a ``variables`` action, ``repeat`` inside a repeat's iteration, ``w
 ``wait_for``. Values are JSON, so a paused run stores them in its timer record and a run
 resumed in another process sees the same ones.
 
-Scopes follow Home Assistant's current rule (2025.4 on): each sequence (the rule's actions, a
-branch of ``if``/``choose``, an iteration, a ``sequence``, a ``parallel`` branch) has its own
-scope; setting a name updates it in the innermost scope that already has it, else defines it
-in the current one, where it is visible to the steps that follow, nested ones included, until
-that sequence ends (`assign`).
+Scopes follow Home Assistant's current rule (its ``ScriptRunVariables``, 2025.4 on): each
+sequence (the rule's actions, a branch of ``if``/``choose``, an iteration, a ``sequence``, a
+``parallel`` branch) has a scope, where only the engine defines names of its own (``repeat``,
+in each iteration); setting a name (a ``variables`` action, ``wait``) updates it in the
+innermost scope that has it, else defines it in the run's top scope, visible from then on to
+every step of the run (`assign`).
 """
 
 from __future__ import annotations
@@ -59,12 +60,12 @@ def render_variables(values: Mapping[str, JsonValue], ctx: Context) -> Scope:
 
 
 def assign(scopes: Sequence[MutableMapping[str, JsonValue]], name: str, value: JsonValue) -> None:
-    """Set ``name`` where it is defined (innermost first), else in the innermost scope."""
+    """Set ``name`` where it is defined (innermost first), else in the top scope."""
     for scope in reversed(scopes):
         if name in scope:
             scope[name] = value
             return
-    scopes[-1][name] = value
+    scopes[0][name] = value
 
 
 def merged(scopes: Sequence[Mapping[str, JsonValue]]) -> Scope:

@@ -233,7 +233,7 @@ class Interpreter:
             self._view = None
 
     def set_variable(self, name: str, value: JsonValue) -> None:
-        """Set a variable: where it is defined, else in the current sequence's scope."""
+        """Set a variable: where it is defined, else in the run's top scope."""
         assign(self._scopes, name, value)
         self._view = None
 

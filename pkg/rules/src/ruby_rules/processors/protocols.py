@@ -162,7 +162,7 @@ class StepApi(Protocol):
         ...
 
     def set_variable(self, name: str, value: JsonValue) -> None:
-        """Set a run variable: where a scope defines it, else in the current sequence's."""
+        """Set a run variable: where a scope defines it, else in the run's top scope."""
         ...
 
     def remember(self, path: Path, value: JsonValue | None) -> None:

@@ -22,7 +22,7 @@ if TYPE_CHECKING:
 
 
 class SequenceActionConfig(ActionConfig):
-    """Runs ``actions`` in order, in a scope of their own."""
+    """Runs ``actions`` in order (a group, as HA's ``sequence``)."""
 
     kind: Literal["sequence"]
     actions: tuple[AnyAction, ...] = Field(min_length=1)
@@ -83,7 +83,7 @@ class ParallelAction(Action[ParallelActionConfig]):
         return self._branches
 
     def execute(self, step: StepApi, path: Path) -> None:
-        """Run every branch, in order, each in a scope of its own."""
+        """Run every branch, in order."""
         step.trace(path, "parallel", f"{len(self._branches)} branches, run in order")
         for number, branch in enumerate(self._branches):
             step.run_branch(branch, path, number)

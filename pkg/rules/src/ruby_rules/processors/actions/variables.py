@@ -23,8 +23,8 @@ class VariablesActionConfig(ActionConfig):
 
 @REGISTRY.register
 class VariablesAction(Action[VariablesActionConfig]):
-    """Sets the variables where they are defined, else in the current sequence's scope
-    (`ruby_rules.variables`): visible to the following steps, nested ones included."""
+    """Sets the variables where they are defined, else in the run's top scope
+    (`ruby_rules.variables`): visible to every step after it."""
 
     CONFIG = VariablesActionConfig
 
