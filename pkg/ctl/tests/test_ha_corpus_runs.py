@@ -502,6 +502,13 @@ def test_times_in_a_list_and_time_patterns_on_the_hour() -> None:
     ]
 
 
+def test_trigger_variables_are_read_by_the_actions() -> None:
+    motion = [set_state(1, "binary_sensor.hall_motion", "on")]
+    assert run("variables.yaml", "trigger_variables", motion) == [
+        '18:01:00 call notify.notify (no target) {"message": "Motion on binary_sensor.hall_motion"}'
+    ]
+
+
 def _runs_in_this_module() -> set[tuple[str, str]]:
     """The (file, automation id) pairs this module's `run`/`rule_of` calls and tuples name."""
     found: set[tuple[str, str]] = set()
@@ -748,3 +755,71 @@ def test_wait_template_goes_on_when_true_and_stops_on_timeout() -> None:
     tv_already_off = states(media_player__tv="off")
     at_once = run("wait.yaml", "wait_template", [], start=late, initial=tv_already_off)
     assert at_once == ["23:30:00 call light.turn_off light.living_room"]
+
+
+def test_repeat_count_sends_one_call_per_iteration_with_its_index() -> None:
+    assert run("repeat.yaml", "repeat_count_index", [event(1, "countdown")]) == [
+        '18:01:00 call notify.notify (no target) {"message": "Beep 1 of 3"}',
+        '18:01:30 call notify.notify (no target) {"message": "Beep 2 of 3"}',
+        '18:02:00 call notify.notify (no target) {"message": "Beep 3 of 3 (last)"}',
+    ]
+    assert len(run("repeat.yaml", "repeat_count", [event(1, "find_my_keys")])) == 3
+
+
+def test_repeat_while_until_and_for_each_stop_as_ha_does() -> None:
+    fridge = [
+        set_state(0, "binary_sensor.fridge_door", "on"),  # fires after 2 minutes open
+        set_state(4.5, "binary_sensor.fridge_door", "off"),  # the while stops it
+    ]
+    assert run("repeat.yaml", "repeat_while", fridge) == [
+        '18:02:00 call notify.notify (no target) {"message": "Close the fridge"}',
+        '18:03:00 call notify.notify (no target) {"message": "Close the fridge"}',
+        '18:04:00 call notify.notify (no target) {"message": "Close the fridge"}',
+    ]
+    night = T0.replace(hour=21, minute=59)
+    closed_at = night + timedelta(minutes=1, seconds=15)
+    garage = [SetState(night, "g1", "cover.garage", "open"),
+              SetState(closed_at, "g2", "cover.garage", "closed")]  # fmt: skip
+    assert run("repeat.yaml", "repeat_until", garage, start=night) == [
+        "22:00:00 call cover.close_cover cover.garage",
+        "22:00:10 call cover.close_cover cover.garage",  # closed at 22:00:15: no third
+    ]
+    rooms = run("repeat.yaml", "repeat_for_each", [event(1, "announce")])
+    assert [line.split('"media_player_entity_id": ')[1][:26] for line in rooms] == [
+        '"media_player.kitchen", "m',
+        '"media_player.living_room"',
+    ]
+
+
+def test_variables_feed_calls_as_ha_renders_them() -> None:
+    motion = [set_state(1, "binary_sensor.kitchen_motion", "on")]
+    assert run("variables.yaml", "automation_variables", motion) == [
+        "18:01:00 call light.turn_on light.kitchen"
+    ]
+    cold = [set_state(1, "sensor.outdoor_temperature", "3.5")]
+    assert run("variables.yaml", "variables_action", cold) == [
+        '18:01:00 call notify.notify (no target) {"message": "Cold: True"}'
+    ]
+
+
+def test_parallel_sequence_templates_and_continue_on_error_run_every_call_once() -> None:
+    ring = [set_state(1, "binary_sensor.doorbell", "on")]
+    assert run("parallel.yaml", "parallel_actions", ring) == [
+        '18:01:00 call notify.mobile_app_paulus (no target) {"message": "Doorbell"}',
+        '18:01:00 call notify.mobile_app_anne (no target) {"message": "Doorbell"}',
+    ]
+    assert len(run("parallel.yaml", "sequence_action", [event(1, "goodnight")])) == 2
+    timeout = states(input_number__hallway_timeout="4")
+    passes = [set_state(1, "binary_sensor.hallway_motion", "off")]
+    assert run("delays.yaml", "delay_template", passes, initial=timeout) == [
+        "18:05:00 call light.turn_off light.hallway"
+    ]
+    fan = [set_state(1, "input_boolean.fan_wanted", "on")]
+    assert run("services.yaml", "service_from_template", fan) == [
+        '18:01:00 call switch.turn_on switch.fan {"source": "input_boolean.fan_wanted"}'
+    ]
+    night = T0.replace(hour=1, minute=59)
+    assert run("services.yaml", "continue_on_error", [], start=night) == [
+        "02:00:00 call switch.turn_off switch.flaky_plug",
+        "02:00:00 call light.turn_off light.garden",
+    ]

@@ -189,17 +189,9 @@ def test_an_error_in_a_translated_field_points_at_the_ha_text() -> None:
             "2:15: rule 'x': condition.condition: sun condition",
         ),
         (
-            "action: {repeat: {count: 2, sequence: []}}",
-            "2:12: rule 'x': action.repeat: repeat action",
-        ),
-        (
             "action: {wait_template: \"{{ is_state('a.b', 'on') }}\"}",
             "2:12: rule 'x': action.wait_template: wait_template without a timeout",
         ),
-        ("action: {parallel: []}", "2:12: rule 'x': action.parallel: parallel action"),
-        ("action: {variables: {a: 1}}", "2:12: rule 'x': action.variables: variables action"),
-        ("variables: {a: 1}", "2:3: rule 'x': variables: variables"),
-        ("action: {delay: '{{ 5 }}'}", "2:12: rule 'x': action.delay: a duration from a template"),
         (
             "action: {action: light.turn_on, response_variable: r}",
             "2:35: rule 'x': action.response_variable: 'response_variable' (a call's response)",

@@ -61,7 +61,8 @@ def test_missing_kind_lists_the_known_ones() -> None:
     [error] = load(text).errors
     assert str(error) == (
         "r.yaml:9:9: rule 'x': actions[0]: missing field 'kind': expected one of the action "
-        "kinds call, choose, delay, if, publish, stop, wait_for, wait_template"
+        "kinds call, choose, delay, if, parallel, publish, repeat, sequence, stop, variables, "
+        "wait_for, wait_template"
     )
 
 

@@ -73,6 +73,14 @@ EXAMPLES: list[tuple[Role, dict[str, Any], dict[str, Any], str]] = [
      {"kind": "publish", "event_type": "hallway.lit"}, "event type not a token"),
     ("action", {"kind": "stop", "reason": "done", "error": True},
      {"kind": "stop", "reason": ""}, "empty reason"),
+    ("action", {"kind": "variables", "variables": {"level": "{{ 2 * 3 }}", "room": "hall"}},
+     {"kind": "variables", "variables": {"trigger": 1}}, "a name the engine sets"),
+    ("action", {"kind": "sequence", "actions": [STOP]},
+     {"kind": "sequence", "actions": []}, "no actions"),
+    ("action", {"kind": "parallel", "actions": [STOP, {"kind": "sequence", "actions": [STOP]}]},
+     {"kind": "parallel", "actions": [{"kind": "delay", "duration": "1m"}]}, "a branch pauses"),
+    ("action", {"kind": "repeat", "count": 3, "actions": [STOP]},
+     {"kind": "repeat", "count": 3, "until": [ON], "actions": [STOP]}, "two ways to repeat"),
 ]  # fmt: skip
 
 

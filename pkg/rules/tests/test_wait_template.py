@@ -130,3 +130,29 @@ def test_trigger_clock_and_a_missing_timeout_are_refused_when_the_file_loads() -
         assert any(error in str(e) for e in result.errors), result.errors
     untimed = load_text(RULE.replace("        timeout: 1h\n", "").replace("CONTINUE", "true"), "w")
     assert any("timeout" in str(e) and "missing" in str(e) for e in untimed.errors)
+
+
+def test_the_wait_variable_says_whether_the_template_came_true_and_what_was_left() -> None:
+    rule = RULE.replace(
+        "{kind: call, service: light.turn_off, target: {entity_id: light.living_room}}",
+        "{kind: call, service: notify.notify, data: {message: "
+        "'{{ wait.completed }} {{ wait.remaining | int }}'}}",
+    )
+
+    def message(tv: str, then: str | None) -> str:
+        result = load_text(rule.replace("CONTINUE", "true"), "w.yaml")
+        assert result.ok, result.errors
+        e = RuleEngine(tz=UTC)
+        e.set_states({"media_player.tv": st(tv, T0 - timedelta(hours=1))})
+        e.set_rules(result.rules, T0)
+        fx = press(e)
+        if then == "off":
+            fx = change(e, "media_player.tv", "off", 15)
+        elif then == "timeout":
+            fx = fire_due(e, T0 + timedelta(hours=1))
+        [call] = [c for c in fx.commands if c.service == "notify"]
+        return str(call.data["message"])
+
+    assert message("off", None) == "True 3600"  # true at once: the whole timeout left
+    assert message("on", "off") == "True 2700"  # came true after 15 minutes
+    assert message("on", "timeout") == "False 0"

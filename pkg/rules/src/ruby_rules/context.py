@@ -67,3 +67,6 @@ class Context:
     names: Mapping[str, object] = field(default_factory=dict)
     """Further variables its templates see, such as ``state`` in a numeric_state's
     ``value_template`` (``trigger`` and Home Assistant's functions win over them)."""
+    variables: Mapping[str, JsonValue] = field(default_factory=dict)
+    """The run's variables visible at this step, by name (the rule's ``variables``, a
+    ``variables`` action's, ``repeat``, ``wait``): templates read them as names."""

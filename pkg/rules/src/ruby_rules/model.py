@@ -12,6 +12,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validat
 from ruby_rules.processors.protocols import ActionProcessor, ConditionProcessor, TriggerProcessor
 from ruby_rules.processors.registry import Registry, default_registry
 from ruby_rules.processors.types import Count, Duration, Token
+from ruby_rules.variables import Variables
 
 if TYPE_CHECKING:
     from ruby_rules.processors.base import AnyAction, AnyCondition, AnyTrigger
@@ -65,6 +66,9 @@ class RuleConfig(_Strict):
     (``restart``), waits (``queued``) or runs alongside (``parallel``)."""
     max: Count | None = None
     """For ``queued`` and ``parallel``: how many runs may wait or run at once."""
+    variables: Variables | None = None
+    """Variables of every run (HA's automation ``variables``), rendered in order when a
+    trigger fires, before the conditions; templates in the conditions and actions read them."""
     triggers: tuple[AnyTrigger, ...] = Field(min_length=1)
     """Any of these starts a run."""
     conditions: tuple[AnyCondition, ...] = ()

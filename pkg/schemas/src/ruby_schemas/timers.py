@@ -22,7 +22,16 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Final, Literal, TypeAlias
 
-from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    SerializerFunctionWrapHandler,
+    TypeAdapter,
+    ValidationError,
+    model_serializer,
+    model_validator,
+)
 
 from ruby_schemas.ha_events import EntityState
 from ruby_schemas.primitives import JsonObject
@@ -44,6 +53,10 @@ _LEGACY_EMPTY: Final[dict[str, tuple[object, ...]]] = {
 }
 """The fields the single record of old had for every kind, with the values it left in them
 when they did not apply."""
+
+
+_ADDED_LATER: Final = ("variables", "loops")
+"""Optional fields of run records added after the first release of the variants."""
 
 
 class TimerRecordError(ValueError):
@@ -135,6 +148,21 @@ class _Run(_Timer):
     """The definition the run runs with (the rule engine's ``RuleConfig`` as JSON)."""
     steps: tuple[TraceStep, ...] = ()
     """The trace so far, so a resumed run reports the whole run."""
+    variables: tuple[JsonObject, ...] | None = None
+    """The run's variables (issue 13): for a paused run, one scope per sequence along
+    ``resume_after``, outermost first; for a queued one, the rule's variables as rendered when
+    it was triggered. None (records of before, or nothing set): no variables."""
+
+    @model_serializer(mode="wrap")
+    def _leave_out_none(self, handler: SerializerFunctionWrapHandler) -> Any:
+        # Fields added later are written only when set: a record without them is written
+        # exactly as before they existed (and as an engine of before reads it).
+        data = handler(self)
+        if isinstance(data, dict):
+            for name in _ADDED_LATER:
+                if name in data and data[name] is None:
+                    del data[name]
+        return data
 
 
 class WaitingRun(_Run):
@@ -149,6 +177,9 @@ class WaitingRun(_Run):
     """Paused in a ``wait_for``: its trigger resumes it before the deadline."""
     wait_until_time: bool = False
     """The deadline is the waited-for time trigger's instant, not the timeout."""
+    loops: JsonObject | None = None
+    """What the ``repeat`` actions around ``resume_after`` need to go on (their ``for_each``
+    items or count), keyed by their position (``"1.0.2"``); None when not in one."""
 
 
 class QueuedRun(_Run):

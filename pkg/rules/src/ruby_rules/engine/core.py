@@ -243,8 +243,10 @@ class RuleEngine:
                 resumes = wait is not None and wait.matches_change(old, new, self._states)
             except ValueError:  # it cannot tell (a template failed): the wait goes on
                 resumes = False
-            if resumes:
-                self._runs.resume(key, now, effects, note=f"wait_for: {entity_id} changed")
+            if resumes and wait is not None:
+                waited = TriggerData(wait.config.kind, "0", event_id, when, entity_id, old, new)
+                self._runs.resume(key, now, effects, note=f"wait_for: {entity_id} changed",
+                                  waited=waited)  # fmt: skip
         return effects
 
     def on_event(
@@ -276,7 +278,10 @@ class RuleEngine:
         for key in self._timers.waits_on_event(event_type):
             wait = self._timers.wait_trigger(key)
             if wait is not None and wait.matches_event(event_type, data):
-                self._runs.resume(key, now, effects, note=f"wait_for: event {event_type}")
+                waited = TriggerData(wait.config.kind, "0", event_id, fired_at,
+                                     event_type=event_type, event_data=dict(data))  # fmt: skip
+                self._runs.resume(key, now, effects, note=f"wait_for: event {event_type}",
+                                  waited=waited)  # fmt: skip
         return effects
 
     def _superseded(

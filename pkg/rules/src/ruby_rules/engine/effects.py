@@ -3,12 +3,17 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Final
 
 from ruby_rules.context import TriggerData
 from ruby_rules.engine.interpreter import CommandOut, EventOut
 from ruby_rules.engine.records import TimerRecord
 from ruby_schemas.base import Payload
-from ruby_schemas.traces import RunTrace, TraceTrigger
+from ruby_schemas.traces import RunTrace, TraceStep, TraceTrigger
+
+MAX_TRACE_STEPS: Final = 500
+"""Steps a run's trace (and so its record) keeps: the first 100, a note, the latest ones. A
+repeat can run thousands of steps; the record must stay a small KV value."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -66,3 +71,19 @@ def trigger_summary(t: TriggerData) -> TraceTrigger:
 def ended(trace: RunTrace, status: str, reason: str) -> RunTrace:
     """``trace`` with its status and reason set."""
     return trace.model_copy(update={"status": status, "reason": reason})
+
+
+def bounded(steps: tuple[TraceStep, ...]) -> tuple[TraceStep, ...]:
+    """``steps`` within `MAX_TRACE_STEPS`: the first 100, a note, then the latest ones."""
+    if len(steps) <= MAX_TRACE_STEPS:
+        return steps
+    tail = steps[-(MAX_TRACE_STEPS - 101) :]
+    note = TraceStep(at=tail[0].at, path="trace", kind="trace", result="earlier steps left out")
+    return (*steps[:100], note, *tail)
+
+
+def bounded_ids(command_ids: tuple[str, ...]) -> tuple[str, ...]:
+    """``command_ids`` within `MAX_TRACE_STEPS` - 1: the first 100, then the latest ones."""
+    if len(command_ids) < MAX_TRACE_STEPS:
+        return command_ids
+    return (*command_ids[:100], *command_ids[-(MAX_TRACE_STEPS - 101) :])

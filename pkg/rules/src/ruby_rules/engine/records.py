@@ -24,6 +24,7 @@ from pydantic import ValidationError
 from ruby_rules.context import TriggerData
 from ruby_rules.model import Program, RuleConfig, rule_config_type
 from ruby_schemas import timers as stored
+from ruby_schemas.primitives import JsonObject
 from ruby_schemas.traces import TraceStep
 
 
@@ -106,6 +107,9 @@ class _Run:
     """The trace so far, so a resumed run reports the whole run."""
     program: Program | None = field(default=None, compare=False, repr=False)
     """``rule`` compiled; passed on from record to record as the run goes on."""
+    variables: tuple[JsonObject, ...] = ()
+    """The run's variables: paused, one scope per sequence along its position; queued, the
+    rule's variables rendered when it was triggered (`ruby_rules.variables`)."""
 
     @property
     def key(self) -> str:
@@ -125,7 +129,8 @@ class _Run:
         rule = self.rule.model_dump(mode="json", by_alias=True, exclude_none=True)
         return {"kind": "run", "rule_id": self.rule_id, "version": self.version,
                 "trigger": fired(self.trigger), "file": self.file, "run_id": self.run_id,
-                "rule": rule, "steps": self.steps}  # fmt: skip
+                "rule": rule, "steps": self.steps,
+                "variables": self.variables or None}  # fmt: skip
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -140,6 +145,8 @@ class WaitingRun(_Run):
     """Paused in a wait whose trigger may resume it before the deadline."""
     wait_until_time: bool = False
     """For a wait on a time trigger: the deadline is the trigger, not the timeout."""
+    loops: JsonObject = field(default_factory=dict)
+    """What the repeats around ``resume_after`` need to go on, by position."""
 
     def to_json(self) -> bytes:
         """The record as stored."""
@@ -147,7 +154,7 @@ class WaitingRun(_Run):
             stored.WaitingRun.model_validate(
                 {**self._stored(), "status": "waiting", "deadline": self.deadline,
                  "resume_after": self.resume_after, "wait": self.wait,
-                 "wait_until_time": self.wait_until_time}
+                 "wait_until_time": self.wait_until_time, "loops": self.loops or None}
             )
         )  # fmt: skip
 
@@ -196,15 +203,18 @@ def read_record(raw: bytes) -> TimerRecord:
     except (stored.TimerRecordError, ValidationError) as exc:
         raise RecordError(str(exc).splitlines()[0]) from None
     trigger, program = trigger_data(record.trigger), Program.compile(rule)
+    variables = record.variables or ()
     if record.status == "queued":
         return QueuedRun(rule_id=record.rule_id, trigger=trigger, version=record.version,
                          run_id=record.run_id, rule=rule, file=record.file, steps=record.steps,
-                         program=program, queued_seq=record.queued_seq)  # fmt: skip
+                         program=program, variables=variables,
+                         queued_seq=record.queued_seq)  # fmt: skip
     return WaitingRun(rule_id=record.rule_id, trigger=trigger, version=record.version,
                       run_id=record.run_id, rule=rule, file=record.file, steps=record.steps,
-                      program=program, deadline=record.deadline,
+                      program=program, variables=variables, deadline=record.deadline,
                       resume_after=record.resume_after, wait=record.wait,
-                      wait_until_time=record.wait_until_time)  # fmt: skip
+                      wait_until_time=record.wait_until_time,
+                      loops=record.loops or {})  # fmt: skip
 
 
 def fired(t: TriggerData) -> stored.FiredTrigger:

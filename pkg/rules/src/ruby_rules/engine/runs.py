@@ -8,15 +8,25 @@ Pure: `Runs` decides and writes what it decided into the `Effects` it is given; 
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import replace
 from datetime import datetime, timedelta
 
 from ruby_rules.context import Context, TriggerData
 from ruby_rules.engine import ids
-from ruby_rules.engine.effects import Effects, RuleEventOut, ended, trigger_summary
+from ruby_rules.engine.effects import (
+    Effects,
+    RuleEventOut,
+    bounded,
+    bounded_ids,
+    ended,
+    trigger_summary,
+)
 from ruby_rules.engine.interpreter import Interpreter, Path, Segment, action_at
 from ruby_rules.engine.records import QueuedRun, RunTimer, WaitingRun
 from ruby_rules.engine.timers import TimerTable
 from ruby_rules.model import Program, Rule, RuleConfig
+from ruby_rules.variables import Scope, assign, render_variables, wait_value
+from ruby_schemas.primitives import JsonObject
 from ruby_schemas.rules import RuleFailedV1, RuleFiredV1
 from ruby_schemas.traces import RunTrace, TraceStep
 
@@ -52,7 +62,12 @@ class Runs:
                 return
             self.resume(record.key, now, effects, note="wait_for timed out, continuing")
             return
-        self.resume(record.key, now, effects, note="timer due")
+        waited = None
+        if record.wait:  # the waited-for time trigger's instant came
+            trigger = action_at(record.compiled.actions, record.resume_after).waits_on()
+            kind = "time" if trigger is None else trigger.config.kind
+            waited = TriggerData(kind, "0", f"{record.key}@{record.deadline}", record.deadline)
+        self.resume(record.key, now, effects, note="timer due", waited=waited)
 
     def start(
         self,
@@ -74,6 +89,14 @@ class Runs:
             effects.traces.append(ended(trace, "skipped", late))
             return
         ctx = self._ctx(trigger, now)
+        try:
+            variables = render_variables(config.variables or {}, ctx)
+        except ValueError as exc:
+            effects.traces.append(ended(trace, "failed", f"variables: {exc}"))
+            self._failed(rule.config, rule.version, rule.file, run, trigger, str(exc), effects)
+            return
+        ctx = replace(ctx, variables=variables)
+        scopes = (variables,) if variables else ()
         for position, processor in enumerate(rule.program.conditions):
             condition = processor.config
             try:
@@ -92,7 +115,7 @@ class Runs:
         key = f"run.{rule.id}.{run}"
         if key in self._timers.records:  # the same trigger again (a redelivery): same run, same ids
             self._segment(config, rule.program, rule.version, rule.file, run, trigger, now, None,
-                          trace, effects, store=False, due=due)  # fmt: skip
+                          trace, effects, store=False, due=due, variables=scopes)  # fmt: skip
             return
         runs = self._timers.runs(rule.id)
         active = [key for key, record in runs.items() if record.status == "waiting"]
@@ -114,7 +137,7 @@ class Runs:
             self._timers.store(
                 QueuedRun(rule_id=rule.id, trigger=trigger, version=rule.version, run_id=run,
                           rule=config, file=rule.file, steps=steps, program=rule.program,
-                          queued_seq=self.queue_seq),
+                          variables=scopes, queued_seq=self.queue_seq),
                 effects,
             )  # fmt: skip
             effects.traces.append(trace)
@@ -124,7 +147,7 @@ class Runs:
             effects.traces.append(ended(trace, "ignored", reason))
             return
         self._segment(config, rule.program, rule.version, rule.file, run, trigger, now, None,
-                      trace, effects, due=due)  # fmt: skip
+                      trace, effects, due=due, variables=scopes)  # fmt: skip
 
     def _segment(
         self,
@@ -141,6 +164,8 @@ class Runs:
         *,
         store: bool = True,
         due: datetime | None = None,
+        variables: tuple[Scope, ...] = (),
+        loops: JsonObject | None = None,
     ) -> None:
         limit = config.backlog.max_lateness
         interpreter = Interpreter(
@@ -152,14 +177,18 @@ class Runs:
             now=now,
             not_after=None if limit is None else (due or now) + limit,
             backlog=config.backlog.policy,
+            variables=variables,
+            loops=loops,
         )
         segment: Segment = interpreter.run(program.actions, resume_after)
         effects.commands += segment.commands
         effects.events += segment.events
         trace = trace.model_copy(
             update={
-                "steps": (*trace.steps, *segment.steps),
-                "command_ids": (*trace.command_ids, *(c.command_id for c in segment.commands)),
+                "steps": bounded((*trace.steps, *segment.steps)),
+                "command_ids": bounded_ids(
+                    (*trace.command_ids, *(c.command_id for c in segment.commands))
+                ),
                 "status": segment.end,
                 "reason": segment.reason,
                 "updated": now,
@@ -185,7 +214,8 @@ class Runs:
                 WaitingRun(rule_id=config.id, trigger=trigger, version=version, run_id=run,
                            rule=config, file=file, steps=trace.steps, program=program,
                            deadline=pause.deadline, resume_after=pause.at, wait=pause.wait,
-                           wait_until_time=pause.wait_until_time),
+                           wait_until_time=pause.wait_until_time,
+                           variables=segment.variables, loops=segment.loops),
                 effects,
             )  # fmt: skip
         elif store:
@@ -194,8 +224,22 @@ class Runs:
             self._next_queued(config.id, now, effects)
         effects.traces.append(trace)
 
-    def resume(self, key: str, now: datetime, effects: Effects, *, note: str) -> None:
-        """Run the next stretch of the paused run ``key`` (``note`` says why, in its trace)."""
+    def resume(
+        self,
+        key: str,
+        now: datetime,
+        effects: Effects,
+        *,
+        note: str,
+        waited: TriggerData | None = None,
+    ) -> None:
+        """Run the next stretch of the paused run ``key`` (``note`` says why, in its trace).
+
+        A run paused in a ``wait_for`` gets the variable ``wait``: ``trigger`` (``waited``, the
+        trigger that ended the wait, as a template reads a trigger; None on a timeout) and
+        ``remaining`` (seconds left of the timeout; None when the wait was on a time trigger,
+        whose instant the record keeps instead of the timeout).
+        """
         record = self._timers.records.get(key)
         if record is None or record.kind != "run" or record.status != "waiting":
             return
@@ -203,9 +247,12 @@ class Runs:
         trace = new_trace(record.rule, record.version, record.file, record.run_id,
                             record.trigger, now, steps=(*record.steps, resumed))  # fmt: skip
         due = record.deadline if record.deadline is not None and record.deadline <= now else now
+        scopes = [dict(scope) for scope in record.variables] or [{}]
+        if record.wait:
+            assign(scopes, "wait", wait_value(record.deadline, record.wait_until_time, waited, now))
         self._segment(record.rule, record.compiled, record.version, record.file, record.run_id,
-                      record.trigger, now, record.resume_after, trace, effects,
-                      due=due)  # fmt: skip
+                      record.trigger, now, record.resume_after, trace, effects, due=due,
+                      variables=tuple(scopes), loops=record.loops)  # fmt: skip
 
     def _finish(
         self, record: RunTimer, now: datetime, effects: Effects, status: str, reason: str
@@ -229,7 +276,8 @@ class Runs:
         trace = new_trace(record.rule, record.version, record.file, record.run_id,
                             record.trigger, now, steps=record.steps)  # fmt: skip
         self._segment(record.rule, record.compiled, record.version, record.file, record.run_id,
-                      record.trigger, now, None, trace, effects)  # fmt: skip
+                      record.trigger, now, None, trace, effects,
+                      variables=record.variables)  # fmt: skip
 
     def _failed(
         self,

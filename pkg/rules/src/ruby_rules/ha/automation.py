@@ -21,7 +21,7 @@ from ruby_rules.yamldoc import Document, Location, Path
 
 _AUTOMATION_KEY: Final = re.compile(r"automation(\s.*)?")
 _HA_ONLY_KEYS: Final = frozenset(
-    {"alias", "trigger", "condition", "action", "trigger_variables", "variables"}
+    {"alias", "trigger", "condition", "action", "trigger_variables"}
     | {"initial_state", "max_exceeded", "use_blueprint", "trace"}
 )
 SINGLE_KEYS: Final = frozenset({"triggers", "trigger", "alias", "actions", "action"})
@@ -189,6 +189,24 @@ def _max_exceeded(w: Writer, src: Path, dst: Path, out: Native) -> None:
         w.expect(src, f"one of {', '.join(sorted(_LOG_LEVELS))}")
 
 
+def _variables(*, first: bool) -> Handler:
+    """``variables`` (or, ``first``, ``trigger_variables``, which HA renders before them and
+    which they may use or override) into the rule's ``variables``."""
+
+    def handle(w: Writer, src: Path, dst: Path, out: Native) -> None:
+        value = w.get(src)
+        if not isinstance(value, dict):
+            w.expect(src, "a mapping of variable names to values")
+            return
+        w.values.setdefault(("variables",), w.where(src))
+        found = {key: w.copy((*src, key), ("variables", key)) for key in value}
+        existing = out.get("variables")
+        before = existing if isinstance(existing, dict) else {}
+        out["variables"] = {**found, **before} if first else {**before, **found}
+
+    return handle
+
+
 _FIELDS: Final[dict[str, Handler]] = {
     "id": _skip,
     "alias": _skip,
@@ -196,8 +214,8 @@ _FIELDS: Final[dict[str, Handler]] = {
     "trace": _skip,
     "max_exceeded": _max_exceeded,
     "initial_state": _initial_state,
-    "variables": not_yet("variables"),
-    "trigger_variables": not_yet("trigger_variables"),
+    "variables": _variables(first=False),
+    "trigger_variables": _variables(first=True),
     "use_blueprint": not_yet("use_blueprint (a blueprint automation)"),
     **{key: _list(new) for new, old in _LISTS for key in (new, old)},
 }

@@ -22,9 +22,7 @@ TARGET_KEYS: Final = ("entity_id", "area_id", "device_id")
 def _service(w: Writer, src: Path, dst: Path, out: Native) -> None:
     if "service" in out:
         w.refuse(src, "give the service once: 'action', 'service' or 'service_template'")
-    elif is_template(w.get(src)):
-        w.not_yet(src, "a service name from a template")
-    else:
+    else:  # a template is rendered when the step runs
         out["service"] = w.copy(src, (*dst, "service"))
 
 
@@ -42,8 +40,11 @@ def _target_field(w: Writer, src: Path, dst: Path, out: Native) -> None:
 
 def _target(w: Writer, src: Path, dst: Path, out: Native) -> None:
     value = w.get(src)
-    if is_template(value):
-        w.not_yet(src, "a target from a template")
+    if is_template(value):  # rendered when the step runs, to a mapping
+        w.mark((*dst, "target"), src)
+        target = out.setdefault("target", {})
+        assert isinstance(target, dict)  # noqa: S101 - only this module writes it
+        target["template"] = w.copy(src, (*dst, "target", "template"))
         return
     if not isinstance(value, dict):
         w.expect(src, "a mapping of entity_id, area_id and device_id")
@@ -63,8 +64,8 @@ def _target(w: Writer, src: Path, dst: Path, out: Native) -> None:
 
 def _data(w: Writer, src: Path, dst: Path, out: Native) -> None:
     value = w.get(src)
-    if is_template(value):
-        w.not_yet(src, "service data from one template")
+    if is_template(value):  # rendered when the step runs, to a mapping
+        out["data_template"] = w.copy(src, (*dst, "data_template"))
         return
     if not isinstance(value, dict):
         w.expect(src, "a mapping of service data")

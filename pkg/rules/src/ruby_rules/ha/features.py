@@ -23,7 +23,6 @@ from ruby_rules.ha.kinds import (
     drop,
     duration,
     not_yet,
-    not_yet_unless,
     text_id,
 )
 from ruby_rules.ha.source import Native, Writer, is_template
@@ -250,15 +249,46 @@ def _options(w: Writer, src: Path, dst: Path, out: Native) -> None:
     out["options"] = options
 
 
+def _repeat(w: Writer, src: Path, dst: Path, out: Native) -> None:
+    value = w.get(src)
+    if not isinstance(value, dict):
+        w.expect(src, "a mapping with 'sequence' and one of count, while, until, for_each")
+        return
+    for key in value:
+        if key in ("while", "until"):
+            nested_conditions(key)(w, (*src, key), dst, out)
+        elif key == "sequence":
+            nested_actions("actions")(w, (*src, key), dst, out)
+        else:  # count, for_each; anything else the native repeat refuses, at its line
+            out[key] = w.copy((*src, key), (*dst, key))
+
+
+def _delay(w: Writer, src: Path, dst: Path, out: Native) -> None:
+    value = w.get(src)
+    templated = isinstance(value, dict) and any(is_template(v) for v in value.values())
+    if is_template(value) or templated:  # rendered when the step runs
+        out["duration"] = w.copy(src, (*dst, "duration"))
+    else:
+        duration("duration")(w, src, dst, out)
+
+
+def _continue_on_error(w: Writer, src: Path, dst: Path, out: Native) -> None:
+    # A run never waits for a call's outcome (the gateway executes it later): a failing call
+    # never ends a run, with or without the flag, which is what `true` asks. Errors HA does
+    # not continue on either (a template that fails) end the run in both.
+    if not isinstance(w.get(src), bool):
+        w.expect(src, "true or false")
+
+
 ACTION_COMMON: Final[dict[str, Handler]] = {
     "alias": drop,
     "enabled": drop,
-    "continue_on_error": not_yet_unless(False, "continue_on_error"),
+    "continue_on_error": _continue_on_error,
 }
 """Fields every action may have."""
 
 ACTIONS: Final[dict[str, Kind]] = {
-    "delay": Kind("delay", {"delay": duration("duration")}),
+    "delay": Kind("delay", {"delay": _delay}),
     "wait_template": Kind(
         "wait_template",
         {
@@ -288,9 +318,9 @@ ACTIONS: Final[dict[str, Kind]] = {
             "else": nested_actions("else"),
         },
     ),
-    "repeat": Kind(None),
-    "parallel": Kind(None),
-    "sequence": Kind(None),
+    "repeat": Kind("repeat", {"repeat": _repeat}),
+    "parallel": Kind("parallel", {"parallel": nested_actions("actions")}),
+    "sequence": Kind("sequence", {"sequence": nested_actions("actions")}),
     "stop": Kind(
         "stop",
         {
@@ -298,7 +328,7 @@ ACTIONS: Final[dict[str, Kind]] = {
             "response_variable": not_yet("'response_variable' in a stop action"),
         },
     ),
-    "variables": Kind(None),
+    "variables": Kind("variables", {"variables": copy("variables")}),
     "action": CALL,
     "service": CALL,
     "service_template": CALL,

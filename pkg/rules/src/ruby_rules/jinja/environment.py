@@ -175,7 +175,7 @@ def render_text(compiled: Compiled, ctx: Context) -> str:
     budget = Budget()
     try:
         with scope.running(ctx), rendering(budget):
-            names = {**ctx.names, **GLOBALS, "trigger": trigger_record(ctx)}
+            names = {**ctx.names, **GLOBALS, **ctx.variables, "trigger": trigger_record(ctx)}
             context = compiled.template.new_context(names, shared=True)
             return _joined(compiled.template.root_render_func(context))
     except TemplateFailure:

@@ -170,6 +170,18 @@ class Action(Generic[A]):
         """No branches."""
         return ()
 
+    def branch(self, number: int) -> Sequence[ActionProcessor]:
+        """Branch ``number`` of `branches`."""
+        return self.branches()[number]
+
+    def resume(self, step: StepApi, path: Path, number: int, rest: Path) -> None:
+        """Finish the branch the run paused in; nothing else to do."""
+        step.run_branch(self.branch(number), path, number, resume_after=rest)
+
+    def pauses(self) -> bool:
+        """Whether an action in one of its branches pauses; a pausing kind says True."""
+        return any(action.pauses() for branch in self.branches() for action in branch)
+
     def waits_on(self) -> TriggerProcessor | None:
         """Waits on no trigger."""
         return None

@@ -10,7 +10,10 @@ from ruby_rules.processors.actions import (
     call,
     delay,
     publish,
+    repeat,
+    sequence,
     stop,
+    variables,
     wait_for,
     wait_template,
 )
@@ -43,5 +46,8 @@ MODULES = (
     branch,
     publish,
     stop,
+    variables,
+    sequence,
+    repeat,
 )
 """The modules of the built-in kinds (imported for their registrations)."""

@@ -164,8 +164,36 @@ class StepApi(Protocol):
         """Add a step to the run's trace (`ruby_schemas.traces.TraceStep`)."""
         ...
 
-    def run_branch(self, actions: Sequence[ActionProcessor], path: Path, branch: int) -> None:
-        """Run ``actions``, branch number ``branch`` of the action at ``path``, to its end."""
+    def run_branch(
+        self,
+        actions: Sequence[ActionProcessor],
+        path: Path,
+        branch: int,
+        *,
+        variables: Mapping[str, JsonValue] | None = None,
+        resume_after: Path | None = None,
+    ) -> None:
+        """Run ``actions``, branch number ``branch`` of the action at ``path``, to its end, in
+        a scope of its own starting with ``variables``; with ``resume_after``, a paused run
+        goes on after that position inside it (in the scope its record kept)."""
+        ...
+
+    def set_variable(self, name: str, value: JsonValue) -> None:
+        """Set a run variable: where a scope defines it, else in the run's top scope."""
+        ...
+
+    def remember(self, path: Path, value: JsonValue | None) -> None:
+        """Keep, in the run (and its record if it pauses), what the action at ``path`` needs
+        to go on after a pause inside it; None forgets it."""
+        ...
+
+    def remembered(self, path: Path) -> JsonValue | None:
+        """What the action at ``path`` kept, or None."""
+        ...
+
+    def iteration(self, path: Path, number: int) -> None:
+        """Count iteration ``number`` of the repeat at ``path``; ends the run (``failed``)
+        past the engine's bound on iterations."""
         ...
 
     def pause(self, pause: Pause, reason: str) -> NoReturn:
@@ -190,7 +218,21 @@ class ActionProcessor(Protocol):
         ...
 
     def branches(self) -> Sequence[Sequence[ActionProcessor]]:
-        """The sequences it may run, numbered as positions number them; () if none."""
+        """The distinct sequences it may run (each once, for walking the tree); () if none."""
+        ...
+
+    def branch(self, number: int) -> Sequence[ActionProcessor]:
+        """The sequence a position's branch ``number`` names (a repeat: any iteration);
+        `IndexError` if none."""
+        ...
+
+    def resume(self, step: StepApi, path: Path, number: int, rest: Path) -> None:
+        """Go on with a run paused inside branch ``number`` at ``rest``: finish that branch,
+        then whatever the action still has to do (a repeat: the next iterations)."""
+        ...
+
+    def pauses(self) -> bool:
+        """Whether a run may pause in it or in an action it holds (a ``delay``...)."""
         ...
 
     def waits_on(self) -> TriggerProcessor | None:

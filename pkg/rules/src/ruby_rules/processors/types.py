@@ -194,8 +194,52 @@ which must give an entity id (or a list of them) when rendered."""
 Token: TypeAlias = Annotated[str, AfterValidator(token)]
 """An identifier that is one safe subject token: letters, digits, ``_``, ``-``."""
 
+
+def _token_or_template(value: str) -> str:
+    if has_template(value):
+        check_value(value)
+        return value
+    return token(value)
+
+
+TemplatedTokens: TypeAlias = Annotated[
+    tuple[Annotated[str, AfterValidator(_token_or_template)], ...],
+    BeforeValidator(one_or_many),
+    Field(min_length=1),
+]
+"""One `Token` or a list; an item may also be a template giving one or a list of them."""
+
 ServiceName: TypeAlias = Annotated[str, AfterValidator(_service)]
 """A Home Assistant service, ``domain.service``."""
+
+
+def _service_or_template(value: str) -> str:
+    if has_template(value):
+        check_value(value)
+        return value
+    return _service(value)
+
+
+def service_name(value: object) -> str:
+    """``value`` if it is a service, ``domain.service``; else `ValueError` saying so."""
+    if not isinstance(value, str):
+        raise ValueError(f"expected a service such as 'light.turn_on'; got {_kind(value)}")  # noqa: TRY004 - a rendered value, reported like a template's failure
+    return _service(value)
+
+
+TemplatedServiceName: TypeAlias = Annotated[str, AfterValidator(_service_or_template)]
+"""`ServiceName`, or a template giving one when the step runs (HA's ``action: "{{ ... }}"``)."""
+
+
+def _template_only(value: str) -> str:
+    if not has_template(value):
+        raise ValueError(f"expected a mapping, or a template giving one; got text {_shown(value)}")
+    check_value(value)
+    return value
+
+
+TemplateText: TypeAlias = Annotated[str, AfterValidator(_template_only)]
+"""A text that is a template (checked at load), where a structure is rendered from it."""
 
 StateValue: TypeAlias = Annotated[str, BeforeValidator(_state_value)]
 """An entity state as text; a number is read as its text."""

@@ -66,3 +66,7 @@ class WaitForAction(Action[WaitForActionConfig]):
     def stops_on_timeout(self) -> bool:
         """Unless ``continue_on_timeout``."""
         return not self.config.continue_on_timeout
+
+    def pauses(self) -> bool:
+        """It pauses the run."""
+        return True

@@ -73,6 +73,8 @@ class WaitTemplateAction(Action[WaitTemplateActionConfig]):
         rendered); else pause until it does or the timeout passes."""
         if self.truth.holds(step.ctx):
             step.trace(path, "wait_template", "true already: going on")
+            remaining = self.config.timeout.total_seconds()
+            step.set_variable("wait", {"trigger": None, "completed": True, "remaining": remaining})
             return
         deadline = step.now + self.config.timeout
         step.trace(path, "wait_template", f"waiting, at most until {deadline.isoformat()}")
@@ -85,3 +87,7 @@ class WaitTemplateAction(Action[WaitTemplateActionConfig]):
     def stops_on_timeout(self) -> bool:
         """Unless ``continue_on_timeout``."""
         return not self.config.continue_on_timeout
+
+    def pauses(self) -> bool:
+        """It may pause the run (so ``parallel`` refuses it)."""
+        return True
