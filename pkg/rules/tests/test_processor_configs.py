@@ -29,6 +29,8 @@ EXAMPLES: list[tuple[Role, dict[str, Any], dict[str, Any], str]] = [
      {"kind": "numeric_state", "entity_id": "sensor.t", "above": 30, "below": 20}, "empty range"),
     ("trigger", {"kind": "event", "event_type": "zha_event", "event_data": {"command": "on"}},
      {"kind": "event", "event_type": "zha event"}, "event type not a token"),
+    ("trigger", {"kind": "homeassistant", "event": "start"},
+     {"kind": "homeassistant", "event": "restart"}, "no such event"),
     ("trigger", {"kind": "time", "at": ["06:45", "18:00:30"]},
      {"kind": "time", "at": "24:00"}, "no such time"),
     ("trigger", {"kind": "time_pattern", "minutes": "/5"},
@@ -63,6 +65,8 @@ EXAMPLES: list[tuple[Role, dict[str, Any], dict[str, Any], str]] = [
      {"kind": "if", "conditions": [ON], "then": [ON]}, "a condition as an action"),
     ("action", {"kind": "publish", "event_type": "hallway_lit", "data": {"n": 1}},
      {"kind": "publish", "event_type": "hallway.lit"}, "event type not a token"),
+    ("action", {"kind": "fire_event", "event_type": "custom.doorbell", "data": {"n": 1}},
+     {"kind": "fire_event", "event_type": "x" * 65}, "longer than Home Assistant allows"),
     ("action", {"kind": "stop", "reason": "done", "error": True},
      {"kind": "stop", "reason": ""}, "empty reason"),
 ]  # fmt: skip

@@ -28,7 +28,7 @@ from ruby_schemas.ha_events import EntityState, EventFiredV1, StateChangedV1
 from ruby_schemas.primitives import JsonObject
 from ruby_schemas.traces import RunTrace
 
-What = Literal["call", "publish", "run", "for"]
+What = Literal["call", "fire_event", "publish", "run", "for"]
 QUIET_STATUSES = frozenset({"finished"})
 """A run that ended like this and sent something is shown by what it sent alone."""
 PAUSED = frozenset({"waiting", "queued"})
@@ -285,8 +285,17 @@ class Simulation:
 
 
 def _call(now: datetime, command: CommandOut) -> Happening:
-    service = f"{command.domain}.{command.service}"
     data = f" {json.dumps(command.data, ensure_ascii=False)}" if command.data else ""
+    if command.event_type is not None:  # an event fired on Home Assistant's bus
+        fired: dict[str, JsonValue] = {
+            "event_type": command.event_type,
+            "data": command.data,
+            "command_id": command.command_id,
+            "run_id": command.run_id,
+        }
+        text = f"fire_event {command.event_type}{data}"
+        return Happening(now, command.rule_id, "fire_event", text, fired)
+    service = f"{command.domain}.{command.service}"
     record: dict[str, JsonValue] = {
         "service": service,
         "target": {key: list(values) for key, values in command.target.items()},

@@ -180,6 +180,34 @@ class Simulator:
                 self._changed.clear()
                 await self._changed.wait()
 
+    # --- a restart of Home Assistant -------------------------------------------------------
+
+    async def shut_down(self) -> None:
+        """Stop as Home Assistant does: core state ``STOPPING``, no longer listening, and every
+        connection closed with a normal close frame (1000). Nothing reaches a client on the
+        way: ``homeassistant_stop`` cancels Home Assistant's WebSocket connections before any
+        subscriber could be sent it (checked against a real one, tests_ha)."""
+        self.home.core_state = "STOPPING"
+        await self.stop_listening()
+        for conn in list(self._connections):
+            await conn.ws.close(code=WSCloseCode.OK)
+
+    async def boot(self, *, start: bool = True) -> None:
+        """Start again after `shut_down`: every state written anew (`Home.reboot`), listening
+        in core state ``NOT_RUNNING``; with ``start``, `finish_start` at once, else later."""
+        self.home.reboot()
+        await self.start_listening()
+        if start:
+            self.finish_start()
+
+    def finish_start(self) -> None:
+        """End the start as Home Assistant does: ``homeassistant_start`` (core state
+        ``STARTING``), then ``homeassistant_started`` (``RUNNING``)."""
+        self.home.core_state = "STARTING"
+        self.home.fire("homeassistant_start", {})
+        self.home.core_state = "RUNNING"
+        self.home.fire("homeassistant_started", {})
+
     # --- the switchboard the faults use -----------------------------------------------------
 
     async def close_connections(self, *, abrupt: bool) -> int:

@@ -5,11 +5,11 @@ A new kind: add its module under ``triggers/``, ``conditions/`` or ``actions/`` 
 
 from __future__ import annotations
 
-from ruby_rules.processors.actions import branch, call, delay, publish, stop, wait_for
+from ruby_rules.processors.actions import branch, call, delay, fire_event, publish, stop, wait_for
 from ruby_rules.processors.conditions import expression, logic, numeric_state
 from ruby_rules.processors.conditions import state as state_condition
 from ruby_rules.processors.conditions import time as time_condition
-from ruby_rules.processors.triggers import event, time, time_pattern
+from ruby_rules.processors.triggers import event, homeassistant, time, time_pattern
 from ruby_rules.processors.triggers import numeric_state as numeric_state_trigger
 from ruby_rules.processors.triggers import state as state_trigger
 
@@ -17,6 +17,7 @@ MODULES = (
     state_trigger,
     numeric_state_trigger,
     event,
+    homeassistant,
     time,
     time_pattern,
     state_condition,
@@ -29,6 +30,7 @@ MODULES = (
     wait_for,
     branch,
     publish,
+    fire_event,
     stop,
 )
 """The modules of the built-in kinds (imported for their registrations)."""
