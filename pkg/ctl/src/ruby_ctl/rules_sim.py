@@ -24,7 +24,13 @@ from ruby_rules.engine.interpreter import CommandOut, EventOut
 from ruby_rules.model import Rule
 from ruby_schemas.base import Payload
 from ruby_schemas.envelope import Envelope
-from ruby_schemas.ha_events import EntityState, EventFiredV1, StateChangedV1
+from ruby_schemas.ha_events import (
+    LIFECYCLE_EVENT_TYPES,
+    EntityState,
+    EventFiredV1,
+    HaLifecycleV1,
+    StateChangedV1,
+)
 from ruby_schemas.primitives import JsonObject
 from ruby_schemas.traces import RunTrace
 
@@ -75,7 +81,8 @@ SimEvent = SetState | StateChange | BusEvent
 
 
 def from_envelope(envelope: Envelope[Payload]) -> StateChange | BusEvent | None:
-    """The event an envelope from EVENTS carries; ``None`` for anything but HA events."""
+    """The event an envelope from EVENTS carries; ``None`` for anything but HA's events (its
+    start and shutdown included)."""
     data = envelope.data
     if isinstance(data, StateChangedV1):
         return StateChange(
@@ -93,6 +100,15 @@ def from_envelope(envelope: Envelope[Payload]) -> StateChange | BusEvent | None:
             data.event_type,
             data.data,
             data.time_fired,
+            envelope.correlation_id,
+        )
+    if isinstance(data, HaLifecycleV1):  # `homeassistant` triggers, as the engine offers it
+        return BusEvent(
+            envelope.time,
+            envelope.id,
+            LIFECYCLE_EVENT_TYPES[data.event],
+            {"event": data.event},
+            data.at,
             envelope.correlation_id,
         )
     return None
