@@ -16,6 +16,7 @@ from pathlib import Path
 
 import pytest
 import pytest_asyncio
+from aiohttp import WSCloseCode
 from nats.aio.client import Client
 from nats.js import JetStreamContext
 
@@ -188,6 +189,16 @@ async def test_a_dropped_connection_is_no_shutdown_and_a_rule_fires_an_event_on_
         await eventually(lambda: gw.bridge.status.sessions == 2, message="reconnected")
         await hasim.faults.drop_connections(abrupt=False)  # a close frame, not a shutdown's
         await eventually(lambda: gw.bridge.status.sessions == 3, message="reconnected")
+        # A normal close, as at a shutdown, but Home Assistant goes on (it gave up on a slow
+        # client): the same run answers again, so no shutdown.
+        known = gw.bridge.lifecycle.run
+        assert known is not None
+        await hasim.faults.drop_connections(abrupt=False, code=WSCloseCode.OK)
+        await eventually(
+            lambda: (run := gw.bridge.lifecycle.run) is not None and run.seen > known.seen,
+            message="the same run found again by the next session",
+        )
+        assert gw.bridge.status.sessions == 4
 
         hasim.set_state("binary_sensor.doorbell", "on")
         await eventually(lambda: any(e.event_type == "doorbell.rang" for e in bus), message="rang")

@@ -189,8 +189,7 @@ class Simulator:
         subscriber could be sent it (checked against a real one, tests_ha)."""
         self.home.core_state = "STOPPING"
         await self.stop_listening()
-        for conn in list(self._connections):
-            await conn.ws.close(code=WSCloseCode.OK)
+        await self.close_connections(abrupt=False, code=WSCloseCode.OK)
 
     async def boot(self, *, start: bool = True) -> None:
         """Start again after `shut_down`: every state written anew (`Home.reboot`), listening
@@ -210,14 +209,15 @@ class Simulator:
 
     # --- the switchboard the faults use -----------------------------------------------------
 
-    async def close_connections(self, *, abrupt: bool) -> int:
-        """Close every connection, resetting TCP when `abrupt`; return how many."""
+    async def close_connections(self, *, abrupt: bool, code: int = WSCloseCode.GOING_AWAY) -> int:
+        """Close every connection with a close frame of `code`, or resetting TCP when `abrupt`;
+        return how many."""
         connections = list(self._connections.items())
         for conn, request in connections:
             if abrupt and request.transport is not None:
                 request.transport.abort()
             else:
-                await conn.ws.close(code=WSCloseCode.GOING_AWAY, message=b"going down")
+                await conn.ws.close(code=code, message=b"going down")
         return len(connections)
 
     async def stop_listening(self) -> None:

@@ -168,7 +168,7 @@ class Bridge:
                 finally:
                     self.status.connected = False
                     self._connection = None
-                    self.lifecycle.session_ended(conn.close_code)
+                    self.lifecycle.session_ended(conn)
                     await conn.close()
                     await self._settle_all(fail_ok=True)
                 if not self._stopping.is_set():

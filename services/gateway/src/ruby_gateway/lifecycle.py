@@ -12,8 +12,9 @@ gateway last found the run up (`HaRunRecord.seen`, kept in the status bucket und
 
 - **start**: seen ``live`` when a session began while Home Assistant was starting and
   ``homeassistant_started`` arrived; seen on ``reconnect`` when a session finds Home Assistant
-  running in a new run (it started while the gateway was away, or too fast to be seen). The
-  first run a gateway ever sees is recorded, not announced: nobody watched it start.
+  running in a new run (it started while the gateway was away, or too fast to be seen). A run
+  a new installation's gateway first finds running is recorded, not announced: nobody
+  watched it start.
 - **shutdown**: Home Assistant closed the session with a normal close frame, and the next
   attempt finds it down (connection refused), not running, or in a new run. A crash (no
   close frame) is no shutdown, as in Home Assistant.
@@ -63,6 +64,7 @@ class _Closed:
 
     boot: datetime
     at: datetime
+    version: str
 
 
 class HaLifecycle:
@@ -135,16 +137,16 @@ class HaLifecycle:
             break
         await asyncio.get_running_loop().create_future()  # nothing more to do this session
 
-    def session_ended(self, close_code: int | None) -> None:
-        """A session ended; ``close_code`` is Home Assistant's close frame's, if it sent one."""
-        if close_code == WSCloseCode.OK and self.run is not None:
-            self._closed = _Closed(self.run.boot, datetime.now(UTC))
+    def session_ended(self, conn: HaConnection) -> None:
+        """A session on ``conn`` ended (``close_code``: Home Assistant's close frame's)."""
+        if conn.close_code == WSCloseCode.OK and self.run is not None:
+            self._closed = _Closed(self.run.boot, datetime.now(UTC), conn.ha_version)
 
     async def unreachable(self) -> None:
         """A connection attempt failed: after a normal close, Home Assistant shut down."""
         closed, self._closed = self._closed, None
         if closed is not None:
-            await self._announce("shutdown", closed.boot, closed.at, "live", "")
+            await self._announce("shutdown", closed.boot, closed.at, "live", closed.version)
 
     async def _session(self, state: str, boot: datetime | None, version: str) -> None:
         known = self.run
@@ -153,7 +155,7 @@ class HaLifecycle:
         )
         closed, self._closed = self._closed, None
         if closed is not None and not same_run:
-            await self._announce("shutdown", closed.boot, closed.at, "live", version)
+            await self._announce("shutdown", closed.boot, closed.at, "live", closed.version)
         if state != "RUNNING":
             return  # starting: the start is announced by `follow`; stopping: nothing yet
         if boot is None:
