@@ -24,13 +24,7 @@ from ruby_rules.engine.interpreter import CommandOut, EventOut
 from ruby_rules.model import Rule
 from ruby_schemas.base import Payload
 from ruby_schemas.envelope import Envelope
-from ruby_schemas.ha_events import (
-    LIFECYCLE_EVENT_TYPES,
-    EntityState,
-    EventFiredV1,
-    HaLifecycleV1,
-    StateChangedV1,
-)
+from ruby_schemas.ha_events import EntityState, EventFiredV1, HaLifecycleV1, StateChangedV1
 from ruby_schemas.primitives import JsonObject
 from ruby_schemas.traces import RunTrace
 
@@ -103,14 +97,8 @@ def from_envelope(envelope: Envelope[Payload]) -> StateChange | BusEvent | None:
             envelope.correlation_id,
         )
     if isinstance(data, HaLifecycleV1):  # `homeassistant` triggers, as the engine offers it
-        return BusEvent(
-            envelope.time,
-            envelope.id,
-            LIFECYCLE_EVENT_TYPES[data.event],
-            {"event": data.event},
-            data.at,
-            envelope.correlation_id,
-        )
+        event: JsonObject = {"event": data.event}
+        return BusEvent(envelope.time, envelope.id, data.event_type, event, data.at)
     return None
 
 
@@ -302,22 +290,17 @@ class Simulation:
 
 def _call(now: datetime, command: CommandOut) -> Happening:
     data = f" {json.dumps(command.data, ensure_ascii=False)}" if command.data else ""
+    ids: dict[str, JsonValue] = {"command_id": command.command_id, "run_id": command.run_id}
     if command.event_type is not None:  # an event fired on Home Assistant's bus
-        fired: dict[str, JsonValue] = {
-            "event_type": command.event_type,
-            "data": command.data,
-            "command_id": command.command_id,
-            "run_id": command.run_id,
-        }
+        fired: dict[str, JsonValue] = {"event_type": command.event_type, "data": command.data}
         text = f"fire_event {command.event_type}{data}"
-        return Happening(now, command.rule_id, "fire_event", text, fired)
+        return Happening(now, command.rule_id, "fire_event", text, {**fired, **ids})
     service = f"{command.domain}.{command.service}"
     record: dict[str, JsonValue] = {
         "service": service,
         "target": {key: list(values) for key, values in command.target.items()},
         "data": command.data,
-        "command_id": command.command_id,
-        "run_id": command.run_id,
+        **ids,
     }
     text = f"call {service} {target_text(command.target)}{data}"
     return Happening(now, command.rule_id, "call", text, record)

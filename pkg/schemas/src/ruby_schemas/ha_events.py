@@ -97,3 +97,8 @@ class HaLifecycleV1(Payload):
     connection); ``reconnect``: it found a new run when it connected again."""
     ha_version: str = ""
     """Home Assistant's version, as its WebSocket API reported it."""
+
+    @property
+    def event_type(self) -> str:
+        """The event type the engine offers it to triggers under (`LIFECYCLE_EVENT_TYPES`)."""
+        return LIFECYCLE_EVENT_TYPES[self.event]

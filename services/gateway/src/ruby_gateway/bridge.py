@@ -37,12 +37,12 @@ from pydantic import ValidationError
 from ruby_gateway.ha_client import HaAuthInvalidError, HaConnection, HaDisconnectedError
 from ruby_gateway.ha_events import HaEvents, HaEventsStatus
 from ruby_gateway.lifecycle import HaLifecycle
+from ruby_gateway.ordering import tell_change
 from ruby_gateway.projection import Projected, Projection
 from ruby_gateway.reconcile import diff
 from ruby_natsx.audit import audit_record
 from ruby_natsx.publish import MSG_ID, Publisher
 from ruby_natsx.subjects import SubjectError, Subjects
-from ruby_natsx.topology import STATUS, topology
 from ruby_runtime.secret import Secret
 from ruby_schemas.audit import AuditOutcome
 from ruby_schemas.envelope import make_envelope, new_id
@@ -122,9 +122,7 @@ class Bridge:
         self.status = BridgeStatus(projection_loaded=projection is not None)
         self.ha_events = HaEvents(nc, subjects, self._publisher, self.status.ha_events,
                                   service=config.service, window=config.window)  # fmt: skip
-        status_bucket = topology(subjects).bucket(STATUS).bucket
-        self.lifecycle = HaLifecycle(nc, subjects, self._publisher, status_bucket,
-                                     service=config.service)  # fmt: skip
+        self.lifecycle = HaLifecycle(nc, subjects, self._publisher, service=config.service)
         self._pending: deque[_Pending] = deque()
         self._settling = asyncio.Lock()
         self._stopping = asyncio.Event()
@@ -188,7 +186,7 @@ class Bridge:
 
         def receive(raw: dict[str, object]) -> None:
             if self._on_change is not None:  # at once: _live may be waiting on JetStream
-                _tell_change(raw, self._on_change)
+                tell_change(raw, self._on_change)
             try:
                 events.put_nowait(_Received(raw, datetime.now(UTC)))
             except asyncio.QueueFull:  # HA outruns JetStream: stop queueing, reconcile later
@@ -400,18 +398,3 @@ class Bridge:
         )
         with contextlib.suppress(Exception):  # audit is best effort while HA refuses us
             await self._publisher.publish([record])
-
-
-def _tell_change(raw: dict[str, object], on_change: Callable[[str, datetime], None]) -> None:
-    """Pass a raw ``state_changed`` event's entity and ``last_changed`` to ``on_change``, as
-    it arrives; anything malformed is left to the validated path (`Bridge._live`)."""
-    if raw.get("event_type") != "state_changed":
-        return
-    try:
-        data: Any = raw["data"]
-        changed = datetime.fromisoformat(data["new_state"]["last_changed"])
-        entity_id = data["entity_id"]
-    except (KeyError, TypeError, ValueError):
-        return
-    if isinstance(entity_id, str) and changed.tzinfo is not None:
-        on_change(entity_id, changed)

@@ -44,6 +44,7 @@ from ruby_natsx.errors import TransientError
 from ruby_natsx.handler import Outbound
 from ruby_natsx.publish import Publisher
 from ruby_natsx.subjects import Subjects
+from ruby_natsx.topology import STATUS, topology
 from ruby_schemas.envelope import make_envelope
 from ruby_schemas.ha import HaEvent
 from ruby_schemas.ha_events import HaLifecycleEvent, HaLifecycleV1
@@ -81,12 +82,12 @@ class HaLifecycle:
         nc: Client,
         subjects: Subjects,
         publisher: Publisher,
-        status_bucket: str,
         *,
         service: str,
     ) -> None:
         self._nc, self._subjects, self._publisher = nc, subjects, publisher
         self._service = service
+        status_bucket = topology(subjects).bucket(STATUS).bucket
         self._stream = f"KV_{status_bucket}"
         self._key = f"$KV.{status_bucket}.{service}.{RUN_KEY}"
         self.run: HaRunRecord | None = None
