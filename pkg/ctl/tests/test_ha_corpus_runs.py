@@ -823,3 +823,30 @@ def test_parallel_sequence_templates_and_continue_on_error_run_every_call_once()
         "02:00:00 call switch.turn_off switch.flaky_plug",
         "02:00:00 call light.turn_off light.garden",
     ]
+
+
+def test_the_event_action_fires_on_the_bus_with_its_data_merged_and_rendered() -> None:
+    ring = [
+        set_state(0, "binary_sensor.doorbell", "off"),
+        set_state(1, "binary_sensor.doorbell", "on"),
+    ]
+    assert run("event.yaml", "fire_an_event", ring, what="fire_event") == [
+        '18:01:00 fire_event doorbell_rang {"where": "front"}'
+    ]
+    press = [event(2, "zha_event", command="on", device_ieee="00:11")]
+    assert run("event.yaml", "relay_a_button_press", press, what="fire_event") == [
+        '18:02:00 fire_event custom.button_relayed {"source": "zha", "device": "00:11"}'
+    ]
+
+
+def test_home_assistant_start_and_shutdown_triggers_fire_on_the_gateways_announcements() -> None:
+    # The gateway's ha.lifecycle.v1, as the engine (and `rubyctl rules test`) offers it.
+    lifecycle = [event(0, "homeassistant.start"), event(5, "homeassistant.shutdown")]
+    assert run("homeassistant.yaml", "on_start", lifecycle) == [
+        '18:00:00 call notify.notify (no target) {"message": "Home Assistant is up"}'
+    ]
+    assert run("homeassistant.yaml", "on_shutdown", lifecycle) == [
+        '18:05:00 call notify.notify (no target) {"message": "Home Assistant is stopping"}'
+    ]
+    bus = [event(0, "homeassistant_started"), event(1, "homeassistant_stop")]  # HA's own: not these
+    assert run("homeassistant.yaml", "on_start", bus) == []

@@ -21,7 +21,7 @@ from ruby_natsx.topology import EVENTS, STATUS
 from ruby_rules import load_dir
 from ruby_rules.engine.ids import command_id
 from ruby_schemas.envelope import make_envelope
-from ruby_schemas.ha_events import EntityState, StateChangedV1
+from ruby_schemas.ha_events import EntityState, HaLifecycleV1, StateChangedV1
 from ruby_schemas.registry import encode
 
 T = TypeVar("T")
@@ -226,6 +226,27 @@ def test_a_delay_waits_and_an_envelope_dump_replays(
         "18:00:00 pulse: waiting until 18:10:00 (delay)",
         "18:10:00 pulse: call switch.turn_off switch.pump",
     ]
+
+
+def test_home_assistants_start_from_a_dump_fires_a_rule_that_fires_an_event(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    rules = tmp_path / "start.yaml"
+    rules.write_text(
+        "rules:\n"
+        "  - id: say_up\n"
+        "    description: tells Home Assistant's bus that Ruby Core saw it start\n"
+        "    triggers: [{kind: homeassistant, event: start}]\n"
+        "    actions:\n"
+        "      - {kind: fire_event, event_type: ruby.saw_start, data: {how: '{{ 1 + 1 }}'}}\n"
+    )
+    t = datetime(2026, 11, 20, 18, 0, tzinfo=UTC)
+    start = HaLifecycleV1(event="start", boot=t, at=t, seen="reconnect")
+    envelope = make_envelope(start, source="ruby/gateway", time=t, message_id="ha.lifecycle.1")
+    events = jsonl(tmp_path / "dump.jsonl", encode(envelope).decode())
+    code, out, _ = cli(capsys, "rules", "test", str(rules), "--events", str(events), "--tz", "UTC")
+    assert code == 0
+    assert out.splitlines()[1] == '18:00:00 say_up: fire_event ruby.saw_start {"how": 2}'
 
 
 @pytest.mark.parametrize(

@@ -11,6 +11,7 @@ from ruby_natsx.subjects import (
     CommandSubject,
     DlqSubject,
     HaEventSubject,
+    HaLifecycleSubject,
     OutcomeSubject,
     Parsed,
     RuleSubject,
@@ -24,6 +25,7 @@ entity_id = st.builds(lambda d, o: f"{d}.{o}", token, token)
 parsed: st.SearchStrategy[Parsed] = st.one_of(
     st.builds(StateSubject, entity_id),
     st.builds(HaEventSubject, token),
+    st.builds(HaLifecycleSubject, token),
     st.builds(OutcomeSubject, token, token, token),
     st.builds(RuleSubject, token, token),
     st.builds(CommandSubject, token, token),
@@ -55,6 +57,7 @@ def test_invalid_tokens_are_rejected_naming_the_value(bad: str) -> None:
     s = Subjects()
     cases: list[tuple[Callable[[], str], str]] = [
         (lambda: s.ha_event(bad), "event type"),
+        (lambda: s.ha_lifecycle(bad), "lifecycle event"),
         (lambda: s.command("light", bad), "service"),
         (lambda: s.command(bad, "turn_on"), "domain"),
         (lambda: s.audit(bad, "x"), "service identity"),

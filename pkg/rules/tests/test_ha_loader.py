@@ -196,7 +196,10 @@ def test_an_error_in_a_translated_field_points_at_the_ha_text() -> None:
             "action: {action: light.turn_on, response_variable: r}",
             "2:35: rule 'x': action.response_variable: 'response_variable' (a call's response)",
         ),
-        ("action: {event: hello}", "2:12: rule 'x': action.event: event action"),
+        (
+            "action: {event: hello, event_data: '{{ x }}'}",
+            "2:26: rule 'x': action.event_data: event data from one template",
+        ),
     ],
 )
 def test_a_feature_not_supported_yet_is_refused_by_name_at_its_place(

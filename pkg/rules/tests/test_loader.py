@@ -51,7 +51,7 @@ def test_unknown_kind_lists_the_known_ones() -> None:
     [error] = load(text).errors
     assert str(error) == (
         "r.yaml:5:15: rule 'x': triggers[0]: unknown trigger kind 'stat': expected one of "
-        "event, numeric_state, state, template, time, time_pattern"
+        "event, homeassistant, numeric_state, state, template, time, time_pattern"
     )
     assert error.rule_id == "x"
 
@@ -61,8 +61,8 @@ def test_missing_kind_lists_the_known_ones() -> None:
     [error] = load(text).errors
     assert str(error) == (
         "r.yaml:9:9: rule 'x': actions[0]: missing field 'kind': expected one of the action "
-        "kinds call, choose, delay, if, parallel, publish, repeat, sequence, stop, variables, "
-        "wait_for, wait_template"
+        "kinds call, choose, delay, fire_event, if, parallel, publish, repeat, sequence, stop, "
+        "variables, wait_for, wait_template"
     )
 
 

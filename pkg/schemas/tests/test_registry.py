@@ -80,6 +80,8 @@ def test_the_registry_holds_every_released_contract() -> None:
         "engine.ha_event_types.v1",
         "ha.call_service.v1",
         "ha.event.v1",
+        "ha.fire_event.v1",
+        "ha.lifecycle.v1",
         "ha.state_changed.v1",
         "rule.event.v1",
         "rule.failed.v1",

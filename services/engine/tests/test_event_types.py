@@ -82,6 +82,23 @@ def test_every_event_trigger_is_found_at_any_depth_and_nothing_else() -> None:
     assert event_types_of([]) == frozenset()
 
 
+def test_home_assistants_start_and_shutdown_are_not_asked_of_the_gateway() -> None:
+    text = """
+rules:
+  - id: on_start_or_stop_or_button
+    description: the gateway announces start and shutdown unasked; the button it must forward
+    triggers:
+      - {kind: homeassistant, event: start}
+      - {kind: homeassistant, event: shutdown}
+      - {kind: event, event_type: zha_event}
+    actions:
+      - {kind: wait_for, trigger: {kind: homeassistant, event: start}, timeout: 1h}
+"""
+    [rule] = rules(text)
+    assert "homeassistant.start" in rule.program.event_types()  # how the core indexes them
+    assert event_types_of([rule.program]) == {"zha_event"}
+
+
 def test_a_paused_run_keeps_its_event_type_wanted_until_it_ends() -> None:
     core = RuleEngine(tz=UTC)
     core.set_rules(rules(WAITS), T0)

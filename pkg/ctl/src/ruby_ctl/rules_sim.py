@@ -24,11 +24,11 @@ from ruby_rules.engine.interpreter import CommandOut, EventOut
 from ruby_rules.model import Rule
 from ruby_schemas.base import Payload
 from ruby_schemas.envelope import Envelope
-from ruby_schemas.ha_events import EntityState, EventFiredV1, StateChangedV1
+from ruby_schemas.ha_events import EntityState, EventFiredV1, HaLifecycleV1, StateChangedV1
 from ruby_schemas.primitives import JsonObject
 from ruby_schemas.traces import RunTrace
 
-What = Literal["call", "publish", "run", "for"]
+What = Literal["call", "fire_event", "publish", "run", "for"]
 QUIET_STATUSES = frozenset({"finished"})
 """A run that ended like this and sent something is shown by what it sent alone."""
 PAUSED = frozenset({"waiting", "queued"})
@@ -75,7 +75,8 @@ SimEvent = SetState | StateChange | BusEvent
 
 
 def from_envelope(envelope: Envelope[Payload]) -> StateChange | BusEvent | None:
-    """The event an envelope from EVENTS carries; ``None`` for anything but HA events."""
+    """The event an envelope from EVENTS carries; ``None`` for anything but HA's events (its
+    start and shutdown included)."""
     data = envelope.data
     if isinstance(data, StateChangedV1):
         return StateChange(
@@ -95,6 +96,9 @@ def from_envelope(envelope: Envelope[Payload]) -> StateChange | BusEvent | None:
             data.time_fired,
             envelope.correlation_id,
         )
+    if isinstance(data, HaLifecycleV1):  # `homeassistant` triggers, as the engine offers it
+        event: JsonObject = {"event": data.event}
+        return BusEvent(envelope.time, envelope.id, data.event_type, event, data.at)
     return None
 
 
@@ -285,14 +289,18 @@ class Simulation:
 
 
 def _call(now: datetime, command: CommandOut) -> Happening:
-    service = f"{command.domain}.{command.service}"
     data = f" {json.dumps(command.data, ensure_ascii=False)}" if command.data else ""
+    ids: dict[str, JsonValue] = {"command_id": command.command_id, "run_id": command.run_id}
+    if command.event_type is not None:  # an event fired on Home Assistant's bus
+        fired: dict[str, JsonValue] = {"event_type": command.event_type, "data": command.data}
+        text = f"fire_event {command.event_type}{data}"
+        return Happening(now, command.rule_id, "fire_event", text, {**fired, **ids})
+    service = f"{command.domain}.{command.service}"
     record: dict[str, JsonValue] = {
         "service": service,
         "target": {key: list(values) for key, values in command.target.items()},
         "data": command.data,
-        "command_id": command.command_id,
-        "run_id": command.run_id,
+        **ids,
     }
     text = f"call {service} {target_text(command.target)}{data}"
     return Happening(now, command.rule_id, "call", text, record)

@@ -98,7 +98,8 @@ def get_states(conn: Connection, msg: JsonObject) -> None:
 
 
 def get_config(conn: Connection, msg: JsonObject) -> None:
-    """A minimal core configuration, in the running state."""
+    """A minimal core configuration, in the home's core state (``RUNNING`` but around a
+    simulated restart)."""
     _check(msg, {}, {})
     domains = sorted({state.domain for state in conn.home.states.values()})
     config: JsonObject = {
@@ -110,7 +111,7 @@ def get_config(conn: Connection, msg: JsonObject) -> None:
         "time_zone": "UTC",
         "components": ["websocket_api", *domains],
         "version": const.HA_VERSION,
-        "state": "RUNNING",
+        "state": conn.home.core_state,
         "safe_mode": False,
         "recovery_mode": False,
     }

@@ -11,6 +11,8 @@ import asyncio
 from collections.abc import Iterable
 from typing import Protocol
 
+from aiohttp import WSCloseCode
+
 from ruby_hasim import const
 from ruby_hasim.errors import CommandError
 from ruby_hasim.home import Home, light_attributes
@@ -23,7 +25,7 @@ BURST_DOMAINS = ("light", "switch", "input_boolean", "binary_sensor")
 class Switchboard(Protocol):
     """What the faults need from the server: close connections, stop and start listening."""
 
-    async def close_connections(self, *, abrupt: bool) -> int: ...
+    async def close_connections(self, *, abrupt: bool, code: int = ...) -> int: ...
 
     async def stop_listening(self) -> None: ...
 
@@ -80,13 +82,16 @@ class Faults:
         """Undo `fail_service`."""
         self._services.failures.pop((domain, service), None)
 
-    async def drop_connections(self, *, abrupt: bool = True) -> int:
+    async def drop_connections(
+        self, *, abrupt: bool = True, code: int = WSCloseCode.GOING_AWAY
+    ) -> int:
         """Drop every connection now; return how many.
 
         `abrupt=True` resets the TCP connections with no close frame (a network failure);
-        `abrupt=False` sends a WebSocket close frame (going away) first.
+        `abrupt=False` sends a WebSocket close frame with `code` first (going away; Home
+        Assistant closes a client it gives up on, a slow one, with 1000 as when it stops).
         """
-        return await self._server.close_connections(abrupt=abrupt)
+        return await self._server.close_connections(abrupt=abrupt, code=code)
 
     async def go_down(self, *, abrupt: bool = False) -> None:
         """Stop listening (new connections are refused) and close every connection.

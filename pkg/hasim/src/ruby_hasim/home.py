@@ -188,6 +188,20 @@ class Home:
         }
         self._areas = {e.entity_id: e.area_id for e in spec.entities if e.area_id}
         self._listeners: list[Listener] = []
+        self.core_state = "RUNNING"
+        """Home Assistant's core state, as ``get_config`` reports it: ``NOT_RUNNING``,
+        ``STARTING``, ``RUNNING``, ``STOPPING`` (`Simulator.shut_down` and `boot` move it)."""
+
+    def reboot(self) -> None:
+        """Every state written anew, as after a restart of Home Assistant: the same values,
+        ``last_changed``, ``last_updated`` and ``last_reported`` now, a new context (Home
+        Assistant does not restore those); no event fires. The core state is ``NOT_RUNNING``."""
+        now = utcnow()
+        self._states = {
+            entity_id: State(entity_id, old.state, old.attributes, now, now, now, Context())
+            for entity_id, old in self._states.items()
+        }
+        self.core_state = "NOT_RUNNING"
 
     @property
     def states(self) -> Mapping[str, State]:

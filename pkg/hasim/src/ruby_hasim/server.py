@@ -180,16 +180,44 @@ class Simulator:
                 self._changed.clear()
                 await self._changed.wait()
 
+    # --- a restart of Home Assistant -------------------------------------------------------
+
+    async def shut_down(self) -> None:
+        """Stop as Home Assistant does: core state ``STOPPING``, no longer listening, and every
+        connection closed with a normal close frame (1000). Nothing reaches a client on the
+        way: ``homeassistant_stop`` cancels Home Assistant's WebSocket connections before any
+        subscriber could be sent it (checked against a real one, tests_ha)."""
+        self.home.core_state = "STOPPING"
+        await self.stop_listening()
+        await self.close_connections(abrupt=False, code=WSCloseCode.OK)
+
+    async def boot(self, *, start: bool = True) -> None:
+        """Start again after `shut_down`: every state written anew (`Home.reboot`), listening
+        in core state ``NOT_RUNNING``; with ``start``, `finish_start` at once, else later."""
+        self.home.reboot()
+        await self.start_listening()
+        if start:
+            self.finish_start()
+
+    def finish_start(self) -> None:
+        """End the start as Home Assistant does: ``homeassistant_start`` (core state
+        ``STARTING``), then ``homeassistant_started`` (``RUNNING``)."""
+        self.home.core_state = "STARTING"
+        self.home.fire("homeassistant_start", {})
+        self.home.core_state = "RUNNING"
+        self.home.fire("homeassistant_started", {})
+
     # --- the switchboard the faults use -----------------------------------------------------
 
-    async def close_connections(self, *, abrupt: bool) -> int:
-        """Close every connection, resetting TCP when `abrupt`; return how many."""
+    async def close_connections(self, *, abrupt: bool, code: int = WSCloseCode.GOING_AWAY) -> int:
+        """Close every connection with a close frame of `code`, or resetting TCP when `abrupt`;
+        return how many."""
         connections = list(self._connections.items())
         for conn, request in connections:
             if abrupt and request.transport is not None:
                 request.transport.abort()
             else:
-                await conn.ws.close(code=WSCloseCode.GOING_AWAY, message=b"going down")
+                await conn.ws.close(code=code, message=b"going down")
         return len(connections)
 
     async def stop_listening(self) -> None:

@@ -64,6 +64,13 @@ class HaEventSubject:
 
 
 @dataclass(frozen=True)
+class HaLifecycleSubject:
+    """``<p>.evt.ha.lifecycle.<event>``: Home Assistant started or shut down (ADR-0032)."""
+
+    event: str
+
+
+@dataclass(frozen=True)
 class OutcomeSubject:
     """``<p>.evt.cmd.<outcome>.<domain>.<service>``: the outcome of a command."""
 
@@ -107,6 +114,7 @@ class DlqSubject:
 Parsed: TypeAlias = (
     StateSubject
     | HaEventSubject
+    | HaLifecycleSubject
     | OutcomeSubject
     | RuleSubject
     | CommandSubject
@@ -132,6 +140,9 @@ class Subjects:
 
     def ha_event(self, event_type: str) -> str:
         return f"{self.prefix}.evt.ha.event.{check_token(event_type, 'event type')}"
+
+    def ha_lifecycle(self, event: str) -> str:
+        return f"{self.prefix}.evt.ha.lifecycle.{check_token(event, 'lifecycle event')}"
 
     def cmd_outcome(self, outcome: str, domain: str, service: str) -> str:
         return (
@@ -169,6 +180,8 @@ class Subjects:
                 return self.ha_state(entity_id)
             case HaEventSubject(event_type):
                 return self.ha_event(event_type)
+            case HaLifecycleSubject(event):
+                return self.ha_lifecycle(event)
             case OutcomeSubject(outcome, domain, service):
                 return self.cmd_outcome(outcome, domain, service)
             case RuleSubject(rule_id, what):
@@ -229,6 +242,8 @@ class Subjects:
                 return StateSubject(f"{domain}.{object_id}")
             case ["evt", "ha", "event", event_type]:
                 return HaEventSubject(event_type)
+            case ["evt", "ha", "lifecycle", event]:
+                return HaLifecycleSubject(event)
             case ["evt", "cmd", outcome, domain, service]:
                 return OutcomeSubject(outcome, domain, service)
             case ["evt", "engine", "rule", rule_id, what]:

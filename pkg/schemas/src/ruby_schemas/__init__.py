@@ -6,12 +6,18 @@ typed envelope or raises `ContractError`. `REGISTRY` maps every `type` to its pa
 
 from ruby_schemas.audit import AuditOutcome, AuditRecordV1
 from ruby_schemas.base import Contract, Payload
-from ruby_schemas.commands import CallServiceV1, CommandOutcomeV1, Outcome, ServiceTarget
+from ruby_schemas.commands import (
+    CallServiceV1,
+    CommandOutcomeV1,
+    FireEventV1,
+    Outcome,
+    ServiceTarget,
+)
 from ruby_schemas.dlq import DeadLetterV1
 from ruby_schemas.envelope import Envelope, make_envelope, new_id
 from ruby_schemas.errors import ContractError, FieldError
 from ruby_schemas.event_types import HaEventTypesV1
-from ruby_schemas.ha_events import EntityState, EventFiredV1, StateChangedV1
+from ruby_schemas.ha_events import EntityState, EventFiredV1, HaLifecycleV1, StateChangedV1
 from ruby_schemas.registry import REGISTRY, Registry, decode, encode
 from ruby_schemas.rules import (
     RuleError,
@@ -35,7 +41,9 @@ __all__ = [
     "Envelope",
     "EventFiredV1",
     "FieldError",
+    "FireEventV1",
     "HaEventTypesV1",
+    "HaLifecycleV1",
     "Outcome",
     "Payload",
     "Registry",

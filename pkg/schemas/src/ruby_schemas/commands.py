@@ -3,12 +3,30 @@
 from __future__ import annotations
 
 from enum import StrEnum
-from typing import ClassVar, Literal
+from typing import Annotated, ClassVar, Final, Literal, TypeAlias
 
 from pydantic import Field
 
 from ruby_schemas.base import Contract, Payload
-from ruby_schemas.primitives import EntityId, Id, JsonObject, NonEmptyStr, Slug, UtcDatetime
+from ruby_schemas.primitives import (
+    HEADER_VALUE_CHAR,
+    EntityId,
+    Id,
+    JsonObject,
+    NonEmptyStr,
+    Slug,
+    UtcDatetime,
+)
+
+HA_EVENT_TYPE_MAX_LENGTH: Final = 64
+"""Home Assistant refuses a longer event type (``max_length_exceeded``)."""
+
+HaEventType: TypeAlias = Annotated[
+    str, Field(pattern=f"^{HEADER_VALUE_CHAR}{{1,{HA_EVENT_TYPE_MAX_LENGTH}}}$")
+]
+"""An event type as Home Assistant accepts it on its bus: any text of 1 to 64 characters (dots
+and spaces included), without control characters. It never becomes a subject token or a
+header here (a `FireEventV1` travels on a fixed subject)."""
 
 
 class ServiceTarget(Contract):
@@ -58,6 +76,39 @@ class CallServiceV1(Payload):
     after an outage or a restart). Under `latest`, if Home Assistant has reported a later
     change of that entity's state by the time the gateway handles the command, the command
     is stale and is not executed (outcome `expired`, error code `superseded`)."""
+
+
+class FireEventV1(Payload):
+    """Fire one event on Home Assistant's bus; executed at most once per `command_id`.
+
+    It travels on the command subject of `FIRE_EVENT_DOMAIN`.`FIRE_EVENT_SERVICE` (Home
+    Assistant has no such service: the pair only names the command in subjects, outcomes and
+    audit records), so COMMANDS, its consumer and every grant cover it unchanged.
+    """
+
+    TYPE: ClassVar[str] = "ha.fire_event.v1"
+
+    command_id: Id
+    """Deterministic id of this command, derived like a `CallServiceV1`'s; the idempotency key
+    of its execution."""
+    event_type: HaEventType
+    """The event's type, such as `doorbell_rang`."""
+    event_data: JsonObject = Field(default_factory=dict)
+    """The event's data, as JSON values."""
+    deadline: UtcDatetime
+    """After this instant the event is not fired; its outcome is `expired`."""
+    backlog: Literal["latest", "all"] = "latest"
+    """The rule's backlog policy (see `CallServiceV1.backlog`); only `late_trigger` can make
+    an event stale: it has no target entity for a newer command to supersede."""
+    late_trigger: TriggerChange | None = None
+    """As `CallServiceV1.late_trigger`: under `latest`, not fired if Home Assistant has
+    reported a later change of that entity by the time the gateway handles it."""
+
+
+FIRE_EVENT_DOMAIN: Final = "homeassistant"
+"""The domain a `FireEventV1` is filed under (its subject, outcome and audit target)."""
+FIRE_EVENT_SERVICE: Final = "fire_event"
+"""The service name a `FireEventV1` is filed under: Home Assistant's WebSocket command."""
 
 
 class Outcome(StrEnum):

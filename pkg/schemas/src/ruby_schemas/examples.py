@@ -13,11 +13,17 @@ from datetime import UTC, datetime, timedelta
 
 from ruby_schemas.audit import AuditOutcome, AuditRecordV1
 from ruby_schemas.base import Payload
-from ruby_schemas.commands import CallServiceV1, CommandOutcomeV1, Outcome, ServiceTarget
+from ruby_schemas.commands import (
+    CallServiceV1,
+    CommandOutcomeV1,
+    FireEventV1,
+    Outcome,
+    ServiceTarget,
+)
 from ruby_schemas.dlq import DeadLetterV1
 from ruby_schemas.envelope import Envelope, make_envelope
 from ruby_schemas.event_types import HaEventTypesV1
-from ruby_schemas.ha_events import EntityState, EventFiredV1, StateChangedV1
+from ruby_schemas.ha_events import EntityState, EventFiredV1, HaLifecycleV1, StateChangedV1
 from ruby_schemas.rules import (
     RuleError,
     RuleEventV1,
@@ -71,6 +77,19 @@ def _examples() -> list[Payload]:
             target=ServiceTarget(entity_id=("light.kitchen",)),
             data={"brightness_pct": 80},
             deadline=EXAMPLE_TIME + timedelta(seconds=30),
+        ),
+        FireEventV1(
+            command_id="cmd-5b0c8f2e9d1a4c3b8e7f6a5d4c3b2a19",
+            event_type="doorbell_rang",
+            event_data={"where": "front"},
+            deadline=EXAMPLE_TIME + timedelta(minutes=5),
+        ),
+        HaLifecycleV1(
+            event="start",
+            boot=EXAMPLE_TIME - timedelta(seconds=2),
+            at=EXAMPLE_TIME,
+            seen="live",
+            ha_version="2025.4.4",
         ),
         CommandOutcomeV1(
             command_id="kitchen_motion:018f34a1:0",

@@ -19,12 +19,12 @@ from pydantic_core import ErrorDetails
 
 from ruby_schemas.audit import AuditRecordV1
 from ruby_schemas.base import Payload
-from ruby_schemas.commands import CallServiceV1, CommandOutcomeV1
+from ruby_schemas.commands import CallServiceV1, CommandOutcomeV1, FireEventV1
 from ruby_schemas.dlq import DeadLetterV1
 from ruby_schemas.envelope import Envelope, envelope_class
 from ruby_schemas.errors import ContractError, FieldError, dotted, shown
 from ruby_schemas.event_types import HaEventTypesV1
-from ruby_schemas.ha_events import EventFiredV1, StateChangedV1
+from ruby_schemas.ha_events import EventFiredV1, HaLifecycleV1, StateChangedV1
 from ruby_schemas.primitives import (
     HEADER_NAME_CHAR,
     HEADER_NAME_PATTERN,
@@ -209,7 +209,9 @@ REGISTRY = Registry(
         StateChangedV1,
         EventFiredV1,
         CallServiceV1,
+        FireEventV1,
         CommandOutcomeV1,
+        HaLifecycleV1,
         AuditRecordV1,
         DeadLetterV1,
         RuleLoadedV1,

@@ -202,6 +202,17 @@ class HaEventsRecord(StatusRecord):
     """Events unreadable, or of a type no longer wanted when they arrived."""
 
 
+class HaRunRecord(StatusRecord):
+    """The Home Assistant run the gateway knows, key ``gateway.ha_run`` (ADR-0032)."""
+
+    boot: UtcDatetime
+    """Which run: the earliest ``last_changed`` among Home Assistant's states when the gateway
+    first saw it (Home Assistant's clock)."""
+    seen: UtcDatetime
+    """When a gateway session last found this run up (the gateway's clock). A later session
+    that finds every state of Home Assistant written after this is in a new run."""
+
+
 class GatewayRecord(StatusRecord):
     """The gateway's record, key ``gateway``. Counters count since the process started."""
 

@@ -44,7 +44,7 @@ from ruby_schemas.audit import AuditOutcome
 from ruby_schemas.base import Payload
 from ruby_schemas.commands import TriggerChange
 from ruby_schemas.envelope import Envelope, make_envelope
-from ruby_schemas.ha_events import EntityState, EventFiredV1, StateChangedV1
+from ruby_schemas.ha_events import EntityState, EventFiredV1, HaLifecycleV1, StateChangedV1
 from ruby_schemas.projection import ProjectionEntry
 from ruby_schemas.rules import (
     RuleError,
@@ -178,6 +178,15 @@ class Engine:
                     event_type=payload.event_type,
                     data=payload.data,
                     fired_at=payload.time_fired,
+                    now=now,
+                    correlation_id=envelope.correlation_id,
+                )
+            elif isinstance(payload, HaLifecycleV1):  # `homeassistant` triggers (ADR-0032)
+                effects = self._core.on_event(
+                    event_id=envelope.id,
+                    event_type=payload.event_type,
+                    data={"event": payload.event},
+                    fired_at=payload.at,
                     now=now,
                     correlation_id=envelope.correlation_id,
                 )

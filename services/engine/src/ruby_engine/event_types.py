@@ -23,6 +23,7 @@ from ruby_rules.engine import RuleEngine
 from ruby_rules.model import Program
 from ruby_schemas.envelope import make_envelope
 from ruby_schemas.event_types import HaEventTypesV1
+from ruby_schemas.ha_events import LIFECYCLE_EVENT_TYPES
 
 log = structlog.get_logger("ruby_engine.event_types")
 
@@ -31,8 +32,12 @@ RETRY = 2.0
 
 
 def event_types_of(programs: Iterable[Program]) -> frozenset[str]:
-    """Every event type the triggers and waits of ``programs`` (compiled rules) listen to."""
-    return frozenset(event for program in programs for event in program.event_types())
+    """Every bus event type the triggers and waits of ``programs`` (compiled rules) listen to;
+    not Home Assistant's start and shutdown, which the gateway announces unasked (ADR-0032)."""
+    lifecycle = set(LIFECYCLE_EVENT_TYPES.values())
+    return frozenset(
+        event for program in programs for event in program.event_types() if event not in lifecycle
+    )
 
 
 def wanted_event_types(core: RuleEngine) -> frozenset[str]:

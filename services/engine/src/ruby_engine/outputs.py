@@ -16,9 +16,10 @@ from ruby_natsx.handler import Outbound
 from ruby_natsx.subjects import Subjects
 from ruby_rules.context import TriggerData
 from ruby_rules.engine import Effects
+from ruby_rules.engine.interpreter import CommandOut
 from ruby_schemas.audit import AuditOutcome
 from ruby_schemas.base import Payload
-from ruby_schemas.commands import CallServiceV1, ServiceTarget, TriggerChange
+from ruby_schemas.commands import CallServiceV1, FireEventV1, ServiceTarget, TriggerChange
 from ruby_schemas.envelope import Envelope, make_envelope
 from ruby_schemas.rules import RuleEventV1
 
@@ -41,6 +42,38 @@ def _envelope(
     )
 
 
+def _command(
+    c: CommandOut, now: datetime, late: TriggerChange | None
+) -> CallServiceV1 | FireEventV1:
+    """The payload of one command: a service call, or an event to fire (ADR-0032)."""
+    deadline = now + COMMAND_DEADLINE
+    if c.not_after is not None:
+        deadline = min(deadline, c.not_after)
+    if c.event_type is not None:
+        return FireEventV1(
+            command_id=c.command_id,
+            event_type=c.event_type,
+            event_data=c.data,
+            deadline=deadline,
+            backlog=c.backlog,
+            late_trigger=late,
+        )
+    return CallServiceV1(
+        command_id=c.command_id,
+        domain=c.domain,
+        service=c.service,
+        target=ServiceTarget(
+            entity_id=tuple(c.target.get("entity_id", ())),
+            area_id=tuple(c.target.get("area_id", ())),
+            device_id=tuple(c.target.get("device_id", ())),
+        ),
+        data=c.data,
+        deadline=deadline,
+        backlog=c.backlog,
+        late_trigger=late,
+    )
+
+
 def outbound(
     subjects: Subjects,
     effects: Effects,
@@ -54,22 +87,7 @@ def outbound(
     commands of runs it started carry it as ``late_trigger``."""
     out: list[Outbound] = []
     for c in effects.commands:
-        payload = CallServiceV1(
-            command_id=c.command_id,
-            domain=c.domain,
-            service=c.service,
-            target=ServiceTarget(
-                entity_id=tuple(c.target.get("entity_id", ())),
-                area_id=tuple(c.target.get("area_id", ())),
-                device_id=tuple(c.target.get("device_id", ())),
-            ),
-            data=c.data,
-            deadline=now + COMMAND_DEADLINE
-            if c.not_after is None
-            else min(now + COMMAND_DEADLINE, c.not_after),
-            backlog=c.backlog,
-            late_trigger=(late or {}).get(c.trigger.event_id),
-        )
+        payload = _command(c, now, (late or {}).get(c.trigger.event_id))
         out.append(
             Outbound(
                 subjects.command(c.domain, c.service),

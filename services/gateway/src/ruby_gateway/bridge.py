@@ -16,6 +16,7 @@ Promises:
   ``auth_backoff``: never a hot loop.
 - Other bus events: only the types the engine's rules listen to, in the same order and
   pipeline (``ha_events``, ADR-0030).
+- Home Assistant's start and shutdown: announced once per run (``lifecycle``, ADR-0032).
 """
 
 from __future__ import annotations
@@ -35,6 +36,8 @@ from pydantic import ValidationError
 
 from ruby_gateway.ha_client import HaAuthInvalidError, HaConnection, HaDisconnectedError
 from ruby_gateway.ha_events import HaEvents, HaEventsStatus
+from ruby_gateway.lifecycle import HaLifecycle
+from ruby_gateway.ordering import tell_change
 from ruby_gateway.projection import Projected, Projection
 from ruby_gateway.reconcile import diff
 from ruby_natsx.audit import audit_record
@@ -119,6 +122,7 @@ class Bridge:
         self.status = BridgeStatus(projection_loaded=projection is not None)
         self.ha_events = HaEvents(nc, subjects, self._publisher, self.status.ha_events,
                                   service=config.service, window=config.window)  # fmt: skip
+        self.lifecycle = HaLifecycle(nc, subjects, self._publisher, service=config.service)
         self._pending: deque[_Pending] = deque()
         self._settling = asyncio.Lock()
         self._stopping = asyncio.Event()
@@ -138,6 +142,7 @@ class Bridge:
         backoff = self.config.backoff_initial
         await self._publisher.start()
         await self.ha_events.start()
+        await self.lifecycle.load()
         try:
             while not self._stopping.is_set():
                 try:
@@ -148,6 +153,7 @@ class Bridge:
                     continue
                 except HaDisconnectedError as exc:
                     log.warning("home assistant unreachable", error=str(exc), retry_in=backoff)
+                    await self.lifecycle.unreachable()
                     await self._sleep(backoff * random.uniform(0.5, 1.0))  # noqa: S311
                     backoff = min(backoff * 2, self.config.backoff_max)
                     continue
@@ -160,6 +166,7 @@ class Bridge:
                 finally:
                     self.status.connected = False
                     self._connection = None
+                    self.lifecycle.session_ended(conn)
                     await conn.close()
                     await self._settle_all(fail_ok=True)
                 if not self._stopping.is_set():
@@ -179,7 +186,7 @@ class Bridge:
 
         def receive(raw: dict[str, object]) -> None:
             if self._on_change is not None:  # at once: _live may be waiting on JetStream
-                _tell_change(raw, self._on_change)
+                tell_change(raw, self._on_change)
             try:
                 events.put_nowait(_Received(raw, datetime.now(UTC)))
             except asyncio.QueueFull:  # HA outruns JetStream: stop queueing, reconcile later
@@ -188,7 +195,7 @@ class Bridge:
         reader = asyncio.create_task(conn.run(), name="ha-reader")
         try:
             await conn.subscribe(receive, "state_changed")
-            entities = await self._snapshot(conn)
+            entities, boot = await self._snapshot(conn)
             self._connection = conn
             self.status.connected = True
             self.status.connected_since = datetime.now(UTC)
@@ -199,12 +206,13 @@ class Bridge:
             stop: asyncio.Task[Any] = asyncio.create_task(self._stopping.wait(), name="stop")
             full: asyncio.Task[Any] = asyncio.create_task(overflow.wait(), name="overflow")
             bus = asyncio.create_task(self.ha_events.follow(conn, receive), name="ha-bus-events")
+            life = asyncio.create_task(self.lifecycle.follow(conn, boot), name="ha-lifecycle")
             done, _ = await asyncio.wait(
-                {reader, pump, heart, stop, full, bus}, return_when=asyncio.FIRST_COMPLETED
+                {reader, pump, heart, stop, full, bus, life}, return_when=asyncio.FIRST_COMPLETED
             )
-            for task in (pump, heart, stop, full, bus):
+            for task in (pump, heart, stop, full, bus, life):
                 task.cancel()
-            await asyncio.gather(pump, heart, stop, full, bus, return_exceptions=True)
+            await asyncio.gather(pump, heart, stop, full, bus, life, return_exceptions=True)
             for task in done:
                 if task not in (stop, full) and not task.cancelled() and task.exception():
                     raise task.exception()  # type: ignore[misc]
@@ -221,13 +229,14 @@ class Bridge:
             with contextlib.suppress(BaseException):
                 await reader
 
-    async def _snapshot(self, conn: HaConnection) -> int:
+    async def _snapshot(self, conn: HaConnection) -> tuple[int, datetime | None]:
         """get_states, then reconcile; its lists die here, not with the session (~29 MB for
-        10,000 entities, measured by bench/gateway.py)."""
+        10,000 entities, measured by bench/gateway.py). Returns how many states there are,
+        and the earliest ``last_changed`` among them (the run's mark, `ruby_gateway.lifecycle`)."""
         raw_states = await conn.call("get_states", within=60)
         states = [HaState.model_validate(s) for s in raw_states or []]  # type: ignore[union-attr]
         await self._reconcile(states)
-        return len(states)
+        return len(states), min((s.last_changed for s in states), default=None)
 
     async def _reconcile(self, states: list[HaState]) -> None:
         if self._on_change is not None:
@@ -389,18 +398,3 @@ class Bridge:
         )
         with contextlib.suppress(Exception):  # audit is best effort while HA refuses us
             await self._publisher.publish([record])
-
-
-def _tell_change(raw: dict[str, object], on_change: Callable[[str, datetime], None]) -> None:
-    """Pass a raw ``state_changed`` event's entity and ``last_changed`` to ``on_change``, as
-    it arrives; anything malformed is left to the validated path (`Bridge._live`)."""
-    if raw.get("event_type") != "state_changed":
-        return
-    try:
-        data: Any = raw["data"]
-        changed = datetime.fromisoformat(data["new_state"]["last_changed"])
-        entity_id = data["entity_id"]
-    except (KeyError, TypeError, ValueError):
-        return
-    if isinstance(entity_id, str) and changed.tzinfo is not None:
-        on_change(entity_id, changed)

@@ -1,4 +1,5 @@
-"""Executing commands from COMMANDS: one Home Assistant service call per command id.
+"""Executing commands from COMMANDS: one Home Assistant service call, or one event fired on its
+bus (``fire_event``, ADR-0032), per command id.
 
 The handler runs under the natsx runner behind ``idempotent(store, key=command_key)``, so a
 command delivered any number of times calls HA once within the ledger's window. Every outcome
@@ -41,7 +42,14 @@ from ruby_natsx.idempotency import taken_over
 from ruby_natsx.subjects import Subjects
 from ruby_schemas.audit import AuditOutcome
 from ruby_schemas.base import Payload
-from ruby_schemas.commands import CallServiceV1, CommandOutcomeV1, Outcome
+from ruby_schemas.commands import (
+    FIRE_EVENT_DOMAIN,
+    FIRE_EVENT_SERVICE,
+    CallServiceV1,
+    CommandOutcomeV1,
+    FireEventV1,
+    Outcome,
+)
 from ruby_schemas.envelope import Envelope, make_envelope
 
 log = structlog.get_logger("ruby_gateway.commands")
@@ -56,9 +64,18 @@ MAX_CALL_WAIT = 10.0
 LATE = timedelta(seconds=tuning.LATE_AFTER)
 
 
+Command = CallServiceV1 | FireEventV1
+"""What the gateway executes: a service call, or an event to fire on Home Assistant's bus."""
+
+
+def targets(command: Command) -> tuple[str, ...]:
+    """The entities a command acts on (an event fired on the bus acts on none)."""
+    return command.target.entity_id if isinstance(command, CallServiceV1) else ()
+
+
 def command_key(envelope: Envelope[Payload], delivery: Delivery) -> str:
     """The idempotency key: the command id (one HA call per command, whatever the message)."""
-    if isinstance(envelope.data, CallServiceV1):
+    if isinstance(envelope.data, CallServiceV1 | FireEventV1):
         return f"cmd.{envelope.data.command_id}"
     return f"msg.{envelope.id}"
 
@@ -75,7 +92,7 @@ def command_handler(
 
     async def execute(envelope: Envelope[Payload], delivery: Delivery) -> Sequence[Outbound]:
         command = envelope.data
-        if not isinstance(command, CallServiceV1):
+        if not isinstance(command, CallServiceV1 | FireEventV1):
             raise PermanentError(f"{envelope.type} is not a command")
         now = datetime.now(UTC)
         if command.deadline <= now:
@@ -91,7 +108,7 @@ def command_handler(
         conn = connection()
         if conn is None:
             raise TransientError("home assistant is not connected")
-        entities = command.target.entity_id
+        entities = targets(command)
         latest = command.backlog == "latest"
         newer = order.superseded(entities, envelope.time) if latest else None
         if newer is not None:
@@ -151,19 +168,10 @@ def command_handler(
             if finding.verdict == "superseded" and latest:
                 return _report(subjects, service, envelope, command, Outcome.EXPIRED, delivery,
                                reason=finding.reason, code="superseded")  # fmt: skip
-        target: dict[str, JsonValue] = {
-            name: list(ids) for name, ids in command.target.model_dump().items() if ids
-        }
         wait = min(MAX_CALL_WAIT, (command.deadline - now).total_seconds())
         try:
-            result = await conn.call(
-                "call_service",
-                within=wait,
-                domain=command.domain,
-                service=command.service,
-                service_data=command.data,
-                target=target,
-            )
+            kind, fields = _request(command)
+            result = await conn.call(kind, within=wait, **fields)
         except HaError as exc:
             if exc.code in PERMANENT_CODES:
                 raise PermanentError(
@@ -192,18 +200,45 @@ def command_handler(
             command,
             Outcome.SUCCEEDED,
             delivery,
-            reason="home assistant accepted the call",
+            reason=(
+                "home assistant accepted the call"
+                if isinstance(command, CallServiceV1)
+                else f"home assistant fired {command.event_type}"
+            ),
             context_id=context_id,
         )
 
     return execute
 
 
+def _request(command: Command) -> tuple[str, dict[str, JsonValue]]:
+    """The WebSocket command that executes ``command``, and its fields."""
+    if isinstance(command, FireEventV1):
+        return "fire_event", {"event_type": command.event_type, "event_data": command.event_data}
+    target: dict[str, JsonValue] = {
+        name: list(ids) for name, ids in command.target.model_dump().items() if ids
+    }
+    return "call_service", {
+        "domain": command.domain,
+        "service": command.service,
+        "service_data": command.data,
+        "target": target,
+    }
+
+
+def _names(command: Command) -> tuple[str, str]:
+    """The domain and service a command's outcome is filed under (``homeassistant.fire_event``
+    for an event, `ruby_schemas.commands.FireEventV1`)."""
+    if isinstance(command, FireEventV1):
+        return FIRE_EVENT_DOMAIN, FIRE_EVENT_SERVICE
+    return command.domain, command.service
+
+
 def _report(
     subjects: Subjects,
     service: str,
     envelope: Envelope[Payload],
-    command: CallServiceV1,
+    command: Command,
     outcome: Outcome,
     delivery: Delivery,
     *,
@@ -212,10 +247,11 @@ def _report(
     context_id: object = None,
     code: str | None = None,
 ) -> list[Outbound]:
+    domain, name = _names(command)
     payload = CommandOutcomeV1(
         command_id=command.command_id,
-        domain=command.domain,
-        service=command.service,
+        domain=domain,
+        service=name,
         outcome=outcome,
         error_code=error.code if error else code,
         error_message=error.message if error else None,
@@ -234,7 +270,7 @@ def _report(
         subjects,
         service=service,
         action="command.executed" if executed else "command.refused",
-        target=f"{command.domain}.{command.service}",
+        target=f"{domain}.{name}",
         outcome=AuditOutcome.SUCCEEDED if executed else AuditOutcome.FAILED,
         reason=reason,
         cause=envelope,
@@ -244,15 +280,16 @@ def _report(
             "ha_context_id": payload.ha_context_id,
             "outcome": outcome.value,
             "error_code": payload.error_code,
+            **({"event_type": command.event_type} if isinstance(command, FireEventV1) else {}),
         },
     )
     log.info(
         "command finished",
         command_id=command.command_id,
-        service=f"{command.domain}.{command.service}",
-        entity_ids=list(command.target.entity_id),
+        service=f"{domain}.{name}",
+        entity_ids=list(targets(command)),
         outcome=outcome.value,
         reason=reason,
     )
-    subject = subjects.cmd_outcome(outcome.value, command.domain, command.service)
+    subject = subjects.cmd_outcome(outcome.value, domain, name)
     return [Outbound(subject, event), audit]

@@ -50,6 +50,8 @@ class HaConnection:
         self._waiting: dict[int, asyncio.Future[JsonValue]] = {}
         self._subscriptions: dict[int, EventCallback] = {}
         self.ha_version = ""
+        self.close_code: int | None = None
+        """The code of Home Assistant's close frame, once it closed the connection itself."""
 
     @classmethod
     async def open(cls, url: str, token: Secret, *, within: float = 10.0) -> HaConnection:
@@ -133,6 +135,7 @@ class HaConnection:
                 data = message.json()
                 for item in data if isinstance(data, list) else [data]:
                     self._dispatch(item)
+            self.close_code = self._ws.close_code
         finally:
             for future in self._waiting.values():
                 if not future.done():

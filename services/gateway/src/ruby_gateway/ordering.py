@@ -14,8 +14,9 @@ must not undo a newer one: a mirror would end on the stale value, for good.
   behind one that waited out a NATS or Home Assistant outage) is stale if so.
 - `TargetOrder.changed_since(entity_id, last_changed)`: when Home Assistant last reported a
   change of the entity's state, if later than ``last_changed`` (the bridge tells it every
-  change as it receives it, `saw_change`, before publishing it). A command started by a change
-  that reached the engine late (``late_trigger``) is stale once its entity changed again.
+  change as it receives it, `saw_change` through `tell_change`, before publishing it). A
+  command started by a change that reached the engine late (``late_trigger``) is stale once
+  its entity changed again.
 It is per process: a command held by a gateway that died is checked against Home Assistant's
 state instead (`ruby_gateway.recovery`).
 """
@@ -24,9 +25,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator, Iterable, Sequence
+from collections.abc import AsyncIterator, Callable, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Any
 
 from ruby_natsx.handler import Delivery, Handler, Middleware, Outbound
 from ruby_schemas.base import Payload
@@ -126,3 +128,18 @@ def in_turn(order: TargetOrder) -> Middleware:
         return ordered
 
     return wrap
+
+
+def tell_change(raw: dict[str, object], on_change: Callable[[str, datetime], None]) -> None:
+    """Pass a raw ``state_changed`` event's entity and ``last_changed`` to ``on_change``, as
+    it arrives; anything malformed is left to the validated path (`Bridge._live`)."""
+    if raw.get("event_type") != "state_changed":
+        return
+    try:
+        data: Any = raw["data"]
+        changed = datetime.fromisoformat(data["new_state"]["last_changed"])
+        entity_id = data["entity_id"]
+    except (KeyError, TypeError, ValueError):
+        return
+    if isinstance(entity_id, str) and changed.tzinfo is not None:
+        on_change(entity_id, changed)

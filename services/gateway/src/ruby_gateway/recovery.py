@@ -13,7 +13,8 @@ machine (ADR-0025):
 - no target changed: the call never reached Home Assistant, or it changed nothing, so calling
   (again) is safe;
 - a command without target entities leaves nothing to look at: it is not repeated (at most
-  once) and is reported with the outcome unknown.
+  once) and is reported with the outcome unknown. So is an event to fire on the bus
+  (``FireEventV1``): Home Assistant keeps no record of the events it fired.
 """
 
 from __future__ import annotations
@@ -26,7 +27,7 @@ from typing import Literal
 from pydantic import ValidationError
 
 from ruby_gateway.ha_client import HaConnection
-from ruby_schemas.commands import CallServiceV1
+from ruby_schemas.commands import CallServiceV1, FireEventV1
 from ruby_schemas.ha import HaState
 
 Verdict = Literal["executed", "superseded", "unknown", "call"]
@@ -54,9 +55,17 @@ async def gateway_user(conn: HaConnection) -> str:
     return known
 
 
-async def find_out(conn: HaConnection, command: CallServiceV1, claimed_at: float) -> Finding:
+async def find_out(
+    conn: HaConnection, command: CallServiceV1 | FireEventV1, claimed_at: float
+) -> Finding:
     """Look for the effect of ``command``, claimed by a dead gateway at ``claimed_at``."""
     since = datetime.fromtimestamp(claimed_at, UTC)
+    if isinstance(command, FireEventV1):
+        return Finding(
+            "unknown",
+            f"the gateway firing {command.event_type} died (claimed at {since.isoformat()}); "
+            "Home Assistant keeps no record of the events it fired, so it is not fired again",
+        )
     targets = set(command.target.entity_id)
     if not targets:
         return Finding(

@@ -29,6 +29,7 @@ from ruby_rules.context import Context, TriggerData
 from ruby_rules.engine import ids
 from ruby_rules.processors.protocols import ActionProcessor, End, Path, Pause
 from ruby_rules.variables import Scope, assign, merged
+from ruby_schemas.commands import FIRE_EVENT_DOMAIN, FIRE_EVENT_SERVICE
 from ruby_schemas.primitives import JsonObject
 from ruby_schemas.traces import TraceStep
 
@@ -51,7 +52,9 @@ __all__ = ["CommandOut", "End", "EventOut", "Interpreter", "Path", "Pause", "Seg
 
 @dataclass(frozen=True, slots=True)
 class CommandOut:
-    """A Home Assistant service call the run sends (published to COMMANDS by the caller)."""
+    """A Home Assistant service call the run sends (published to COMMANDS by the caller), or,
+    when `event_type` is set, an event it fires on Home Assistant's bus (``domain.service``
+    is then `ruby_schemas.commands`' ``homeassistant.fire_event`` and ``data`` the event's)."""
 
     command_id: str
     domain: str
@@ -66,6 +69,8 @@ class CommandOut:
     """Not to be executed after this (the rule's ``backlog.max_lateness`` past its due time)."""
     backlog: Literal["latest", "all"] = "latest"
     """The rule's backlog policy, for the gateway (`CallServiceV1.backlog`)."""
+    event_type: str | None = None
+    """Set for an event to fire (`ruby_schemas.commands.FireEventV1`), not a service call."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -187,6 +192,17 @@ class Interpreter:
                 self._backlog,
             )
         )
+        return cid
+
+    def fire_event(self, path: Path, event_type: str, data: JsonObject) -> str:
+        """Send a command firing ``event_type`` on Home Assistant's bus; its id is derived
+        like a call's."""
+        cid = ids.command_id(self._rule_id, self._version, self._trigger.event_id, path)
+        self.segment.commands.append(
+            CommandOut(cid, FIRE_EVENT_DOMAIN, FIRE_EVENT_SERVICE, {}, data, self._rule_id,
+                       self._version, self._run_id, self._trigger, self._not_after,
+                       self._backlog, event_type)
+        )  # fmt: skip
         return cid
 
     def publish(self, path: Path, event_type: str, data: JsonObject) -> str:

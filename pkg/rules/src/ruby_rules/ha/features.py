@@ -131,7 +131,7 @@ TRIGGERS: Final[dict[str, Kind]] = {
     "template": Kind(
         "template", {"value_template": _watched_template("a template trigger"), "for": _FOR}
     ),
-    "homeassistant": Kind(None),
+    "homeassistant": Kind("homeassistant"),
     "zone": Kind(None),
     "geo_location": Kind(None),
     "webhook": Kind(None),
@@ -280,6 +280,21 @@ def _continue_on_error(w: Writer, src: Path, dst: Path, out: Native) -> None:
         w.expect(src, "true or false")
 
 
+def _event_data(w: Writer, src: Path, dst: Path, out: Native) -> None:
+    value = w.get(src)
+    if is_template(value):
+        w.not_yet(src, "event data from one template")
+        return
+    if not isinstance(value, dict):
+        w.expect(src, "a mapping of event data")
+        return
+    data = out.setdefault("data", {})
+    assert isinstance(data, dict)  # noqa: S101 - only this handler writes it
+    w.values.setdefault((*dst, "data"), w.where(src))
+    for key in value:  # event_data_template after event_data: the later one wins, as in HA
+        data[key] = w.copy((*src, key), (*dst, "data", key))
+
+
 ACTION_COMMON: Final[dict[str, Handler]] = {
     "alias": drop,
     "enabled": drop,
@@ -307,7 +322,14 @@ ACTIONS: Final[dict[str, Kind]] = {
         },
         finish=_timeout_required("wait_for_trigger"),
     ),
-    "event": Kind(None, hint="Ruby Core's 'publish' does not reach Home Assistant's bus"),
+    "event": Kind(
+        "fire_event",
+        {
+            "event": copy("event_type"),
+            "event_data": _event_data,
+            "event_data_template": _event_data,
+        },
+    ),
     "condition": Kind("if", finish=condition_step),
     "choose": Kind("choose", {"choose": _options, "default": nested_actions("default")}),
     "if": Kind(

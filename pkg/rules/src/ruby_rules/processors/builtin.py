@@ -9,6 +9,7 @@ from ruby_rules.processors.actions import (
     branch,
     call,
     delay,
+    fire_event,
     publish,
     repeat,
     sequence,
@@ -21,7 +22,7 @@ from ruby_rules.processors.conditions import expression, logic, numeric_state
 from ruby_rules.processors.conditions import state as state_condition
 from ruby_rules.processors.conditions import time as time_condition
 from ruby_rules.processors.conditions import trigger as trigger_condition
-from ruby_rules.processors.triggers import event, time, time_pattern
+from ruby_rules.processors.triggers import event, homeassistant, time, time_pattern
 from ruby_rules.processors.triggers import numeric_state as numeric_state_trigger
 from ruby_rules.processors.triggers import state as state_trigger
 from ruby_rules.processors.triggers import template as template_trigger
@@ -30,6 +31,7 @@ MODULES = (
     state_trigger,
     numeric_state_trigger,
     event,
+    homeassistant,
     time,
     time_pattern,
     template_trigger,
@@ -45,6 +47,7 @@ MODULES = (
     wait_template,
     branch,
     publish,
+    fire_event,
     stop,
     variables,
     sequence,

@@ -148,6 +148,11 @@ class StepApi(Protocol):
         """Send a command calling ``domain.service``; returns its command id."""
         ...
 
+    def fire_event(self, path: Path, event_type: str, data: JsonObject) -> str:
+        """Send a command firing ``event_type`` with ``data`` on Home Assistant's bus; returns
+        its command id."""
+        ...
+
     def publish(self, path: Path, event_type: str, data: JsonObject) -> str:
         """Publish a rule event of ``event_type``; returns its message id."""
         ...
