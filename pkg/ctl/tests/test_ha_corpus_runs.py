@@ -259,3 +259,45 @@ def test_restart_mode_starts_the_wait_again() -> None:
         "18:01:30 call light.turn_on light.hallway",
         "18:03:30 call light.turn_off light.hallway",
     ]
+
+
+def home(at_time: datetime = T0) -> dict[str, EntityState]:
+    """``zone.home`` of the real-HA suite's config (Amsterdam), as HA reports it."""
+    attributes: dict[str, JsonValue] = {"latitude": 52.37, "longitude": 4.89, "radius": 100}
+    return {"zone.home": EntityState(state="0", attributes=attributes, last_changed=at_time,
+                                     last_updated=at_time)}  # fmt: skip
+
+
+def test_sun_triggers_fire_at_sunset_and_sunrise_shifted_by_their_offsets() -> None:
+    # HA (astral) there: sunset 2026-12-04 15:28:44, sunrise 2026-12-05 07:33:33 UTC; Ruby
+    # Core's NOAA equations give 15:29:06 and 07:33:10 (22 s apart, within a minute).
+    noon = datetime(2026, 12, 4, 12, 0, tzinfo=UTC)
+    day = timedelta(hours=24)
+    assert run("sun.yaml", "lights_at_sunset", [], start=noon, until=day, initial=home()) == [
+        "14:44:05 call light.turn_on light.porch"  # 45 minutes before (15:29:05.99)
+    ]
+    assert run("sun.yaml", "blinds_at_sunrise", [], start=noon, until=day, initial=home()) == [
+        "07:33:10 call cover.open_cover cover.living_room"
+    ]
+    assert run("sun.yaml", "porch_off_after_sunrise", [], start=noon, until=day,
+               initial=home()) == ["08:03:10 call light.turn_off light.porch"]  # fmt: skip
+    # Without a home location there is no sunset to wait for: nothing fires.
+    assert run("sun.yaml", "lights_at_sunset", [], start=noon, until=day) == []
+
+
+def test_sun_conditions_hold_at_night_and_in_the_shifted_daylight() -> None:
+    start = datetime(2026, 12, 4, 0, 0, tzinfo=UTC)
+    motion = [
+        SetState(start + timedelta(hours=h), f"m{h}", "binary_sensor.garden_motion", s, {})
+        for h, s in ((1, "on"), (2, "off"), (12, "on"), (13, "off"), (20, "on"))
+    ]
+    assert run("sun.yaml", "motion_after_dark", motion, start=start, initial=home(start)) == [
+        "01:00:00 call light.turn_on light.garden",
+        "20:00:00 call light.turn_on light.garden",
+    ]
+    bell = [
+        SetState(start + timedelta(hours=h), f"b{h}", "binary_sensor.doorbell", s, {})
+        for h, s in ((8, "on"), (8.25, "off"), (9, "on"), (9.25, "off"), (14.75, "on"))
+    ]
+    played = run("sun.yaml", "daylight_doorbell", bell, start=start, initial=home(start))
+    assert [line[:8] for line in played] == ["09:00:00"]  # 08:00 too early, 14:45 too late

@@ -22,6 +22,7 @@ from ruby_rules.ha.kinds import (
     duration,
     not_yet,
     not_yet_unless,
+    offset,
     text_id,
 )
 from ruby_rules.ha.source import Native, Writer, is_template
@@ -107,7 +108,7 @@ TRIGGERS: Final[dict[str, Kind]] = {
     ),
     "time": Kind("time", {"at": _time_at}),
     "time_pattern": Kind("time_pattern"),
-    "sun": Kind(None),
+    "sun": Kind("sun", {"offset": offset("offset")}),
     "template": Kind(None),
     "homeassistant": Kind(None),
     "zone": Kind(None),
@@ -160,7 +161,10 @@ CONDITIONS: Final[dict[str, Kind]] = {
     "or": Kind("or", _LOGIC),
     "not": Kind("not", _LOGIC),
     "trigger": Kind(None, hint="Ruby Core has no condition on the trigger's id yet"),
-    "sun": Kind(None),
+    "sun": Kind(
+        "sun",
+        {"before_offset": offset("before_offset"), "after_offset": offset("after_offset")},
+    ),
     "zone": Kind(None),
     "device": Kind(None),
 }

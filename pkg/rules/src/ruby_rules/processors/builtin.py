@@ -8,8 +8,9 @@ from __future__ import annotations
 from ruby_rules.processors.actions import branch, call, delay, publish, stop, wait_for
 from ruby_rules.processors.conditions import expression, logic, numeric_state
 from ruby_rules.processors.conditions import state as state_condition
+from ruby_rules.processors.conditions import sun as sun_condition
 from ruby_rules.processors.conditions import time as time_condition
-from ruby_rules.processors.triggers import event, time, time_pattern
+from ruby_rules.processors.triggers import event, sun, time, time_pattern
 from ruby_rules.processors.triggers import numeric_state as numeric_state_trigger
 from ruby_rules.processors.triggers import state as state_trigger
 
@@ -19,9 +20,11 @@ MODULES = (
     event,
     time,
     time_pattern,
+    sun,
     state_condition,
     numeric_state,
     time_condition,
+    sun_condition,
     logic,
     expression,
     call,
