@@ -301,3 +301,68 @@ def test_sun_conditions_hold_at_night_and_in_the_shifted_daylight() -> None:
     ]
     played = run("sun.yaml", "daylight_doorbell", bell, start=start, initial=home(start))
     assert [line[:8] for line in played] == ["09:00:00"]  # 08:00 too early, 14:45 too late
+
+
+def places() -> dict[str, EntityState]:
+    """Two zones (HA's ``zone.*`` states) and where two persons are at the start."""
+    before = T0 - timedelta(hours=1)
+
+    def state(value: str, **attributes: JsonValue) -> EntityState:
+        return EntityState(state=value, attributes=attributes, last_changed=before,
+                           last_updated=before)  # fmt: skip
+
+    return {
+        "zone.home": state("0", latitude=52.3731, longitude=4.8922, radius=100.0),
+        "zone.work": state("2", latitude=52.3383, longitude=4.8722, radius=150.0),
+        "person.paulus": state(
+            "Work", latitude=52.3385, longitude=4.8724, gps_accuracy=10, friendly_name="Paulus"
+        ),
+        "person.anne": state(
+            "Work", latitude=52.3381, longitude=4.8720, gps_accuracy=20, friendly_name="Anne"
+        ),
+    }
+
+
+def moves(minutes: float, entity_id: str, state: str, latitude: float, longitude: float,
+          name: str) -> SetState:  # fmt: skip
+    attributes: dict[str, JsonValue] = {"latitude": latitude, "longitude": longitude,
+                                        "gps_accuracy": 10, "friendly_name": name}  # fmt: skip
+    return SetState(at(minutes), f"{entity_id}@{minutes}", entity_id, state, attributes)
+
+
+def test_zone_triggers_fire_on_entering_and_leaving_by_position() -> None:
+    commute = [
+        moves(1, "person.paulus", "not_home", 52.3500, 4.8800, "Paulus"),  # leaves work
+        moves(20, "person.paulus", "not_home", 52.3745, 4.8937, "Paulus"),  # 186 m from home
+        moves(22, "person.paulus", "home", 52.37345, 4.89195, "Paulus"),  # home: enters
+        moves(30, "person.paulus", "home", 52.37320, 4.89230, "Paulus"),  # moves inside
+    ]
+    assert run("zone.yaml", "arrive_home", commute, initial=places()) == [
+        "18:22:00 call light.turn_on light.hallway"
+    ]
+    assert run("zone.yaml", "leave_work", commute, initial=places()) == [
+        '18:01:00 call notify.notify (no target) {"message": "Paulus left work"}'
+    ]
+
+
+def test_zone_conditions_want_everyone_in_one_of_the_zones() -> None:
+    nine = T0.replace(hour=8, minute=59)
+    assert run("zone.yaml", "everyone_home_or_at_work", [], start=nine,
+               until=timedelta(minutes=2), initial=places()) == [
+        "09:00:00 call climate.set_temperature climate.living_room {\"temperature\": 17}"
+    ]  # fmt: skip
+    away = places()
+    away["person.anne"] = away["person.anne"].model_copy(
+        update={"state": "not_home", "attributes": {"latitude": 52.36, "longitude": 4.90}}
+    )
+    assert run("zone.yaml", "everyone_home_or_at_work", [], start=nine,
+               until=timedelta(minutes=2), initial=away) == []  # fmt: skip
+    phone = {**places(), "device_tracker.paulus_phone": places()["person.paulus"]}
+    pressed = [event(1, "garage_button")]
+    assert run("zone.yaml", "garage_when_at_home", pressed, initial=phone) == []  # at work
+    phone["device_tracker.paulus_phone"] = phone["device_tracker.paulus_phone"].model_copy(
+        update={"attributes": {"latitude": 52.37345, "longitude": 4.89195, "gps_accuracy": 10}}
+    )
+    assert run("zone.yaml", "garage_when_at_home", pressed, initial=phone) == [
+        "18:01:00 call cover.open_cover cover.garage"
+    ]

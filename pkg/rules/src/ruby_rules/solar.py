@@ -19,6 +19,7 @@ from datetime import UTC, date, datetime, timedelta
 from typing import Final, Literal, TypeAlias
 
 from ruby_rules.context import States
+from ruby_rules.geo import finite_number
 
 SunEvent: TypeAlias = Literal["sunrise", "sunset"]
 """Which crossing of the horizon."""
@@ -44,19 +45,13 @@ def home(states: States) -> Place | None:
     state = states.get(HOME)
     if state is None:
         return None
-    latitude = _number(state.attributes.get("latitude"))
-    longitude = _number(state.attributes.get("longitude"))
+    latitude = finite_number(state.attributes.get("latitude"))
+    longitude = finite_number(state.attributes.get("longitude"))
     if latitude is None or longitude is None:
         return None
     if not (-90 <= latitude <= 90 and -180 <= longitude <= 180):
         return None
     return Place(latitude, longitude)
-
-
-def _number(value: object) -> float | None:
-    if isinstance(value, bool) or not isinstance(value, int | float):
-        return None
-    return float(value) if math.isfinite(value) else None
 
 
 def sun_event(place: Place, event: SunEvent, day: date) -> datetime | None:

@@ -111,7 +111,7 @@ TRIGGERS: Final[dict[str, Kind]] = {
     "sun": Kind("sun", {"offset": offset("offset")}),
     "template": Kind(None),
     "homeassistant": Kind(None),
-    "zone": Kind(None),
+    "zone": Kind("zone"),
     "geo_location": Kind(None),
     "webhook": Kind(None),
     "mqtt": Kind(None),
@@ -165,7 +165,7 @@ CONDITIONS: Final[dict[str, Kind]] = {
         "sun",
         {"before_offset": offset("before_offset"), "after_offset": offset("after_offset")},
     ),
-    "zone": Kind(None),
+    "zone": Kind("zone", {"event": drop}),  # HA ignores it (a 2016 leftover)
     "device": Kind(None),
 }
 """HA conditions (``condition:``; ``and:``/``or:``/``not:`` and a bare template too)."""
