@@ -366,3 +366,56 @@ def test_zone_conditions_want_everyone_in_one_of_the_zones() -> None:
     assert run("zone.yaml", "garage_when_at_home", pressed, initial=phone) == [
         "18:01:00 call cover.open_cover cover.garage"
     ]
+
+
+def helpers(since: datetime, **values: str) -> dict[str, EntityState]:
+    """``input_datetime`` and timestamp sensor states as HA reports them, set at ``since``."""
+    before = since
+    out: dict[str, EntityState] = {}
+    for entity, value in values.items():
+        entity_id = entity.replace("__", ".")
+        attributes: dict[str, JsonValue] = (
+            {"device_class": "timestamp"}
+            if entity_id.startswith("sensor.")
+            else {"has_date": len(value) > 8, "has_time": len(value) != 10}
+        )
+        out[entity_id] = EntityState(
+            state=value, attributes=attributes, last_changed=before, last_updated=before
+        )
+    return out
+
+
+def test_time_triggers_at_entities_fire_at_the_time_they_hold() -> None:
+    morning = T0.replace(hour=6, minute=0)
+    day = timedelta(hours=24)
+    daily = helpers(morning, input_datetime__wake_up="06:45:00")
+    assert run("time.yaml", "wake_up_at_the_helper", [], start=morning, until=2 * day,
+               initial=daily) == [
+        "06:45:00 call light.turn_on light.bedroom",
+        "06:45:00 call light.turn_on light.bedroom",  # every day (the 20th and the 21st)
+    ]  # fmt: skip
+    phone = helpers(morning, sensor__phone_next_alarm="2026-11-20T06:30:00+00:00")
+    assert run("time.yaml", "phone_alarm", [], start=morning, until=day, initial=phone) == [
+        "06:30:00 call media_player.media_play media_player.bedroom"  # once
+    ]
+    assert run("time.yaml", "before_the_phone_alarm", [], start=morning, until=day,
+               initial=phone) == [
+        '06:25:00 call climate.set_temperature climate.bathroom {"temperature": 22}'
+    ]  # fmt: skip
+    # A new alarm time re-arms it; an alarm cleared (unknown) disarms it.
+    new_alarm = SetState(at(5, morning), "a1", "sensor.phone_next_alarm",
+                         "2026-11-20T06:50:00+00:00", {"device_class": "timestamp"})  # fmt: skip
+    cleared = SetState(at(30, morning), "a2", "sensor.phone_next_alarm", "unknown",
+                       {"device_class": "timestamp"})  # fmt: skip
+    assert run("time.yaml", "before_the_phone_alarm", [new_alarm], start=morning, until=day,
+               initial=phone) == [
+        '06:45:00 call climate.set_temperature climate.bathroom {"temperature": 22}'
+    ]  # fmt: skip
+    assert run("time.yaml", "before_the_phone_alarm", [new_alarm, cleared], start=morning,
+               until=day, initial=phone) == []  # fmt: skip
+    mixed = helpers(T0, input_datetime__porch_on="2026-11-20 17:30:00")
+    assert run("time.yaml", "lights_at_times_and_helpers", [], start=T0.replace(hour=17),
+               until=timedelta(hours=2), initial=mixed) == [
+        "17:30:00 call light.turn_on light.porch",
+        "18:00:00 call light.turn_on light.porch",
+    ]  # fmt: skip

@@ -46,17 +46,27 @@ def _state_changes_only(w: Writer, src: Path, dst: Path, out: Native) -> None:
 
 
 def _time_at(w: Writer, src: Path, dst: Path, out: Native) -> None:
-    refused = len(w.refusals)
+    items: list[object] = []
+    w.mark((*dst, "at"), src)
+    listed = isinstance(w.get(src), list)
     for item in w.items(src):
+        at = (*dst, "at", len(items)) if listed else (*dst, "at")
         value = w.get(item)
-        if isinstance(value, dict):
-            w.not_yet(item, "a time trigger at an entity with an offset")
-        elif is_entity_id(value):
-            w.not_yet(item, "a time trigger at an entity", detail=f"{value}")
-        elif is_template(value):
+        if is_template(value):
             w.not_yet(item, "a time trigger at a template")
-    if len(w.refusals) == refused:
-        out["at"] = w.copy(src, (*dst, "at"))
+        elif isinstance(value, dict):
+            native: Native = {}
+            w.mark(at, item)
+            for key in value:
+                if key == "offset":
+                    offset("offset")(w, (*item, key), at, native)
+                else:
+                    native[key] = w.copy((*item, key), (*at, key))
+            items.append(native)
+        else:
+            items.append(w.copy(item, at))
+    if items:
+        out["at"] = items if listed else items[0]
 
 
 def _event_type(w: Writer, src: Path, dst: Path, out: Native) -> None:
