@@ -27,6 +27,7 @@ from ruby_gateway.testing import Gateway, running_secure_gateway
 from ruby_hasim.testing import HaClient
 from ruby_natsx.testing import consumers_idle, eventually
 from ruby_natsx.topology import ENGINE, EVENTS, GATEWAY, STATUS, TIMERS
+from ruby_rules.engine import read_record as read_timer
 from ruby_rules.solar import Place, next_sun_event
 from ruby_runtime.secret import Secret
 from ruby_schemas.status import RulesRecord, read_record
@@ -269,7 +270,7 @@ async def test_a_sun_trigger_in_has_syntax_fires_against_real_home_assistant(
         now = datetime.now(UTC)
         sunset = next_sun_event(place, "sunset", now)
         assert sunset is not None
-        seconds = math.ceil((now + timedelta(seconds=12) - sunset).total_seconds())
+        seconds = math.ceil((now + timedelta(seconds=20) - sunset).total_seconds())
         instant = sunset + timedelta(seconds=seconds)
         sign, magnitude = ("-" if seconds < 0 else "+"), abs(seconds)
         hours, rest = divmod(magnitude, 3600)
@@ -288,6 +289,11 @@ async def test_a_sun_trigger_in_has_syntax_fires_against_real_home_assistant(
             and m["event"]["data"].get("service_data", {}).get("entity_id") == ["input_boolean.d"]
         ]
         assert instant <= fired < instant + timedelta(seconds=30), (offset, instant, fired)
+        # Its durable timer is re-armed for tomorrow's sunset + offset.
+        timers = await js.key_value(installation.topology.bucket(TIMERS).bucket)
+        record = read_timer((await timers.get("at.d_on_at_sunset.0")).value or b"")
+        shift = timedelta(seconds=seconds)
+        assert record.deadline == next_sun_event(place, "sunset", instant, shift)
     finally:
         code = await engine.stop()
         await operator.drain()

@@ -244,3 +244,39 @@ def test_a_stored_sun_timer_restored_by_a_new_engine_fires_once_with_the_same_id
         c.command_id for c in uninterrupted.commands
     ]
     assert fire_due(second, due + timedelta(seconds=4)).commands == []  # once
+
+
+@pytest.mark.parametrize(
+    ("offset", "expected"),
+    [
+        ('"-00:45:00"', -timedelta(minutes=45)),
+        ('"-00:45"', -timedelta(minutes=45)),  # HH:MM
+        ('"+00:30:00"', timedelta(minutes=30)),
+        ('"01:00:00.5"', timedelta(hours=1, milliseconds=500)),
+        ("-2700", -timedelta(minutes=45)),
+        ("{minutes: -45}", -timedelta(minutes=45)),
+        ("{hours: 1, minutes: 30}", timedelta(hours=1, minutes=30)),
+    ],
+)
+def test_home_assistants_offset_forms_load(offset: str, expected: timedelta) -> None:
+    text = (
+        "- id: porch\n  triggers:\n    - trigger: sun\n      event: sunset\n"
+        f"      offset: {offset}\n  actions:\n    - action: light.turn_on\n"
+        "      target: {entity_id: light.porch}\n"
+    )
+    loaded = load_text(text, "automations.yaml")
+    assert loaded.ok, [str(error) for error in loaded.errors]
+    [rule] = loaded.rules
+    config = rule.config.triggers[0]
+    assert isinstance(config, SunTriggerConfig)
+    assert config.offset == expected
+
+
+def test_a_bad_offset_is_refused_at_its_line() -> None:
+    text = (
+        "- id: porch\n  triggers:\n    - trigger: sun\n      event: sunset\n"
+        '      offset: "soon"\n  actions:\n    - action: light.turn_on\n'
+    )
+    [error] = load_text(text, "automations.yaml").errors
+    assert str(error).startswith("automations.yaml:5:15: rule 'porch': triggers[0].offset: ")
+    assert "expected an offset as Home Assistant writes it" in str(error)
