@@ -28,8 +28,9 @@ from ruby_hasim.testing import HaClient
 from ruby_natsx.testing import consumers_idle, eventually
 from ruby_natsx.topology import ENGINE, EVENTS, GATEWAY, STATUS, TIMERS
 from ruby_rules.engine import read_record as read_timer
-from ruby_rules.solar import Place, next_sun_event
+from ruby_rules.solar import Place, correction, next_sun_event
 from ruby_runtime.secret import Secret
+from ruby_schemas.ha_events import EntityState
 from ruby_schemas.status import RulesRecord, read_record
 
 if TYPE_CHECKING:
@@ -265,13 +266,14 @@ async def test_a_sun_trigger_in_has_syntax_fires_against_real_home_assistant(
         await eventually(
             lambda: consumers_idle(js, installation.topology, ENGINE, GATEWAY), message="idle"
         )
+        await eventually(sun_and_home, message="HA's states again")
         subscription = await ha_ws.subscribe("call_service")
         ha_ws.inbox.clear()
         now = datetime.now(UTC)
-        sunset = next_sun_event(place, "sunset", now)
-        assert sunset is not None
-        seconds = math.ceil((now + timedelta(seconds=20) - sunset).total_seconds())
-        instant = sunset + timedelta(seconds=seconds)
+        theirs = datetime.fromisoformat(found["sun.sun"]["attributes"]["next_setting"])
+        # The engine moves its sunset onto HA's (sun.sun's, here 20 s or so from ours).
+        seconds = math.ceil((now + timedelta(seconds=20) - theirs).total_seconds())
+        instant = theirs + timedelta(seconds=seconds)
         sign, magnitude = ("-" if seconds < 0 else "+"), abs(seconds)
         hours, rest = divmod(magnitude, 3600)
         offset = f"{sign}{hours:02d}:{rest // 60:02d}:{rest % 60:02d}"
@@ -292,7 +294,11 @@ async def test_a_sun_trigger_in_has_syntax_fires_against_real_home_assistant(
         # Its durable timer is re-armed for tomorrow's sunset + offset.
         timers = await js.key_value(installation.topology.bucket(TIMERS).bucket)
         record = read_timer((await timers.get("at.d_on_at_sunset.0")).value or b"")
-        shift = timedelta(seconds=seconds)
+        sun = EntityState(
+            state="", attributes={"next_setting": theirs.isoformat()}, last_changed=now,
+            last_updated=now,
+        )  # fmt: skip
+        shift = timedelta(seconds=seconds) + correction(place, "sunset", {"sun.sun": sun})
         assert record.deadline == next_sun_event(place, "sunset", instant, shift)
     finally:
         code = await engine.stop()

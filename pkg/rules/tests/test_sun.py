@@ -13,7 +13,7 @@ from ruby_rules import load_text
 from ruby_rules.engine import Effects, RuleEngine, read_record
 from ruby_rules.model import Rule
 from ruby_rules.processors.triggers.sun import SunTrigger, SunTriggerConfig
-from ruby_rules.solar import Place, home, next_sun_event, sun_event
+from ruby_rules.solar import Place, correction, home, next_sun_event, sun_event
 from ruby_schemas.ha_events import EntityState
 
 LONDON = Place(51.5072, -0.1276)
@@ -145,7 +145,7 @@ def test_the_config_reads_home_assistants_offsets_and_event_names() -> None:
 def test_without_a_location_the_trigger_has_no_instant() -> None:
     trigger = SunTrigger(SunTriggerConfig(kind="sun", event="sunset"))
     assert trigger.next_fire(datetime(2026, 12, 4, 12, tzinfo=UTC)) is None
-    assert trigger.watch().entities == ("zone.home",)
+    assert trigger.watch().entities == ("zone.home", "sun.sun")
     assert trigger.watch().timed
 
 
@@ -280,3 +280,32 @@ def test_a_bad_offset_is_refused_at_its_line() -> None:
     [error] = load_text(text, "automations.yaml").errors
     assert str(error).startswith("automations.yaml:5:15: rule 'porch': triggers[0].offset: ")
     assert "expected an offset as Home Assistant writes it" in str(error)
+
+
+def test_has_own_sun_times_calibrate_ours_for_the_elevation_it_knows() -> None:
+    # HA at 52.37, 4.89 with an elevation of 100 m: sun.sun says sunrise 07:29:16 and sunset
+    # 15:31:48 (astral), where sea-level NOAA gives 07:31:52 and 15:29:06.
+    home_ = {"zone.home": st("0", latitude=52.37, longitude=4.89)}
+    sun = st("below_horizon", next_rising="2026-12-04T07:29:16.515360+00:00",
+             next_setting="2026-12-04T15:31:48.000000+00:00")  # fmt: skip
+    states = {**home_, "sun.sun": sun}
+    rise = sun_event(AMSTERDAM, "sunrise", T0.date())
+    assert rise is not None
+    assert (
+        correction(AMSTERDAM, "sunrise", states)
+        == datetime(2026, 12, 4, 7, 29, 16, 515360, tzinfo=UTC) - rise
+    )
+    assert correction(AMSTERDAM, "sunrise", home_) == timedelta(0)
+    trigger = SunTrigger(SunTriggerConfig(kind="sun", event="sunrise", offset=timedelta(0)))
+    night = datetime(2026, 12, 4, 1, 0, tzinfo=UTC)
+    assert trigger.next_fire(night, states) == datetime(2026, 12, 4, 7, 29, 16, 515360, tzinfo=UTC)
+    # The next day's sunrise moves by the same amount (the elevation's effect barely changes).
+    tomorrow = trigger.next_fire(datetime(2026, 12, 4, 8, 0, tzinfo=UTC), states)
+    plain = next_sun_event(AMSTERDAM, "sunrise", datetime(2026, 12, 4, 8, 0, tzinfo=UTC))
+    assert tomorrow is not None
+    assert plain is not None
+    assert tomorrow - plain == correction(AMSTERDAM, "sunrise", states)
+    # Nonsense is ignored: another event's time, no timezone, not a time.
+    for value in ("2026-12-04T11:30:00+00:00", "2026-12-04T07:29:16", "soon", 7):
+        odd = {**home_, "sun.sun": st("below_horizon", next_rising=value)}
+        assert correction(AMSTERDAM, "sunrise", odd) == timedelta(0), value

@@ -95,3 +95,15 @@ def test_it_needs_a_bound_and_reads_names_as_ha_does() -> None:
         SunConditionConfig.model_validate({"kind": "sun", "after_offset": "01:00:00"})
     config = SunConditionConfig.model_validate({"kind": "sun", "after": "SunSet"})
     assert config.after == "sunset"
+
+
+def test_has_own_sun_times_move_the_bounds() -> None:
+    # sun.sun (HA at 100 m): sunset 15:31:48, where ours at sea level is 15:29:06.
+    states = home()
+    states["sun.sun"] = EntityState(
+        state="above_horizon", attributes={"next_setting": "2026-12-04T15:31:48+00:00"},
+        last_changed=T0, last_updated=T0,
+    )  # fmt: skip
+    assert holds(at(15.5), after="sunset")  # 15:30: after our sunset
+    assert not holds(at(15.5), states, after="sunset")  # but before HA's
+    assert holds(at(15.54), states, after="sunset")  # 15:32:24

@@ -46,3 +46,18 @@ def test_the_projection_keeps_the_location_attributes_rules_read_and_drops_the_r
     )
     kept = Projected.of(home).attributes
     assert kept == {"latitude": 52.37, "longitude": 4.89, "radius": 100, "friendly_name": "Home"}
+    sun = home.model_copy(
+        update={
+            "entity_id": "sun.sun",
+            "attributes": {
+                "next_rising": "2026-12-05T07:33:32.971223+00:00",
+                "next_setting": "2026-12-04T15:28:44.551245+00:00",
+                "elevation": 15.36,
+                "azimuth": 183.3,
+            },
+        }
+    )
+    assert Projected.of(sun).attributes == {
+        "next_rising": "2026-12-05T07:33:32.971223+00:00",
+        "next_setting": "2026-12-04T15:28:44.551245+00:00",
+    }

@@ -26,6 +26,11 @@ SunEvent: TypeAlias = Literal["sunrise", "sunset"]
 
 HOME: Final = "zone.home"
 """The entity whose ``latitude``/``longitude`` attributes are the home's location."""
+SUN: Final = "sun.sun"
+"""HA's own sun entity, when loaded: its ``next_rising``/``next_setting`` calibrate ours."""
+_NEXT: Final[dict[SunEvent, str]] = {"sunrise": "next_rising", "sunset": "next_setting"}
+_MAX_CORRECTION: Final = timedelta(minutes=15)
+"""A larger gap to HA's time is not an observer's elevation: it is ignored."""
 _ZENITH: Final = 90.833
 """The sun's centre at sunrise: the horizon, plus refraction (34') and its radius (16')."""
 _SEARCH_DAYS: Final = 367
@@ -88,6 +93,26 @@ def next_sun_event(
         if instant is not None and instant + offset > after:
             return instant + offset
     return None
+
+
+def correction(place: Place, event: SunEvent, states: States) -> timedelta:
+    """How far Home Assistant's own time for ``event`` (``sun.sun``'s ``next_rising`` or
+    ``next_setting``) is from ours, for the same day: mostly the observer's elevation, which
+    ``zone.home`` does not publish (10 m makes a sunrise about a minute earlier in HA). Zero
+    without ``sun.sun``, or when the gap is over 15 minutes (not the same event)."""
+    state = states.get(SUN)
+    value = None if state is None else state.attributes.get(_NEXT[event])
+    if not isinstance(value, str):
+        return timedelta(0)
+    try:
+        theirs = datetime.fromisoformat(value)
+    except ValueError:
+        return timedelta(0)
+    if theirs.tzinfo is None:
+        return timedelta(0)
+    ours = next_sun_event(place, event, theirs - _MAX_CORRECTION)
+    gap = timedelta(0) if ours is None else theirs - ours
+    return gap if abs(gap) <= _MAX_CORRECTION else timedelta(0)
 
 
 def _sun_at(moment: datetime) -> tuple[float, float]:

@@ -30,10 +30,13 @@ SELECTED_ATTRIBUTES = (
     "longitude",
     "radius",
     "gps_accuracy",
+    "next_rising",
+    "next_setting",
 )
 """The attributes worth keeping in the lean projection; the events carry all of them. Rules
 read the location ones from the engine's view, which starts from the projection: the home's
-(``zone.home``) for ``sun``, a zone's and a person's for ``zone`` (ADR-0032)."""
+(``zone.home``) and HA's own sun times (``sun.sun``) for ``sun``, a zone's and a person's for
+``zone`` (ADR-0032)."""
 
 
 @dataclass(frozen=True)

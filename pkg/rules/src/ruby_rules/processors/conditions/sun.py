@@ -19,7 +19,7 @@ from ruby_rules.processors.base import Condition, ConditionConfig, States
 from ruby_rules.processors.registry import REGISTRY
 from ruby_rules.processors.triggers.sun import lower
 from ruby_rules.processors.types import Offset
-from ruby_rules.solar import HOME, Place, SunEvent, home, sun_event
+from ruby_rules.solar import HOME, Place, SunEvent, correction, home, sun_event
 
 Event = Annotated[SunEvent, BeforeValidator(lower)]
 
@@ -58,7 +58,7 @@ class SunCondition(Condition[SunConditionConfig]):
             raise ValueError(f"sun condition: {HOME} has no latitude and longitude")
         c = self.config
         wanted = {event for event in (c.after, c.before) if event is not None}
-        events = {event: _today(place, event, now) for event in wanted}
+        events = {event: _today(place, event, now, states) for event in wanted}
         if c.after == "sunset" and c.before == "sunrise":  # the night, across midnight
             sunrise, sunset = events["sunrise"], events["sunset"]
             return (sunrise is not None and now < sunrise + c.before_offset) or (
@@ -73,10 +73,11 @@ class SunCondition(Condition[SunConditionConfig]):
         return after is None or now >= after + c.after_offset
 
 
-def _today(place: Place, event: SunEvent, now: datetime) -> datetime | None:
-    """Today's ``event``, or tomorrow's if today's falls on yesterday's date (local)."""
-    today = now.date()
+def _today(place: Place, event: SunEvent, now: datetime, states: States) -> datetime | None:
+    """Today's ``event`` (on HA's own time when ``sun.sun`` gives it), or tomorrow's if
+    today's falls on yesterday's date (local)."""
+    today, shift = now.date(), correction(place, event, states)
     instant = sun_event(place, event, today)
-    if instant is not None and today > instant.astimezone(now.tzinfo).date():
+    if instant is not None and today > (instant + shift).astimezone(now.tzinfo).date():
         instant = sun_event(place, event, today + timedelta(days=1))
-    return instant
+    return None if instant is None else instant + shift

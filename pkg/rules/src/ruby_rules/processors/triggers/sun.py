@@ -12,7 +12,7 @@ from ruby_rules.processors.base import TimedTrigger, TriggerConfig
 from ruby_rules.processors.protocols import Watch
 from ruby_rules.processors.registry import REGISTRY
 from ruby_rules.processors.types import Offset
-from ruby_rules.solar import HOME, SunEvent, home, next_sun_event
+from ruby_rules.solar import HOME, SUN, SunEvent, correction, home, next_sun_event
 
 
 def lower(value: object) -> object:
@@ -33,19 +33,23 @@ class SunTriggerConfig(TriggerConfig):
 
 @REGISTRY.register
 class SunTrigger(TimedTrigger[SunTriggerConfig]):
-    """Timed, and watching ``zone.home``: a new location re-arms it; no location disarms it."""
+    """Timed, and watching ``zone.home`` (a new location re-arms it; no location disarms it)
+    and ``sun.sun`` (HA's own times, when loaded, calibrate ours)."""
 
     CONFIG = SunTriggerConfig
 
     def watch(self) -> Watch:
-        """The home zone, and the clock."""
-        return Watch(entities=(HOME,), timed=True)
+        """The home zone, HA's sun entity, and the clock."""
+        return Watch(entities=(HOME, SUN), timed=True)
 
     def next_fire(self, after: datetime, states: States = NO_STATES) -> datetime | None:
         """The first ``event + offset`` strictly after ``after`` (so a negative offset whose
-        instant today has passed gives tomorrow's); None without a home location, or when the
-        sun does not rise or set within a year (at a pole)."""
+        instant today has passed gives tomorrow's), the event moved onto HA's own time when
+        ``sun.sun`` gives it; None without a home location, or when the sun does not rise or
+        set within a year (at a pole)."""
         place = home(states)
         if place is None:
             return None
-        return next_sun_event(place, self.config.event, after, self.config.offset)
+        event = self.config.event
+        shift = self.config.offset + correction(place, event, states)
+        return next_sun_event(place, event, after, shift)
