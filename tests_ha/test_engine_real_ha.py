@@ -10,12 +10,14 @@ observer (``ha_ws``) counts the service calls HA really executed (``call_service
 from __future__ import annotations
 
 import asyncio
+import math
 import os
 from collections.abc import AsyncIterator, Awaitable
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+import aiohttp
 import pytest_asyncio
 from nats.js.errors import KeyNotFoundError
 
@@ -26,7 +28,10 @@ from ruby_gateway.testing import Gateway, running_secure_gateway
 from ruby_hasim.testing import HaClient
 from ruby_natsx.testing import consumers_idle, eventually
 from ruby_natsx.topology import ENGINE, EVENTS, GATEWAY, STATUS, TIMERS
+from ruby_rules.engine import read_record as read_timer
+from ruby_rules.solar import Place, correction, next_sun_event
 from ruby_runtime.secret import Secret
+from ruby_schemas.ha_events import EntityState
 from ruby_schemas.status import RulesRecord, read_record
 
 if TYPE_CHECKING:
@@ -284,3 +289,128 @@ async def _stored(timers: Any) -> bool:
         return (await timers.get(TIMER_KEY)).value is not None
     except KeyNotFoundError:
         return False
+
+
+SUN_RULE = """
+- id: d_on_at_sunset
+  alias: d on at sunset, the offset bringing it to a few seconds from now
+  triggers:
+    - trigger: sun
+      event: sunset
+      offset: "{offset}"
+  actions:
+    - action: input_boolean.turn_on
+      target:
+        entity_id: input_boolean.d
+"""
+
+
+async def test_a_sun_trigger_in_has_syntax_fires_against_real_home_assistant(
+    secure_installation: Installation,
+    secure_gateway: Gateway,
+    ha_ws: HaClient,
+    home_assistant: HomeAssistant,
+    tmp_path: Path,
+) -> None:
+    installation = secure_installation
+    rules = tmp_path / "rules"
+    rules.mkdir()
+    operator = await installation.connect("operator")
+    js = operator.jetstream()
+    status = await js.key_value(installation.topology.bucket(STATUS).bucket)
+    env = {**os.environ, **installation.environ(), "RUBY_RULES_DIR": str(rules)}
+    engine = engine_process(env, tmp_path / "engine.log")
+    entry = await _sun_integration(home_assistant)  # HA's own sunset, to compare with ours
+    try:
+        # 1. Our sunset at HA's home (zone.home) is HA's own (sun.sun), within a minute.
+        found: dict[str, Any] = {}
+
+        async def sun_and_home() -> bool:
+            reply = await ha_ws.command("get_states")
+            found.update({s["entity_id"]: s for s in reply["result"]})
+            return "sun.sun" in found and "zone.home" in found
+
+        await eventually(sun_and_home, message="sun.sun and zone.home in HA's states")
+        home = found["zone.home"]["attributes"]
+        place = Place(home["latitude"], home["longitude"])
+        theirs = datetime.fromisoformat(found["sun.sun"]["attributes"]["next_setting"])
+        ours = next_sun_event(place, "sunset", theirs - timedelta(minutes=2))
+        assert ours is not None
+        assert abs(ours - theirs) <= timedelta(minutes=1), (ours, theirs)
+
+        # 2. The engine, knowing the home from the gateway's projection, arms a sun trigger
+        # written in HA's syntax and fires it at sunset + offset: a few seconds from now.
+        started = datetime.now(UTC)
+        await engine.start()
+        await eventually(lambda: engine_ready(status, started), within=60, message="ready")
+        await set_boolean(ha_ws, "input_boolean.d", False)
+        await eventually(lambda: _is(ha_ws, "input_boolean.d", "off"), message="d off")
+        await eventually(
+            lambda: consumers_idle(js, installation.topology, ENGINE, GATEWAY), message="idle"
+        )
+        await eventually(sun_and_home, message="HA's states again")
+        subscription = await ha_ws.subscribe("call_service")
+        ha_ws.inbox.clear()
+        now = datetime.now(UTC)
+        theirs = datetime.fromisoformat(found["sun.sun"]["attributes"]["next_setting"])
+        # The engine moves its sunset onto HA's (sun.sun's, here 20 s or so from ours).
+        seconds = math.ceil((now + timedelta(seconds=20) - theirs).total_seconds())
+        instant = theirs + timedelta(seconds=seconds)
+        sign, magnitude = ("-" if seconds < 0 else "+"), abs(seconds)
+        hours, rest = divmod(magnitude, 3600)
+        offset = f"{sign}{hours:02d}:{rest // 60:02d}:{rest % 60:02d}"
+        (rules / "sun.yaml").write_text(SUN_RULE.format(offset=offset))
+
+        await eventually(
+            lambda: _is(ha_ws, "input_boolean.d", "on"), within=60, message="d on at sunset"
+        )
+        assert await calls_of(ha_ws, subscription, "turn_on") == 1
+        [fired] = [
+            datetime.fromisoformat(m["event"]["time_fired"])
+            for m in ha_ws.inbox
+            if m.get("type") == "event"
+            and m.get("id") == subscription
+            and m["event"]["data"].get("service_data", {}).get("entity_id") == ["input_boolean.d"]
+        ]
+        assert instant <= fired < instant + timedelta(seconds=30), (offset, instant, fired)
+        # Its durable timer is re-armed for tomorrow's sunset + offset.
+        timers = await js.key_value(installation.topology.bucket(TIMERS).bucket)
+        record = read_timer((await timers.get("at.d_on_at_sunset.0")).value or b"")
+        sun = EntityState(
+            state="", attributes={"next_setting": theirs.isoformat()}, last_changed=now,
+            last_updated=now,
+        )  # fmt: skip
+        shift = timedelta(seconds=seconds) + correction(place, "sunset", {"sun.sun": sun})
+        assert record.deadline == next_sun_event(place, "sunset", instant, shift)
+    finally:
+        code = await engine.stop()
+        await operator.drain()
+        await _remove_entry(home_assistant, entry)
+    assert code == 0, engine.log.read_text()
+
+
+async def _sun_integration(ha: HomeAssistant) -> str:
+    """Load HA's ``sun`` integration (offline) through its config flow; its entry's id."""
+    async with aiohttp.ClientSession(headers={"Authorization": f"Bearer {ha.token}"}) as http:
+        base = f"http://127.0.0.1:{ha.port}/api/config/config_entries/flow"
+        async with http.post(base, json={"handler": "sun"}) as reply:
+            flow = await reply.json()
+        if flow.get("type") == "abort":  # already loaded (a previous run left it)
+            return ""
+        async with http.post(f"{base}/{flow['flow_id']}", json={}) as reply:
+            created = await reply.json()
+        assert created["type"] == "create_entry", created
+        return str(created["result"]["entry_id"])
+
+
+async def _remove_entry(ha: HomeAssistant, entry_id: str) -> None:
+    """Leave HA as the other tests expect it: without the integration this test loaded."""
+    if not entry_id:
+        return
+    async with (
+        aiohttp.ClientSession(headers={"Authorization": f"Bearer {ha.token}"}) as http,
+        http.delete(
+            f"http://127.0.0.1:{ha.port}/api/config/config_entries/entry/{entry_id}"
+        ) as reply,
+    ):
+        assert reply.status == 200, reply.status

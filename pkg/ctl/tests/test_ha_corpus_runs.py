@@ -850,3 +850,163 @@ def test_home_assistant_start_and_shutdown_triggers_fire_on_the_gateways_announc
     ]
     bus = [event(0, "homeassistant_started"), event(1, "homeassistant_stop")]  # HA's own: not these
     assert run("homeassistant.yaml", "on_start", bus) == []
+
+
+def home(at_time: datetime = T0) -> dict[str, EntityState]:
+    """``zone.home`` of the real-HA suite's config (Amsterdam), as HA reports it."""
+    attributes: dict[str, JsonValue] = {"latitude": 52.37, "longitude": 4.89, "radius": 100}
+    return {"zone.home": EntityState(state="0", attributes=attributes, last_changed=at_time,
+                                     last_updated=at_time)}  # fmt: skip
+
+
+def test_sun_triggers_fire_at_sunset_and_sunrise_shifted_by_their_offsets() -> None:
+    # HA (astral) there: sunset 2026-12-04 15:28:44, sunrise 2026-12-05 07:33:33 UTC; Ruby
+    # Core's NOAA equations give 15:29:06 and 07:33:10 (22 s apart, within a minute).
+    noon = datetime(2026, 12, 4, 12, 0, tzinfo=UTC)
+    day = timedelta(hours=24)
+    assert run("sun.yaml", "lights_at_sunset", [], start=noon, until=day, initial=home()) == [
+        "14:44:05 call light.turn_on light.porch"  # 45 minutes before (15:29:05.99)
+    ]
+    assert run("sun.yaml", "blinds_at_sunrise", [], start=noon, until=day, initial=home()) == [
+        "07:33:10 call cover.open_cover cover.living_room"
+    ]
+    assert run("sun.yaml", "porch_off_after_sunrise", [], start=noon, until=day,
+               initial=home()) == ["08:03:10 call light.turn_off light.porch"]  # fmt: skip
+    # Without a home location there is no sunset to wait for: nothing fires.
+    assert run("sun.yaml", "lights_at_sunset", [], start=noon, until=day) == []
+
+
+def test_sun_conditions_hold_at_night_and_in_the_shifted_daylight() -> None:
+    start = datetime(2026, 12, 4, 0, 0, tzinfo=UTC)
+    motion = [
+        SetState(start + timedelta(hours=h), f"m{h}", "binary_sensor.garden_motion", s, {})
+        for h, s in ((1, "on"), (2, "off"), (12, "on"), (13, "off"), (20, "on"))
+    ]
+    assert run("sun.yaml", "motion_after_dark", motion, start=start, initial=home(start)) == [
+        "01:00:00 call light.turn_on light.garden",
+        "20:00:00 call light.turn_on light.garden",
+    ]
+    bell = [
+        SetState(start + timedelta(hours=h), f"b{h}", "binary_sensor.doorbell", s, {})
+        for h, s in ((8, "on"), (8.25, "off"), (9, "on"), (9.25, "off"), (14.75, "on"))
+    ]
+    played = run("sun.yaml", "daylight_doorbell", bell, start=start, initial=home(start))
+    assert [line[:8] for line in played] == ["09:00:00"]  # 08:00 too early, 14:45 too late
+
+
+def places() -> dict[str, EntityState]:
+    """Two zones (HA's ``zone.*`` states) and where two persons are at the start."""
+    before = T0 - timedelta(hours=1)
+
+    def state(value: str, **attributes: JsonValue) -> EntityState:
+        return EntityState(state=value, attributes=attributes, last_changed=before,
+                           last_updated=before)  # fmt: skip
+
+    return {
+        "zone.home": state("0", latitude=52.3731, longitude=4.8922, radius=100.0),
+        "zone.work": state("2", latitude=52.3383, longitude=4.8722, radius=150.0),
+        "person.paulus": state(
+            "Work", latitude=52.3385, longitude=4.8724, gps_accuracy=10, friendly_name="Paulus"
+        ),
+        "person.anne": state(
+            "Work", latitude=52.3381, longitude=4.8720, gps_accuracy=20, friendly_name="Anne"
+        ),
+    }
+
+
+def moves(minutes: float, entity_id: str, state: str, latitude: float, longitude: float,
+          name: str) -> SetState:  # fmt: skip
+    attributes: dict[str, JsonValue] = {"latitude": latitude, "longitude": longitude,
+                                        "gps_accuracy": 10, "friendly_name": name}  # fmt: skip
+    return SetState(at(minutes), f"{entity_id}@{minutes}", entity_id, state, attributes)
+
+
+def test_zone_triggers_fire_on_entering_and_leaving_by_position() -> None:
+    commute = [
+        moves(1, "person.paulus", "not_home", 52.3500, 4.8800, "Paulus"),  # leaves work
+        moves(20, "person.paulus", "not_home", 52.3745, 4.8937, "Paulus"),  # 186 m from home
+        moves(22, "person.paulus", "home", 52.37345, 4.89195, "Paulus"),  # home: enters
+        moves(30, "person.paulus", "home", 52.37320, 4.89230, "Paulus"),  # moves inside
+    ]
+    assert run("zone.yaml", "arrive_home", commute, initial=places()) == [
+        "18:22:00 call light.turn_on light.hallway"
+    ]
+    assert run("zone.yaml", "leave_work", commute, initial=places()) == [
+        '18:01:00 call notify.notify (no target) {"message": "Paulus left work"}'
+    ]
+
+
+def test_zone_conditions_want_everyone_in_one_of_the_zones() -> None:
+    nine = T0.replace(hour=8, minute=59)
+    assert run("zone.yaml", "everyone_home_or_at_work", [], start=nine,
+               until=timedelta(minutes=2), initial=places()) == [
+        "09:00:00 call climate.set_temperature climate.living_room {\"temperature\": 17}"
+    ]  # fmt: skip
+    away = places()
+    away["person.anne"] = away["person.anne"].model_copy(
+        update={"state": "not_home", "attributes": {"latitude": 52.36, "longitude": 4.90}}
+    )
+    assert run("zone.yaml", "everyone_home_or_at_work", [], start=nine,
+               until=timedelta(minutes=2), initial=away) == []  # fmt: skip
+    phone = {**places(), "device_tracker.paulus_phone": places()["person.paulus"]}
+    pressed = [event(1, "garage_button")]
+    assert run("zone.yaml", "garage_when_at_home", pressed, initial=phone) == []  # at work
+    phone["device_tracker.paulus_phone"] = phone["device_tracker.paulus_phone"].model_copy(
+        update={"attributes": {"latitude": 52.37345, "longitude": 4.89195, "gps_accuracy": 10}}
+    )
+    assert run("zone.yaml", "garage_when_at_home", pressed, initial=phone) == [
+        "18:01:00 call cover.open_cover cover.garage"
+    ]
+
+
+def helpers(since: datetime, **values: str) -> dict[str, EntityState]:
+    """``input_datetime`` and timestamp sensor states as HA reports them, set at ``since``."""
+    before = since
+    out: dict[str, EntityState] = {}
+    for entity, value in values.items():
+        entity_id = entity.replace("__", ".")
+        attributes: dict[str, JsonValue] = (
+            {"device_class": "timestamp"}
+            if entity_id.startswith("sensor.")
+            else {"has_date": len(value) > 8, "has_time": len(value) != 10}
+        )
+        out[entity_id] = EntityState(
+            state=value, attributes=attributes, last_changed=before, last_updated=before
+        )
+    return out
+
+
+def test_time_triggers_at_entities_fire_at_the_time_they_hold() -> None:
+    morning = T0.replace(hour=6, minute=0)
+    day = timedelta(hours=24)
+    daily = helpers(morning, input_datetime__wake_up="06:45:00")
+    assert run("time.yaml", "wake_up_at_the_helper", [], start=morning, until=2 * day,
+               initial=daily) == [
+        "06:45:00 call light.turn_on light.bedroom",
+        "06:45:00 call light.turn_on light.bedroom",  # every day (the 20th and the 21st)
+    ]  # fmt: skip
+    phone = helpers(morning, sensor__phone_next_alarm="2026-11-20T06:30:00+00:00")
+    assert run("time.yaml", "phone_alarm", [], start=morning, until=day, initial=phone) == [
+        "06:30:00 call media_player.media_play media_player.bedroom"  # once
+    ]
+    assert run("time.yaml", "before_the_phone_alarm", [], start=morning, until=day,
+               initial=phone) == [
+        '06:25:00 call climate.set_temperature climate.bathroom {"temperature": 22}'
+    ]  # fmt: skip
+    # A new alarm time re-arms it; an alarm cleared (unknown) disarms it.
+    new_alarm = SetState(at(5, morning), "a1", "sensor.phone_next_alarm",
+                         "2026-11-20T06:50:00+00:00", {"device_class": "timestamp"})  # fmt: skip
+    cleared = SetState(at(30, morning), "a2", "sensor.phone_next_alarm", "unknown",
+                       {"device_class": "timestamp"})  # fmt: skip
+    assert run("time.yaml", "before_the_phone_alarm", [new_alarm], start=morning, until=day,
+               initial=phone) == [
+        '06:45:00 call climate.set_temperature climate.bathroom {"temperature": 22}'
+    ]  # fmt: skip
+    assert run("time.yaml", "before_the_phone_alarm", [new_alarm, cleared], start=morning,
+               until=day, initial=phone) == []  # fmt: skip
+    mixed = helpers(T0, input_datetime__porch_on="2026-11-20 17:30:00")
+    assert run("time.yaml", "lights_at_times_and_helpers", [], start=T0.replace(hour=17),
+               until=timedelta(hours=2), initial=mixed) == [
+        "17:30:00 call light.turn_on light.porch",
+        "18:00:00 call light.turn_on light.porch",
+    ]  # fmt: skip

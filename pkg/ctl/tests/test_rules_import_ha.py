@@ -25,10 +25,10 @@ AUTOMATIONS = """\
     - service: light.turn_off
       entity_id: light.hall
 
-- alias: Porch at sunset
+- alias: Porch on a button
   triggers:
-    - trigger: sun
-      event: sunset
+    - trigger: device
+      device_id: abc
   actions:
     - action: light.turn_on
       target: {entity_id: light.porch}
@@ -64,12 +64,12 @@ def test_import_writes_what_loads_and_lists_the_rest_with_their_lines(
     assert out == ""
     lines = err.splitlines()
     assert lines[0] == (
-        f"{source}:18:7: rule 'porch_at_sunset' (id derived from its alias): "
-        "triggers[0].trigger: sun trigger is not supported yet"
+        f"{source}:18:7: rule 'porch_on_a_button' (id derived from its alias): "
+        "triggers[0].trigger: device trigger is not supported yet"
     )
     assert lines[1] == f"note: {source}:24: id 'coffee_at_6_45' derived from its alias"
     assert lines[-1] == (
-        "rubyctl rules import-ha: 2 of 3 automations load; the others need: sun trigger (1); "
+        "rubyctl rules import-ha: 2 of 3 automations load; the others need: device trigger (1); "
         f"2 rules written to {target}"
     )
     # The native file loads back to the very same rules (same versions, so same command ids).
@@ -115,7 +115,7 @@ def test_help_says_what_it_does(capsys: pytest.CaptureFixture[str]) -> None:
     assert exit_.value.code == 0
     text = capsys.readouterr().out
     assert "usage: rubyctl rules import-ha [-h] [-o OUT] FILE [FILE ...]" in text
-    assert "sun trigger is not supported yet" in " ".join(text.split())
+    assert "device trigger is not supported yet" in " ".join(text.split())
 
 
 def test_automations_pasted_into_a_native_file_are_imported_with_it(

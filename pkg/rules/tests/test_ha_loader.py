@@ -173,8 +173,8 @@ def test_an_error_in_a_translated_field_points_at_the_ha_text() -> None:
     ("text", "expected"),
     [
         (
-            "trigger: {platform: sun, event: sunset}",
-            "2:13: rule 'x': trigger.platform: sun trigger",
+            "trigger: {platform: device, device_id: abc, domain: zha, type: press}",
+            "2:13: rule 'x': trigger.platform: device trigger",
         ),
         (
             "trigger: {trigger: template, value_template: '{{ now().hour > 7 }}'}",
@@ -185,8 +185,8 @@ def test_an_error_in_a_translated_field_points_at_the_ha_text() -> None:
             "2:45: rule 'x': trigger.context: 'context' in an event trigger",
         ),
         (
-            "condition: {condition: sun, after: sunset}",
-            "2:15: rule 'x': condition.condition: sun condition",
+            "condition: {condition: device, device_id: abc, domain: zha, type: is_on}",
+            "2:15: rule 'x': condition.condition: device condition",
         ),
         (
             "action: {wait_template: \"{{ is_state('a.b', 'on') }}\"}",
@@ -367,7 +367,7 @@ def test_the_examples_folder_is_not_loaded_with_the_rules_directory() -> None:
 
 
 def test_a_file_of_thousands_of_refused_automations_gives_a_bounded_refusal() -> None:
-    one = "- alias: x\n  triggers: {trigger: sun, event: sunset}\n  actions: {repeat: {}}\n"
+    one = "- alias: x\n  triggers: {trigger: device, device_id: a}\n  actions: {repeat: {}}\n"
     result = load(one * (128 * 1024 // len(one)))
     assert result.rules == ()
     assert len(result.errors) == 100
@@ -375,7 +375,8 @@ def test_a_file_of_thousands_of_refused_automations_gives_a_bounded_refusal() ->
         "more errors from here on, not shown (at most 100 per file)"
     )
     assert result.errors[0].message == (
-        "rule 'x' (id derived from its alias): triggers.trigger: sun trigger is not supported yet"
+        "rule 'x' (id derived from its alias): "
+        "triggers.trigger: device trigger is not supported yet"
     )
 
 

@@ -51,7 +51,7 @@ def test_unknown_kind_lists_the_known_ones() -> None:
     [error] = load(text).errors
     assert str(error) == (
         "r.yaml:5:15: rule 'x': triggers[0]: unknown trigger kind 'stat': expected one of "
-        "event, homeassistant, numeric_state, state, template, time, time_pattern"
+        "event, homeassistant, numeric_state, state, sun, template, time, time_pattern, zone"
     )
     assert error.rule_id == "x"
 

@@ -31,7 +31,7 @@ def add(verbs: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         "prefer the native one.\n\n"
         "Every automation that does not load is listed on standard error as "
         "file:line:column: message; a feature Ruby Core does not support yet is named "
-        "(sun trigger is not supported yet). An automation without id gets one derived from "
+        "(device trigger is not supported yet). An automation without id gets one derived from "
         "its alias, and a note says so. The last line counts what loaded and what the rest "
         "need. Exit 0 if every automation was written, 1 if any was refused, 2 if a FILE "
         "does not exist.",

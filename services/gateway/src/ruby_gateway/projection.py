@@ -21,8 +21,22 @@ from ruby_schemas.ha_events import EntityState
 
 log = structlog.get_logger("ruby_gateway.projection")
 
-SELECTED_ATTRIBUTES = ("friendly_name", "device_class", "unit_of_measurement", "brightness")
-"""The attributes worth keeping in the lean projection; the events carry all of them."""
+SELECTED_ATTRIBUTES = (
+    "friendly_name",
+    "device_class",
+    "unit_of_measurement",
+    "brightness",
+    "latitude",
+    "longitude",
+    "radius",
+    "gps_accuracy",
+    "next_rising",
+    "next_setting",
+)
+"""The attributes worth keeping in the lean projection; the events carry all of them. Rules
+read the location ones from the engine's view, which starts from the projection: the home's
+(``zone.home``) and HA's own sun times (``sun.sun``) for ``sun``, a zone's and a person's for
+``zone`` (ADR-0033)."""
 
 
 @dataclass(frozen=True)

@@ -23,12 +23,12 @@ from ruby_rules.ha.kinds import (
     drop,
     duration,
     not_yet,
+    offset,
     text_id,
 )
 from ruby_rules.ha.source import Native, Writer, is_template
 from ruby_rules.ha.translate import nested_actions, nested_conditions, trigger
 from ruby_rules.processors.truth import not_supported
-from ruby_rules.processors.types import is_entity_id
 from ruby_rules.yamldoc import Path
 
 # --- triggers ---------------------------------------------------------------------------------
@@ -47,17 +47,27 @@ def _state_changes_only(w: Writer, src: Path, dst: Path, out: Native) -> None:
 
 
 def _time_at(w: Writer, src: Path, dst: Path, out: Native) -> None:
-    refused = len(w.refusals)
+    items: list[object] = []
+    w.mark((*dst, "at"), src)
+    listed = isinstance(w.get(src), list)
     for item in w.items(src):
+        at = (*dst, "at", len(items)) if listed else (*dst, "at")
         value = w.get(item)
-        if isinstance(value, dict):
-            w.not_yet(item, "a time trigger at an entity with an offset")
-        elif is_entity_id(value):
-            w.not_yet(item, "a time trigger at an entity", detail=f"{value}")
-        elif is_template(value):
+        if is_template(value):
             w.not_yet(item, "a time trigger at a template")
-    if len(w.refusals) == refused:
-        out["at"] = w.copy(src, (*dst, "at"))
+        elif isinstance(value, dict):
+            native: Native = {}
+            w.mark(at, item)
+            for key in value:
+                if key == "offset":
+                    offset("offset")(w, (*item, key), at, native)
+                else:
+                    native[key] = w.copy((*item, key), (*at, key))
+            items.append(native)
+        else:
+            items.append(w.copy(item, at))
+    if items:
+        out["at"] = items if listed else items[0]
 
 
 def _event_type(w: Writer, src: Path, dst: Path, out: Native) -> None:
@@ -127,12 +137,12 @@ TRIGGERS: Final[dict[str, Kind]] = {
     ),
     "time": Kind("time", {"at": _time_at}),
     "time_pattern": Kind("time_pattern"),
-    "sun": Kind(None),
+    "sun": Kind("sun", {"offset": offset("offset")}),
     "template": Kind(
         "template", {"value_template": _watched_template("a template trigger"), "for": _FOR}
     ),
     "homeassistant": Kind("homeassistant"),
-    "zone": Kind(None),
+    "zone": Kind("zone"),
     "geo_location": Kind(None),
     "webhook": Kind(None),
     "mqtt": Kind(None),
@@ -190,8 +200,11 @@ CONDITIONS: Final[dict[str, Kind]] = {
     "or": Kind("or", _LOGIC),
     "not": Kind("not", _LOGIC),
     "trigger": Kind("trigger", {"id": _trigger_ids}),
-    "sun": Kind(None),
-    "zone": Kind(None),
+    "sun": Kind(
+        "sun",
+        {"before_offset": offset("before_offset"), "after_offset": offset("after_offset")},
+    ),
+    "zone": Kind("zone", {"event": drop}),  # HA ignores it (a 2016 leftover)
     "device": Kind(None),
 }
 """HA conditions (``condition:``; ``and:``/``or:``/``not:`` and a bare template too)."""

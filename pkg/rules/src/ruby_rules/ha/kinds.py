@@ -14,7 +14,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Final
 
-from ruby_rules.ha.source import Native, Writer, ha_duration, is_template
+from ruby_rules.ha.source import Native, Writer, ha_duration, ha_offset, is_template
 from ruby_rules.yamldoc import Path
 
 Handler = Callable[[Writer, Path, Path, Native], None]
@@ -100,6 +100,18 @@ def duration(name: str) -> Handler:
 
     def handle(w: Writer, src: Path, dst: Path, out: Native) -> None:
         value = ha_duration(w, src)
+        if value is not None:
+            out[name] = value
+            w.mark((*dst, name), src)
+
+    return handle
+
+
+def offset(name: str) -> Handler:
+    """An HA signed time period (``"-01:00:00"``: earlier) under ``name``."""
+
+    def handle(w: Writer, src: Path, dst: Path, out: Native) -> None:
+        value = ha_offset(w, src)
         if value is not None:
             out[name] = value
             w.mark((*dst, name), src)

@@ -31,7 +31,7 @@ class Refusal:
     path: Path
     message: str
     feature: str | None = None
-    """For a feature Ruby Core cannot run yet, its name (``sun trigger``); else ``None``."""
+    """For a feature Ruby Core cannot run yet, its name (``device trigger``); else ``None``."""
 
 
 @dataclass
@@ -173,6 +173,25 @@ def ha_duration(w: Writer, src: Path) -> object:
     return native_duration(seconds)
 
 
+def ha_offset(w: Writer, src: Path) -> object:
+    """HA's signed time period at ``src`` (``"-01:00:00"``, ``-90``, ``{minutes: -5}``) in the
+    native form (``"-1h"``); ``None`` (refused) if it has none."""
+    value = w.get(src)
+    seconds: float | None = None
+    if isinstance(value, str) and not is_template(value):
+        negative = value.strip().startswith("-")
+        seconds = _clock_seconds(value.strip().lstrip("+-"))
+        seconds = -seconds if negative and seconds is not None else seconds
+    elif isinstance(value, int | float) and not isinstance(value, bool):
+        seconds = float(value)
+    elif isinstance(value, dict) and not any(is_template(v) for v in value.values()):
+        seconds = _dict_seconds(value)
+    if seconds is None or not math.isfinite(seconds):
+        w.expect(src, "an offset as Home Assistant writes it: '-01:00:00', '+00:30:00', seconds")
+        return None
+    return native_duration(seconds)
+
+
 def _clock_seconds(text: str) -> float | None:
     parts = text.strip().split(":")
     try:
@@ -198,7 +217,11 @@ def _dict_seconds(value: dict[str, object]) -> float | None:
 
 
 def native_duration(seconds: float) -> str | float:
-    """``5400`` -> ``"1h30m"``; a fraction of a second stays a number of seconds."""
+    """``5400`` -> ``"1h30m"``, ``-60`` -> ``"-1m"`` (an offset); a fraction of a second stays
+    a number of seconds."""
+    if seconds < 0:
+        magnitude = native_duration(-seconds)
+        return f"-{magnitude}" if isinstance(magnitude, str) else -magnitude
     if seconds != int(seconds) or seconds > 1e12:
         return seconds
     whole, text = int(seconds), ""

@@ -20,9 +20,11 @@ from ruby_rules.processors.actions import (
 )
 from ruby_rules.processors.conditions import expression, logic, numeric_state
 from ruby_rules.processors.conditions import state as state_condition
+from ruby_rules.processors.conditions import sun as sun_condition
 from ruby_rules.processors.conditions import time as time_condition
 from ruby_rules.processors.conditions import trigger as trigger_condition
-from ruby_rules.processors.triggers import event, homeassistant, time, time_pattern
+from ruby_rules.processors.conditions import zone as zone_condition
+from ruby_rules.processors.triggers import event, homeassistant, sun, time, time_pattern, zone
 from ruby_rules.processors.triggers import numeric_state as numeric_state_trigger
 from ruby_rules.processors.triggers import state as state_trigger
 from ruby_rules.processors.triggers import template as template_trigger
@@ -35,10 +37,14 @@ MODULES = (
     time,
     time_pattern,
     template_trigger,
+    sun,
+    zone,
     state_condition,
     numeric_state,
     time_condition,
     trigger_condition,
+    sun_condition,
+    zone_condition,
     logic,
     expression,
     call,

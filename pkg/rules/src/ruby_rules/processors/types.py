@@ -164,6 +164,19 @@ def _seconds(value: Any) -> float | None:
     return None
 
 
+def parse_offset(value: Any) -> timedelta:
+    """Parse a signed duration: ``-01:00:00``, ``+30m``, ``-90`` (seconds), or any unsigned
+    form `parse_duration` reads; raise ``ValueError`` otherwise."""
+    if isinstance(value, timedelta):
+        return value
+    sign = 1
+    if isinstance(value, str) and value[:1] in ("-", "+"):
+        sign, value = (-1 if value[0] == "-" else 1), value[1:]
+    elif isinstance(value, int | float) and not isinstance(value, bool) and value < 0:
+        sign, value = -1, -value
+    return sign * parse_duration(value)
+
+
 def parse_time_of_day(value: Any) -> time:
     """Parse ``HH:MM`` or ``HH:MM:SS`` (24 h clock); raise ``ValueError`` otherwise."""
     if isinstance(value, time):
@@ -251,6 +264,9 @@ StateValues: TypeAlias = Annotated[
 
 Duration: TypeAlias = Annotated[timedelta, BeforeValidator(parse_duration)]
 """A duration written ``30s``, ``5m``, ``1h``, ``1h30m`` or ``HH:MM:SS``."""
+
+Offset: TypeAlias = Annotated[timedelta, BeforeValidator(parse_offset)]
+"""A signed duration: ``-01:00:00`` (earlier), ``+00:30:00`` or ``30m`` (later)."""
 
 TimeOfDay: TypeAlias = Annotated[time, BeforeValidator(parse_time_of_day)]
 """A wall-clock time written ``HH:MM`` or ``HH:MM:SS``."""
