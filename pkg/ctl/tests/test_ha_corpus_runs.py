@@ -509,6 +509,41 @@ def test_trigger_variables_are_read_by_the_actions() -> None:
     ]
 
 
+def test_waits_without_a_timeout_wait_as_long_as_it_takes() -> None:
+    washer = [
+        set_state(0, "switch.washer", "on"),
+        set_state(95, "sensor.washer_status", "running"),
+        set_state(130, "sensor.washer_status", "done"),
+    ]
+    assert run("wait.yaml", "wait_forever", washer, until=timedelta(days=30)) == [
+        '20:10:00 call notify.notify (no target) {"message": "The washer is done"}'
+    ]
+    running = states(sensor__dishwasher_status="running")
+    dishwasher = [
+        set_state(0, "switch.dishwasher", "on"),
+        set_state(24 * 60 + 15, "sensor.dishwasher_status", "done"),  # the next day
+    ]
+    assert run("wait.yaml", "wait_template_forever", dishwasher, initial=running) == [
+        '18:15:00 call notify.notify (no target) {"message": "The dishes are clean"}'
+    ]
+    # Still waiting after 30 days: nothing is sent, the run is not over.
+    assert run("wait.yaml", "wait_template_forever", dishwasher[:1], initial=running,
+               until=timedelta(days=30)) == []  # fmt: skip
+
+
+def test_a_state_trigger_with_only_its_entity_fires_on_attribute_changes_too() -> None:
+    sun = [
+        set_state(1, "sun.sun", "above_horizon", elevation=10.5),
+        set_state(2, "sun.sun", "above_horizon", elevation=10.5),  # nothing changed: no event
+        set_state(3, "sun.sun", "above_horizon", elevation=9.8),  # an attribute: fires
+        set_state(4, "sun.sun", "below_horizon", elevation=-0.5),  # the state: fires
+    ]
+    message = 'call notify.notify (no target) {"message": "The sun changed"}'
+    assert run("state_triggers.yaml", "any_change_of_the_sun", sun) == [
+        f"18:0{minute}:00 {message}" for minute in (1, 3, 4)
+    ]
+
+
 def _runs_in_this_module() -> set[tuple[str, str]]:
     """The (file, automation id) pairs this module's `run`/`rule_of` calls and tuples name."""
     found: set[tuple[str, str]] = set()

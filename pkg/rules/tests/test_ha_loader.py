@@ -189,10 +189,6 @@ def test_an_error_in_a_translated_field_points_at_the_ha_text() -> None:
             "2:15: rule 'x': condition.condition: device condition",
         ),
         (
-            "action: {wait_template: \"{{ is_state('a.b', 'on') }}\"}",
-            "2:12: rule 'x': action.wait_template: wait_template without a timeout",
-        ),
-        (
             "action: {action: light.turn_on, response_variable: r}",
             "2:35: rule 'x': action.response_variable: 'response_variable' (a call's response)",
         ),

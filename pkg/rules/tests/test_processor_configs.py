@@ -25,6 +25,9 @@ ON = {"kind": "state", "entity_id": "light.a", "state": "on"}
 EXAMPLES: list[tuple[Role, dict[str, Any], dict[str, Any], str]] = [
     ("trigger", {"kind": "state", "entity_id": "light.a", "to": "on", "for": "5m"},
      {"kind": "state", "entity_id": "light"}, "entity id without a domain"),
+    ("trigger", {"kind": "state", "entity_id": "sun.sun", "attributes_too": True},
+     {"kind": "state", "entity_id": "sun.sun", "attributes_too": True, "to": "on"},
+     "every change, yet only to 'on'"),
     ("trigger", {"kind": "numeric_state", "entity_id": "sensor.t", "above": 20, "for": "1:00:00"},
      {"kind": "numeric_state", "entity_id": "sensor.t", "above": 30, "below": 20}, "empty range"),
     ("trigger", {"kind": "event", "event_type": "zha_event", "event_data": {"command": "on"}},

@@ -29,21 +29,26 @@ from ruby_rules.ha.kinds import (
 from ruby_rules.ha.source import Native, Writer, is_template
 from ruby_rules.ha.translate import nested_actions, nested_conditions, trigger
 from ruby_rules.processors.truth import not_supported
+from ruby_rules.processors.types import MAX_DURATION
 from ruby_rules.yamldoc import Path
 
 # --- triggers ---------------------------------------------------------------------------------
 
 
-def _state_changes_only(w: Writer, src: Path, dst: Path, out: Native) -> None:
+def _every_change(w: Writer, src: Path, dst: Path, out: Native) -> None:
+    # HA: with only entity_id, the trigger fires on every change, attributes included.
     item = w.get(src)
     assert isinstance(item, dict)  # noqa: S101 - a trigger is a mapping by now
-    if not {"from", "to", "not_from", "not_to", "attribute"} & set(item):
+    if {"from", "to", "not_from", "not_to", "attribute"} & set(item):
+        return
+    if "for" in item:
         w.not_yet(
-            src,
-            "a state trigger without 'from' or 'to'",
-            "add 'to: ~' to fire on every change of the state itself",
-            detail="in HA it also fires when only an attribute changes",
+            (*src, "for"),
+            "'for' in a state trigger without 'from' or 'to'",
+            "add 'to: ~' to hold the state itself",
         )
+        return
+    out["attributes_too"] = True
 
 
 def _time_at(w: Writer, src: Path, dst: Path, out: Native) -> None:
@@ -115,7 +120,7 @@ TRIGGERS: Final[dict[str, Kind]] = {
             "not_from": any_state("not_from"),
             "not_to": any_state("not_to"),
         },
-        finish=_state_changes_only,
+        finish=_every_change,
     ),
     "numeric_state": Kind(
         "numeric_state",
@@ -227,15 +232,13 @@ def _not_disabled(item: object) -> bool:
     return not (isinstance(item, dict) and item.get("enabled") is False)
 
 
-def _timeout_required(action: str) -> Handler:
+def _timeout_at_most_the_longest(action: str) -> Handler:
     def finish(w: Writer, src: Path, dst: Path, out: Native) -> None:
+        # HA waits without end when no timeout is given; Ruby Core bounds every wait, at the
+        # longest duration it accepts (366 days): for a person, the same wait.
         item = w.get(src)
         if isinstance(item, dict) and "timeout" not in item:
-            w.not_yet(
-                (*src, action),
-                f"{action} without a timeout",
-                "Ruby Core bounds every wait; add 'timeout'",
-            )
+            out["timeout"] = int(MAX_DURATION.total_seconds())
 
     return finish
 
@@ -324,7 +327,7 @@ ACTIONS: Final[dict[str, Kind]] = {
             "timeout": duration("timeout"),
             "continue_on_timeout": copy("continue_on_timeout"),
         },
-        finish=_timeout_required("wait_template"),
+        finish=_timeout_at_most_the_longest("wait_template"),
     ),
     "wait_for_trigger": Kind(
         "wait_for",
@@ -333,7 +336,7 @@ ACTIONS: Final[dict[str, Kind]] = {
             "timeout": duration("timeout"),
             "continue_on_timeout": copy("continue_on_timeout"),
         },
-        finish=_timeout_required("wait_for_trigger"),
+        finish=_timeout_at_most_the_longest("wait_for_trigger"),
     ),
     "event": Kind(
         "fire_event",

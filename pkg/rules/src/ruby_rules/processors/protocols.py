@@ -40,7 +40,7 @@ class Watch:
     timed: bool = False
     """The trigger fires at the instants `TriggerProcessor.next_fire` gives (a durable timer).
     A timed trigger that also names ``entities`` is re-armed when one of them changes (a time
-    read from an ``input_datetime``, a sunset read from ``sun.sun``)."""
+    read from an ``input_datetime``, a sunset at ``zone.home``'s location)."""
     all_entities: bool = False
     """Every state change is offered to `TriggerProcessor.matches_change` (a template whose
     entities cannot be told in advance). Costs a call per change: prefer ``entities``."""

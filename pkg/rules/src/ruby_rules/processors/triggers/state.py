@@ -10,7 +10,7 @@ from ruby_rules.context import NO_STATES, States
 from ruby_rules.processors.registry import REGISTRY
 from ruby_rules.processors.triggers.entity import EntityTrigger, EntityTriggerConfig
 from ruby_rules.processors.triggers.entity import watched_value as watched_value  # re-exported
-from ruby_rules.processors.types import Duration, EntityIds, StateValues, in_any
+from ruby_rules.processors.types import Duration, EntityIds, Flag, StateValues, in_any
 from ruby_schemas.ha_events import EntityState
 
 
@@ -32,6 +32,9 @@ class StateTriggerConfig(EntityTriggerConfig):
     """Watch this attribute instead of the state."""
     for_: Duration | None = Field(default=None, alias="for")
     """The new value must hold this long before the trigger fires (a durable timer)."""
+    attributes_too: Flag | None = None
+    """Also fire when only an attribute changes: every change of the entity, as Home
+    Assistant's state trigger given only ``entity_id``. Alone, without the fields above."""
 
     @model_validator(mode="after")
     def _one_of_each(self) -> Self:
@@ -39,6 +42,12 @@ class StateTriggerConfig(EntityTriggerConfig):
             raise ValueError("give 'from' or 'not_from', not both")
         if self.to is not None and self.not_to is not None:
             raise ValueError("give 'to' or 'not_to', not both")
+        narrowed = (self.from_, self.to, self.not_from, self.not_to, self.attribute, self.for_)
+        if self.attributes_too and any(field is not None for field in narrowed):
+            raise ValueError(
+                "'attributes_too' fires on every change of the entity: it takes no from, to, "
+                "not_from, not_to, attribute or for"
+            )
         return self
 
 
@@ -59,6 +68,8 @@ class StateTrigger(EntityTrigger[StateTriggerConfig]):
         Assistant, an entity that appears has left no ``not_from`` value).
         """
         c = self.config
+        if c.attributes_too:
+            return _differ(old, new)
         before = watched_value(old, c.attribute)
         after = watched_value(new, c.attribute)
         if before == after:
@@ -76,3 +87,10 @@ class StateTrigger(EntityTrigger[StateTriggerConfig]):
         if value is None or value in (self.config.not_to or ()):
             return False
         return in_any(value, self.config.to)
+
+
+def _differ(old: EntityState | None, new: EntityState | None) -> bool:
+    """Whether the entity appeared, went, or changed its state or an attribute."""
+    if old is None or new is None:
+        return old is not new
+    return old.state != new.state or old.attributes != new.attributes
