@@ -1,13 +1,17 @@
 """End to end: the whole running stack, from a state change in Home Assistant to its service call.
 
 The stack is the real one, as ``rubyctl up`` starts it (`Stack`): OpenBao, bootstrap,
-nats-server with TLS and NKEY users, the topology applied as the operator, and ``ruby-gateway``
-and ``ruby-engine`` as separate processes from this environment's console scripts
+nats-server with TLS and NKEY users, the topology applied as the operator, and
+``ruby-audit-sink``, ``ruby-gateway`` and ``ruby-engine`` as separate processes from this
+environment's console scripts
 (``RUBY_LOG_LEVEL=WARNING``), all on free ports of 127.0.0.1 under a temporary directory, every
 process stopped by PID on exit, on Ctrl-C and on SIGTERM. The HA simulator (``ruby_hasim``)
 runs in this process. Rules: one per sensor ``sensor.bench_NNNN`` (``--rules``, default 1,000),
 each calling ``light.turn_on`` on its own light with
-``brightness: "{{ trigger.to_state.state | int }}"``. Measures:
+``brightness: "{{ trigger.to_state.state | int }}"``, with ``backlog: {policy: all}`` so that
+every change gives its call even when the stack falls behind (the default, ``latest``, skips
+superseded changes then, by design). Rule files of 250 rules (a file may have 128 KiB).
+Measures:
 
 - latency, at a paced offered load of 100 and 1,000 state changes/s (``--rates``; 10 s at
   100/s or less, 5 s above, after a 1 s warm-up): event k sets sensor k mod N to the unique
@@ -20,7 +24,11 @@ each calling ``light.turn_on`` on its own light with
   changes of their own (the gateway's first reconciliation fires no rule: the engine treats it
   as a first sight, and the benchmark checks that). "send lag" is how late the pacing loop sent its
   latest event (this process's own delay, not in the latency). CPU: each process's, over the
-  run, in % of one core;
+  run, in % of one core, and in CPU milliseconds per state change (Ruby Core's own: gateway,
+  engine, audit sink and nats-server together); also over 5 s with nothing happening.
+  ``--profile DIR`` samples the Python services with py-spy meanwhile and prints where their
+  CPU goes, hop by hop (`profiling`): sampling slows them, so take the figures from a run
+  without it;
 - engine throughput with N rules loaded, the gateway stopped: a backlog (``--backlog``) of
   ``StateChangedV1`` envelopes pre-published to EVENTS by the operator (pipelined, with
   ``Nats-Msg-Id``), then the engine started; from the first ack seen (consumer info, polled
@@ -33,6 +41,7 @@ each calling ``light.turn_on`` on its own light with
 Every wait is bounded (``--timeout``); the engine's status record must show all N rules loaded.
 
 usage: .venv/bin/python bench/e2e.py [--quick] [--rules 1000] [--backlog 20000] [--rates 100,1000]
+       [--profile DIR]
 """
 
 from __future__ import annotations
@@ -40,6 +49,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import collections
+import contextlib
 import logging
 import os
 import platform
@@ -53,6 +63,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
+from typing import Final
 
 import aiohttp
 import hvac.exceptions
@@ -62,6 +73,7 @@ import yaml
 from nats.aio.client import Client
 from nats.js import JetStreamContext
 from nats.js.api import ConsumerInfo
+from profiling import Profiles, report
 
 from ruby_ctl.bootstrap import StatePaths, bootstrap
 from ruby_ctl.children import (
@@ -84,7 +96,7 @@ from ruby_natsx.publish import MSG_ID, Publisher
 from ruby_natsx.server import NatsServer, ServerConfig, TlsFiles
 from ruby_natsx.status import fresh_ready
 from ruby_natsx.subjects import Subjects
-from ruby_natsx.topology import COMMANDS, ENGINE, EVENTS, STATUS, Topology, topology
+from ruby_natsx.topology import AUDIT_SINK, COMMANDS, ENGINE, EVENTS, STATUS, Topology, topology
 from ruby_runtime.secret import Secret
 from ruby_runtime.settings import DEFAULT_VAULT_MOUNT
 from ruby_runtime.vault import HA_TOKEN_FIELD, ha_token_path
@@ -217,7 +229,7 @@ class Stack:
         )
         self.server.start()
         self.nc = await connect_operator(operator_settings(self.environ()), "bench-e2e")
-        await apply_topology(self.js, self.topology)
+        await apply_topology(self.js, self.topology, operator=True)
 
     async def _bootstrap(self, attempts: int = 10) -> None:
         """``bootstrap``, again while OpenBao is still upgrading the KV mount it has just
@@ -283,6 +295,16 @@ class Stack:
                 f"runs {record.rules} rules, not {expected}; "
                 f"refused files: {list(record.refused_files)}",
             )
+
+    async def start_audit_sink(self) -> Child:
+        """``ruby-audit-sink`` with its store under ``root``; returns once its status record
+        says ready."""
+        since = datetime.now(UTC)
+        env = self._service_env(RUBY_AUDIT_DB=str(self.root / "audit" / "audit.db"))
+        child = self._start("audit-sink", env)
+        kv = await self.js.key_value(self.topology.bucket(STATUS).bucket)
+        await wait_ready(child, status_ready(kv, AUDIT_SINK, since), "its status record: ready")
+        return child
 
     def _start(self, name: str, env: dict[str, str]) -> Child:
         child = Child(
@@ -426,7 +448,7 @@ def bench_home(n: int) -> HomeSpec:
 
 
 def write_rules(directory: Path, n: int, *, firing: bool) -> None:
-    """``directory/bench.yaml``: one rule per sensor; ``firing=False``: its trigger wants
+    """``directory/bench-NNN.yaml``: one rule per sensor; ``firing=False``: its trigger wants
     ``to: "on"``, which no event of this benchmark brings."""
     rules = []
     for i in range(n):
@@ -438,6 +460,10 @@ def write_rules(directory: Path, n: int, *, firing: bool) -> None:
                 "id": f"bench_{i:04d}",
                 "description": f"{light(i)} at the brightness {sensor(i)} shows",
                 "triggers": [trigger],
+                # Every event must give its call: with the default `latest`, a stack that
+                # falls behind skips the changes a newer one of the same sensor supersedes
+                # (ADR-0031), and the calls measured here would be missing by design.
+                "backlog": {"policy": "all"},
                 "actions": [
                     {
                         "kind": "call",
@@ -449,7 +475,16 @@ def write_rules(directory: Path, n: int, *, firing: bool) -> None:
             }
         )
     directory.mkdir(parents=True, exist_ok=True)
-    (directory / "bench.yaml").write_text(yaml.safe_dump({"rules": rules}, sort_keys=False))
+    for old in directory.glob("bench-*.yaml"):
+        old.unlink()
+    for part in range(0, n, RULES_PER_FILE):  # a rule file may hold at most 128 KiB
+        chunk = {"rules": rules[part : part + RULES_PER_FILE]}
+        text = yaml.safe_dump(chunk, sort_keys=False)
+        (directory / f"bench-{part // RULES_PER_FILE:03d}.yaml").write_text(text)
+
+
+RULES_PER_FILE: Final = 250
+"""About 80 KB of YAML: within the 128 KiB a rule file may have (rules/README, Limits)."""
 
 
 # --- latency -----------------------------------------------------------------------------------
@@ -471,6 +506,10 @@ class CpuMeter:
         self._began = time.perf_counter()
         self._used = {name: cpu_seconds(p) for name, p in self._processes.items()}
 
+    def seconds(self) -> dict[str, float]:
+        """CPU seconds used by each process since `start`."""
+        return {name: cpu_seconds(p) - self._used[name] for name, p in self._processes.items()}
+
     def percent(self) -> dict[str, float]:
         wall = time.perf_counter() - self._began
         return {
@@ -491,6 +530,9 @@ class Latency:
     done_rate: float
     send_lag: float
     cpu: dict[str, float]
+    cpu_seconds: dict[str, float]
+    changes: int
+    """State changes sent in the run, warm-up included: what the CPU seconds were spent on."""
 
 
 async def offer(
@@ -538,11 +580,11 @@ async def latency_run(
         await asyncio.sleep(0.01)
         missing = [k for k in missing if k not in arrived]
     measured = range(first_k + skip, first_k + skip + count)
-    cpu = meter.percent()
+    cpu, used = meter.percent(), meter.seconds()
     latencies = [arrived[k] - sent[k] for k in measured if k in arrived]
     last = max((arrived[k] for k in measured if k in arrived), default=float("nan"))
     done_rate = len(latencies) / (last - sent[measured[0]])
-    return Latency(rate, seconds, latencies, len(missing), done_rate, lag, cpu)
+    return Latency(rate, seconds, latencies, len(missing), done_rate, lag, cpu, used, len(sent))
 
 
 # --- engine throughput -------------------------------------------------------------------------
@@ -672,6 +714,14 @@ async def throughput_run(
 # --- the run -----------------------------------------------------------------------------------
 
 
+PYTHON_SERVICES: Final = ("gateway", "engine", "audit-sink")
+"""The processes py-spy can sample (``--profile``)."""
+IDLE_SECONDS: Final = 5.0
+"""How long the stack is measured doing nothing before the paced runs."""
+RUBY_CORE: Final = ("gateway", "engine", "audit-sink", "nats-server")
+"""The processes a user runs for Ruby Core: their CPU is what a state change costs it."""
+
+
 def ms(seconds: float) -> str:
     return f"{seconds * 1000:>8.1f}"
 
@@ -691,14 +741,15 @@ async def main(args: argparse.Namespace) -> None:
             await stack.start()
             await sim.start()
             write_rules(root / "rules", args.rules, firing=True)
+            sink = await stack.start_audit_sink()
             gateway = await stack.start_gateway(sim.url, sim.token)
             engine = await stack.start_engine(root / "rules")
             await stack.check_rules(engine, args.rules)
             await first_calls(sim, stack, engine, args.rules, args.timeout)
             up = time.perf_counter() - began
             print(
-                f"stack: OpenBao, nats-server (TLS, NKEY users), ruby-gateway and ruby-engine "
-                f"as processes, the HA simulator in this one; up in {up:.1f} s"
+                f"stack: OpenBao, nats-server (TLS, NKEY users), ruby-audit-sink, ruby-gateway "
+                f"and ruby-engine as processes, the HA simulator in this one; up in {up:.1f} s"
             )
             print(
                 f"{args.rules} rules, one per sensor, each calling light.turn_on; "
@@ -708,18 +759,23 @@ async def main(args: argparse.Namespace) -> None:
             if stack.server is None or stack.server.pid is None:
                 raise RuntimeError("the stack is not started")
             pids = {"bench+sim": os.getpid(), "gateway": pid_of(gateway)}
-            pids |= {"engine": pid_of(engine), "nats-server": stack.server.pid}
+            pids |= {"engine": pid_of(engine), "audit-sink": pid_of(sink)}
+            pids |= {"nats-server": stack.server.pid}
             meter = CpuMeter(pids)
+            await asyncio.sleep(IDLE_SECONDS)  # nothing happens: what does waiting cost?
+            idle = meter.percent()
             runs = []
             k = FIRST_K
-            for rate in args.rates:
-                seconds = args.seconds if rate <= 100 else args.seconds / 2
-                runs.append(
-                    await latency_run(
-                        sim, meter, args.rules, rate, args.warmup, seconds, k, args.call_timeout
-                    )
-                )
-                k += round(rate * args.warmup) + round(rate * seconds)
+            spied = {name: pid for name, pid in pids.items() if name in PYTHON_SERVICES}
+            profiles = Profiles(spied, args.profile) if args.profile else None
+            with profiles or contextlib.nullcontext():
+                for rate in args.rates:
+                    seconds = args.seconds if rate <= 100 else args.seconds / 2
+                    runs.append(
+                        await latency_run(sim, meter, args.rules, rate, args.warmup, seconds, k,
+                                          args.call_timeout)
+                    )  # fmt: skip
+                    k += round(rate * args.warmup) + round(rate * seconds)
             rss_gateway, rss_engine = rss_of(gateway), rss_of(engine)
             extra = sim.recorder.repeated + sim.recorder.others
             lost = sum(r.lost for r in runs)
@@ -751,9 +807,22 @@ async def main(args: argparse.Namespace) -> None:
                 f"  calls not arriving within {args.call_timeout:g} s: {lost}; "
                 f"other or repeated calls: {extra}"
             )
+            quiet = ", ".join(f"{name} {pct:.1f}" for name, pct in idle.items())
+            print(f"  CPU % of one core with no state change for {IDLE_SECONDS:g} s: {quiet}")
             for r in runs:
                 cpu = ", ".join(f"{name} {pct:.0f}" for name, pct in r.cpu.items())
                 print(f"  CPU % of one core at {r.rate:,.0f}/s: {cpu}")
+            for r in runs:
+                per = {name: 1000 * used / r.changes for name, used in r.cpu_seconds.items()}
+                ours = sum(v for name, v in per.items() if name in RUBY_CORE)
+                each = ", ".join(f"{name} {v:.2f}" for name, v in per.items())
+                print(
+                    f"  CPU ms per state change at {r.rate:,.0f}/s: {each}; "
+                    f"Ruby Core ({' + '.join(RUBY_CORE)}) {ours:.2f}"
+                )
+            if profiles is not None:
+                print(f"  where the CPU goes during the latency runs (py-spy, {args.profile}):")
+                print("\n".join(report(profiles, list(spied))))
             print(
                 f"  RSS after the latency runs: gateway {rss_gateway / MB:.1f} MB, "
                 f"engine {rss_engine / MB:.1f} MB"
@@ -815,6 +884,14 @@ if __name__ == "__main__":
     structlog.configure(wrapper_class=structlog.make_filtering_bound_logger(logging.WARNING))
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--quick", action="store_true", help="short runs, for a smoke check")
+    parser.add_argument(
+        "--profile",
+        type=Path,
+        default=None,
+        metavar="DIR",
+        help="sample the gateway, engine and audit sink with py-spy during the latency runs; "
+        "write the samples to DIR and print where the CPU goes, hop by hop",
+    )
     parser.add_argument("--rules", type=int, default=1_000, help="rules (and sensors, lights)")
     parser.add_argument("--backlog", type=int, default=None, help="default 20000 (quick: 5000)")
     parser.add_argument(
