@@ -104,6 +104,11 @@ class Engine:
         """The rule engine (for tests and status)."""
         return self._core
 
+    @property
+    def ruleset(self) -> RuleSet:
+        """The rule files loaded and refused (for tests and status)."""
+        return self._ruleset
+
     # --- start and stop --------------------------------------------------------------------
 
     async def start(self) -> None:
