@@ -13,20 +13,24 @@ import asyncio
 import math
 import os
 from collections.abc import AsyncIterator, Awaitable
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import aiohttp
 import pytest_asyncio
+from nats.aio.client import Client
+from nats.js import JetStreamContext
 from nats.js.errors import KeyNotFoundError
+from nats.js.kv import KeyValue
 
 from ruby_ctl.testing import Installation
 from ruby_engine.testing import engine_process, engine_ready
 from ruby_gateway.bridge import BridgeConfig
 from ruby_gateway.testing import Gateway, running_secure_gateway
 from ruby_hasim.testing import HaClient
-from ruby_natsx.testing import consumers_idle, eventually
+from ruby_natsx.testing import ServiceProcess, consumers_idle, eventually
 from ruby_natsx.topology import ENGINE, EVENTS, GATEWAY, STATUS, TIMERS
 from ruby_rules.engine import read_record as read_timer
 from ruby_rules.solar import Place, correction, next_sun_event
@@ -101,6 +105,29 @@ async def calls_of(
     )
 
 
+@dataclass
+class EngineRig:
+    """An engine process (not started yet) on the rules directory ``rules``, and the
+    operator's view of the installation to watch it: JetStream and the status bucket."""
+
+    rules: Path
+    operator: Client
+    js: JetStreamContext
+    status: KeyValue
+    engine: ServiceProcess
+
+
+async def engine_rig(installation: Installation, tmp_path: Path) -> EngineRig:
+    """An empty rules directory under ``tmp_path`` and an engine process that will read it."""
+    rules = tmp_path / "rules"
+    rules.mkdir()
+    operator = await installation.connect("operator")
+    js = operator.jetstream()
+    status = await js.key_value(installation.topology.bucket(STATUS).bucket)
+    env = {**os.environ, **installation.environ(), "RUBY_RULES_DIR": str(rules)}
+    return EngineRig(rules, operator, js, status, engine_process(env, tmp_path / "engine.log"))
+
+
 async def test_rules_drive_real_home_assistant_once_through_crashes_and_bad_files(
     secure_installation: Installation,
     secure_gateway: Gateway,
@@ -108,15 +135,10 @@ async def test_rules_drive_real_home_assistant_once_through_crashes_and_bad_file
     tmp_path: Path,
 ) -> None:
     installation = secure_installation
-    rules = tmp_path / "rules"
-    rules.mkdir()
+    rig = await engine_rig(installation, tmp_path)
+    rules, operator, js, status, engine = rig.rules, rig.operator, rig.js, rig.status, rig.engine
     (rules / "booleans.yaml").write_text(RULES)
-    operator = await installation.connect("operator")
-    js = operator.jetstream()
-    status = await js.key_value(installation.topology.bucket(STATUS).bucket)
     timers = await js.key_value(installation.topology.bucket(TIMERS).bucket)
-    env = {**os.environ, **installation.environ(), "RUBY_RULES_DIR": str(rules)}
-    engine = engine_process(env, tmp_path / "engine.log")
     stream = installation.topology.stream(EVENTS).name
 
     started = datetime.now(UTC)
@@ -221,14 +243,9 @@ async def test_a_template_trigger_fires_on_home_assistants_states_once_per_edge(
     tmp_path: Path,
 ) -> None:
     installation = secure_installation
-    rules = tmp_path / "rules"
-    rules.mkdir()
-    (rules / "automations.yaml").write_text(TEMPLATE_RULE)
-    operator = await installation.connect("operator")
-    js = operator.jetstream()
-    status = await js.key_value(installation.topology.bucket(STATUS).bucket)
-    env = {**os.environ, **installation.environ(), "RUBY_RULES_DIR": str(rules)}
-    engine = engine_process(env, tmp_path / "engine.log")
+    rig = await engine_rig(installation, tmp_path)
+    operator, js, status, engine = rig.operator, rig.js, rig.status, rig.engine
+    (rig.rules / "automations.yaml").write_text(TEMPLATE_RULE)
     started = datetime.now(UTC)
 
     def settled() -> Awaitable[bool]:
@@ -313,13 +330,8 @@ async def test_a_sun_trigger_in_has_syntax_fires_against_real_home_assistant(
     tmp_path: Path,
 ) -> None:
     installation = secure_installation
-    rules = tmp_path / "rules"
-    rules.mkdir()
-    operator = await installation.connect("operator")
-    js = operator.jetstream()
-    status = await js.key_value(installation.topology.bucket(STATUS).bucket)
-    env = {**os.environ, **installation.environ(), "RUBY_RULES_DIR": str(rules)}
-    engine = engine_process(env, tmp_path / "engine.log")
+    rig = await engine_rig(installation, tmp_path)
+    rules, operator, js, status, engine = rig.rules, rig.operator, rig.js, rig.status, rig.engine
     entry = await _sun_integration(home_assistant)  # HA's own sunset, to compare with ours
     try:
         # 1. Our sunset at HA's home (zone.home) is HA's own (sun.sun), within a minute.
