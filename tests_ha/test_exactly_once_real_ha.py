@@ -8,7 +8,6 @@ its call ran: the window of ADR-0025. The observer counts the ``call_service`` e
 from __future__ import annotations
 
 import json
-import os
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -16,7 +15,7 @@ from typing import TYPE_CHECKING
 from nats.js.errors import NotFoundError
 
 from ruby_ctl.testing import Installation
-from ruby_gateway.testing import HoldingProxy, gateway_process
+from ruby_gateway.testing import HoldingProxy, successive_gateways
 from ruby_hasim.testing import HaClient
 from ruby_natsx.handler import Outbound
 from ruby_natsx.publish import Publisher
@@ -65,10 +64,7 @@ async def test_a_gateway_killed_after_home_assistants_call_does_not_call_again(
     ha_ws.inbox.clear()
     proxy = HoldingProxy("127.0.0.1", home_assistant.port)
     await proxy.start()
-    env = {**os.environ, **inst.environ(), "RUBY_HA_URL": proxy.url,
-           "RUBY_GATEWAY_HEALTH_PORT": "0"}  # fmt: skip
-    first = gateway_process(env, tmp_path / "first.log")
-    second = gateway_process(env, tmp_path / "second.log")
+    first, second = successive_gateways(inst.environ(), proxy.url, tmp_path)
     operator = await inst.connect("operator")
     js = operator.jetstream()
     topo = inst.topology

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
 from collections.abc import AsyncIterator, Sequence
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -23,7 +22,7 @@ from ruby_ctl.testing import Installation
 from ruby_gateway.bridge import BridgeConfig
 from ruby_gateway.commands import command_handler
 from ruby_gateway.ordering import TargetOrder, in_turn
-from ruby_gateway.testing import Gateway, HoldingProxy, gateway_process, running_gateway
+from ruby_gateway.testing import Gateway, HoldingProxy, running_gateway, successive_gateways
 from ruby_hasim.server import Simulator
 from ruby_hasim.testing import HaClient
 from ruby_natsx.handler import Delivery, Outbound, chain
@@ -358,10 +357,7 @@ async def test_a_gateway_killed_between_home_assistants_call_and_its_ledger_call
     inst.store_ha_token(hasim.token)
     proxy = HoldingProxy("127.0.0.1", hasim.port)
     await proxy.start()
-    env = {**os.environ, **inst.environ(), "RUBY_HA_URL": proxy.url,
-           "RUBY_GATEWAY_HEALTH_PORT": "0"}  # fmt: skip
-    first = gateway_process(env, tmp_path / "first.log")
-    second = gateway_process(env, tmp_path / "second.log")
+    first, second = successive_gateways(inst.environ(), proxy.url, tmp_path)
     nc = await inst.connect("operator")
     js = nc.jetstream()
     topo = inst.topology

@@ -9,7 +9,6 @@ Assistant fired the event and before the ledger recorded it.
 from __future__ import annotations
 
 import json
-import os
 from collections.abc import AsyncIterator, Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -22,7 +21,7 @@ from nats.js.errors import NotFoundError
 
 from ruby_ctl.testing import Installation
 from ruby_gateway.bridge import BridgeConfig
-from ruby_gateway.testing import Gateway, HoldingProxy, gateway_process, running_gateway
+from ruby_gateway.testing import Gateway, HoldingProxy, running_gateway, successive_gateways
 from ruby_hasim.model import Event
 from ruby_hasim.server import Simulator
 from ruby_natsx.handler import Outbound
@@ -200,10 +199,7 @@ async def test_a_gateway_killed_after_home_assistant_fired_the_event_fires_it_on
     inst.store_ha_token(hasim.token)
     proxy = HoldingProxy("127.0.0.1", hasim.port)
     await proxy.start()
-    env = {**os.environ, **inst.environ(), "RUBY_HA_URL": proxy.url,
-           "RUBY_GATEWAY_HEALTH_PORT": "0"}  # fmt: skip
-    first = gateway_process(env, tmp_path / "first.log")
-    second = gateway_process(env, tmp_path / "second.log")
+    first, second = successive_gateways(inst.environ(), proxy.url, tmp_path)
     nc = await inst.connect("operator")
     js = nc.jetstream()
     topo = inst.topology

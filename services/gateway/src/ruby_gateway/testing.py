@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
 from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -83,6 +84,16 @@ async def running_secure_gateway(
 def gateway_process(env: Mapping[str, str], log: Path) -> ServiceProcess:
     """The gateway as its own process (``python -m ruby_gateway.main``) with ``env``."""
     return ServiceProcess("ruby_gateway.main", env, log)
+
+
+def successive_gateways(
+    environ: Mapping[str, str], ha_url: str, logs: Path
+) -> tuple[ServiceProcess, ServiceProcess]:
+    """Two gateway processes of one installation (``environ``) against ``ha_url``, not started:
+    the first to be killed mid-command, the second to take over (logs ``first.log`` and
+    ``second.log`` in ``logs``)."""
+    env = {**os.environ, **environ, "RUBY_HA_URL": ha_url, "RUBY_GATEWAY_HEALTH_PORT": "0"}
+    return gateway_process(env, logs / "first.log"), gateway_process(env, logs / "second.log")
 
 
 @dataclass
