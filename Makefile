@@ -9,7 +9,7 @@ export UV_PYTHON_DOWNLOADS := never
 export UV_PYTHON := $(PYTHON)
 RUN := $(UV) run --frozen --no-sync
 
-.PHONY: run test test-busy test-ha lint schemas sync fmt bench bench-e2e chaos clean help
+.PHONY: run test test-busy test-ha lint schemas sync fmt bench bench-e2e bench-peers chaos clean help
 .DEFAULT_GOAL := help
 
 help: ## list the targets
@@ -111,6 +111,11 @@ bench: sync ## measure the consumer runner against a raw nats-py loop (prints fi
 
 bench-e2e: sync ## the whole stack: state change -> rule -> HA call latency, engine throughput
 	$(RUN) python bench/e2e.py
+
+# Ruby Core beside AppDaemon (from PyPI, in its own venv under .bench/, made once) and HA's own
+# automation, on the real Home Assistant if HA_DIR has one (offline), the simulator otherwise.
+bench-peers: sync ## Ruby Core vs AppDaemon on one home: mirror lag p50/p99, CPU per 1,000 changes
+	HA_DIR="$(HA_DIR)" RUBY_HA_TOOLS="$(abspath $(HA_TOOLS))" $(RUN) python bench/peers $(ARGS)
 
 # The real Home Assistant if HA_DIR has one installed (the run re-executes itself in a network
 # namespace with only loopback), the simulator otherwise. Options: ARGS="--minutes 2 --kills 8".

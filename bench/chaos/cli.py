@@ -4,15 +4,13 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import os
 import shutil
 import signal
-import socket
 import sys
 import tempfile
 from pathlib import Path
 
-from chaos.home import HA_DIR, HA_TOOLS, HomeError, real_ha_installed
+from chaos.home import HA_DIR, HA_TOOLS, HomeError, into_namespace, only_loopback, real_ha_installed
 from chaos.model import KINDS
 from chaos.report import render
 from chaos.run import Options, RunError, make_home, run, say, write_rules
@@ -66,23 +64,6 @@ def parser() -> argparse.ArgumentParser:
     return p
 
 
-def _only_loopback() -> bool:
-    return sorted(name for _, name in socket.if_nameindex()) == ["lo"]
-
-
-def _into_namespace() -> None:
-    """Re-execute this run inside a fresh network namespace with only loopback (no return)."""
-    if os.environ.get(NETNS_MARK):
-        raise RunError("still not in a loopback-only network namespace after unshare -n")
-    if shutil.which("unshare") is None:
-        raise RunError("unshare is missing: cannot run the real Home Assistant offline")
-    say("re-running inside a network namespace with only loopback (unshare -n)")
-    sys.stdout.flush()
-    os.environ[NETNS_MARK] = "1"
-    script = 'ip link set lo up && exec "$@"'
-    os.execvp("unshare", ["unshare", "-n", "sh", "-c", script, "sh", sys.executable, *sys.argv])  # noqa: S606, S607  # ourselves again, by design
-
-
 async def _main(args: argparse.Namespace, kind: str, state_dir: Path) -> int:
     opts = Options(args.minutes, args.kills, args.rate, args.seed, tuple(args.only or KINDS))
     home = make_home(kind, free_port(), console_script("ruby-hasim"))
@@ -117,9 +98,10 @@ def main(argv: list[str] | None = None) -> int:
         )
         return 1
     try:
-        if kind == "real" and not _only_loopback():
-            _into_namespace()
-    except RunError as exc:
+        if kind == "real" and not only_loopback():
+            say("re-running inside a network namespace with only loopback (unshare -n)")
+            into_namespace(NETNS_MARK)
+    except HomeError as exc:
         print(f"make chaos: {exc}", file=sys.stderr)
         return 1
     state_dir = Path(tempfile.mkdtemp(prefix="ruby-chaos-"))

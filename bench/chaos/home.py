@@ -8,11 +8,15 @@ from __future__ import annotations
 
 import os
 import secrets
+import shutil
 import signal
+import socket
 import subprocess
+import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import NoReturn
 
 from chaos.model import Pair
 
@@ -34,6 +38,24 @@ SIM_PAIRS = (
 
 class HomeError(RuntimeError):
     """Home Assistant could not be started (the message says why)."""
+
+
+def only_loopback() -> bool:
+    """Whether this process's network namespace has no interface but loopback."""
+    return sorted(name for _, name in socket.if_nameindex()) == ["lo"]
+
+
+def into_namespace(mark: str) -> NoReturn:
+    """Re-execute this program inside a fresh network namespace with only loopback, ``mark``
+    set in its environment (`HomeError` if it is set already: unshare did not isolate us)."""
+    if os.environ.get(mark):
+        raise HomeError("still not in a loopback-only network namespace after unshare -n")
+    if shutil.which("unshare") is None:
+        raise HomeError("unshare is missing: cannot run the real Home Assistant offline")
+    sys.stdout.flush()
+    os.environ[mark] = "1"
+    script = 'ip link set lo up && exec "$@"'
+    os.execvp("unshare", ["unshare", "-n", "sh", "-c", script, "sh", sys.executable, *sys.argv])  # noqa: S606, S607  # ourselves again, by design
 
 
 def real_ha_installed() -> bool:

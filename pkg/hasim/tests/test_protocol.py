@@ -138,6 +138,19 @@ async def test_get_config(client: HaClient) -> None:
     assert reply["result"]["version"] == HA_VERSION
 
 
+async def test_get_services_lists_what_call_service_accepts(client: HaClient) -> None:
+    services = (await client.command("get_services"))["result"]
+    assert set(services["input_boolean"]) == {"turn_on", "turn_off", "toggle"}
+    assert services["input_number"]["set_value"]["fields"] == {"value": {"required": True}}
+    assert "brightness" in services["light"]["turn_on"]["fields"]
+    for domain, named in services.items():
+        for service in named:
+            reply = await client.command(
+                "call_service", domain=domain, service=service, target={"entity_id": []}
+            )
+            assert reply.get("error", {}).get("code") != "not_found", (domain, service)
+
+
 async def test_subscribe_all_events(client: HaClient, sim: Simulator) -> None:
     reply = await client.command("subscribe_events")
     assert reply == {"id": 1, "type": "result", "success": True, "result": None}

@@ -118,6 +118,12 @@ def get_config(conn: Connection, msg: JsonObject) -> None:
     conn.send(messages.result(_id(msg), config))
 
 
+def get_services(conn: Connection, msg: JsonObject) -> None:
+    """Every service of the simulated home, per domain (AppDaemon asks at its start)."""
+    _check(msg, {}, {})
+    conn.send(messages.result(_id(msg), conn.services.describe()))
+
+
 def current_user(conn: Connection, msg: JsonObject) -> None:
     """`auth/current_user`: the user the token belongs to (the `user_id` of its contexts)."""
     _check(msg, {}, {})
@@ -230,6 +236,7 @@ COMMANDS: dict[str, Handler] = {
     "ping": ping,
     "get_states": get_states,
     "get_config": get_config,
+    "get_services": get_services,
     "auth/current_user": current_user,
     "supported_features": supported_features,
     "subscribe_events": subscribe_events,

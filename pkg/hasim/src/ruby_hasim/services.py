@@ -141,6 +141,23 @@ class Services:
             },
         }
 
+    def describe(self) -> JsonObject:
+        """The registry as Home Assistant's ``get_services`` answers it: per domain, per
+        service, its name and its fields beyond the target (without HA's descriptions and
+        selectors, which the simulator has none of)."""
+        return {
+            domain: {
+                name: {
+                    "name": name.replace("_", " ").capitalize(),
+                    "description": "",
+                    "fields": {f: {"required": f in service.required} for f in service.fields},
+                    "target": {"entity": [{"domain": [domain]}]},
+                }
+                for name, service in services.items()
+            }
+            for domain, services in self._registry.items()
+        }
+
     def has(self, domain: str, service: str) -> bool:
         """Whether `domain.service` exists."""
         return service in self._registry.get(domain, {})
