@@ -49,6 +49,7 @@ from chaos.home import (
 from chaos.model import KINDS, Pair
 from chaos.run import align, machine, make_home, write_rules
 from chaos.stack import Ports, Stack, free_port
+from profiling import Profiles, report
 
 from peers import appdaemon
 from peers.appdaemon import AppDaemon, AppDaemonError
@@ -97,6 +98,14 @@ def parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--appdaemon", default=appdaemon.VERSION, help="the AppDaemon version measured")
     p.add_argument("--keep", action="store_true", help="keep the state directory (logs, audit)")
+    p.add_argument(
+        "--profile",
+        type=Path,
+        metavar="DIR",
+        help="sample Ruby Core's services and AppDaemon with py-spy during the first rate's run, "
+        "write the samples to DIR and print where each spends its CPU (sampling slows them: "
+        "take the figures from a run without it)",
+    )
     return p
 
 
@@ -278,9 +287,19 @@ async def _main(args: argparse.Namespace, kind: str, state_dir: Path, venv: Path
         ]
         print("\n".join(header), flush=True)
         by_rate: dict[float, dict[str, Row]] = {}
-        for rate in rates:
+        for i, rate in enumerate(rates):
             say(f"{rate:g} changes/s for {args.seconds:g} s")
-            rows, notes = await run.measure(rate, args.seconds)
+            spied = {
+                k.replace(" ", "_").replace("/", "."): v
+                for k, v in run.pids().items()
+                if v and "nats-server" not in k
+            }
+            profiles = Profiles(spied, args.profile) if args.profile and i == 0 else None
+            with profiles or contextlib.nullcontext():
+                rows, notes = await run.measure(rate, args.seconds)
+            if profiles is not None:
+                print("\n".join(["", f"where the CPU went at {rate:g}/s (py-spy):"]))
+                print("\n".join(report(profiles, list(spied))), flush=True)
             by_rate[rate] = {r.system: r for r in rows}
             print("\n".join(["", *table(rate, args.seconds, rows), ""]), flush=True)
             print("\n".join(f"- {n}" for n in notes), flush=True)

@@ -10,7 +10,7 @@ import pytest
 
 from ruby_runtime.errors import SettingsError
 from ruby_runtime.secret import Secret
-from ruby_runtime.settings import ENVIRONMENT, ServiceSettings
+from ruby_runtime.settings import ENVIRONMENT, ServiceSettings, event_loop_factory
 from ruby_runtime.vault import AppRoleLogin, backoff_delays
 
 VALUE = "".join(["hunter", "2-", "x" * 12])  # assembled: nothing for the secret scanner
@@ -76,6 +76,7 @@ def test_every_variable_is_read_and_documented() -> None:
         "RUBY_VAULT_SECRET_ID_FILE": "/run/secrets/secret_id",
         "RUBY_VAULT_ATTEMPTS": "3",
         "RUBY_VAULT_TIMEOUT": "2.5",
+        "RUBY_EVENT_LOOP": "asyncio",
     }
     assert set(env) == set(ENVIRONMENT)
     s = ServiceSettings.from_env("engine", env)
@@ -87,6 +88,7 @@ def test_every_variable_is_read_and_documented() -> None:
     assert s.vault.role_id_file == Path("/run/secrets/role_id")
     assert s.vault.secret_id_file == Path("/run/secrets/secret_id")
     assert (s.vault.attempts, s.vault.timeout) == (3, 2.5)
+    assert s.event_loop == "asyncio"
 
 
 @pytest.mark.parametrize(
@@ -100,6 +102,7 @@ def test_every_variable_is_read_and_documented() -> None:
         ("RUBY_VAULT_ATTEMPTS", "many", "not a number"),
         ("RUBY_VAULT_ATTEMPTS", "0", "between 1 and 20"),
         ("RUBY_VAULT_TIMEOUT", "-1", "between"),
+        ("RUBY_EVENT_LOOP", "tokio", "none of uvloop, asyncio"),
     ],
 )
 def test_an_invalid_variable_is_named(name: str, value: str, message: str) -> None:
@@ -116,3 +119,14 @@ def test_backoff_grows_is_capped_is_jittered_and_bounded() -> None:
     assert low == pytest.approx([d / 2 for d in high])
     assert backoff_delays(1) == []
     assert sum(backoff_delays(5)) <= 0.2 + 0.4 + 0.8 + 1.6
+
+
+def test_the_event_loop_setting() -> None:
+    import uvloop  # the setting loads it lazily too
+
+    assert event_loop_factory({}) is uvloop.new_event_loop
+    assert event_loop_factory({"RUBY_EVENT_LOOP": " UVLOOP "}) is uvloop.new_event_loop
+    assert event_loop_factory({"RUBY_EVENT_LOOP": "asyncio"}) is None
+    with pytest.raises(SettingsError, match="RUBY_EVENT_LOOP: 'trio' is none of") as raised:
+        event_loop_factory({"RUBY_EVENT_LOOP": "trio"})
+    assert raised.value.exit_code == 78

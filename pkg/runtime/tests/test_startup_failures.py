@@ -7,6 +7,7 @@ permission denied, secret missing; invalid settings; NATS refusing the connectio
 
 from __future__ import annotations
 
+import asyncio
 import io
 import json
 import os
@@ -127,6 +128,27 @@ def test_invalid_settings_and_missing_credentials(installation: Installation) ->
     out = start(installation.environ(RUBY_VAULT_ROLE_ID_FILE="/nonexistent/role_id"))
     assert out.code == 78
     assert "no AppRole role id in /nonexistent/role_id" in out.reason
+
+
+def test_an_unknown_event_loop_is_refused_before_anything_starts(
+    installation: Installation,
+) -> None:
+    out = start(installation.environ(RUBY_EVENT_LOOP="tokio"))
+    assert out.code == 78
+    assert "RUBY_EVENT_LOOP: 'tokio' is none of uvloop, asyncio" in out.stderr
+
+
+def test_the_service_runs_on_uvloop_unless_told_asyncio(installation: Installation) -> None:
+    seen: list[str] = []
+
+    async def body(_: Started[Client]) -> int:
+        seen.append(type(asyncio.get_running_loop()).__module__.split(".")[0])
+        return 0
+
+    for name in ("", "asyncio", "uvloop"):
+        env = installation.environ(RUBY_EVENT_LOOP=name)
+        assert run_service("gateway", body, connect=connect_service, environ=env) == 0
+    assert seen == ["uvloop", "asyncio", "uvloop"]
 
 
 def test_nats_refusing_the_connection(installation: Installation, tmp_path: Path) -> None:

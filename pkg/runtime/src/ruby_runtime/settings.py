@@ -8,10 +8,11 @@ point. An invalid value raises ``SettingsError`` naming the variable.
 
 from __future__ import annotations
 
+import asyncio
 import ipaddress
 import logging
 import os
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Final, TypeVar
@@ -19,7 +20,13 @@ from urllib.parse import urlsplit
 
 from ruby_runtime.errors import SettingsError
 
-__all__ = ["ENVIRONMENT", "ServiceSettings", "VaultSettings", "approle_dir"]
+__all__ = [
+    "ENVIRONMENT",
+    "ServiceSettings",
+    "VaultSettings",
+    "approle_dir",
+    "event_loop_factory",
+]
 
 _N = TypeVar("_N", int, float)
 
@@ -44,8 +51,33 @@ ENVIRONMENT: Final[Mapping[str, str]] = {
     ),
     "RUBY_VAULT_ATTEMPTS": "attempts to reach Vault before giving up (default 5)",
     "RUBY_VAULT_TIMEOUT": "seconds per Vault request (default 5)",
+    "RUBY_EVENT_LOOP": "uvloop or asyncio: the service's event loop (default uvloop, ADR-0034)",
 }
 """Every variable a service reads, with its meaning and default (the README's table)."""
+
+
+EVENT_LOOPS: Final = ("uvloop", "asyncio")
+
+
+def event_loop_name(env: Mapping[str, str]) -> str:
+    """``RUBY_EVENT_LOOP``, checked: one of `EVENT_LOOPS` (`SettingsError` otherwise)."""
+    name = env.get("RUBY_EVENT_LOOP", "").strip().lower() or EVENT_LOOPS[0]
+    if name not in EVENT_LOOPS:
+        raise SettingsError(f"RUBY_EVENT_LOOP: {name!r} is none of {', '.join(EVENT_LOOPS)}")
+    return name
+
+
+def event_loop_factory(
+    environ: Mapping[str, str] | None = None,
+) -> Callable[[], asyncio.AbstractEventLoop] | None:
+    """The event loop ``RUBY_EVENT_LOOP`` names: uvloop's (the default; ADR-0034 has the
+    figures) or None for asyncio's own. `SettingsError` for any other name."""
+    if event_loop_name(os.environ if environ is None else environ) == "asyncio":
+        return None
+    import uvloop  # only the services that run on it load it
+
+    factory: Callable[[], asyncio.AbstractEventLoop] = uvloop.new_event_loop
+    return factory
 
 
 def approle_dir(state_dir: Path, identity: str) -> Path:
@@ -77,6 +109,7 @@ class ServiceSettings:
     nats_url: str
     nats_ca_file: Path
     vault: VaultSettings
+    event_loop: str = EVENT_LOOPS[0]
 
     @classmethod
     def from_env(cls, identity: str, environ: Mapping[str, str] | None = None) -> ServiceSettings:
@@ -115,6 +148,7 @@ class ServiceSettings:
             nats_url=nats_url,
             nats_ca_file=Path(get("RUBY_NATS_CA_FILE", str(state_dir / "pki" / "ca.pem"))),
             vault=vault,
+            event_loop=event_loop_name(env),
         )
 
 

@@ -29,7 +29,7 @@ from typing import Generic, Protocol, TextIO, TypeVar
 from ruby_runtime.errors import NatsRefusedError, SettingsError, StartupError
 from ruby_runtime.logging import configure_logging, get_logger
 from ruby_runtime.redaction import scrub
-from ruby_runtime.settings import ServiceSettings
+from ruby_runtime.settings import ServiceSettings, event_loop_factory
 from ruby_runtime.vault import NATS_SEED_FIELD, fetch_nats_seed, nats_seed_path
 
 __all__ = [
@@ -170,7 +170,8 @@ def run_service(
             await close_nats(started.nats)
 
     try:
-        return asyncio.run(main())
+        with asyncio.Runner(loop_factory=event_loop_factory(environ)) as runner:
+            return runner.run(main())
     except StartupError as exc:
         message = scrub(str(exc))
         get_logger("ruby_runtime.startup").error(
