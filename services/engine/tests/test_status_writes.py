@@ -16,6 +16,7 @@ from ruby_engine.status import FLUSH_INTERVAL, RULES_INTERVAL, STATUS_INTERVAL, 
 from ruby_hasim.server import Simulator
 from ruby_natsx.testing import eventually
 from ruby_natsx.topology import STATUS, Topology
+from ruby_schemas.traces import TraceRecord
 
 
 async def test_runs_reach_the_rules_record_at_its_interval_and_a_new_rule_set_at_once(
@@ -60,3 +61,28 @@ async def test_runs_reach_the_rules_record_at_its_interval_and_a_new_rule_set_at
         assert await step(4) == ["rules runs=1"]
     finally:
         await sub.unsubscribe()
+
+
+async def test_a_trace_record_is_the_runs_model_dump_each_run_dumped_once(
+    engine: Engine, hasim: Simulator, nc: Client
+) -> None:
+    hasim.set_state("sensor.outdoor_illuminance", "10")
+    for state in ("on", "off", "on"):
+        hasim.set_state("binary_sensor.hallway_motion", state)
+    await eventually(lambda: bool(engine.status.traces("hallway_light_on")), message="a run")
+    [run] = engine.status.traces("hallway_light_on")[-1:]
+    other = run.model_copy(update={"run_id": f"{run.run_id}-2", "reason": 'a "quoted" reason'})
+    probe = Status(nc, "probe", engine.core, engine.ruleset)
+    probe.record([run, other])
+    written = probe.trace_record("hallway_light_on")
+    # The bytes the engine wrote before: the record's model_dump through json.dumps.
+    whole = TraceRecord(rule_id="hallway_light_on", runs=(run, other))
+    assert written == json.dumps(whole.model_dump(mode="json", by_alias=True)).encode()
+    assert TraceRecord.model_validate_json(written) == whole
+    replaced = other.model_copy(update={"status": "failed"})  # a paused run's trace replaced
+    probe.record([replaced])
+    assert TraceRecord.model_validate_json(probe.trace_record("hallway_light_on")).runs == (
+        run,
+        replaced,
+    )
+    assert probe.trace_record("no_such_rule") == b'{"rule_id": "no_such_rule", "runs": []}'
