@@ -63,17 +63,28 @@ class _Counts:
 
 
 class _Kept:
-    """A run kept for its rule's trace record, and its JSON once asked for (runs are frozen)."""
+    """A run kept for its rule's trace record. Runs are frozen: its JSON is made once, at the
+    first flush after it, and from then on only the JSON is kept (a third of the model's
+    memory; 1,000 busy rules keep 20,000 runs)."""
 
-    __slots__ = ("_text", "trace")
+    __slots__ = ("_text", "_trace", "run_id")
 
     def __init__(self, trace: RunTrace) -> None:
-        self.trace = trace
+        self.run_id = trace.run_id
+        self._trace: RunTrace | None = trace
         self._text: str | None = None
+
+    @property
+    def trace(self) -> RunTrace:
+        if self._trace is not None:
+            return self._trace
+        return RunTrace.model_validate_json(self.text())
 
     def text(self) -> str:
         if self._text is None:
-            self._text = json.dumps(self.trace.model_dump(mode="json", by_alias=True))
+            assert self._trace is not None  # noqa: S101  # one of the two is always kept
+            self._text = json.dumps(self._trace.model_dump(mode="json", by_alias=True))
+            self._trace = None
         return self._text
 
 
@@ -97,7 +108,7 @@ class Status:
             rule_id = trace.rule_id
             kept = self._traces.setdefault(rule_id, deque(maxlen=TRACES_KEPT))
             for i, old in enumerate(kept):
-                if trace.run_id and old.trace.run_id == trace.run_id:
+                if trace.run_id and old.run_id == trace.run_id:
                     del kept[i]
                     break
             kept.append(_Kept(trace))
