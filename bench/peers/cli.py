@@ -47,13 +47,22 @@ from chaos.home import (
     real_ha_installed,
 )
 from chaos.model import KINDS, Pair
-from chaos.run import align, machine, make_home, write_rules
+from chaos.run import align, audit_lines, machine, make_home, rule_id, write_rules
 from chaos.stack import Ports, Stack, free_port
 from profiling import Profiles, report
 
 from peers import appdaemon
 from peers.appdaemon import AppDaemon, AppDaemonError
-from peers.measure import Cpu, Row, goals, mirror_lags, ratios, table
+from peers.measure import (
+    Cpu,
+    Row,
+    call_lags,
+    goals,
+    mirror_lags,
+    ratios,
+    ruby_hops,
+    table,
+)
 from ruby_ctl.children import console_script
 
 NETNS_MARK = "RUBY_PEERS_NETNS"
@@ -150,6 +159,8 @@ class Run:
     session: HaSession
     recorder: CountingRecorder
     states: dict[str, str] = field(default_factory=dict)
+    stack: Stack | None = None
+    ruby_pair: Pair | None = None
 
     @property
     def pairs(self) -> list[Pair]:
@@ -177,6 +188,18 @@ class Run:
             await asyncio.sleep(0.2)
         return False
 
+    async def hops(self) -> str:
+        """Ruby Core's lag hop by hop, over the runs its rules' traces still hold (the last
+        20 of each rule: the end of the run)."""
+        if self.stack is None or self.ruby_pair is None:
+            return "Ruby Core hop by hop: not measured"
+        lines: list[str] = []
+        for state in ("on", "off"):
+            rule = rule_id(self.ruby_pair, state)
+            out = await self.stack.ctl("rules", "trace", rule, "--json", "--last", "1000")
+            lines += out.splitlines()
+        return ruby_hops(lines, await audit_lines(self.stack), self.recorder.calls).line()
+
     async def measure(self, rate: float, seconds: float) -> tuple[list[Row], list[str]]:
         notes: list[str] = []
         pids = self.pids()
@@ -201,7 +224,11 @@ class Run:
             mirrors = [c for c in self.recorder.of(system.pair.mirror) if c.at >= start]
             names = [f"{system.name}/{k}" for k in system.pids()]
             cpu_s = cpu.seconds(names) if names else None
-            rows.append(Row(system.name, mirror_lags(sources, mirrors), cpu_s, changes))
+            calls = [c for c in self.recorder.calls if c.at >= start]
+            to_call = call_lags(sources, calls, system.pair.mirror)
+            rows.append(Row(system.name, mirror_lags(sources, mirrors), cpu_s, changes, to_call))
+        with contextlib.suppress(RuntimeError):  # the hops are extra: a failed read skips them
+            notes.append(await self.hops())
         per_process = ", ".join(
             f"{name} {cpu.after.get(name, 0.0) - cpu.before.get(name, 0.0):.2f}" for name in pids
         )
@@ -272,7 +299,8 @@ async def _main(args: argparse.Namespace, kind: str, state_dir: Path, venv: Path
         recorder = CountingRecorder(watched)
         session = await HaSession.connect(home.url, home.token, recorder)
         await session.subscribe("state_changed")
-        run = Run(home, systems, session, recorder)
+        await session.subscribe("call_service")
+        run = Run(home, systems, session, recorder, stack=stack, ruby_pair=ruby_pair)
         await align(session, run.pairs)
         run.states = dict.fromkeys((p.source for p in run.pairs), "off")
         say(f"warming up: {WARM_UP:g} s at 5 changes/s")

@@ -9,12 +9,14 @@ the run is *missed* (a system that drops superseded changes, or falls behind, sh
 
 from __future__ import annotations
 
+import json
 import math
 import statistics
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
+from datetime import datetime
 
-from chaos.model import Change
+from chaos.model import Call, Change
 
 
 @dataclass(frozen=True)
@@ -66,6 +68,88 @@ def mirror_lags(sources: Sequence[Change], mirrors: Sequence[Change]) -> Lags:
     return Lags(tuple(lags), missed)
 
 
+def call_lags(sources: Sequence[Change], calls: Sequence[Call], mirror: str) -> Lags:
+    """Each source change's lag to Home Assistant receiving the call that copies it (its
+    ``call_service`` event: ``turn_<state>`` on ``mirror``), matched in order as `mirror_lags`
+    does: the system's own part of the mirror lag; the rest is Home Assistant running the
+    service, the same for every system."""
+    wanted = sorted((c for c in calls if mirror in c.entity_ids), key=lambda c: c.at)
+    as_changes = [Change(mirror, c.service.removeprefix("turn_"), c.at) for c in wanted]
+    return mirror_lags(sources, as_changes)
+
+
+@dataclass(frozen=True)
+class Hops:
+    """Ruby Core's part of the mirror lag in two hops, over the runs its traces still hold."""
+
+    to_engine: Lags
+    """HA's change (``last_updated``, in the run's message id) -> the engine's ``call`` step
+    (the gateway, EVENTS, the engine's pull, the rule: trigger, conditions, template)."""
+    to_ha: Lags
+    """The ``call`` step -> Home Assistant received the call (the engine's publishes, COMMANDS,
+    the gateway's pull, the ledger's claim, the WebSocket)."""
+
+    def line(self) -> str:
+        parts = (("HA's change -> engine's call step", self.to_engine),
+                 ("call step -> HA received the call", self.to_ha))  # fmt: skip
+        shown = ", ".join(f"{label} p50 {ms(x.p50)} / p99 {ms(x.p99)}" for label, x in parts)
+        return f"Ruby Core hop by hop ({len(self.to_ha.seconds)} runs): {shown}"
+
+
+def _moment(text: object) -> float | None:
+    try:
+        return datetime.fromisoformat(str(text)).timestamp()
+    except ValueError:
+        return None
+
+
+def ruby_hops(
+    trace_lines: Iterable[str], audit_lines: Iterable[str], calls: Sequence[Call]
+) -> Hops:
+    """`Hops` from ``rubyctl rules trace RULE --json`` (one run per line) and ``rubyctl audit
+    query --json``. A run's trigger names HA's change in its event id (``ha.<entity>.<HA's
+    last_updated>``); its ``call`` step names the command, whose ``command.executed`` record
+    names HA's context id, which HA's ``call_service`` event carries."""
+    contexts: dict[str, str] = {}
+    for line in audit_lines:
+        record = _json(line)
+        details = record.get("details")
+        if record.get("action") == "command.executed" and isinstance(details, dict):
+            command, context = details.get("command_id"), details.get("ha_context_id")
+            if isinstance(command, str) and isinstance(context, str):
+                contexts[command] = context
+    call_at = {c.context_id: c.at for c in calls}
+    to_engine: list[float] = []
+    to_ha: list[float] = []
+    for line in trace_lines:
+        run = _json(line)
+        trigger = run.get("trigger")
+        trigger = trigger if isinstance(trigger, dict) else {}
+        prefix = f"ha.{trigger.get('entity_id')}."
+        event_id = str(trigger.get("event_id", ""))
+        changed = _moment(event_id.removeprefix(prefix)) if event_id.startswith(prefix) else None
+        steps = run.get("steps")
+        call = next(
+            (st for st in steps or () if isinstance(st, dict) and st.get("command_id")), None
+        )
+        if changed is None or call is None or (called := _moment(call.get("at"))) is None:
+            continue
+        received = call_at.get(contexts.get(str(call.get("command_id")), ""))
+        if received is None:
+            continue
+        to_engine.append(called - changed)
+        to_ha.append(received - called)
+    return Hops(Lags(tuple(to_engine), 0), Lags(tuple(to_ha), 0))
+
+
+def _json(line: str) -> dict[str, object]:
+    try:
+        value = json.loads(line)
+    except ValueError:
+        return {}
+    return value if isinstance(value, dict) else {}
+
+
 @dataclass
 class Cpu:
     """CPU seconds (user + system) of named processes between two samples."""
@@ -87,6 +171,8 @@ class Row:
     """None for Home Assistant's own automation (its CPU is Home Assistant's)."""
     changes: int
     """Every ``state_changed`` Home Assistant fired during the run: what each system received."""
+    to_call: Lags | None = None
+    """Source change -> Home Assistant received the mirror's call (`call_lags`)."""
 
     @property
     def cpu_per_1000(self) -> float | None:
@@ -105,15 +191,18 @@ def table(rate: float, seconds: float, rows: Sequence[Row]) -> list[str]:
         f"### {rate:g} source changes/s for {seconds:g} s "
         f"({rows[0].changes if rows else 0} state changes in Home Assistant)",
         "",
-        "| system | p50 | p99 | max | mirrored / missed | CPU s | CPU s per 1,000 changes |",
-        "|---|---|---|---|---|---|---|",
+        "| system | p50 | p99 | max | mirrored / missed | to HA's call p50 / p99 | CPU s "
+        "| CPU s per 1,000 changes |",
+        "|---|---|---|---|---|---|---|---|",
     ]
     for row in rows:
         cpu = "(inside HA)" if row.cpu_seconds is None else f"{row.cpu_seconds:.2f}"
         per = row.cpu_per_1000
         lines.append(
             f"| {row.system} | {ms(row.lags.p50)} | {ms(row.lags.p99)} | {ms(row.lags.worst)} "
-            f"| {len(row.lags.seconds)} / {row.lags.missed} | {cpu} "
+            f"| {len(row.lags.seconds)} / {row.lags.missed} "
+            f"| {'-' if row.to_call is None else f'{ms(row.to_call.p50)} / {ms(row.to_call.p99)}'} "
+            f"| {cpu} "
             f"| {'-' if per is None else f'{per:.2f}'} |"
         )
     return lines

@@ -2,13 +2,25 @@
 
 from __future__ import annotations
 
+import json
 import math
 from pathlib import Path
 
 import pytest
-from chaos.model import Change, Pair
+from chaos.model import Call, Change, Pair
 from peers.appdaemon import READY_LINE, TOKEN_VARIABLE, configure
-from peers.measure import Cpu, Lags, Row, goals, mirror_lags, percentile, ratios, table
+from peers.measure import (
+    Cpu,
+    Lags,
+    Row,
+    call_lags,
+    goals,
+    mirror_lags,
+    percentile,
+    ratios,
+    ruby_hops,
+    table,
+)
 
 
 def changes(entity: str, *timed: tuple[float, str]) -> list[Change]:
@@ -54,7 +66,7 @@ def test_cpu_per_thousand_changes_and_the_ratio_to_the_peer() -> None:
     rendered = "\n".join(table(20, 30, [own, ours, peer]))
     assert "| HA | 1.0 ms |" in rendered
     assert "(inside HA)" in rendered
-    assert "| Ruby | 15.0 ms | 20.0 ms | 20.0 ms | 2 / 0 | 1.50 | 3.00 |" in rendered
+    assert "| Ruby | 15.0 ms | 20.0 ms | 20.0 ms | 2 / 0 | - | 1.50 | 3.00 |" in rendered
 
 
 def test_goals_say_met_or_not_with_their_figures() -> None:
@@ -81,3 +93,46 @@ def test_the_appdaemon_configuration_carries_no_token(tmp_path: Path) -> None:
     assert READY_LINE in app
     assert "input_boolean" not in app
     assert "source: input_boolean.e" in (conf / "apps" / "apps.yaml").read_text()
+
+
+def test_the_call_lag_matches_each_source_change_to_the_call_copying_it() -> None:
+    sources = changes("input_boolean.s", (1.0, "on"), (2.0, "off"), (3.0, "on"))
+    calls = [
+        Call("input_boolean", "turn_on", ("input_boolean.m",), "c1", 1.004),
+        Call("input_boolean", "turn_on", ("input_boolean.other",), "c2", 2.001),  # not ours
+        Call("input_boolean", "turn_off", ("input_boolean.m",), "c3", 2.005),
+        Call("input_boolean", "turn_on", ("input_boolean.m",), "c4", 3.006),
+    ]
+    lags = call_lags(sources, calls, "input_boolean.m")
+    assert lags.seconds == pytest.approx((0.004, 0.005, 0.006))
+    assert lags.missed == 0
+    row = Row("Ruby", Lags((0.01,), 0), 1.0, 10, lags)
+    assert "| 5.0 ms / 6.0 ms |" in "\n".join(table(20, 1, [row]))
+
+
+def test_ruby_core_hops_follow_a_run_from_has_change_to_has_call() -> None:
+    run = {
+        "rule_id": "mirror_on",
+        "trigger": {
+            "kind": "state",
+            "entity_id": "input_boolean.c",
+            "event_id": "ha.input_boolean.c.2026-12-04T14:11:01.100000+00:00",
+            "time": "2026-12-04T14:11:01.103000+00:00",
+        },
+        "steps": [
+            {"at": "2026-12-04T14:11:01.103500+00:00", "kind": "call", "command_id": "cmd-1"}
+        ],
+    }
+    unmatched = {**run, "steps": [{"at": "2026-12-04T14:11:02+00:00", "command_id": "cmd-9"}]}
+    audit = [
+        json.dumps({"action": "rule.fired", "details": {"command_id": "cmd-1"}}),
+        json.dumps(
+            {"action": "command.executed", "details": {"command_id": "cmd-1", "ha_context_id": "X"}}
+        ),
+        "not json",
+    ]
+    calls = [Call("input_boolean", "turn_on", ("input_boolean.d",), "X", 1796393461.1055)]
+    hops = ruby_hops([json.dumps(run), json.dumps(unmatched), "{}"], audit, calls)
+    assert hops.to_engine.seconds == pytest.approx((0.0035,), abs=1e-6)
+    assert hops.to_ha.seconds == pytest.approx((0.002,), abs=1e-4)
+    assert "1 runs" in hops.line()
