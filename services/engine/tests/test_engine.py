@@ -211,6 +211,15 @@ async def test_recent_runs_stay_visible_across_an_engine_restart(
         record = second.status.rules_record().rules["fan_on_with_guests"]
         assert record.runs == 1
         assert record.last_status == "finished"
+    # A stored run that no longer reads as one is dropped; the others are kept as stored.
+    kv = await nc.jetstream().key_value(topology_applied.bucket(STATUS).bucket)
+    stored = json.loads((await kv.get("engine.trace.fan_on_with_guests")).value or b"")
+    stored["runs"] = [{"run_id": "broken"}, *stored["runs"]]
+    await kv.put("engine.trace.fan_on_with_guests", json.dumps(stored).encode())
+    async with running_engine(nc, subjects, rules_dir) as third:
+        assert third.status.traces("fan_on_with_guests") == [run]
+        written = json.loads(third.status.trace_record("fan_on_with_guests"))
+        assert written == {**stored, "runs": stored["runs"][1:]}
 
 
 async def test_counts_in_a_rules_record_written_before_the_contract_are_taken_back(

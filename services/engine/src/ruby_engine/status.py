@@ -15,7 +15,6 @@ one write per interval, not one per run.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import json
 from collections import deque
 from collections.abc import Iterable
@@ -69,10 +68,20 @@ class _Kept:
 
     __slots__ = ("_text", "_trace", "run_id")
 
-    def __init__(self, trace: RunTrace) -> None:
-        self.run_id = trace.run_id
-        self._trace: RunTrace | None = trace
-        self._text: str | None = None
+    def __init__(self, trace: RunTrace | None, *, run_id: str = "", text: str | None = None):
+        self.run_id = trace.run_id if trace is not None else run_id
+        self._trace = trace
+        self._text = text
+
+    @classmethod
+    def stored(cls, run: Any) -> _Kept | None:
+        """A run as a previous process stored it (JSON-decoded), kept as that JSON; None if it
+        does not read as a run (history: dropped)."""
+        try:
+            trace = RunTrace.model_validate(run)
+        except ValidationError:
+            return None
+        return cls(None, run_id=trace.run_id, text=json.dumps(run))
 
     @property
     def trace(self) -> RunTrace:
@@ -139,7 +148,8 @@ class Status:
         for rule_id, record in zip(ids, records, strict=True):
             runs = record.get("runs") if isinstance(record, dict) else None
             if isinstance(runs, list):
-                kept = deque(map(_Kept, _readable(runs)), maxlen=TRACES_KEPT)
+                readable = (k for k in map(_Kept.stored, runs) if k is not None)
+                kept = deque(readable, maxlen=TRACES_KEPT)
                 self._traces[rule_id] = kept
                 restored += len(kept)
         return restored
@@ -267,12 +277,3 @@ async def _read(kv: KeyValue, key: str) -> Any:
         return json.loads(await _get(kv, key) or b"null")
     except ValueError:
         return None
-
-
-def _readable(runs: list[Any]) -> list[RunTrace]:
-    """The runs of a stored trace record that read as runs; the others are dropped (history)."""
-    readable: list[RunTrace] = []
-    for run in runs:
-        with contextlib.suppress(ValidationError):
-            readable.append(RunTrace.model_validate(run))
-    return readable
