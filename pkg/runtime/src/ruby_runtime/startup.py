@@ -18,9 +18,11 @@ does not depend on NATS: ``ruby_natsx`` provides it.
 
 from __future__ import annotations
 
+import argparse
 import asyncio
 import sys
-from collections.abc import Awaitable, Callable, Mapping
+import textwrap
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -29,8 +31,9 @@ from typing import Generic, Protocol, TextIO, TypeVar
 from ruby_runtime.errors import NatsRefusedError, SettingsError, StartupError
 from ruby_runtime.logging import configure_logging, get_logger
 from ruby_runtime.redaction import scrub
-from ruby_runtime.settings import ServiceSettings, event_loop_factory
+from ruby_runtime.settings import ENVIRONMENT, ServiceSettings, event_loop_factory
 from ruby_runtime.vault import NATS_SEED_FIELD, fetch_nats_seed, nats_seed_path
+from ruby_runtime.version import version_line
 
 __all__ = [
     "DRAIN_WITHIN",
@@ -146,6 +149,25 @@ async def start_service(
     return Started(settings, nats, (read,))
 
 
+def service_parser(program: str, identity: str) -> argparse.ArgumentParser:
+    """A service's command line: no arguments but ``--help`` and ``--version``; its settings
+    are the ``RUBY_*`` variables, listed in the help."""
+    settings = "\n".join(f"  {name:27} {meaning}" for name, meaning in ENVIRONMENT.items())
+    about = (
+        f"The Ruby Core {identity.replace('_', ' ')} service. It takes no arguments: the RUBY_* "
+        "environment variables below set it up (every one optional; the defaults are the "
+        "local stack of `rubyctl up`), and it runs until SIGTERM or Ctrl-C."
+    )
+    parser = argparse.ArgumentParser(
+        prog=program,
+        description=textwrap.fill(about, 88),
+        epilog=f"environment:\n{settings}",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("--version", action="version", version=version_line(program))
+    return parser
+
+
 def run_service(
     identity: str,
     body: Callable[[Started[C]], Awaitable[int]],
@@ -154,13 +176,24 @@ def run_service(
     environ: Mapping[str, str] | None = None,
     log_stream: TextIO | None = None,
     stderr: TextIO | None = None,
+    argv: Sequence[str] | None = None,
+    program: str | None = None,
 ) -> int:
     """A service's whole ``main``: start, run ``body``, drain NATS; return the exit code.
 
-    A ``StartupError`` is logged once, printed on ``stderr`` as ``<identity>: cannot start:
-    <message>`` and returned as its ``exit_code``. Ctrl-C returns 130. Anything else
-    ``body`` raises propagates.
+    With ``argv`` (a service's own command line), ``--help`` and ``--version`` answer and
+    return 0, anything else is a usage error (2), before anything starts. A ``StartupError``
+    is logged once, printed on ``stderr`` as ``<identity>: cannot start: <message>`` and
+    returned as its ``exit_code``. Ctrl-C returns 130. Anything else ``body`` raises
+    propagates.
     """
+    if argv is not None:
+        try:
+            service_parser(program or f"ruby-{identity.replace('_', '-')}", identity).parse_args(
+                argv
+            )
+        except SystemExit as done:  # --help, --version or a usage error: said, nothing started
+            return int(done.code or 0)
 
     async def main() -> int:
         started = await start_service(identity, connect, environ=environ, log_stream=log_stream)

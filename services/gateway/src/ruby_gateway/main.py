@@ -9,7 +9,7 @@ from ruby_runtime.startup import run_service
 
 def main() -> int:
     """Start as the gateway identity (``ruby_runtime.startup``); exit with its exit code."""
-    return run_service(IDENTITY, serve, connect=connect_service)
+    return run_service(IDENTITY, serve, connect=connect_service, argv=sys.argv[1:])
 
 
 if __name__ == "__main__":
