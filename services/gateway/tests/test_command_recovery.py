@@ -323,6 +323,46 @@ async def test_a_call_found_in_home_assistants_state_after_a_crash_is_not_made_a
     assert "before the gateway's crash" in record.reason
 
 
+async def test_a_dead_gateways_call_is_recorded_executed_even_if_it_is_stale_by_now(
+    gateway: Gateway,
+    hasim: Simulator,
+    ha_client: HaClient,
+    js: JetStreamContext,
+    topology_applied: Topology,
+) -> None:
+    # Found by make chaos: a gateway killed right after HA ran its call; the redelivered
+    # command was late by then and was refused as superseded, so the audit said "refused"
+    # about a call HA had executed. What happened comes first; staleness only decides calls
+    # not made yet.
+    topo = topology_applied
+    light = next(e for e in hasim.states if e.startswith("light."))
+    hasim.set_state(light, "off")
+    source = "input_boolean.guest_mode"
+    turned_on = hasim.set_state(source, "on")
+    turned_off = hasim.set_state(source, "off")
+    await eventually(
+        lambda: (
+            (known := gateway.bridge.projection.get(source)) is not None
+            and known.last_changed == turned_off.last_changed
+        ),
+        message="the gateway saw guest mode turn off",
+    )
+    late = TriggerChange(entity_id=source, last_changed=turned_on.last_changed)
+    cmd = command("turn_on", (light,)).model_copy(update={"late_trigger": late})
+    await dead_claim(js, topo, cmd.command_id)
+    await ha_client.command(  # the dead gateway's call, which reached HA
+        "call_service", domain="light", service="turn_on", target={"entity_id": [light]}
+    )
+    context_id = hasim.states[light].context.id
+    await send(js, topo, cmd)
+    outcome = await outcome_of(js, topo, cmd.command_id)
+    assert (outcome.outcome, outcome.ha_context_id) == ("succeeded", context_id)
+    assert hasim.calls[("light", "turn_on", light)] == 1
+    record = await audit_of(js, topo, cmd.command_id)
+    assert record.action == "command.executed"
+    assert "before the gateway's crash" in record.reason
+
+
 async def test_a_dead_gateways_claim_whose_call_left_no_trace_is_called_once(
     gateway: Gateway, hasim: Simulator, js: JetStreamContext, topology_applied: Topology
 ) -> None:

@@ -80,6 +80,14 @@ def command_key(envelope: Envelope[Payload], delivery: Delivery) -> str:
     return f"msg.{envelope.id}"
 
 
+def _connected(connection: Callable[[], HaConnection | None]) -> HaConnection:
+    """The current Home Assistant connection; `TransientError` while there is none."""
+    conn = connection()
+    if conn is None:
+        raise TransientError("home assistant is not connected")
+    return conn
+
+
 def command_handler(
     subjects: Subjects,
     connection: Callable[[], HaConnection | None],
@@ -95,6 +103,35 @@ def command_handler(
         if not isinstance(command, CallServiceV1 | FireEventV1):
             raise PermanentError(f"{envelope.type} is not a command")
         now = datetime.now(UTC)
+        entities = targets(command)
+        latest = command.backlog == "latest"
+        # A claim taken over from a dead gateway first: Home Assistant may have run its call
+        # already, and a run that happened is recorded as executed, never refused as expired
+        # or stale.
+        dead = taken_over()
+        if dead is not None:
+            try:
+                finding = await find_out(_connected(connection), command, dead.since)
+            except HaDisconnectedError as exc:
+                raise TransientError(str(exc)) from exc
+            log.warning(
+                "command claimed by a dead gateway",
+                command_id=command.command_id,
+                owner=dead.owner,
+                verdict=finding.verdict,
+                reason=finding.reason,
+            )
+            if finding.verdict == "executed":
+                order.executed(entities, command.command_id, envelope.time)
+                return _report(subjects, service, envelope, command, Outcome.SUCCEEDED,
+                               delivery, reason=finding.reason,
+                               context_id=finding.context_id)  # fmt: skip
+            if finding.verdict == "unknown":
+                return _report(subjects, service, envelope, command, Outcome.FAILED, delivery,
+                               reason=finding.reason, code="outcome_unknown")  # fmt: skip
+            if finding.verdict == "superseded" and latest:
+                return _report(subjects, service, envelope, command, Outcome.EXPIRED, delivery,
+                               reason=finding.reason, code="superseded")  # fmt: skip
         if command.deadline <= now:
             return _report(
                 subjects,
@@ -105,11 +142,7 @@ def command_handler(
                 delivery,
                 reason=f"deadline {command.deadline.isoformat()} passed",
             )
-        conn = connection()
-        if conn is None:
-            raise TransientError("home assistant is not connected")
-        entities = targets(command)
-        latest = command.backlog == "latest"
+        conn = _connected(connection)
         newer = order.superseded(entities, envelope.time) if latest else None
         if newer is not None:
             reason = (
@@ -144,30 +177,6 @@ def command_handler(
             )
             return _report(subjects, service, envelope, command, Outcome.EXPIRED, delivery,
                            reason=reason, code="superseded")  # fmt: skip
-        dead = taken_over()
-        if dead is not None:
-            try:
-                finding = await find_out(conn, command, dead.since)
-            except HaDisconnectedError as exc:
-                raise TransientError(str(exc)) from exc
-            log.warning(
-                "command claimed by a dead gateway",
-                command_id=command.command_id,
-                owner=dead.owner,
-                verdict=finding.verdict,
-                reason=finding.reason,
-            )
-            if finding.verdict == "executed":
-                order.executed(entities, command.command_id, envelope.time)
-                return _report(subjects, service, envelope, command, Outcome.SUCCEEDED,
-                               delivery, reason=finding.reason,
-                               context_id=finding.context_id)  # fmt: skip
-            if finding.verdict == "unknown":
-                return _report(subjects, service, envelope, command, Outcome.FAILED, delivery,
-                               reason=finding.reason, code="outcome_unknown")  # fmt: skip
-            if finding.verdict == "superseded" and latest:
-                return _report(subjects, service, envelope, command, Outcome.EXPIRED, delivery,
-                               reason=finding.reason, code="superseded")  # fmt: skip
         wait = min(MAX_CALL_WAIT, (command.deadline - now).total_seconds())
         try:
             kind, fields = _request(command)
