@@ -9,7 +9,7 @@ export UV_PYTHON_DOWNLOADS := never
 export UV_PYTHON := $(PYTHON)
 RUN := $(UV) run --frozen --no-sync
 
-.PHONY: run test test-busy test-ha lint schemas sync fmt bench bench-e2e bench-peers chaos clean help
+.PHONY: run test test-busy test-ha lint schemas sync fmt bench bench-e2e bench-peers chaos image-test clean help
 .DEFAULT_GOAL := help
 
 help: ## list the targets
@@ -121,6 +121,16 @@ bench-peers: sync ## Ruby Core vs AppDaemon on one home: mirror lag p50/p99, CPU
 # namespace with only loopback), the simulator otherwise. Options: ARGS="--minutes 2 --kills 8".
 chaos: sync ## kill -9 gateway, engine, audit sink, nats-server while mirrors toggle; report
 	HA_DIR="$(HA_DIR)" RUBY_HA_TOOLS="$(abspath $(HA_TOOLS))" $(RUN) python bench/chaos $(ARGS)
+
+# buildah (no daemon) and debootstrap come from Debian's packages: installed here if missing.
+image-test: ## build the four images with buildah on a Debian-made base; check --version, user, size
+	@for tool in buildah debootstrap; do command -v $$tool > /dev/null || missing="$$missing $$tool"; done; \
+	if [ -n "$$missing" ]; then \
+	  echo "installing$$missing from Debian's packages"; \
+	  DEBIAN_FRONTEND=noninteractive apt-get install -y -q$$missing > /dev/null \
+	    || { apt-get update -q > /dev/null && DEBIAN_FRONTEND=noninteractive apt-get install -y -q$$missing > /dev/null; }; \
+	fi
+	bash images/build.sh
 
 clean: ## remove the virtualenv and bootstrapped tools (keeps .ruby/ state)
 	rm -rf .venv $(TOOLS)

@@ -1,0 +1,54 @@
+# Ruby Core's images: one per program (ruby-gateway, ruby-engine, ruby-audit-sink, rubyctl),
+# all from this one file, chosen by build arguments (ADR-0016). For example:
+#   buildah build --build-arg PACKAGE=ruby-gateway --build-arg COMMAND=ruby-gateway \
+#     --build-arg REVISION="$(git rev-parse --short=12 HEAD)" -t ruby-core-gateway .
+# BASE_IMAGE is pinned by digest in a release; `make image-test` passes a Debian-made one.
+ARG BASE_IMAGE=python:3.11-slim-bookworm
+
+# --- build: the program's package and its locked dependencies, into /app/venv, with uv ---
+FROM ${BASE_IMAGE} AS build
+ARG UV_VERSION=0.13.9
+ENV UV_PYTHON_DOWNLOADS=never \
+    UV_PYTHON=python3 \
+    UV_PROJECT_ENVIRONMENT=/app/venv \
+    UV_COMPILE_BYTECODE=1 \
+    UV_LINK_MODE=copy \
+    UV_NO_CACHE=1
+# A build behind a TLS-inspecting proxy passes its CA bundle as the secret `ca` (never stored in
+# a layer): `--secret id=ca,src=/etc/ssl/certs/ca-certificates.crt`.
+RUN --mount=type=secret,id=ca,required=false \
+    if [ -s /run/secrets/ca ]; then export PIP_CERT=/run/secrets/ca; fi \
+    && python3 -m pip install --no-cache-dir --break-system-packages "uv==${UV_VERSION}"
+WORKDIR /src
+COPY pyproject.toml uv.lock ./
+COPY pkg ./pkg
+COPY services ./services
+ARG PACKAGE=ruby-gateway
+ARG COMMAND=ruby-gateway
+RUN --mount=type=secret,id=ca,required=false \
+    if [ -s /run/secrets/ca ]; then export SSL_CERT_FILE=/run/secrets/ca; fi \
+    && uv sync --frozen --no-dev --no-editable --package "${PACKAGE}" \
+    && test -x "/app/venv/bin/${COMMAND}" \
+    && ln -s "/app/venv/bin/${COMMAND}" /app/entrypoint
+
+# --- runtime: the base, the virtual environment, a user; no uv, no compiler, no sources ---
+FROM ${BASE_IMAGE} AS runtime
+ARG VERSION=0.1.0
+ARG REVISION=unknown
+ARG SOURCE=""
+ARG COMMAND=ruby-gateway
+LABEL org.opencontainers.image.title="${COMMAND}" \
+      org.opencontainers.image.description="Ruby Core: ${COMMAND}" \
+      org.opencontainers.image.source="${SOURCE}" \
+      org.opencontainers.image.version="${VERSION}" \
+      org.opencontainers.image.revision="${REVISION}"
+RUN useradd --system --user-group --uid 10001 --home-dir /var/lib/ruby --create-home ruby
+COPY --from=build /app /app
+ENV PATH="/app/venv/bin:${PATH}" \
+    RUBY_REVISION="${REVISION}" \
+    RUBY_STATE_DIR=/var/lib/ruby \
+    PYTHONDONTWRITEBYTECODE=1 \
+    PYTHONUNBUFFERED=1
+USER ruby
+WORKDIR /var/lib/ruby
+ENTRYPOINT ["/app/entrypoint"]
