@@ -42,13 +42,14 @@ LABEL org.opencontainers.image.title="${COMMAND}" \
       org.opencontainers.image.source="${SOURCE}" \
       org.opencontainers.image.version="${VERSION}" \
       org.opencontainers.image.revision="${REVISION}"
-RUN useradd --system --user-group --uid 10001 --home-dir /var/lib/ruby --create-home ruby
+RUN groupadd --system --gid 10001 ruby \
+    && useradd --system --uid 10001 --gid 10001 --home-dir /var/lib/ruby --create-home ruby
 COPY --from=build /app /app
 ENV PATH="/app/venv/bin:${PATH}" \
     RUBY_REVISION="${REVISION}" \
     RUBY_STATE_DIR=/var/lib/ruby \
     PYTHONDONTWRITEBYTECODE=1 \
     PYTHONUNBUFFERED=1
-USER ruby
+USER 10001:10001
 WORKDIR /var/lib/ruby
 ENTRYPOINT ["/app/entrypoint"]

@@ -92,11 +92,12 @@ test-ha: sync ## gateway and engine against a real Home Assistant, offline (inst
 	HA_DIR="$(HA_DIR)" RUBY_HA_TOOLS="$(abspath $(HA_TOOLS))" \
 	  unshare -n sh -c 'ip link set lo up && exec "$$@"' sh $(RUN) pytest tests_ha
 
-lint: sync ## ruff format check, ruff lint, mypy --strict, import contracts, secret scan
+lint: sync ## ruff format check, ruff lint, mypy --strict, import contracts, hadolint, secret scan
 	$(RUN) ruff format --check .
 	$(RUN) ruff check .
 	$(RUN) mypy pkg services
 	$(RUN) lint-imports
+	$(RUN) hadolint Dockerfile
 	$(RUN) pre-commit run --all-files --show-diff-on-failure
 
 fmt: sync ## format and autofix

@@ -49,10 +49,10 @@ def test_each_program_prints_its_version_and_commit(program: str) -> None:
     done = subprocess.run(
         [str(Path(sys.executable).with_name(program)), "--version"],
         capture_output=True, text=True, timeout=60, check=False,
-        env={"RUBY_REVISION": "feedface1234", "PATH": "/usr/bin:/bin"},
+        env={"RUBY_REVISION": "rev-under-test", "PATH": "/usr/bin:/bin"},
     )  # fmt: skip
     assert done.returncode == 0, done.stderr
-    assert done.stdout.strip() == f"{program} {VERSION} (commit feedface1234)"
+    assert done.stdout.strip() == f"{program} {VERSION} (commit rev-under-test)"
 
 
 @pytest.mark.parametrize("program", PROGRAMS[1:])

@@ -1,8 +1,9 @@
 """After a crash: did Home Assistant already execute the call a dead gateway was making?
 
 A gateway killed after Home Assistant executed a call and before the ledger recorded it leaves
-a pending claim (looked at before the deadline and staleness checks: what happened first). The restarted gateway takes that claim over (the gateway is a singleton:
-`KvIdempotencyStore(singleton=True)`), and before calling again it asks Home Assistant's state
+a pending claim. The restarted gateway takes that claim over (the gateway is a singleton:
+`KvIdempotencyStore(singleton=True)`), and before calling again, and before judging the
+command's deadline or staleness (what happened comes first), it asks Home Assistant's state
 machine (ADR-0025):
 
 - a target entity changed after the dead gateway claimed the command, in a context of the
