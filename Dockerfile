@@ -3,7 +3,7 @@
 #   buildah build --build-arg PACKAGE=ruby-gateway --build-arg COMMAND=ruby-gateway \
 #     --build-arg REVISION="$(git rev-parse --short=12 HEAD)" -t ruby-core-gateway .
 # BASE_IMAGE is pinned by digest in a release; `make image-test` passes a Debian-made one.
-ARG BASE_IMAGE=python:3.11-slim-bookworm
+ARG BASE_IMAGE=docker.io/library/python:3.11-slim-bookworm
 
 # --- build: the program's package and its locked dependencies, into /app/venv, with uv ---
 FROM ${BASE_IMAGE} AS build

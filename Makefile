@@ -92,12 +92,13 @@ test-ha: sync ## gateway and engine against a real Home Assistant, offline (inst
 	HA_DIR="$(HA_DIR)" RUBY_HA_TOOLS="$(abspath $(HA_TOOLS))" \
 	  unshare -n sh -c 'ip link set lo up && exec "$$@"' sh $(RUN) pytest tests_ha
 
-lint: sync ## ruff format check, ruff lint, mypy --strict, import contracts, hadolint, secret scan
+lint: sync ## ruff format check, ruff lint, mypy --strict, import contracts, hadolint, workflow schema, secret scan
 	$(RUN) ruff format --check .
 	$(RUN) ruff check .
 	$(RUN) mypy pkg services
 	$(RUN) lint-imports
 	$(RUN) hadolint Dockerfile
+	$(RUN) check-jsonschema --builtin-schema vendor.github-workflows .github/workflows/*.yml
 	$(RUN) pre-commit run --all-files --show-diff-on-failure
 
 fmt: sync ## format and autofix
@@ -124,6 +125,7 @@ chaos: sync ## kill -9 gateway, engine, audit sink, nats-server while mirrors to
 	HA_DIR="$(HA_DIR)" RUBY_HA_TOOLS="$(abspath $(HA_TOOLS))" $(RUN) python bench/chaos $(ARGS)
 
 # buildah (no daemon) and debootstrap come from Debian's packages: installed here if missing.
+# IMAGE_BASE: the base image (default: one made here from Debian's packages, images/base.sh).
 image-test: ## build the four images with buildah on a Debian-made base; check --version, user, size
 	@for tool in buildah debootstrap; do command -v $$tool > /dev/null || missing="$$missing $$tool"; done; \
 	if [ -n "$$missing" ]; then \
@@ -131,7 +133,7 @@ image-test: ## build the four images with buildah on a Debian-made base; check -
 	  DEBIAN_FRONTEND=noninteractive apt-get install -y -q$$missing > /dev/null \
 	    || { apt-get update -q > /dev/null && DEBIAN_FRONTEND=noninteractive apt-get install -y -q$$missing > /dev/null; }; \
 	fi
-	bash images/build.sh
+	bash images/build.sh $(IMAGE_BASE)
 
 clean: ## remove the virtualenv and bootstrapped tools (keeps .ruby/ state)
 	rm -rf .venv $(TOOLS)

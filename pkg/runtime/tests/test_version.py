@@ -73,3 +73,19 @@ def test_a_service_answers_help_and_refuses_arguments_before_it_starts(program: 
                              check=False, env=env)  # fmt: skip
     assert refused.returncode == 2
     assert "unrecognized arguments: --bogus" in refused.stderr
+
+
+def test_the_release_notes_are_the_changelogs_section_for_the_tag() -> None:
+    script = str(ROOT / "images" / "changelog.py")
+    done = subprocess.run(
+        [sys.executable, script, f"v{VERSION}"], capture_output=True, text=True, check=False
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.startswith("The first version")
+    assert "### Added" in done.stdout
+    assert "## [" not in done.stdout  # only this version's section
+    missing = subprocess.run(
+        [sys.executable, script, "v99.0.0"], capture_output=True, text=True, check=False
+    )
+    assert missing.returncode == 1
+    assert "no section for 99.0.0" in missing.stderr
