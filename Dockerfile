@@ -31,6 +31,15 @@ RUN --mount=type=secret,id=ca,required=false \
     && test -x "/app/venv/bin/${COMMAND}" \
     && ln -s "/app/venv/bin/${COMMAND}" /app/entrypoint
 
+# --- dev: the devcontainer's image (.devcontainer/): the tools `make sync` and the tests need;
+# the checkout is mounted, and `make sync` makes .venv in it. Build it with --target dev. ---
+FROM ${BASE_IMAGE} AS dev
+# Unpinned on purpose: a development image takes the base release's current packages.
+# hadolint ignore=DL3008
+RUN apt-get update \
+    && apt-get install -y --no-install-recommends git make iproute2 ca-certificates \
+    && rm -rf /var/lib/apt/lists/*
+
 # --- runtime: the base, the virtual environment, a user; no uv, no compiler, no sources ---
 FROM ${BASE_IMAGE} AS runtime
 ARG VERSION=0.1.0

@@ -19,8 +19,9 @@ $(UV):
 	$(PYTHON) -m venv $(TOOLS)
 	$(TOOLS)/bin/pip install --quiet "uv==$(UV_VERSION)"
 
-sync: $(UV) ## install the locked workspace into .venv/
+sync: $(UV) ## install the locked workspace into .venv/ and the git pre-commit hook
 	$(UV) sync --frozen --all-packages
+	@if [ -d .git ] && [ ! -x .git/hooks/pre-commit ]; then $(RUN) pre-commit install > /dev/null && echo "pre-commit hook installed (ADR-0011)"; fi
 
 run: sync ## run the whole system on this machine, in the foreground, until Ctrl-C
 	$(RUN) rubyctl up
@@ -92,13 +93,8 @@ test-ha: sync ## gateway and engine against a real Home Assistant, offline (inst
 	HA_DIR="$(HA_DIR)" RUBY_HA_TOOLS="$(abspath $(HA_TOOLS))" \
 	  unshare -n sh -c 'ip link set lo up && exec "$$@"' sh $(RUN) pytest tests_ha
 
-lint: sync ## ruff format check, ruff lint, mypy --strict, import contracts, hadolint, workflow schema, secret scan
+lint: sync ## every pre-commit hook on every file: ruff, mypy --strict, imports, hadolint, workflows, fast tests, secrets
 	$(RUN) ruff format --check .
-	$(RUN) ruff check .
-	$(RUN) mypy pkg services
-	$(RUN) lint-imports
-	$(RUN) hadolint Dockerfile
-	$(RUN) check-jsonschema --builtin-schema vendor.github-workflows .github/workflows/*.yml
 	$(RUN) pre-commit run --all-files --show-diff-on-failure
 
 fmt: sync ## format and autofix

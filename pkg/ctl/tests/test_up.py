@@ -26,6 +26,7 @@ from ruby_ctl.children import Child, Console
 from ruby_ctl.openbao import free_port
 from ruby_ctl.operator import connect_operator, operator_settings
 from ruby_ctl.testing import UpProcess
+from ruby_ctl.up_cli import PORTS
 from ruby_natsx.apply import Action, apply_topology
 from ruby_natsx.connection import NatsRefusedError, NatsSettings, connect
 from ruby_natsx.status import fresh_ready
@@ -345,3 +346,12 @@ def test_only_a_fresh_ready_record_counts() -> None:
     assert not fresh_ready(b"[]", start)
     assert not fresh_ready(json.dumps({"ready": True, "updated": "noon"}).encode(), start)
     assert not fresh_ready(None, start)
+
+
+def test_the_devcontainer_forwards_the_ports_rubyctl_up_listens_on() -> None:
+    root = Path(__file__).resolve().parents[3]
+    devcontainer = json.loads((root / ".devcontainer" / "devcontainer.json").read_text())
+    assert set(devcontainer["forwardPorts"]) == {default for _, _, default, _ in PORTS}
+    assert devcontainer["build"]["target"] == "dev"
+    assert "FROM ${BASE_IMAGE} AS dev" in (root / "Dockerfile").read_text()
+    assert devcontainer["postCreateCommand"] == "make sync"

@@ -1,0 +1,76 @@
+"""The pre-commit hook of a fresh clone refuses a commit with a type error or a secret (ADR-0011).
+
+A local clone of this repository gets the hook as `make sync` installs it, with this checkout's
+.venv linked in (the hooks run the locked tools from .venv, offline); a warm mypy cache is copied
+when there is one, so that only the new file is checked from scratch.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[3]
+
+
+def git(repo: Path, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, "GIT_AUTHOR_NAME": "t", "GIT_AUTHOR_EMAIL": "t@example.invalid",
+           "GIT_COMMITTER_NAME": "t", "GIT_COMMITTER_EMAIL": "t@example.invalid"}  # fmt: skip
+    return subprocess.run(  # git from PATH, our own arguments
+        ["git", "-C", str(repo), *args],  # noqa: S607
+        capture_output=True, text=True, timeout=300, check=check, env=env,
+    )  # fmt: skip
+
+
+@pytest.fixture(scope="module")
+def clone(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    if not (ROOT / ".git").exists() or not (ROOT / ".venv" / "bin" / "pre-commit").exists():
+        pytest.skip("needs a git checkout with make sync done")
+    repo = tmp_path_factory.mktemp("clone") / "ruby"
+    subprocess.run(["git", "clone", "--quiet", str(ROOT), str(repo)], check=True, timeout=300)  # noqa: S607
+    (repo / ".venv").symlink_to(ROOT / ".venv")
+    if (ROOT / ".mypy_cache").is_dir():
+        shutil.copytree(ROOT / ".mypy_cache", repo / ".mypy_cache")
+    makefile = (repo / "Makefile").read_text()
+    assert "pre-commit install" in makefile  # what `make sync` runs in a checkout
+    subprocess.run(
+        [str(repo / ".venv" / "bin" / "pre-commit"), "install"],
+        cwd=repo, check=True, capture_output=True, timeout=120,
+    )  # fmt: skip
+    assert (repo / ".git" / "hooks" / "pre-commit").is_file()
+    return repo
+
+
+def test_a_commit_with_a_type_error_is_refused(clone: Path) -> None:
+    bad = clone / "pkg" / "runtime" / "src" / "ruby_runtime" / "oops.py"
+    bad.write_text('"""A type error."""\n\n\ndef answer() -> int:\n    return "forty-two"\n')
+    git(clone, "add", str(bad))
+    try:
+        done = git(clone, "commit", "-m", "a type error", check=False)
+        assert done.returncode != 0, done.stdout
+        assert "mypy --strict" in done.stdout
+        assert 'Incompatible return value type (got "str", expected "int")' in done.stdout
+        assert "a type error" not in git(clone, "log", "-1", "--format=%s").stdout
+    finally:
+        git(clone, "rm", "--cached", "--quiet", str(bad))
+        bad.unlink()
+
+
+def test_a_commit_with_a_secret_is_refused(clone: Path) -> None:
+    leak = clone / "rules" / "leak.txt"
+    key = hashlib.sha256(b"not a real token").hexdigest()  # looks like one to the scanner
+    leak.write_text(f"ha_token = {key}\n")
+    git(clone, "add", str(leak))
+    try:
+        done = git(clone, "commit", "-m", "a secret", check=False)
+        assert done.returncode != 0, done.stdout
+        assert "detect-secrets" in done.stdout
+        assert "Potential secrets about to be committed" in done.stdout
+    finally:
+        git(clone, "rm", "--cached", "--quiet", str(leak))
+        leak.unlink()
