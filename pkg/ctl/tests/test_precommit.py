@@ -52,9 +52,10 @@ def test_a_commit_with_a_type_error_is_refused(clone: Path) -> None:
     git(clone, "add", str(bad))
     try:
         done = git(clone, "commit", "-m", "a type error", check=False)
-        assert done.returncode != 0, done.stdout
-        assert "mypy --strict" in done.stdout
-        assert 'Incompatible return value type (got "str", expected "int")' in done.stdout
+        said = done.stdout + done.stderr  # git shows the hook's output on stderr
+        assert done.returncode != 0, said
+        assert "mypy --strict" in said
+        assert 'Incompatible return value type (got "str", expected "int")' in said
         assert "a type error" not in git(clone, "log", "-1", "--format=%s").stdout
     finally:
         git(clone, "rm", "--cached", "--quiet", str(bad))
@@ -68,9 +69,10 @@ def test_a_commit_with_a_secret_is_refused(clone: Path) -> None:
     git(clone, "add", str(leak))
     try:
         done = git(clone, "commit", "-m", "a secret", check=False)
-        assert done.returncode != 0, done.stdout
-        assert "detect-secrets" in done.stdout
-        assert "Potential secrets about to be committed" in done.stdout
+        said = done.stdout + done.stderr
+        assert done.returncode != 0, said
+        assert "detect-secrets" in said
+        assert "Potential secrets about to be committed" in said
     finally:
         git(clone, "rm", "--cached", "--quiet", str(leak))
         leak.unlink()
