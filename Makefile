@@ -21,7 +21,10 @@ $(UV):
 
 sync: $(UV) ## install the locked workspace into .venv/ and the git pre-commit hook
 	$(UV) sync --frozen --all-packages
-	@if [ -d .git ] && [ ! -x .git/hooks/pre-commit ]; then $(RUN) pre-commit install > /dev/null && echo "pre-commit hook installed (ADR-0011)"; fi
+	@if [ -d .git ] && [ ! -x .git/hooks/pre-commit ]; then \
+	  if $(RUN) pre-commit install > /dev/null 2>&1; then echo "pre-commit hook installed (ADR-0011)"; \
+	  else echo "pre-commit hook not installed (core.hooksPath set?): run .venv/bin/pre-commit install"; fi; \
+	fi
 
 run: sync ## run the whole system on this machine, in the foreground, until Ctrl-C
 	$(RUN) rubyctl up

@@ -18,9 +18,20 @@ import pytest
 ROOT = Path(__file__).resolve().parents[3]
 
 
+ENV = {
+    **os.environ,
+    # The machine's own git configuration (a global core.hooksPath, say) stays out of it.
+    "GIT_CONFIG_GLOBAL": os.devnull,
+    "GIT_CONFIG_NOSYSTEM": "1",
+    "GIT_AUTHOR_NAME": "t",
+    "GIT_AUTHOR_EMAIL": "t@example.invalid",
+    "GIT_COMMITTER_NAME": "t",
+    "GIT_COMMITTER_EMAIL": "t@example.invalid",
+}
+
+
 def git(repo: Path, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
-    env = {**os.environ, "GIT_AUTHOR_NAME": "t", "GIT_AUTHOR_EMAIL": "t@example.invalid",
-           "GIT_COMMITTER_NAME": "t", "GIT_COMMITTER_EMAIL": "t@example.invalid"}  # fmt: skip
+    env = ENV
     return subprocess.run(  # git from PATH, our own arguments
         ["git", "-C", str(repo), *args],  # noqa: S607
         capture_output=True, text=True, timeout=300, check=check, env=env,
@@ -32,7 +43,7 @@ def clone(tmp_path_factory: pytest.TempPathFactory) -> Path:
     if not (ROOT / ".git").exists() or not (ROOT / ".venv" / "bin" / "pre-commit").exists():
         pytest.skip("needs a git checkout with make sync done")
     repo = tmp_path_factory.mktemp("clone") / "ruby"
-    subprocess.run(["git", "clone", "--quiet", str(ROOT), str(repo)], check=True, timeout=300)  # noqa: S607
+    git(ROOT, "clone", "--quiet", str(ROOT), str(repo))
     (repo / ".venv").symlink_to(ROOT / ".venv")
     if (ROOT / ".mypy_cache").is_dir():
         shutil.copytree(ROOT / ".mypy_cache", repo / ".mypy_cache")
@@ -40,7 +51,7 @@ def clone(tmp_path_factory: pytest.TempPathFactory) -> Path:
     assert "pre-commit install" in makefile  # what `make sync` runs in a checkout
     subprocess.run(
         [str(repo / ".venv" / "bin" / "pre-commit"), "install"],
-        cwd=repo, check=True, capture_output=True, timeout=120,
+        cwd=repo, check=True, capture_output=True, timeout=120, env=ENV,
     )  # fmt: skip
     assert (repo / ".git" / "hooks" / "pre-commit").is_file()
     return repo
