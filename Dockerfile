@@ -62,3 +62,13 @@ ENV PATH="/app/venv/bin:${PATH}" \
 USER 10001:10001
 WORKDIR /var/lib/ruby
 ENTRYPOINT ["/app/entrypoint"]
+
+# --- cli: rubyctl, a command run to completion; nothing to watch ---
+FROM runtime AS cli
+HEALTHCHECK NONE
+
+# --- service (the default): a long-running service, healthy while its heartbeat is fresh
+# (touched every 5 s while connected to NATS; `--healthcheck` exits 1 past 30 s) ---
+FROM runtime AS service
+HEALTHCHECK --interval=30s --timeout=10s --start-period=60s --retries=3 \
+    CMD ["/app/entrypoint", "--healthcheck"]

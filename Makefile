@@ -125,7 +125,7 @@ chaos: sync ## kill -9 gateway, engine, audit sink, nats-server while mirrors to
 
 # buildah (no daemon) and debootstrap come from Debian's packages: installed here if missing.
 # IMAGE_BASE: the base image (default: one made here from Debian's packages, images/base.sh).
-image-test: ## build the four images with buildah on a Debian-made base; check --version, user, size
+image-test: sync ## build the four images (buildah, Debian-made base), check them, start each service from its image to ready
 	@for tool in buildah debootstrap; do command -v $$tool > /dev/null || missing="$$missing $$tool"; done; \
 	if [ -n "$$missing" ]; then \
 	  echo "installing$$missing from Debian's packages"; \
@@ -133,6 +133,7 @@ image-test: ## build the four images with buildah on a Debian-made base; check -
 	    || { apt-get update -q > /dev/null && DEBIAN_FRONTEND=noninteractive apt-get install -y -q$$missing > /dev/null; }; \
 	fi
 	bash images/build.sh $(IMAGE_BASE)
+	$(RUN) pytest -p no:cacheprovider images/test_images.py
 
 clean: ## remove the virtualenv and bootstrapped tools (keeps .ruby/ state)
 	rm -rf .venv $(TOOLS)

@@ -18,20 +18,21 @@ log="$(mktemp)"
 trap 'rm -f "$log"' EXIT
 [[ -s "$ca" ]] && secret=(--secret "id=ca,src=$ca")
 
-# image name : workspace package : program
+# image name : workspace package : program : Dockerfile stage
 images=(
-  "gateway:ruby-gateway:ruby-gateway"
-  "engine:ruby-engine:ruby-engine"
-  "audit-sink:ruby-audit-sink:ruby-audit-sink"
-  "rubyctl:ruby-ctl:rubyctl"
+  "gateway:ruby-gateway:ruby-gateway:service"
+  "engine:ruby-engine:ruby-engine:service"
+  "audit-sink:ruby-audit-sink:ruby-audit-sink:service"
+  "rubyctl:ruby-ctl:rubyctl:cli"
 )
 for entry in "${images[@]}"; do
-  IFS=: read -r name package program <<< "$entry"
+  IFS=: read -r name package program stage <<< "$entry"
   tag="localhost/ruby-core-$name:$version"
   echo "image $tag: building ($package)"
-  buildah build --quiet --layers "${secret[@]}" \
+  # Docker's image format: the OCI format has no HEALTHCHECK, and buildah would drop it.
+  buildah build --quiet --layers --format docker "${secret[@]}" \
     --build-arg BASE_IMAGE="$base" --build-arg PACKAGE="$package" --build-arg COMMAND="$program" \
-    --build-arg VERSION="$version" --build-arg REVISION="$revision" \
+    --build-arg VERSION="$version" --build-arg REVISION="$revision" --target "$stage" \
     -t "$tag" . > "$log" 2>&1 || { tail -20 "$log" >&2; exit 1; }
   ctr="$(buildah from --quiet "$tag")"
   trap 'buildah rm "$ctr" > /dev/null 2>&1 || true; rm -f "$log"' EXIT
@@ -44,5 +45,9 @@ for entry in "${images[@]}"; do
   [[ -z "$found" ]] || { echo "image $tag: holds $found" >&2; exit 1; }
   buildah rm "$ctr" > /dev/null
   trap 'rm -f "$log"' EXIT
-  echo "image $tag: $said, user $user, $(buildah images --format '{{.Size}}' "$tag")"
+  health="$(buildah inspect --format '{{with .Docker.Config.Healthcheck}}{{.Test}}{{end}}' "$tag")"
+  if [[ "$stage" == service && "$health" != *--healthcheck* ]]; then
+    echo "image $tag: no HEALTHCHECK ($health)" >&2; exit 1
+  fi
+  echo "image $tag: $said, user $user, healthcheck ${health:-none}, $(buildah images --format '{{.Size}}' "$tag")"
 done

@@ -24,7 +24,9 @@ from ruby_ctl.openbao import OpenBao, free_port
 from ruby_ctl.pki import PkiPaths, new_ca
 from ruby_ctl.testing import Installation
 from ruby_natsx.connection import connect_service
+from ruby_natsx.testing import eventually
 from ruby_runtime import errors
+from ruby_runtime.health import check, health_file
 from ruby_runtime.startup import Started, run_service
 from ruby_runtime.vault import nats_seed_path
 
@@ -188,3 +190,38 @@ def test_the_exit_codes_are_distinct_and_reach_the_process(installation: Install
     )
     assert done.returncode == 81, done.stderr
     assert done.stderr.startswith(f"gateway: cannot start: Vault at {addr} is unreachable")
+
+
+def test_a_running_service_keeps_a_heartbeat_that_its_healthcheck_reads(
+    installation: Installation, tmp_path: Path
+) -> None:
+    state = installation.state
+    env = installation.environ(  # its own state directory for the heartbeat, the same credentials
+        RUBY_STATE_DIR=str(tmp_path),
+        RUBY_NATS_CA_FILE=str(state.pki.ca_cert),
+        RUBY_VAULT_ROLE_ID_FILE=str(state.role_id_file("gateway")),
+        RUBY_VAULT_SECRET_ID_FILE=str(state.secret_id_file("gateway")),
+    )
+    beat = health_file(tmp_path, "gateway")
+    seen: list[str | None] = []
+
+    async def body(_: Started[Client]) -> int:
+        await eventually(beat.exists, within=10, message="the heartbeat file")
+        seen.append(check(beat))
+        return 0
+
+    assert run_service("gateway", body, connect=connect_service, environ=env) == 0
+    assert seen == [None]  # healthy while it ran
+    err = io.StringIO()
+    code = run_service("gateway", _never, connect=connect_service, environ=env,
+                       argv=["--healthcheck"], stderr=err)  # fmt: skip
+    assert code == 1  # stopped cleanly: the heartbeat is gone
+    assert "no heartbeat" in err.getvalue()
+    beat.parent.mkdir(parents=True, exist_ok=True)
+    beat.touch()
+    err = io.StringIO()
+    code = run_service("gateway", _never, connect=connect_service, environ=env,
+                       argv=["--healthcheck"], stderr=err)  # fmt: skip
+    assert (code, err.getvalue().strip()) == (0, "gateway: healthy")
+    os.utime(beat, (time.time() - 60, time.time() - 60))
+    assert "60 s old" in (check(beat) or "")

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import os
 import sys
 import textwrap
 from collections.abc import Awaitable, Callable, Mapping, Sequence
@@ -29,9 +30,16 @@ from pathlib import Path
 from typing import Generic, Protocol, TextIO, TypeVar
 
 from ruby_runtime.errors import NatsRefusedError, SettingsError, StartupError
+from ruby_runtime.health import STALE_AFTER, health_file, heartbeat
+from ruby_runtime.health import check as check_health
 from ruby_runtime.logging import configure_logging, get_logger
 from ruby_runtime.redaction import scrub
-from ruby_runtime.settings import ENVIRONMENT, ServiceSettings, event_loop_factory
+from ruby_runtime.settings import (
+    DEFAULT_STATE_DIR,
+    ENVIRONMENT,
+    ServiceSettings,
+    event_loop_factory,
+)
 from ruby_runtime.vault import NATS_SEED_FIELD, fetch_nats_seed, nats_seed_path
 from ruby_runtime.version import version_line
 
@@ -165,6 +173,12 @@ def service_parser(program: str, identity: str) -> argparse.ArgumentParser:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument("--version", action="version", version=version_line(program))
+    parser.add_argument(
+        "--healthcheck",
+        action="store_true",
+        help="exit 0 if the running service's heartbeat (<RUBY_STATE_DIR>/health/<identity>) "
+        f"is at most {STALE_AFTER:.0f} s old, 1 if not: the images' HEALTHCHECK",
+    )
     return parser
 
 
@@ -188,18 +202,32 @@ def run_service(
     propagates.
     """
     if argv is not None:
+        parser = service_parser(program or f"ruby-{identity.replace('_', '-')}", identity)
         try:
-            service_parser(program or f"ruby-{identity.replace('_', '-')}", identity).parse_args(
-                argv
-            )
+            args = parser.parse_args(argv)
         except SystemExit as done:  # --help, --version or a usage error: said, nothing started
             return int(done.code or 0)
+        if args.healthcheck:
+            env = os.environ if environ is None else environ
+            state_dir = Path(env.get("RUBY_STATE_DIR", "").strip() or DEFAULT_STATE_DIR)
+            problem = check_health(health_file(state_dir, identity))
+            print(f"{identity}: {problem or 'healthy'}", file=stderr or sys.stderr)
+            return 1 if problem else 0
 
     async def main() -> int:
         started = await start_service(identity, connect, environ=environ, log_stream=log_stream)
+        beat = asyncio.create_task(
+            heartbeat(
+                health_file(started.settings.state_dir, identity),
+                lambda: started.nats.is_connected,
+            ),
+            name="heartbeat",
+        )
         try:
             return await body(started)
         finally:
+            beat.cancel()
+            await asyncio.gather(beat, return_exceptions=True)
             await close_nats(started.nats)
 
     try:
