@@ -123,3 +123,37 @@ async def test_a_stable_run_starts_the_backoff_over_and_failed_restarts_count(
     )
     assert [code for _, code, _ in recorder.restarts] == [-9, -9]
     assert lines.count("sup: sleeper ready") == 2
+
+
+async def test_a_reload_restarts_at_once_and_never_counts_as_a_crash(tmp_path: Path) -> None:
+    out = io.StringIO()
+    console = Console("sup", out)
+    child = python(tmp_path, "engine", "import time; time.sleep(600)")
+    child.start()
+    pids = PidFiles(tmp_path / "run")
+    recorder = Recorder()
+    one_crash_is_too_many = RestartPolicy(first_delay=5, max_crashes=1, window=60)
+    supervisor = Supervisor([watched(child)], console, pids, recorder, policy=one_crash_is_too_many)
+    supervising = asyncio.create_task(supervisor.run())
+    try:
+        for n in range(1, 4):  # three code changes in a row, well within the crash window
+            before = child.pid
+            assert supervisor.reload("engine")
+            await eventually(lambda n=n: len(recorder.restarts) == n, message=f"reload {n}")
+            assert child.pid != before
+            assert not supervising.done()
+        assert not supervisor.reload("nobody")
+    finally:
+        supervising.cancel()
+        await asyncio.gather(supervising, return_exceptions=True)
+        child.stop()
+    console.close()
+    lines = out.getvalue().splitlines()
+    stopped = [line for line in lines if "stopped for a code change" in line]
+    assert (
+        stopped
+        == ["sup: engine stopped for a code change (exit code -15, SIGTERM); restarting"] * 3
+    )
+    assert not any("exited unexpectedly" in line for line in lines)
+    assert [code for _, code, _ in recorder.restarts] == [-signal.SIGTERM] * 3
+    assert pids.path("engine").read_text().strip() == str(child.pid)

@@ -15,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
+import signal
 from collections import deque
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
@@ -125,6 +126,22 @@ class Supervisor:
         self._on_restart = on_restart
         self.policy = policy or RestartPolicy()
         self._ready_within = ready_within
+        self._reloading: set[str] = set()
+
+    def reload(self, name: str) -> bool:
+        """Stop ``name`` with SIGTERM for a code change (``rubyctl up --reload``): it is
+        started again at once, without counting as a crash. False if it is not running."""
+        process = next((p for p in self._processes if p.name == name), None)
+        pid = None if process is None or process.exit_code() is not None else process.pid()
+        if pid is None:
+            return False
+        self._reloading.add(name)
+        try:
+            os.kill(pid, signal.SIGTERM)
+        except ProcessLookupError:
+            self._reloading.discard(name)
+            return False
+        return True
 
     async def run(self) -> str:
         """Watch every process; return why supervision gave up. Cancelling it stops the
@@ -148,10 +165,24 @@ class Supervisor:
         started = loop.time()
         while True:
             code = await _exited(process)
+            if process.name in self._reloading:  # stopped by `reload`: not a crash
+                self._reloading.discard(process.name)
+                say(f"{process.name} stopped for a code change ({exit_text(code)}); restarting")
+                since = datetime.now(UTC)
+                try:
+                    await _whole(process.restart())
+                except RestartError as exc:
+                    code, tail = None, await process.tail()
+                    ended = f"did not start again after a code change ({exc})"
+                else:
+                    started = loop.time()
+                    await self._restarted(process, code, since)
+                    continue
+            else:
+                ended = f"exited unexpectedly ({exit_text(code)})"
+                tail = await process.tail()
             if loop.time() - started >= self.policy.stable_after:
                 streak = 0
-            ended = f"exited unexpectedly ({exit_text(code)})"
-            tail = await process.tail()
             while True:  # until it is started again, or has crashed too often
                 now = loop.time()
                 crashes.append(now)
@@ -177,11 +208,14 @@ class Supervisor:
                     continue
                 break
             started = loop.time()
-            pid = process.pid()
-            self._pid_files.write(process.name, pid)
-            say(f"{process.name} restarted (pid {pid})")
-            await self._on_restart(process, code, pid or 0)
-            await self._wait_ready(process, since)
+            await self._restarted(process, code, since)
+
+    async def _restarted(self, process: Supervised, code: int | None, since: datetime) -> None:
+        pid = process.pid()
+        self._pid_files.write(process.name, pid)
+        self._console.say(f"{process.name} restarted (pid {pid})")
+        await self._on_restart(process, code, pid or 0)
+        await self._wait_ready(process, since)
 
     async def _wait_ready(self, process: Supervised, since: datetime) -> None:
         """Say ``ready_line`` once it is ready; return early (silently) if it exits again."""

@@ -26,7 +26,7 @@ import hvac.exceptions
 from nats.aio.client import Client
 from nats.js.client import JetStreamContext
 
-from ruby_ctl import audit_spool
+from ruby_ctl import audit_spool, up_reload
 from ruby_ctl.bootstrap import StatePaths, bootstrap
 from ruby_ctl.children import Console, exit_text, wait_ready
 from ruby_ctl.openbao import OpenBao, OpenBaoError, free_port
@@ -300,12 +300,18 @@ async def _supervise(
     supervising = asyncio.create_task(supervisor.run(), name="supervise")
     flushing = asyncio.create_task(audit.keep_flushing(), name="flush audit spool")
     stopping = asyncio.create_task(stop.requested.wait(), name="stop requested")
+    reloading = asyncio.create_task(
+        _reloading(opts, supervisor, [s.child.name for s in started], stop.requested),
+        name="reload on change",
+    )
     try:
         await asyncio.wait({supervising, stopping}, return_when=asyncio.FIRST_COMPLETED)
     finally:
-        for task in (supervising, flushing, stopping):
+        for task in (supervising, flushing, stopping, reloading):
             task.cancel()
-        ended = await asyncio.gather(supervising, flushing, stopping, return_exceptions=True)
+        ended = await asyncio.gather(
+            supervising, flushing, stopping, reloading, return_exceptions=True
+        )
     reason = ended[0]
     if isinstance(reason, str):
         say(f"{reason}: stopping everything")
@@ -313,6 +319,19 @@ async def _supervise(
     if isinstance(reason, Exception):
         raise reason  # a defect in the supervisor itself: shown, after everything is stopped
     return 0
+
+
+async def _reloading(
+    opts: UpOptions, supervisor: Supervisor, running: list[str], stop: asyncio.Event
+) -> None:
+    """With ``--reload``: restart the services whose source changes, until ``stop``."""
+    if not opts.reload:
+        return
+    watched, missing = up_reload.sources(running)
+    if missing:
+        say(f"--reload: not watching {', '.join(missing)} (installed, not this checkout's source)")
+    say(f"--reload: watching {len(watched)} source folders; a change restarts its services")
+    await up_reload.reload_on_change(watched, supervisor.reload, stop, say)
 
 
 def run(opts: UpOptions) -> int:

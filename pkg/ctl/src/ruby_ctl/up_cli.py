@@ -61,6 +61,12 @@ def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
         help="the engine's directory of *.yaml rule files (env RUBY_RULES_DIR; default rules)",
     )
     parser.add_argument(
+        "--reload",
+        action="store_true",
+        help="restart a service (never nats-server or OpenBao) when its Python source in this "
+        "checkout changes: a service's own package restarts it, a shared one restarts them all",
+    )
+    parser.add_argument(
         "--quiet",
         action="store_true",
         help="show only rubyctl up's own lines; the services' output goes to their log files",
@@ -90,6 +96,7 @@ def _handle(args: argparse.Namespace) -> int:
             gateway_port=args.gateway_port if args.gateway_port is not None else 8081,
             rules_dir=args.rules.resolve(),
             quiet=args.quiet,
+            reload=args.reload,
             audit_break_glass=args.audit_break_glass,
         )
     )

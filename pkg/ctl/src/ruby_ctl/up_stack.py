@@ -58,6 +58,8 @@ class UpOptions:
     gateway_port: int = 8081
     rules_dir: Path = Path("rules")
     quiet: bool = False
+    reload: bool = False
+    """Restart a service when its Python source changes (``--reload``, ADR-0010)."""
     audit_break_glass: bool = False
     """Apply AUDIT's declared configuration over the server's, audited, then lock it again
     and stop, starting no service (ADR-0005)."""
