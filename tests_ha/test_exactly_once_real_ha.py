@@ -108,7 +108,10 @@ async def test_a_gateway_killed_after_home_assistants_call_does_not_call_again(
             payload = decode(raw.data or b"").data
             return payload if isinstance(payload, CommandOutcomeV1) else None
 
-        await eventually(outcome, within=30, message="the command's outcome")
+        async def published() -> bool:
+            return await outcome() is not None
+
+        await eventually(published, within=30, message="the command's outcome")
         found = await outcome()
         assert found is not None
         assert found.command_id == command.command_id

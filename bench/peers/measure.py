@@ -130,7 +130,12 @@ def ruby_hops(
         changed = _moment(event_id.removeprefix(prefix)) if event_id.startswith(prefix) else None
         steps = run.get("steps")
         call = next(
-            (st for st in steps or () if isinstance(st, dict) and st.get("command_id")), None
+            (
+                st
+                for st in (steps if isinstance(steps, list) else [])
+                if isinstance(st, dict) and st.get("command_id")
+            ),
+            None,
         )
         if changed is None or call is None or (called := _moment(call.get("at"))) is None:
             continue

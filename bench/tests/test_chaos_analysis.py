@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import pytest
 from chaos.analysis import (
     BASELINE,
@@ -35,7 +37,7 @@ def call(service: str, at: float, entity: str = PAIR.mirror) -> Call:
 
 
 def fates(
-    sources: list[Change], mirrors: list[Change], end: float = 60.0, calls: list[Call] = ()
+    sources: list[Change], mirrors: list[Change], end: float = 60.0, calls: Sequence[Call] = ()
 ) -> list[Fate]:
     result = analyse_pair(PAIR, ("off", "off"), sources, mirrors, end, calls=calls)
     return [f.fate for f in result.fates]

@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 from collections import Counter
 from datetime import UTC, datetime
+from typing import Any
 
 from chaos.evidence import TraceCounts, audit_facts, call_from_event, change_from_event
 from chaos.ha import Recorder
@@ -14,13 +15,15 @@ from chaos.model import KINDS, Call, Change
 from chaos.run import kill_plan, mirror_rules, mirrored_since, rule_id
 
 from ruby_rules import load_text
+from ruby_rules.processors.actions.call import CallActionConfig
+from ruby_rules.processors.triggers.state import StateTriggerConfig
 
 WHEN = "2026-12-03T21:36:12.339542+00:00"
 AT = datetime(2026, 12, 3, 21, 36, 12, 339542, tzinfo=UTC).timestamp()
 
 
 def test_a_state_changed_event_as_home_assistant_sends_it() -> None:
-    event = {
+    event: dict[str, Any] = {
         "event_type": "state_changed",
         "data": {
             "entity_id": "input_boolean.d",
@@ -104,14 +107,12 @@ def test_the_mirror_rules_load_in_the_engines_own_loader() -> None:
     for pairs in (REAL_PAIRS, SIM_PAIRS):
         loaded = load_text(mirror_rules(pairs), "chaos.yaml")
         assert loaded.ok, loaded.errors
-        calls = {
-            r.config.id: (
-                r.config.triggers[0].to,
-                r.config.actions[0].service,
-                r.config.actions[0].target.entity_id,
-            )
-            for r in loaded.rules
-        }
+        calls = {}
+        for r in loaded.rules:
+            trigger, action = r.config.triggers[0], r.config.actions[0]
+            assert isinstance(trigger, StateTriggerConfig)
+            assert isinstance(action, CallActionConfig)
+            calls[r.config.id] = (trigger.to, action.service, action.target.entity_id)
         assert calls == {
             rule_id(p, state): ((state,), f"{p.mirror_domain}.turn_{state}", (p.mirror,))
             for p in pairs
