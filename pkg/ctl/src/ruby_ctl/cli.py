@@ -13,7 +13,7 @@ from collections.abc import Sequence
 
 from ruby_ctl import audit, bootstrap, dlq, rules, secret, up_cli
 from ruby_runtime.logging import configure_logging
-from ruby_runtime.version import version_line
+from ruby_runtime.version import VersionAction
 
 COMMANDS = (up_cli, bootstrap, secret, dlq, rules, audit)
 
@@ -23,7 +23,7 @@ def build_parser() -> argparse.ArgumentParser:
         prog="rubyctl",
         description="Operate a Ruby Core installation: run it locally, inspect and repair it.",
     )
-    parser.add_argument("--version", action="version", version=version_line("rubyctl"))
+    parser.add_argument("--version", action=VersionAction)
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for command in COMMANDS:
         command.register(commands)

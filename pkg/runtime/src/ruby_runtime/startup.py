@@ -41,7 +41,7 @@ from ruby_runtime.settings import (
     event_loop_factory,
 )
 from ruby_runtime.vault import NATS_SEED_FIELD, fetch_nats_seed, nats_seed_path
-from ruby_runtime.version import version_line
+from ruby_runtime.version import VersionAction
 
 __all__ = [
     "DRAIN_WITHIN",
@@ -172,7 +172,7 @@ def service_parser(program: str, identity: str) -> argparse.ArgumentParser:
         epilog=f"environment:\n{settings}",
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    parser.add_argument("--version", action="version", version=version_line(program))
+    parser.add_argument("--version", action=VersionAction)
     parser.add_argument(
         "--healthcheck",
         action="store_true",

@@ -8,10 +8,12 @@ git when the code runs from a checkout, else it is ``unknown``.
 
 from __future__ import annotations
 
+import argparse
 import os
 import shutil
 import subprocess
-from collections.abc import Mapping
+import sys
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Final
 
@@ -46,3 +48,22 @@ def revision(environ: Mapping[str, str] | None = None) -> str:
 def version_line(program: str, environ: Mapping[str, str] | None = None) -> str:
     """What ``PROGRAM --version`` prints: ``ruby-engine 0.1.0 (commit 1a2b3c4d5e6f)``."""
     return f"{program} {VERSION} (commit {revision(environ)})"
+
+
+class VersionAction(argparse.Action):
+    """``--version`` for a parser: prints `version_line` of the parser's program and exits.
+    The commit is looked up only when asked (git runs twice in a checkout: not at every start)."""
+
+    def __init__(self, option_strings: Sequence[str], dest: str = argparse.SUPPRESS, **_: object):
+        about = "print the version and the commit it was built from, and exit"
+        super().__init__(option_strings, dest, nargs=0, default=argparse.SUPPRESS, help=about)
+
+    def __call__(
+        self,
+        parser: argparse.ArgumentParser,
+        namespace: argparse.Namespace,
+        values: object,
+        option_string: str | None = None,
+    ) -> None:
+        print(version_line(parser.prog), file=sys.stdout)
+        parser.exit()
