@@ -4,16 +4,21 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import shutil
 import signal
 import sys
-import tempfile
 from pathlib import Path
 
-from chaos.home import HA_DIR, HA_TOOLS, HomeError, into_namespace, only_loopback, real_ha_installed
+from chaos.home import (
+    HA_DIR,
+    HA_TOOLS,
+    HomeError,
+    choose_home,
+    offline_for,
+    run_in_state_dir,
+)
 from chaos.model import KINDS
 from chaos.report import render
-from chaos.run import Options, RunError, make_home, run, say, write_rules
+from chaos.run import Options, make_home, run, say, write_rules
 from chaos.stack import Ports, Stack, free_port
 from ruby_ctl.children import console_script
 
@@ -87,35 +92,12 @@ def main(argv: list[str] | None = None) -> int:
     if args.kills < 0 or args.rate <= 0 or args.minutes <= 0:
         print("make chaos: --kills must be >= 0, --rate and --minutes > 0", file=sys.stderr)
         return 1
-    kind = args.ha
-    if kind == "auto":
-        kind = "real" if real_ha_installed() else "sim"
-    if kind == "real" and not real_ha_installed():
-        print(
-            f"make chaos: no Home Assistant installed in {HA_DIR} (or no {HA_TOOLS}): "
-            "install it with `make test-ha`, or use --ha sim",
-            file=sys.stderr,
-        )
-        return 1
     try:
-        if kind == "real" and not only_loopback():
-            say("re-running inside a network namespace with only loopback (unshare -n)")
-            into_namespace(NETNS_MARK)
+        kind = choose_home(args.ha)
+        offline_for(kind, NETNS_MARK, say)
     except HomeError as exc:
         print(f"make chaos: {exc}", file=sys.stderr)
         return 1
-    state_dir = Path(tempfile.mkdtemp(prefix="ruby-chaos-"))
-    try:
-        return asyncio.run(_main(args, kind, state_dir))
-    except (RunError, HomeError, RuntimeError, OSError) as exc:
-        print(f"make chaos: could not run: {exc}", file=sys.stderr)
-        return 1
-    except KeyboardInterrupt:
-        return 130
-    except asyncio.CancelledError:  # SIGTERM: everything started was stopped on the way out
-        return 143
-    finally:
-        if args.keep:
-            say(f"state kept in {state_dir}")
-        else:
-            shutil.rmtree(state_dir, ignore_errors=True)
+    return run_in_state_dir(
+        "make chaos", "ruby-chaos-", args.keep, lambda state: _main(args, kind, state), say
+    )

@@ -6,6 +6,7 @@ WebSocket URL, a token (kept in memory, never printed) and the mirror pairs to u
 
 from __future__ import annotations
 
+import asyncio
 import os
 import secrets
 import shutil
@@ -13,10 +14,12 @@ import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import time
+from collections.abc import Callable, Coroutine
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import NoReturn
+from typing import Any, NoReturn
 
 from chaos.model import Pair
 
@@ -56,6 +59,53 @@ def into_namespace(mark: str) -> NoReturn:
     os.environ[mark] = "1"
     script = 'ip link set lo up && exec "$@"'
     os.execvp("unshare", ["unshare", "-n", "sh", "-c", script, "sh", sys.executable, *sys.argv])  # noqa: S606, S607  # ourselves again, by design
+
+
+def choose_home(choice: str) -> str:
+    """``real`` or ``sim`` for ``--ha auto|real|sim`` (auto: real when installed);
+    `HomeError` when the real one is asked for and not installed."""
+    kind = ("real" if real_ha_installed() else "sim") if choice == "auto" else choice
+    if kind == "real" and not real_ha_installed():
+        raise HomeError(
+            f"no Home Assistant installed in {HA_DIR} (or no {HA_TOOLS}): "
+            "install it with `make test-ha`, or use --ha sim"
+        )
+    return kind
+
+
+def offline_for(kind: str, mark: str, say: Callable[[str], None]) -> None:
+    """For the real Home Assistant, re-execute inside a loopback-only network namespace
+    (no return), unless already in one."""
+    if kind == "real" and not only_loopback():
+        say("re-running inside a network namespace with only loopback (unshare -n)")
+        into_namespace(mark)
+
+
+def run_in_state_dir(
+    program: str,
+    prefix: str,
+    keep: bool,
+    main: Callable[[Path], Coroutine[Any, Any, int]],
+    say: Callable[[str], None],
+) -> int:
+    """``asyncio.run(main(state_dir))`` in a fresh temporary state directory, removed after
+    (kept with ``keep``): 1 when it could not run, 130 on Ctrl-C, 143 on SIGTERM (whatever
+    was started was stopped on the way out)."""
+    state_dir = Path(tempfile.mkdtemp(prefix=prefix))
+    try:
+        return asyncio.run(main(state_dir))
+    except (HomeError, RuntimeError, OSError) as exc:
+        print(f"{program}: could not run: {exc}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        return 130
+    except asyncio.CancelledError:
+        return 143
+    finally:
+        if keep:
+            say(f"state kept in {state_dir}")
+        else:
+            shutil.rmtree(state_dir, ignore_errors=True)
 
 
 def real_ha_installed() -> bool:

@@ -21,10 +21,8 @@ import asyncio
 import contextlib
 import os
 import platform
-import shutil
 import signal
 import sys
-import tempfile
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -42,9 +40,9 @@ from chaos.home import (
     SIM_PAIRS,
     Home,
     HomeError,
-    into_namespace,
-    only_loopback,
-    real_ha_installed,
+    choose_home,
+    offline_for,
+    run_in_state_dir,
 )
 from chaos.model import KINDS, Pair
 from chaos.run import align, audit_lines, machine, make_home, rule_id, write_rules
@@ -247,31 +245,9 @@ def versions(ha_version: str, ad_version: str) -> str:
     return ", ".join(found)
 
 
-def ha_version_of(home: Home) -> str:
-    if home.label.startswith("real"):
-        with contextlib.suppress(OSError):
-            out = (HA_DIR / "venv" / "lib").glob("python*/site-packages/homeassistant/const.py")
-            for const in out:
-                text = const.read_text()
-                major = text.split("MAJOR_VERSION: Final = ")[1].split("\n")[0]
-                minor = text.split("MINOR_VERSION: Final = ")[1].split("\n")[0]
-                patch = text.split('PATCH_VERSION: Final = "')[1].split('"')[0]
-                return f"{major}.{minor}.{patch}"
-        return "?"
-    return "simulator"
-
-
-def ha_pid(home: Home) -> int | None:
-    process = getattr(home, "process", None)
-    if process is not None:
-        return int(process.pid)
-    with contextlib.suppress(OSError, ValueError):
-        return int((HA_DIR / "hass.pid").read_text().strip())
-    return None
-
-
-async def _main(args: argparse.Namespace, kind: str, state_dir: Path, venv: Path) -> int:
-    rates = [float(r) for r in args.rates.split(",")]
+async def _main(
+    args: argparse.Namespace, rates: list[float], kind: str, state_dir: Path, venv: Path
+) -> int:
     home = make_home(kind, free_port(), console_script("ruby-hasim"))
     real = kind == "real"
     ruby_pair, ad_pair = REAL_PAIRS if real else SIM_PAIRS
@@ -298,6 +274,7 @@ async def _main(args: argparse.Namespace, kind: str, state_dir: Path, venv: Path
         watched = frozenset(e for s in systems for e in (s.pair.source, s.pair.mirror))
         recorder = CountingRecorder(watched)
         session = await HaSession.connect(home.url, home.token, recorder)
+        home.version = str((await session.command("get_config")).get("version", "?"))
         await session.subscribe("state_changed")
         await session.subscribe("call_service")
         run = Run(home, systems, session, recorder, stack=stack, ruby_pair=ruby_pair)
@@ -310,8 +287,7 @@ async def _main(args: argparse.Namespace, kind: str, state_dir: Path, venv: Path
         header = [
             f"# bench-peers, {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}",
             f"{machine()}; load {' '.join(f'{x:.2f}' for x in os.getloadavg())}",
-            f"versions: {versions(ha_version_of(home), args.appdaemon)}; "
-            f"Home Assistant: {home.label}",
+            f"versions: {versions(home.version, args.appdaemon)}; Home Assistant: {home.label}",
         ]
         print("\n".join(header), flush=True)
         by_rate: dict[float, dict[str, Row]] = {}
@@ -352,36 +328,17 @@ def main(argv: Sequence[str] | None = None) -> int:
     if not rates or min(rates) <= 0 or args.seconds <= 0:
         print("make bench-peers: --rates must be positive numbers, --seconds > 0", file=sys.stderr)
         return 1
-    kind = args.ha
-    if kind == "auto":
-        kind = "real" if real_ha_installed() else "sim"
-    if kind == "real" and not real_ha_installed():
-        print(
-            f"make bench-peers: no Home Assistant installed in {HA_DIR} (or no {HA_TOOLS}): "
-            "install it with `make test-ha`, or use --ha sim",
-            file=sys.stderr,
-        )
-        return 1
     try:
+        kind = choose_home(args.ha)
         venv = appdaemon.install(args.work.resolve(), args.appdaemon, say)
-        if kind == "real" and not only_loopback():
-            say("re-running inside a network namespace with only loopback (unshare -n)")
-            into_namespace(NETNS_MARK)
+        offline_for(kind, NETNS_MARK, say)
     except (AppDaemonError, HomeError) as exc:
         print(f"make bench-peers: {exc}", file=sys.stderr)
         return 1
-    state_dir = Path(tempfile.mkdtemp(prefix="ruby-peers-"))
-    try:
-        return asyncio.run(_main(args, kind, state_dir, venv))
-    except (AppDaemonError, HomeError, RuntimeError, OSError) as exc:
-        print(f"make bench-peers: could not run: {exc}", file=sys.stderr)
-        return 1
-    except KeyboardInterrupt:
-        return 130
-    except asyncio.CancelledError:
-        return 143
-    finally:
-        if args.keep:
-            say(f"state kept in {state_dir}")
-        else:
-            shutil.rmtree(state_dir, ignore_errors=True)
+    return run_in_state_dir(
+        "make bench-peers",
+        "ruby-peers-",
+        args.keep,
+        lambda state: _main(args, rates, kind, state, venv),
+        say,
+    )

@@ -70,3 +70,15 @@ async def test_only_a_descendant_of_our_own_up_is_ever_killed(tmp_path: Path) ->
             with contextlib.suppress(ProcessLookupError):
                 os.kill(pid, 9)
         await up.wait()
+
+
+def test_the_home_chosen_for_ha_auto_real_sim(monkeypatch: pytest.MonkeyPatch) -> None:
+    from chaos import home
+
+    monkeypatch.setattr(home, "real_ha_installed", lambda: False)
+    assert home.choose_home("auto") == "sim"
+    assert home.choose_home("sim") == "sim"
+    with pytest.raises(home.HomeError, match="no Home Assistant installed"):
+        home.choose_home("real")
+    monkeypatch.setattr(home, "real_ha_installed", lambda: True)
+    assert home.choose_home("auto") == "real"
