@@ -22,7 +22,13 @@ from ruby_ctl.testing import Installation
 from ruby_gateway.bridge import BridgeConfig
 from ruby_gateway.commands import command_handler
 from ruby_gateway.ordering import TargetOrder, in_turn
-from ruby_gateway.testing import Gateway, HoldingProxy, running_gateway, successive_gateways
+from ruby_gateway.testing import (
+    ChangedTwice,
+    Gateway,
+    HoldingProxy,
+    running_gateway,
+    successive_gateways,
+)
 from ruby_hasim.server import Simulator
 from ruby_hasim.testing import HaClient
 from ruby_natsx.handler import Delivery, Outbound, chain
@@ -33,7 +39,7 @@ from ruby_natsx.topology import AUDIT, EVENTS, GATEWAY, IDEMPOTENCY, Topology
 from ruby_runtime.secret import Secret
 from ruby_schemas.audit import AuditRecordV1
 from ruby_schemas.base import Payload
-from ruby_schemas.commands import CallServiceV1, CommandOutcomeV1, ServiceTarget, TriggerChange
+from ruby_schemas.commands import CallServiceV1, CommandOutcomeV1, ServiceTarget
 from ruby_schemas.envelope import Envelope, make_envelope, new_id
 from ruby_schemas.registry import decode, encode
 
@@ -138,6 +144,18 @@ async def audit_of(js: JetStreamContext, topo: Topology, command_id: str) -> Aud
     raise AssertionError(f"no audit record for {command_id}")
 
 
+async def dead_call(
+    js: JetStreamContext, topo: Topology, ha_client: HaClient, hasim: Simulator, cmd: CallServiceV1
+) -> str:
+    """A gateway that claimed ``cmd`` and died after its call reached Home Assistant (made with
+    the gateway's token, after the claim); the context id of the change the call made."""
+    await dead_claim(js, topo, cmd.command_id)
+    (entity,) = cmd.target.entity_id
+    await ha_client.command("call_service", domain=cmd.domain, service=cmd.service,
+                            target={"entity_id": [entity]})  # fmt: skip
+    return hasim.states[entity].context.id
+
+
 async def dead_claim(js: JetStreamContext, topo: Topology, command_id: str) -> Claim:
     """The pending claim a gateway killed while calling Home Assistant leaves in the ledger."""
     ledger = await js.key_value(topo.bucket(IDEMPOTENCY).bucket)
@@ -175,49 +193,33 @@ async def test_a_command_older_than_one_executed_on_its_entity_is_superseded(
 
 
 async def test_a_late_run_is_not_executed_once_its_trigger_entity_changed_again(
-    gateway: Gateway, hasim: Simulator, js: JetStreamContext, topology_applied: Topology
+    gateway: Gateway,
+    hasim: Simulator,
+    js: JetStreamContext,
+    topology_applied: Topology,
+    changed_twice: ChangedTwice,
 ) -> None:
     # A backlog after a nats-server restart: the engine met "guest mode on" late and sent
     # turn_on; Home Assistant turned guest mode off meanwhile (its own run follows). The
     # turn_on is stale: running it would make the mirror flap.
     topo = topology_applied
     light = next(e for e in hasim.states if e.startswith("light."))
-    source = "input_boolean.guest_mode"
-    turned_on = hasim.set_state(source, "on")
-    turned_off = hasim.set_state(source, "off")
-    await eventually(
-        lambda: (
-            (known := gateway.bridge.projection.get(source)) is not None
-            and known.last_changed == turned_off.last_changed
-        ),
-        message="the gateway saw guest mode turn off",
-    )
-    stale = command("turn_on", (light,))
-    stale = stale.model_copy(
-        update={
-            "late_trigger": TriggerChange(entity_id=source, last_changed=turned_on.last_changed)
-        }
-    )
+    turned_on, turned_off = await changed_twice(gateway)
+    stale = command("turn_on", (light,)).model_copy(update={"late_trigger": turned_on})
     await send(js, topo, stale)
     outcome = await outcome_of(js, topo, stale.command_id)
     assert (outcome.outcome, outcome.error_code) == ("expired", "superseded")
     assert hasim.calls[("light", "turn_on", light)] == 0
     refused = await audit_of(js, topo, stale.command_id)
     assert refused.action == "command.refused"
-    assert f"{source} changed again" in refused.reason
+    assert f"{turned_on.entity_id} changed again" in refused.reason
 
     # The run of the latest change, even late, runs; so does a late `all` run.
-    current = command("turn_off", (light,)).model_copy(
-        update={
-            "late_trigger": TriggerChange(entity_id=source, last_changed=turned_off.last_changed)
-        }
-    )
+    current = command("turn_off", (light,)).model_copy(update={"late_trigger": turned_off})
     await send(js, topo, current)
     assert (await outcome_of(js, topo, current.command_id)).outcome == "succeeded"
     counted = command("turn_on", (light,), backlog="all").model_copy(
-        update={
-            "late_trigger": TriggerChange(entity_id=source, last_changed=turned_on.last_changed)
-        }
+        update={"late_trigger": turned_on}
     )
     await send(js, topo, counted)
     assert (await outcome_of(js, topo, counted.command_id)).outcome == "succeeded"
@@ -307,12 +309,7 @@ async def test_a_call_found_in_home_assistants_state_after_a_crash_is_not_made_a
     light = next(e for e in hasim.states if e.startswith("light."))
     hasim.set_state(light, "off")
     cmd = command("turn_on", (light,))
-    await dead_claim(js, topo, cmd.command_id)
-    # The dead gateway's call reached HA: made with the gateway's token, after its claim.
-    await ha_client.command(
-        "call_service", domain="light", service="turn_on", target={"entity_id": [light]}
-    )
-    context_id = hasim.states[light].context.id
+    context_id = await dead_call(js, topo, ha_client, hasim, cmd)
     await send(js, topo, cmd)
     outcome = await outcome_of(js, topo, cmd.command_id)
     assert outcome.outcome == "succeeded"
@@ -329,6 +326,7 @@ async def test_a_dead_gateways_call_is_recorded_executed_even_if_it_is_stale_by_
     ha_client: HaClient,
     js: JetStreamContext,
     topology_applied: Topology,
+    changed_twice: ChangedTwice,
 ) -> None:
     # Found by make chaos: a gateway killed right after HA ran its call; the redelivered
     # command was late by then and was refused as superseded, so the audit said "refused"
@@ -337,23 +335,9 @@ async def test_a_dead_gateways_call_is_recorded_executed_even_if_it_is_stale_by_
     topo = topology_applied
     light = next(e for e in hasim.states if e.startswith("light."))
     hasim.set_state(light, "off")
-    source = "input_boolean.guest_mode"
-    turned_on = hasim.set_state(source, "on")
-    turned_off = hasim.set_state(source, "off")
-    await eventually(
-        lambda: (
-            (known := gateway.bridge.projection.get(source)) is not None
-            and known.last_changed == turned_off.last_changed
-        ),
-        message="the gateway saw guest mode turn off",
-    )
-    late = TriggerChange(entity_id=source, last_changed=turned_on.last_changed)
-    cmd = command("turn_on", (light,)).model_copy(update={"late_trigger": late})
-    await dead_claim(js, topo, cmd.command_id)
-    await ha_client.command(  # the dead gateway's call, which reached HA
-        "call_service", domain="light", service="turn_on", target={"entity_id": [light]}
-    )
-    context_id = hasim.states[light].context.id
+    superseded, _ = await changed_twice(gateway)
+    cmd = command("turn_on", (light,)).model_copy(update={"late_trigger": superseded})
+    context_id = await dead_call(js, topo, ha_client, hasim, cmd)
     await send(js, topo, cmd)
     outcome = await outcome_of(js, topo, cmd.command_id)
     assert (outcome.outcome, outcome.ha_context_id) == ("succeeded", context_id)

@@ -21,7 +21,13 @@ from nats.js.errors import NotFoundError
 
 from ruby_ctl.testing import Installation
 from ruby_gateway.bridge import BridgeConfig
-from ruby_gateway.testing import Gateway, HoldingProxy, running_gateway, successive_gateways
+from ruby_gateway.testing import (
+    ChangedTwice,
+    Gateway,
+    HoldingProxy,
+    running_gateway,
+    successive_gateways,
+)
 from ruby_hasim.model import Event
 from ruby_hasim.server import Simulator
 from ruby_natsx.handler import Outbound
@@ -36,7 +42,6 @@ from ruby_schemas.commands import (
     FIRE_EVENT_SERVICE,
     CommandOutcomeV1,
     FireEventV1,
-    TriggerChange,
 )
 from ruby_schemas.envelope import make_envelope, new_id
 from ruby_schemas.registry import decode, encode
@@ -140,27 +145,18 @@ async def test_an_event_delivered_twice_is_fired_once_and_audited(
 
 async def test_an_event_past_its_deadline_or_started_by_a_superseded_change_is_not_fired(
     gateway: Gateway,
-    hasim: Simulator,
     fired: list[Event],
     js: JetStreamContext,
     topology_applied: Topology,
+    changed_twice: ChangedTwice,
 ) -> None:
     topo = topology_applied
     late = fire(deadline=timedelta(seconds=-1))
     await send(js, topo, late, late.command_id)
     assert (await outcome(js, topo, late)).outcome == "expired"
 
-    source = "input_boolean.guest_mode"  # the run's change reached the engine late, and
-    turned_on = hasim.set_state(source, "on")  # Home Assistant changed the entity since
-    turned_off = hasim.set_state(source, "off")
-    await eventually(
-        lambda: (
-            (known := gateway.bridge.projection.get(source)) is not None
-            and known.last_changed == turned_off.last_changed
-        ),
-        message="the gateway saw guest mode turn off",
-    )
-    trigger = TriggerChange(entity_id=source, last_changed=turned_on.last_changed)
+    # The run's change reached the engine late, and Home Assistant changed the entity since.
+    trigger, _ = await changed_twice(gateway)
     stale = fire(late_trigger=trigger)
     await send(js, topo, stale, stale.command_id)
     refused = await outcome(js, topo, stale)

@@ -8,7 +8,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Protocol
@@ -22,12 +22,18 @@ from ruby_natsx.runner import Runner
 from ruby_natsx.subjects import Subjects
 from ruby_natsx.testing import ServiceProcess, eventually
 from ruby_natsx.topology import IDEMPOTENCY, topology
+from ruby_schemas.commands import TriggerChange
 
 
 @dataclass(frozen=True)
 class Gateway:
     bridge: Bridge
     runner: Runner
+
+
+ChangedTwice = Callable[["Gateway"], Awaitable[tuple[TriggerChange, TriggerChange]]]
+"""The gateway tests' ``changed_twice`` fixture: an entity changed, then changed again, both
+as a run's ``late_trigger`` (the first superseded by the second), once the gateway saw both."""
 
 
 @contextlib.asynccontextmanager
