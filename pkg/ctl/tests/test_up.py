@@ -25,7 +25,7 @@ import pytest
 from ruby_ctl.children import Child, Console
 from ruby_ctl.openbao import free_port
 from ruby_ctl.operator import connect_operator, operator_settings
-from ruby_ctl.testing import UpProcess
+from ruby_ctl.testing import UpProcess, porch_rules
 from ruby_ctl.up_cli import PORTS
 from ruby_natsx.apply import Action, apply_topology
 from ruby_natsx.connection import NatsRefusedError, NatsSettings, connect
@@ -35,20 +35,6 @@ from ruby_natsx.topology import AUDIT_SINK, ENGINE, EVENTS, STATUS, topology
 from ruby_schemas.status import AuditSinkRecord, EngineRecord, read_record
 
 URL = r"listening on (tls://127\.0\.0\.1:\d+)"
-RULE = """\
-rules:
-  - id: porch_light
-    description: Light the hallway when motion is seen.
-    triggers:
-      - kind: state
-        entity_id: binary_sensor.hallway_motion
-        to: "on"
-    actions:
-      - kind: call
-        service: light.turn_on
-        target:
-          entity_id: light.hallway
-"""
 SERVICES = {
     "audit": "ruby-audit-sink",
     "hasim": "ruby-hasim",
@@ -57,14 +43,6 @@ SERVICES = {
 }
 PROCESSES = {"openbao", "nats-server", *SERVICES}
 STOP_ORDER = ["engine", "gateway", "hasim", "audit", "nats-server", "openbao"]
-
-
-def rules_dir(tmp_path: Path) -> Path:
-    """A rules directory with one simple valid rule file."""
-    rules = tmp_path / "rules"
-    rules.mkdir(exist_ok=True)
-    (rules / "porch.yaml").write_text(RULE)
-    return rules
 
 
 def descendants(up: UpProcess) -> dict[str, int]:
@@ -114,7 +92,7 @@ async def test_up_runs_the_secure_stack_and_starts_again_at_once_on_the_same_por
     state = tmp_path / "state"
     ports = fixed_ports()
     flags = [str(arg) for pair in ports.items() for arg in pair]
-    first = start_up(state, rules_dir(tmp_path), *flags)
+    first = start_up(state, porch_rules(tmp_path), *flags)
     first.read_until("Ruby Core is up")
     url = first.find(URL).group(1)
     assert url == f"tls://127.0.0.1:{ports['--nats-port']}"
@@ -191,7 +169,7 @@ async def test_up_runs_the_secure_stack_and_starts_again_at_once_on_the_same_por
 
     # Started again at once on the same ports (connections left in TIME_WAIT do not stop it),
     # it reuses the state: same identities, nothing to create, the message kept.
-    second = start_up(state, rules_dir(tmp_path), *flags)
+    second = start_up(state, porch_rules(tmp_path), *flags)
     second.read_until("Ruby Core is up")
     assert second.find(r"openbao pid \d+ on http://127\.0\.0\.1:\d+ \(unsealed;")
     assert second.find(r"bootstrap: nothing changed")
@@ -227,7 +205,7 @@ async def test_up_runs_the_secure_stack_and_starts_again_at_once_on_the_same_por
 
 
 def test_up_says_why_when_nats_cannot_start(tmp_path: Path, start_up: type[UpProcess]) -> None:
-    first = start_up(tmp_path / "a", rules_dir(tmp_path))
+    first = start_up(tmp_path / "a", porch_rules(tmp_path))
     first.read_until("Ruby Core is up")
     port = first.find(r"listening on tls://127\.0\.0\.1:(\d+)").group(1)
     clash = subprocess.run(

@@ -7,16 +7,8 @@ import os
 import re
 from pathlib import Path
 
-from ruby_ctl.testing import UpProcess
+from ruby_ctl.testing import UpProcess, porch_rules
 from ruby_ctl.up_reload import EVERY_SERVICE, affected, package_dir, sources
-
-RULE = """\
-rules:
-  - id: porch_light
-    description: Light the hallway when motion is seen.
-    triggers: [{kind: state, entity_id: binary_sensor.hallway_motion, to: "on"}]
-    actions: [{kind: call, service: light.turn_on, target: {entity_id: light.hallway}}]
-"""
 
 
 def test_each_package_restarts_the_services_that_run_it() -> None:
@@ -46,10 +38,7 @@ def test_each_package_restarts_the_services_that_run_it() -> None:
 def test_a_source_change_restarts_its_service_and_nothing_else(
     tmp_path: Path, start_up: type[UpProcess]
 ) -> None:
-    rules = tmp_path / "rules"
-    rules.mkdir()
-    (rules / "porch.yaml").write_text(RULE)
-    up = start_up(tmp_path / "state", rules, "--reload")
+    up = start_up(tmp_path / "state", porch_rules(tmp_path), "--reload")
     up.read_until("Ruby Core is up")
     up.read_until(r"--reload: watching \d+ source folders")
     before = up.pids()

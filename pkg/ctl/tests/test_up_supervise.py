@@ -16,29 +16,15 @@ from nats.aio.client import Client
 from nats.js.errors import NotFoundError
 
 from ruby_ctl.operator import connect_operator, operator_settings
-from ruby_ctl.testing import UpProcess
+from ruby_ctl.testing import UpProcess, porch_rules
 from ruby_natsx.subjects import Subjects
 from ruby_natsx.testing import eventually
 from ruby_natsx.topology import AUDIT, AUDIT_SINK, ENGINE, GATEWAY, topology
 from ruby_schemas.audit import AuditRecordV1
 from ruby_schemas.registry import decode
 
-RULE = """\
-rules:
-  - id: porch_light
-    description: Light the hallway when motion is seen.
-    triggers: [{kind: state, entity_id: binary_sensor.hallway_motion, to: "on"}]
-    actions: [{kind: call, service: light.turn_on, target: {entity_id: light.hallway}}]
-"""
 SERVICES = ("audit", "hasim", "gateway", "engine")
 TOPOLOGY = topology(Subjects())
-
-
-def rules_dir(tmp_path: Path) -> Path:
-    rules = tmp_path / "rules"
-    rules.mkdir(exist_ok=True)
-    (rules / "porch.yaml").write_text(RULE)
-    return rules
 
 
 def started(up: UpProcess, tmp_path: Path) -> None:
@@ -95,7 +81,7 @@ async def audited_restart(nc: Client, name: str, pid: int) -> AuditRecordV1:
 async def test_killed_processes_are_restarted_ready_again_and_audited(
     tmp_path: Path, start_up: type[UpProcess]
 ) -> None:
-    up = start_up(tmp_path / "state", rules_dir(tmp_path), "--quiet")
+    up = start_up(tmp_path / "state", porch_rules(tmp_path), "--quiet")
     started(up, tmp_path)
     nc = await connect_operator(operator_settings(up.operator_env()), name="test")
     try:
@@ -142,7 +128,7 @@ async def test_killed_processes_are_restarted_ready_again_and_audited(
 async def test_a_process_that_keeps_crashing_stops_the_stack(
     tmp_path: Path, start_up: type[UpProcess]
 ) -> None:
-    rules = rules_dir(tmp_path)
+    rules = porch_rules(tmp_path)
     up = start_up(tmp_path / "state", rules, "--quiet")
     started(up, tmp_path)
     pids = up.pids()
@@ -187,7 +173,7 @@ async def _ready(url: str) -> bool:
 async def test_a_killed_nats_server_is_restarted_and_the_services_carry_on(
     tmp_path: Path, start_up: type[UpProcess]
 ) -> None:
-    up = start_up(tmp_path / "state", rules_dir(tmp_path), "--quiet")
+    up = start_up(tmp_path / "state", porch_rules(tmp_path), "--quiet")
     started(up, tmp_path)
     readyz = up.find(r"gateway ready: (\S+)").group(1)
     before = up.pids()

@@ -190,6 +190,25 @@ def fresh_installation(openbao: OpenBao, tmp_path: Path) -> Installation:
 UP_STOPPED = r"^rubyctl up: (\S+) (?:stopped|had exited) \(exit code (-?\d+)"
 
 
+PORCH_RULE = """\
+rules:
+  - id: porch_light
+    description: Light the hallway when motion is seen.
+    triggers: [{kind: state, entity_id: binary_sensor.hallway_motion, to: "on"}]
+    actions: [{kind: call, service: light.turn_on, target: {entity_id: light.hallway}}]
+"""
+"""One rule for the demo home, for a `rubyctl up` under test."""
+
+
+def porch_rules(tmp_path: Path) -> Path:
+    """``tmp_path/rules`` holding `PORCH_RULE` as ``porch.yaml``: a rules directory for
+    `UpProcess`."""
+    rules = tmp_path / "rules"
+    rules.mkdir(exist_ok=True)
+    (rules / "porch.yaml").write_text(PORCH_RULE)
+    return rules
+
+
 class UpProcess:
     """A running `rubyctl up` (every port free, monitoring off, unless ``extra`` says other
     flags: later flags win) and the lines it printed, each with when it was read."""
