@@ -133,7 +133,7 @@ class Contained:
 
 
 @pytest.fixture
-def contained(tmp_path: Path) -> Iterator[list[Contained]]:
+def contained() -> Iterator[list[Contained]]:
     started: list[Contained] = []
     yield started
     for service in reversed(started):

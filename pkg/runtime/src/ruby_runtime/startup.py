@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import os
 import sys
 import textwrap
 from collections.abc import Awaitable, Callable, Mapping, Sequence
@@ -35,7 +34,6 @@ from ruby_runtime.health import check as check_health
 from ruby_runtime.logging import configure_logging, get_logger
 from ruby_runtime.redaction import scrub
 from ruby_runtime.settings import (
-    DEFAULT_STATE_DIR,
     ENVIRONMENT,
     ServiceSettings,
     event_loop_factory,
@@ -208,9 +206,11 @@ def run_service(
         except SystemExit as done:  # --help, --version or a usage error: said, nothing started
             return int(done.code or 0)
         if args.healthcheck:
-            env = os.environ if environ is None else environ
-            state_dir = Path(env.get("RUBY_STATE_DIR", "").strip() or DEFAULT_STATE_DIR)
-            problem = check_health(health_file(state_dir, identity))
+            try:
+                state_dir = ServiceSettings.from_env(identity, environ).state_dir
+                problem = check_health(health_file(state_dir, identity))
+            except SettingsError as exc:
+                problem = str(exc)
             print(f"{identity}: {problem or 'healthy'}", file=stderr or sys.stderr)
             return 1 if problem else 0
 
