@@ -68,6 +68,12 @@ def test_a_service_answers_help_and_refuses_arguments_before_it_starts(program: 
                             check=False, env=env)  # fmt: skip
     assert helped.returncode == 0
     assert "RUBY_EVENT_LOOP" in helped.stdout
+    own = {  # each service's own settings, listed after the runtime's
+        "ruby-gateway": ("RUBY_HA_URL", "RUBY_GATEWAY_HEALTH_PORT"),
+        "ruby-engine": ("RUBY_RULES_DIR", "RUBY_TIMEZONE"),
+        "ruby-audit-sink": ("RUBY_AUDIT_DB",),
+    }[program]
+    assert all(f"  {name} " in helped.stdout for name in own), helped.stdout
     assert "takes no arguments" in helped.stdout
     refused = subprocess.run([exe, "--bogus"], capture_output=True, text=True, timeout=60,
                              check=False, env=env)  # fmt: skip

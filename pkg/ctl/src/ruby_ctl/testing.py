@@ -28,7 +28,7 @@ import subprocess
 import sys
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -209,18 +209,14 @@ def porch_rules(tmp_path: Path) -> Path:
     return rules
 
 
-class UpProcess:
-    """A running `rubyctl up` (every port free, monitoring off, unless ``extra`` says other
-    flags: later flags win) and the lines it printed, each with when it was read."""
+class CommandProcess:
+    """A running ``rubyctl`` command and the lines it printed (stdout and stderr), each with
+    when it was read."""
 
-    def __init__(self, state_dir: Path, rules: Path, *extra: str) -> None:
-        self.state_dir = state_dir
-        zero = ("--nats-port", "--vault-port", "--ha-port", "--gateway-port")
+    def __init__(self, *args: str, env: Mapping[str, str] | None = None) -> None:
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "ruby_ctl", "up", "--state-dir", str(state_dir),
-             *(arg for flag in zero for arg in (flag, "0")), "--http-port", "off",
-             "--rules", str(rules), *extra],
-            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+            [sys.executable, "-m", "ruby_ctl", *args],
+            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env,
         )  # fmt: skip
         self.lines: list[str] = []
         self.read_at: list[float] = []
@@ -228,7 +224,7 @@ class UpProcess:
 
     def read_until(self, marker: str) -> str:
         """Read lines until one contains ``marker`` (a regular expression); that line. Fails if
-        `rubyctl up` exits first.
+        the command exits first.
 
         No clock of the test's own: how long a start may take is `rubyctl up`'s to decide (each
         service gets ``READY_WITHIN`` seconds, then it says which one was not ready and exits),
@@ -250,6 +246,50 @@ class UpProcess:
                 return match
         pytest.fail(f"no line matches {pattern!r}:\n" + "\n".join(self.lines))
 
+    def last(self, pattern: str) -> re.Match[str]:
+        """The last line read so far matching ``pattern``."""
+        for line in reversed(self.lines):
+            if match := re.search(pattern, line):
+                return match
+        pytest.fail(f"no line matches {pattern!r}:\n" + "\n".join(self.lines))
+
+    def interrupt(self) -> int:
+        """Ctrl-C; its exit code once it has stopped everything."""
+        self.proc.send_signal(signal.SIGINT)
+        return self.wait()
+
+    def wait(self, timeout: float = 60) -> int:
+        """Its exit code, once it has exited; the rest of its lines are read."""
+        out, _ = self.proc.communicate(timeout=timeout)
+        for line in out.splitlines():
+            self.lines.append(line)
+            self.read_at.append(time.monotonic())
+        return self.proc.returncode
+
+    def kill(self) -> None:
+        """Stop it the way a user does (Ctrl-C), so its children stop too; SIGKILL last."""
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGINT)
+            try:
+                self.proc.communicate(timeout=60)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+
+
+class UpProcess(CommandProcess):
+    """A running `rubyctl up` (every port free, monitoring off, unless ``extra`` says other
+    flags: later flags win)."""
+
+    def __init__(self, state_dir: Path, rules: Path, *extra: str) -> None:
+        self.state_dir = state_dir
+        zero = ("--nats-port", "--vault-port", "--ha-port", "--gateway-port")
+        super().__init__(
+            "up", "--state-dir", str(state_dir),
+            *(arg for flag in zero for arg in (flag, "0")), "--http-port", "off",
+            "--rules", str(rules), *extra,
+        )  # fmt: skip
+
     def keys(self) -> dict[str, str]:
         """The NKEY public key printed for each identity."""
         return {i: self.find(rf"identity {i}: nkey (U[A-Z2-7]{{55}})").group(1) for i in IDENTITIES}
@@ -269,19 +309,6 @@ class UpProcess:
             for path in sorted((self.state_dir / "run").glob("*.pid"))
         }
 
-    def interrupt(self) -> int:
-        """Ctrl-C; its exit code once it has stopped everything."""
-        self.proc.send_signal(signal.SIGINT)
-        return self.wait()
-
-    def wait(self, timeout: float = 60) -> int:
-        """Its exit code, once it has exited; the rest of its lines are read."""
-        out, _ = self.proc.communicate(timeout=timeout)
-        for line in out.splitlines():
-            self.lines.append(line)
-            self.read_at.append(time.monotonic())
-        return self.proc.returncode
-
     def stopped(self) -> list[tuple[str, int]]:
         """The processes it said it stopped, in order, with their exit codes."""
         return [
@@ -289,16 +316,6 @@ class UpProcess:
             for line in self.lines
             if (m := re.match(UP_STOPPED, line))
         ]
-
-    def kill(self) -> None:
-        """Stop it the way a user does (Ctrl-C), so its children stop too; SIGKILL last."""
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGINT)
-            try:
-                self.proc.communicate(timeout=60)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
 
 
 @pytest.fixture

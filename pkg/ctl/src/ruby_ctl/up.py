@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import os
 import signal
 import sys
 from datetime import UTC, datetime
@@ -29,6 +30,7 @@ from nats.js.client import JetStreamContext
 from ruby_ctl import audit_spool, up_reload
 from ruby_ctl.bootstrap import StatePaths, bootstrap
 from ruby_ctl.children import Console, exit_text, wait_ready
+from ruby_ctl.files import write_public
 from ruby_ctl.openbao import OpenBao, OpenBaoError, free_port
 from ruby_ctl.operator import connect_operator, operator_settings
 from ruby_ctl.supervise import PidFiles, Supervisor
@@ -89,18 +91,23 @@ async def up(opts: UpOptions) -> int:
         ("OpenBao", opts.vault_port, "--vault-port or RUBY_VAULT_PORT"),
         ("OpenBao's cluster port", opts.vault_port and opts.vault_port + 1, "--vault-port"),
         ("the demo home", None if opts.ha_url else opts.ha_port, "--ha-port or RUBY_HA_PORT"),
-        ("the gateway's health", opts.gateway_port, "--gateway-port"),
+        (
+            "the gateway's health",
+            None if opts.servers_only else opts.gateway_port,
+            "--gateway-port",
+        ),
     ):
         if port and not port_free(port):  # fail in a second, not after bootstrapping
             say(f"{name} did not start: 127.0.0.1:{port}: address already in use")
             say(f"is another one running? choose another port with {flag}")
             return 1
-    if not opts.rules_dir.is_dir():
+    if not opts.servers_only and not opts.rules_dir.is_dir():
         say(f"the engine has no rules directory: {opts.rules_dir} is not a directory")
         say("choose one with --rules or RUBY_RULES_DIR")
         return 1
     pids = PidFiles(opts.run_dir)
     pids.clear()
+    opts.ready_file.unlink(missing_ok=True)
     stop = _Stop()
     stop.install()
     try:
@@ -210,10 +217,15 @@ async def _run_services(
                 return 1
             children = [s.child for s in started]
             where(opts, bao, server, children, say)
-            say("Ruby Core is up. Press Ctrl-C to stop.")
+            write_public(opts.ready_file, f"{os.getpid()}\n")  # then said: tests rely on it
+            if opts.servers_only:
+                say("the servers are up; start the services (compose starts them now)")
+            else:
+                say("Ruby Core is up. Press Ctrl-C to stop.")
             stop.waiting = True
             return await _supervise(opts, bao, server, nc, started, pids, stop)
         finally:
+            opts.ready_file.unlink(missing_ok=True)
             for service in reversed(started):  # the engine first, the audit sink last
                 child = service.child
                 was = "stopped" if child.alive() else "had exited"

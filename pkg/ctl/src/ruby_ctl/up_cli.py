@@ -67,6 +67,13 @@ def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
         "checkout changes: a service's own package restarts it, a shared one restarts them all",
     )
     parser.add_argument(
+        "--servers-only",
+        action="store_true",
+        help="start OpenBao, bootstrap, nats-server with the topology and the demo home "
+        "(unless --ha-url), not the audit sink, gateway and engine: the compose files run "
+        "those in their own containers. <state-dir>/run/up.ready exists while all is up",
+    )
+    parser.add_argument(
         "--quiet",
         action="store_true",
         help="show only rubyctl up's own lines; the services' output goes to their log files",
@@ -97,6 +104,7 @@ def _handle(args: argparse.Namespace) -> int:
             rules_dir=args.rules.resolve(),
             quiet=args.quiet,
             reload=args.reload,
+            servers_only=args.servers_only,
             audit_break_glass=args.audit_break_glass,
         )
     )

@@ -60,6 +60,9 @@ class UpOptions:
     quiet: bool = False
     reload: bool = False
     """Restart a service when its Python source changes (``--reload``, ADR-0010)."""
+    servers_only: bool = False
+    """Start the servers (OpenBao, bootstrap, nats-server, the topology) and the demo home,
+    not the three services: the compose files run each service in its own container."""
     audit_break_glass: bool = False
     """Apply AUDIT's declared configuration over the server's, audited, then lock it again
     and stop, starting no service (ADR-0005)."""
@@ -81,6 +84,12 @@ class UpOptions:
     def run_dir(self) -> Path:
         """Where each process's PID file is (``<name>.pid``)."""
         return self.state_dir / "run"
+
+    @property
+    def ready_file(self) -> Path:
+        """Present while everything this ``rubyctl up`` started is up: the compose stack's
+        healthcheck (written once all is ready, removed at start and when stopping)."""
+        return self.run_dir / "up.ready"
 
 
 ReadyCheck = Callable[[datetime], Awaitable[bool]]
@@ -115,7 +124,8 @@ def services(
     http: aiohttp.ClientSession,
 ) -> list[Service]:
     """In start order: the audit sink, the demo home (unless RUBY_HA_URL names a real one),
-    the gateway, the engine. The demo home's token is written to Vault now."""
+    the gateway, the engine; only the demo home with ``servers_only``. The demo home's token is
+    written to Vault now."""
     logs = opts.state_dir / "logs"
     out = None if opts.quiet else console
     base = {**os.environ, **env(opts, bao, server)}
@@ -137,6 +147,8 @@ def services(
             f"{AUDIT} ready (the audit sink, store {opts.audit_db})",
         )
     ]
+    if opts.servers_only:
+        found.clear()
     if opts.ha_url:
         ha_url = opts.ha_url
         console.say(f"home assistant: {ha_url} (token from Vault {ha_token_path(opts.prefix)})")
@@ -160,6 +172,8 @@ def services(
     }
     probe = http_ok(http, opts.readyz)
     engine_env = {**base, "RUBY_RULES_DIR": str(opts.rules_dir)}
+    if opts.servers_only:
+        return found
     return [
         *found,
         Service(
@@ -236,10 +250,13 @@ def where(
     logs = ", ".join(c.log_path.name for c in children)
     say(f"  NATS      {server.url}{monitoring}")
     say(f"  OpenBao   {bao.addr}")
-    say(f"  gateway   {opts.readyz}")
     say(f"  home      {opts.ha_url or opts.demo_url + ' (the demo home, ruby-hasim)'}")
-    say(f"  rules     {opts.rules_dir} ({rules})")
-    say(f"  audit     {opts.audit_db} (the audit store)")
+    if opts.servers_only:
+        say("  services  not started here (--servers-only): each runs on its own")
+    else:
+        say(f"  gateway   {opts.readyz}")
+        say(f"  rules     {opts.rules_dir} ({rules})")
+        say(f"  audit     {opts.audit_db} (the audit store)")
     say(f"  state     {opts.state_dir}")
     say(f"  logs      {opts.state_dir / 'logs'}: {logs}; {server.log_path}; {bao.log_path}")
     say(f"  pids      {opts.run_dir}/<name>.pid")

@@ -155,10 +155,14 @@ async def start_service(
     return Started(settings, nats, (read,))
 
 
-def service_parser(program: str, identity: str) -> argparse.ArgumentParser:
+def service_parser(
+    program: str, identity: str, own: Mapping[str, str] | None = None
+) -> argparse.ArgumentParser:
     """A service's command line: no arguments but ``--help`` and ``--version``; its settings
-    are the ``RUBY_*`` variables, listed in the help."""
-    settings = "\n".join(f"  {name:27} {meaning}" for name, meaning in ENVIRONMENT.items())
+    are the ``RUBY_*`` variables, listed in the help: the runtime's (`ENVIRONMENT`), then the
+    service's ``own``."""
+    every = {**ENVIRONMENT, **(own or {})}
+    settings = "\n".join(f"  {name:27} {meaning}" for name, meaning in every.items())
     about = (
         f"The Ruby Core {identity.replace('_', ' ')} service. It takes no arguments: the RUBY_* "
         "environment variables below set it up (every one optional; the defaults are the "
@@ -190,6 +194,7 @@ def run_service(
     stderr: TextIO | None = None,
     argv: Sequence[str] | None = None,
     program: str | None = None,
+    own_settings: Mapping[str, str] | None = None,
 ) -> int:
     """A service's whole ``main``: start, run ``body``, drain NATS; return the exit code.
 
@@ -200,7 +205,8 @@ def run_service(
     propagates.
     """
     if argv is not None:
-        parser = service_parser(program or f"ruby-{identity.replace('_', '-')}", identity)
+        name = program or f"ruby-{identity.replace('_', '-')}"
+        parser = service_parser(name, identity, own_settings)
         try:
             args = parser.parse_args(argv)
         except SystemExit as done:  # --help, --version or a usage error: said, nothing started

@@ -14,6 +14,7 @@ import os
 import signal
 from collections.abc import Mapping
 from pathlib import Path
+from typing import Final
 
 from nats.aio.client import Client
 
@@ -26,6 +27,11 @@ from ruby_natsx.subjects import Subjects
 from ruby_natsx.topology import AUDIT, AUDIT_SINK, STATUS, topology
 from ruby_runtime.settings import ServiceSettings
 from ruby_runtime.startup import Started
+
+SETTINGS: Final[Mapping[str, str]] = {
+    "RUBY_AUDIT_DB": "the SQLite audit store (default <RUBY_STATE_DIR>/audit/audit.db)",
+}
+"""The audit sink's own variables (``--help`` lists them after the runtime's)."""
 
 
 def audit_db(settings: ServiceSettings, environ: Mapping[str, str] | None = None) -> Path:

@@ -3,14 +3,16 @@
 import sys
 
 from ruby_engine.engine import IDENTITY
-from ruby_engine.service import serve
+from ruby_engine.service import SETTINGS, serve
 from ruby_natsx.connection import connect_service
 from ruby_runtime.startup import run_service
 
 
 def main() -> int:
     """Start as the engine identity (``ruby_runtime.startup``); exit with its exit code."""
-    return run_service(IDENTITY, serve, connect=connect_service, argv=sys.argv[1:])
+    return run_service(
+        IDENTITY, serve, connect=connect_service, argv=sys.argv[1:], own_settings=SETTINGS
+    )
 
 
 if __name__ == "__main__":

@@ -13,8 +13,10 @@ from __future__ import annotations
 import asyncio
 import os
 import signal
+from collections.abc import Mapping
 from datetime import tzinfo
 from pathlib import Path
+from typing import Final
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from nats.aio.client import Client
@@ -29,6 +31,12 @@ from ruby_runtime.logging import get_logger
 from ruby_runtime.startup import Started
 
 log = get_logger("ruby_engine.service")
+
+SETTINGS: Final[Mapping[str, str]] = {
+    "RUBY_RULES_DIR": "the directory of *.yaml rule files, watched for changes (default rules)",
+    "RUBY_TIMEZONE": "IANA time zone of time triggers and conditions (default the system's)",
+}
+"""The engine's own variables (``--help`` lists them after the runtime's)."""
 
 
 def rules_dir() -> Path:

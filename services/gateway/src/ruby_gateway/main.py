@@ -2,14 +2,16 @@
 
 import sys
 
-from ruby_gateway.service import IDENTITY, serve
+from ruby_gateway.service import IDENTITY, SETTINGS, serve
 from ruby_natsx.connection import connect_service
 from ruby_runtime.startup import run_service
 
 
 def main() -> int:
     """Start as the gateway identity (``ruby_runtime.startup``); exit with its exit code."""
-    return run_service(IDENTITY, serve, connect=connect_service, argv=sys.argv[1:])
+    return run_service(
+        IDENTITY, serve, connect=connect_service, argv=sys.argv[1:], own_settings=SETTINGS
+    )
 
 
 if __name__ == "__main__":

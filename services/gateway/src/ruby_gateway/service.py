@@ -16,7 +16,9 @@ import asyncio
 import os
 import secrets
 import signal
+from collections.abc import Mapping
 from datetime import UTC, datetime
+from typing import Final
 
 from nats.aio.client import Client
 
@@ -36,6 +38,12 @@ from ruby_runtime.vault import HA_TOKEN_FIELD, VaultSession, ha_token_path
 
 IDENTITY = GATEWAY
 DEFAULT_HA_URL = "ws://127.0.0.1:8123/api/websocket"
+SETTINGS: Final[Mapping[str, str]] = {
+    "RUBY_HA_URL": f"Home Assistant's WebSocket API (default {DEFAULT_HA_URL})",
+    "RUBY_GATEWAY_HEALTH_PORT": "/healthz and /readyz on 127.0.0.1, 0 for any free port "
+    "(default 8081)",
+}
+"""The gateway's own variables (``--help`` lists them after the runtime's)."""
 
 log = get_logger("ruby_gateway.service")
 
