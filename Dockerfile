@@ -40,8 +40,21 @@ RUN apt-get update \
     && apt-get install -y --no-install-recommends git make iproute2 ca-certificates \
     && rm -rf /var/lib/apt/lists/*
 
-# --- runtime: the base, the virtual environment, a user; no uv, no compiler, no sources ---
-FROM ${BASE_IMAGE} AS runtime
+# --- user: the base with the user `ruby` and its state directory, whose folders a named volume
+# mounts (JetStream, OpenBao, the audit store) are made here so a new volume is the user's ---
+FROM ${BASE_IMAGE} AS user
+RUN groupadd --system --gid 10001 ruby \
+    && useradd --system --uid 10001 --gid 10001 --home-dir /var/lib/ruby --create-home ruby \
+    && install -d -o ruby -g ruby -m 0700 /var/lib/ruby/nats /var/lib/ruby/openbao \
+       /var/lib/ruby/audit
+ENV PATH="/app/venv/bin:${PATH}" \
+    RUBY_STATE_DIR=/var/lib/ruby \
+    PYTHONDONTWRITEBYTECODE=1 \
+    PYTHONUNBUFFERED=1
+WORKDIR /var/lib/ruby
+
+# --- runtime: the user, the virtual environment; no uv, no compiler, no sources ---
+FROM user AS runtime
 ARG VERSION=0.1.0
 ARG REVISION=unknown
 ARG SOURCE=""
@@ -51,17 +64,28 @@ LABEL org.opencontainers.image.title="${COMMAND}" \
       org.opencontainers.image.source="${SOURCE}" \
       org.opencontainers.image.version="${VERSION}" \
       org.opencontainers.image.revision="${REVISION}"
-RUN groupadd --system --gid 10001 ruby \
-    && useradd --system --uid 10001 --gid 10001 --home-dir /var/lib/ruby --create-home ruby
 COPY --from=build /app /app
-ENV PATH="/app/venv/bin:${PATH}" \
-    RUBY_REVISION="${REVISION}" \
-    RUBY_STATE_DIR=/var/lib/ruby \
-    PYTHONDONTWRITEBYTECODE=1 \
-    PYTHONUNBUFFERED=1
+ENV RUBY_REVISION="${REVISION}"
 USER 10001:10001
-WORKDIR /var/lib/ruby
 ENTRYPOINT ["/app/entrypoint"]
+
+# --- live: every program, installed editable from /src, for compose/docker-compose.yml: the
+# checkout's pkg/ and services/ are mounted over /src, and `rubyctl live SERVICE` restarts a
+# service when its Python source changes (ADR-0010). Build it with --target live. ---
+FROM build AS live-build
+RUN --mount=type=secret,id=ca,required=false \
+    if [ -s /run/secrets/ca ]; then export SSL_CERT_FILE=/run/secrets/ca; fi \
+    && uv sync --frozen --no-dev --all-packages
+
+FROM user AS live
+ARG REVISION=live
+COPY --from=live-build /app/venv /app/venv
+COPY --from=live-build /src /src
+RUN ln -s /app/venv/bin/rubyctl /app/entrypoint
+ENV RUBY_REVISION="${REVISION}"
+USER 10001:10001
+ENTRYPOINT ["/app/entrypoint"]
+CMD ["--help"]
 
 # --- cli: rubyctl, a command run to completion; nothing to watch ---
 FROM runtime AS cli

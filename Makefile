@@ -125,7 +125,7 @@ chaos: sync ## kill -9 gateway, engine, audit sink, nats-server while mirrors to
 
 # buildah (no daemon) and debootstrap come from Debian's packages: installed here if missing.
 # IMAGE_BASE: the base image (default: one made here from Debian's packages, images/base.sh).
-image-test: sync ## build the four images (buildah, Debian-made base), check them, start each service from its image to ready
+image-test: sync ## build the images (buildah, Debian-made base), check them, run each service and both compose files from them
 	@for tool in buildah debootstrap; do command -v $$tool > /dev/null || missing="$$missing $$tool"; done; \
 	if [ -n "$$missing" ]; then \
 	  echo "installing$$missing from Debian's packages"; \

@@ -1,5 +1,7 @@
 #!/usr/bin/env bash
-# Build Ruby Core's four images with buildah (no daemon) and check each: its `--version` run
+# Build Ruby Core's four images, and the development image compose/docker-compose.yml runs its
+# services on (`live`: every program, editable from /src), with buildah (no daemon) and check
+# each: its `--version` run
 # inside it names this version and commit, it runs as the non-root user, it holds no uv and no
 # compiler; print each image's size. Usage: images/build.sh [BASE_IMAGE] (default: the Debian
 # base that images/base.sh makes). A machine whose egress re-signs TLS passes its CA bundle
@@ -24,6 +26,7 @@ images=(
   "engine:ruby-engine:ruby-engine:service"
   "audit-sink:ruby-audit-sink:ruby-audit-sink:service"
   "rubyctl:ruby-ctl:rubyctl:cli"
+  "live:ruby-ctl:rubyctl:live"
 )
 for entry in "${images[@]}"; do
   IFS=: read -r name package program stage <<< "$entry"

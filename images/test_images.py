@@ -1,13 +1,20 @@
-"""Each service starts from its image against a local stack and reports ready (make image-test).
+"""The images run: each service to ready, and both compose files as compose would run them
+(make image-test).
 
 Run by ``make image-test`` after ``images/build.sh`` built the images (never by ``make test``:
-it needs buildah and the images). The stack is the tests' own installation (OpenBao, a TLS +
-NKEY nats-server, the topology) and the HA simulator, on 127.0.0.1. Each service runs inside its
-image with ``buildah run --network host``, as the image's user ``ruby``: its credentials (CA,
-AppRole role and secret id) are copied into a directory that user owns and mounted at
-``/run/ruby``, as a deployment injects them, never baked into the image. Ready means what
-``rubyctl up`` waits for: the audit sink's and the engine's status records say ``ready``, the
-gateway's ``/readyz`` answers 200. Each is stopped with SIGTERM and must exit 0.
+it needs buildah and the images). Each container runs with ``buildah run --network host``, as
+the image's user ``ruby``; credentials are mounted, never baked into an image.
+
+- Each service from its image against the tests' own installation (OpenBao, a TLS + NKEY
+  nats-server, the topology) and the HA simulator: ready means what ``rubyctl up`` waits for
+  (the audit sink's and the engine's status records say ``ready``, the gateway's ``/readyz``
+  answers 200), then each image's HEALTHCHECK passes and SIGTERM ends each with exit code 0.
+- ``compose/docker-compose.prod.yml`` and ``compose/docker-compose.yml`` run by hand
+  (`ComposeRun`): the stack (`rubyctl up --servers-only` in the rubyctl image) with the file's
+  volumes, secrets folder and healthcheck, then each service with the file's command,
+  variables, secrets, configs and volumes; the production one from the service images after
+  the README's ``rubyctl secret ha-token``, the development one from the ``live`` image with
+  this checkout's source mounted, where a change to the engine's source restarts the engine.
 """
 
 from __future__ import annotations
@@ -15,12 +22,15 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
+import secrets
 import shutil
 import signal
 import subprocess
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import Awaitable, Callable, Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 import aiohttp
 import psutil
@@ -29,8 +39,9 @@ from nats.aio.client import Client
 
 from ruby_ctl.children import status_ready
 from ruby_ctl.openbao import free_port
-from ruby_ctl.testing import Installation
+from ruby_ctl.testing import Installation, load_compose
 from ruby_hasim.server import Simulator
+from ruby_hasim.testing import SimulatorFactory
 from ruby_natsx.testing import eventually
 from ruby_natsx.topology import AUDIT_SINK, ENGINE, STATUS
 from ruby_runtime.version import VERSION
@@ -75,17 +86,29 @@ def credentials(inst: Installation, identity: str, into: Path) -> dict[str, str]
 class Contained:
     """One service running inside its image (``buildah run``), stopped by its process group."""
 
-    def __init__(self, name: str, mount: Path, env: dict[str, str], log: Path) -> None:
+    def __init__(
+        self,
+        name: str,
+        mount: Path | None,
+        env: dict[str, str],
+        log: Path,
+        *,
+        volumes: Sequence[str] = (),
+        args: Sequence[str] = (),
+    ) -> None:
         self.name, self.log = name, log
         self.ctr = subprocess.run(
             ["buildah", "from", "--quiet", image(name)],  # noqa: S607  # buildah from PATH
             env=BUILDAH_ENV, capture_output=True, text=True, check=True, timeout=120,
         ).stdout.strip()  # fmt: skip
         variables = [arg for k, v in env.items() for arg in ("--env", f"{k}={v}")]
+        binds = [*volumes, *([f"{mount}:{MOUNT}"] if mount else [])]
+        self.binds = binds
         with log.open("wb") as out:
             self.process = subprocess.Popen(
-                ["buildah", "run", "--network", "host", "--volume", f"{mount}:{MOUNT}",  # noqa: S607
-                 *variables, self.ctr, "--", "/app/entrypoint"],
+                ["buildah", "run", "--network", "host",  # noqa: S607
+                 *(arg for bind in binds for arg in ("--volume", bind)),
+                 *variables, self.ctr, "--", "/app/entrypoint", *args],
                 env=BUILDAH_ENV, stdout=out, stderr=subprocess.STDOUT, start_new_session=True,
             )  # fmt: skip
 
@@ -100,18 +123,27 @@ class Contained:
         program (buildah kills it outright when it is signalled itself)."""
         with contextlib.suppress(psutil.Error):
             for child in psutil.Process(self.process.pid).children(recursive=True):
-                if any("/app/venv/bin/" in part for part in child.cmdline()):
+                line = child.cmdline()
+                if line[:1] and line[0].startswith("/app/venv/bin/") and "/app/entrypoint" in line:
                     return child.pid
         return None
 
-    async def healthy(self) -> bool:
-        """The image's HEALTHCHECK command, run in the running container, says healthy."""
-        done = await asyncio.to_thread(
-            subprocess.run,
-            ["buildah", "run", self.ctr, "--", "/app/entrypoint", "--healthcheck"],
+    async def healthy(self, test: Sequence[str] = ("/app/entrypoint", "--healthcheck")) -> bool:
+        """The image's HEALTHCHECK command (or ``test``), run in the running container, says
+        healthy."""
+        done = await asyncio.to_thread(self.exec, *test)
+        return done.returncode == 0
+
+    def exec(
+        self, *command: str, env: Mapping[str, str] | None = None, volumes: Sequence[str] = ()
+    ) -> subprocess.CompletedProcess[str]:
+        """``command`` run in the running container, with its mounts (`docker compose exec`)."""
+        variables = [arg for k, v in (env or {}).items() for arg in ("--env", f"{k}={v}")]
+        mounts = [arg for bind in (*self.binds, *volumes) for arg in ("--volume", bind)]
+        return subprocess.run(
+            ["buildah", "run", *mounts, *variables, self.ctr, "--", *command],  # noqa: S607
             env=BUILDAH_ENV, capture_output=True, text=True, check=False, timeout=120,
         )  # fmt: skip
-        return done.returncode == 0
 
     def stop(self) -> int:
         """SIGTERM to the service inside (as a container runtime sends it), then the exit
@@ -207,5 +239,205 @@ async def start_each(
         await ready(service.healthy, service)
     for service in (engine, gateway, sink):  # what rubyctl up does on Ctrl-C, in this order
         assert service.running(), service.output()
+        assert service.stop() == 0, service.output()
+    contained.clear()
+
+
+# --- the compose files, run by hand: what `docker compose up` would do ------------------------
+
+
+@dataclass
+class ComposeRun:
+    """One compose file's services run with buildah as compose would run them, in ``root`` (the
+    compose file's folder: its secrets folder, its named volumes under ``volumes/``). The
+    network namespace the file shares is this host's loopback here (`--network host`), and
+    the ports are free ones, given to `rubyctl up` and the services as their own settings."""
+
+    file: str
+    variables: dict[str, str]
+    root: Path
+    logs: Path
+    started: list[Contained]
+    nats_port: int = field(default_factory=free_port)
+    vault_port: int = field(default_factory=free_port)
+
+    def __post_init__(self) -> None:
+        while self.vault_port + 1 == self.nats_port:  # OpenBao's cluster port is the next one
+            self.vault_port = free_port()
+        self.doc = load_compose(ROOT / "compose" / self.file, self.variables)
+        owned(self.root / "secrets" / "approle", self.root / "secrets" / "pki")
+        owned(*(self.root / "volumes" / volume for volume in self.doc["volumes"]))
+
+    def service(self, name: str) -> dict[str, Any]:
+        found: dict[str, Any] = self.doc["services"][name]
+        return found
+
+    def binds(self, name: str) -> list[str]:
+        """The service's volumes, secrets and configs as bind mounts: a named volume is
+        ``root/volumes/<name>``, a relative path is relative to ``root``, except ``../``: this
+        checkout (the development file mounts its source)."""
+
+        def host(source: str) -> Path:
+            if source.startswith("../"):
+                return ROOT / source[3:]
+            if source.startswith("./"):
+                return self.root / source[2:]
+            return self.root / "volumes" / source
+
+        service, found = self.service(name), []
+        for entry in service.get("volumes", []):
+            source, target, *mode = entry.split(":")
+            found.append(":".join([str(host(source)), target, *mode]))
+        for secret in service.get("secrets", []):
+            found.append(f"{host(self.doc['secrets'][secret]['file'])}:/run/secrets/{secret}:ro")
+        for config in service.get("configs", []):
+            source = self.doc["configs"][config["source"]]["file"]
+            found.append(f"{host(source)}:{config['target']}:ro")
+        return found
+
+    async def start_stack(self, image_name: str, **env: str) -> Contained:
+        """The stack with its own settings and these free ports, once its healthcheck passes."""
+        doc = self.service("stack")
+        ports = {"RUBY_NATS_PORT": str(self.nats_port), "RUBY_VAULT_PORT": str(self.vault_port),
+                 "RUBY_NATS_HTTP_PORT": "off"}  # fmt: skip
+        stack = Contained(image_name, None, {**doc["environment"], **ports, **env},
+                          self.logs / "stack.log", volumes=self.binds("stack"),
+                          args=doc["command"])  # fmt: skip
+        self.started.append(stack)
+        await ready(healthcheck(stack, doc), stack)
+        return stack
+
+    async def start(self, name: str, image_name: str, running: str, **env: str) -> Contained:
+        """Service ``name`` pointed at the stack's ports, once it has printed ``running``."""
+        doc = self.service(name)
+        to_stack = {
+            "RUBY_NATS_URL": f"tls://127.0.0.1:{self.nats_port}",
+            "RUBY_VAULT_ADDR": f"http://127.0.0.1:{self.vault_port}",
+            "RUBY_LOG_LEVEL": "INFO",
+        }
+        service = Contained(image_name, None, {**doc["environment"], **to_stack, **env},
+                            self.logs / f"{name}.log", volumes=self.binds(name),
+                            args=doc.get("command", []))  # fmt: skip
+        self.started.append(service)
+        await ready(printed(service, running), service)
+        return service
+
+    async def healthy(self, name: str, service: Contained) -> None:
+        """The service's compose healthcheck passes, run inside it."""
+        await ready(healthcheck(service, self.service(name)), service)
+
+
+def printed(service: Contained, text: str, times: int = 1) -> Callable[[], Awaitable[bool]]:
+    """A probe: ``service`` has printed ``text`` (``times`` times at least)."""
+
+    async def probe() -> bool:
+        return service.log.read_text(errors="replace").count(text) >= times
+
+    return probe
+
+
+def healthcheck(service: Contained, doc: Mapping[str, Any]) -> Callable[[], Awaitable[bool]]:
+    """A probe: the compose healthcheck of ``doc`` (``["CMD", ...]``), run inside ``service``."""
+
+    async def probe() -> bool:
+        return await service.healthy(doc["healthcheck"]["test"][1:])
+
+    return probe
+
+
+def owned(*paths: Path) -> None:
+    """Folders owned by the images' user, as the README's `install -d` makes them."""
+    for path in paths:
+        path.mkdir(parents=True, exist_ok=True, mode=0o700)
+        os.chown(path, UID, UID)
+
+
+RUNNING = {
+    "audit-sink": '"audit sink running"',
+    "gateway": '"gateway running"',
+    "engine": '"engine running"',
+}
+"""What each service prints once it runs (the status record follows)."""
+
+
+async def readyz(port: int, service: Contained) -> None:
+    """The gateway's ``/readyz`` answers 200: it reached the home with its token."""
+    async with aiohttp.ClientSession() as http:
+
+        async def answers() -> bool:
+            try:
+                async with http.get(f"http://127.0.0.1:{port}/readyz") as reply:
+                    return reply.status == 200
+            except aiohttp.ClientError:
+                return False
+
+        await ready(answers, service)
+
+
+async def test_the_production_compose_file_runs_from_the_images(
+    hasim_factory: SimulatorFactory, tmp_path: Path, contained: list[Contained]
+) -> None:
+    """compose/docker-compose.prod.yml: the stack (`rubyctl up --servers-only` in the rubyctl
+    image) with its volumes and the secrets folder, the README's `rubyctl secret ha-token` in
+    it, then each service from its image with the file's variables, secrets, configs and
+    volumes, until each is ready and its healthcheck passes; each stops with exit code 0."""
+    hasim = await hasim_factory(token=f"long-lived-{secrets.token_hex(20)}")  # as HA's are
+    variables = {"GHCR_OWNER": "someone", "RUBY_HA_URL": hasim.url, "RUBY_TIMEZONE": "UTC"}
+    run = ComposeRun("docker-compose.prod.yml", variables, tmp_path / "compose", tmp_path,
+                     contained)  # fmt: skip
+    shutil.copytree(ROOT / "rules", run.root / "rules", ignore=shutil.ignore_patterns("examples"))
+    stack = await run.start_stack("rubyctl")
+
+    token = tmp_path / "token"  # `exec -T stack rubyctl secret ha-token < token.txt`; buildah
+    token.write_text(hasim.token)  # run passes no standard input, so the file is mounted
+    os.chown(token, UID, UID)
+    token.chmod(0o600)
+    stored = await asyncio.to_thread(
+        stack.exec, "sh", "-c", "/app/entrypoint secret ha-token < /run/token",
+        env={"RUBY_VAULT_PORT": str(run.vault_port)}, volumes=[f"{token}:/run/token:ro"],
+    )  # fmt: skip
+    assert stored.returncode == 0, stored.stdout + stored.stderr
+    assert hasim.token not in stored.stdout + stored.stderr
+
+    health = free_port()
+    sink = await run.start("audit-sink", "audit-sink", RUNNING["audit-sink"])
+    gateway = await run.start("gateway", "gateway", RUNNING["gateway"],
+                              RUBY_GATEWAY_HEALTH_PORT=str(health))  # fmt: skip
+    engine = await run.start("engine", "engine", RUNNING["engine"])
+    await readyz(health, gateway)
+    assert (run.root / "volumes" / "audit" / "audit.db").is_file()  # the store in its volume
+    assert any((run.root / "volumes" / "jetstream").iterdir())
+    for name, service in (("audit-sink", sink), ("gateway", gateway), ("engine", engine)):
+        await run.healthy(name, service)
+    for service in (engine, gateway, sink, stack):  # compose stops dependents first
+        assert service.stop() == 0, service.output()
+    contained.clear()
+
+
+async def test_the_development_compose_file_runs_the_source_and_reloads_it(
+    tmp_path: Path, contained: list[Contained]
+) -> None:
+    """compose/docker-compose.yml: the stack with the demo home, each service under `rubyctl
+    live` in the development image with this checkout's source mounted; a change to the
+    engine's source restarts the engine in its container and nothing else."""
+    run = ComposeRun("docker-compose.yml", {}, tmp_path / "compose", tmp_path, contained)
+    home = free_port()
+    stack = await run.start_stack("rubyctl", RUBY_HA_PORT=str(home))
+    health = free_port()
+    sink = await run.start("audit-sink", "live", RUNNING["audit-sink"])
+    gateway = await run.start("gateway", "live", RUNNING["gateway"],
+                              RUBY_HA_URL=f"ws://127.0.0.1:{home}/api/websocket",
+                              RUBY_GATEWAY_HEALTH_PORT=str(health))  # fmt: skip
+    engine = await run.start("engine", "live", RUNNING["engine"])
+    await readyz(health, gateway)
+    for name, service in (("audit-sink", sink), ("gateway", gateway), ("engine", engine)):
+        await run.healthy(name, service)
+
+    os.utime(ROOT / "services" / "engine" / "src" / "ruby_engine" / "__init__.py")  # a save
+    await ready(printed(engine, "source changed (__init__.py): engine stopped (exit code 0)"),
+                engine)  # fmt: skip
+    await ready(printed(engine, RUNNING["engine"], times=2), engine)
+    assert "source changed" not in sink.output() + gateway.output()
+    for service in (engine, gateway, sink, stack):
         assert service.stop() == 0, service.output()
     contained.clear()

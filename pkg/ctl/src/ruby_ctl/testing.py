@@ -31,8 +31,10 @@ import uuid
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import pytest
+import yaml
 from nats.aio.client import Client
 
 from ruby_ctl.bootstrap import BootstrapResult, StatePaths, bootstrap
@@ -331,3 +333,31 @@ def start_up() -> Iterator[type[UpProcess]]:
     yield Tracked
     for up in started:
         up.kill()
+
+
+def load_compose(path: Path, env: Mapping[str, str]) -> dict[str, Any]:
+    """A compose file with its ``${VAR}``, ``${VAR:-default}`` and ``${VAR:?message}`` filled
+    in from ``env`` as Compose does (`ValueError` for a required one that is missing)."""
+    doc = yaml.safe_load(path.read_text())
+    result: dict[str, Any] = _interpolate(doc, env)
+    return result
+
+
+def _interpolate(value: Any, env: Mapping[str, str]) -> Any:
+    """Compose's ``${VAR}``, ``${VAR:-default}`` and ``${VAR:?message}``, through the tree."""
+    if isinstance(value, dict):
+        return {k: _interpolate(v, env) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_interpolate(v, env) for v in value]
+    if not isinstance(value, str):
+        return value
+
+    def one(match: re.Match[str]) -> str:
+        name, op, word = match.group(1), match.group(2), match.group(3) or ""
+        if env.get(name):
+            return env[name]
+        if op == ":?":
+            raise ValueError(f"{name} is required: {word}")
+        return word
+
+    return re.sub(r"\$\{(\w+)(?:(:-|:\?)([^}]*))?\}", one, value)

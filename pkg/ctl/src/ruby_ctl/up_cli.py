@@ -36,7 +36,8 @@ def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
             "and the restart audited; 5 crashes of one process within 60 s stop everything "
             "(exit 1). Ctrl-C (or SIGTERM) stops everything this command started, in reverse "
             "order: the engine first, OpenBao last. Running it again, even at once, reuses "
-            "the ports, the state and the identities."
+            "the ports, the state and the identities. RUBY_LOG_LEVEL (default WARNING for "
+            "rubyctl, INFO for the services) is passed on to every service."
         ),
     )
     cli_args.add_state_dir(parser)
