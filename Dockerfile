@@ -37,7 +37,7 @@ FROM ${BASE_IMAGE} AS dev
 # Unpinned on purpose: a development image takes the base release's current packages.
 # hadolint ignore=DL3008
 RUN apt-get update \
-    && apt-get install -y --no-install-recommends git make iproute2 ca-certificates \
+    && apt-get install -y --no-install-recommends git make iproute2 ca-certificates nodejs npm \
     && rm -rf /var/lib/apt/lists/*
 
 # --- user: the base with the user `ruby` and its state directory, whose folders a named volume

@@ -104,7 +104,7 @@ test-ha: sync ## gateway and engine against a real Home Assistant, offline (inst
 	HA_DIR="$(HA_DIR)" RUBY_HA_TOOLS="$(abspath $(HA_TOOLS))" \
 	  unshare -n sh -c 'ip link set lo up && exec "$$@"' sh $(RUN) pytest tests_ha
 
-lint: sync ## every pre-commit hook on every file: ruff, mypy --strict, imports, hadolint, workflows, fast tests, secrets
+lint: sync ## every pre-commit hook on every file: ruff, mypy --strict, imports, hadolint, actionlint, workflows, compose, fast tests, secrets
 	$(RUN) ruff format --check .
 	$(RUN) pre-commit run --all-files --show-diff-on-failure
 
