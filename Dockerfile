@@ -59,6 +59,10 @@ ARG VERSION=0.1.0
 ARG REVISION=unknown
 ARG SOURCE=""
 ARG COMMAND=ruby-gateway
+# buildah's layer cache keys LABEL and ENV on their text, not on the arguments in them, and a
+# new commit often leaves /app unchanged: a RUN is keyed on its arguments, so this one makes a
+# new revision rebuild the labels and RUBY_REVISION below.
+RUN test -n "${REVISION}${VERSION}"
 LABEL org.opencontainers.image.title="${COMMAND}" \
       org.opencontainers.image.description="Ruby Core: ${COMMAND}" \
       org.opencontainers.image.source="${SOURCE}" \
@@ -79,6 +83,7 @@ RUN --mount=type=secret,id=ca,required=false \
 
 FROM user AS live
 ARG REVISION=live
+RUN test -n "${REVISION}"
 COPY --from=live-build /app/venv /app/venv
 COPY --from=live-build /src /src
 RUN ln -s /app/venv/bin/rubyctl /app/entrypoint
