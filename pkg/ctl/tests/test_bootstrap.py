@@ -10,6 +10,7 @@ import pytest
 
 from ruby_ctl.bootstrap import bootstrap, ca_key_path
 from ruby_ctl.cli import main
+from ruby_ctl.pki import EDGE_CLIENT, LEAVES, leaf_ok
 from ruby_ctl.testing import Installation
 from ruby_ctl.vault_admin import role_name
 from ruby_natsx.credentials import is_user_seed, user_public_key
@@ -47,9 +48,11 @@ def test_a_first_bootstrap_makes_everything_and_a_second_changes_nothing(
         assert _mode(state.role_id_file(identity)) == 0o600
         assert _mode(state.secret_id_file(identity)) == 0o600
     assert "local CA" in changes
-    assert "nats-server TLS certificate" in changes
+    for leaf in LEAVES:
+        assert f"{leaf.what} {state.pki.cert(leaf)}: issued" in changes
+        assert _mode(state.pki.key(leaf)) == 0o600
+        assert leaf_ok(state.pki, leaf)
     assert "nats-server authorization" in changes
-    assert _mode(state.pki.server_key) == 0o600
 
     again = bootstrap(inst.bao.root_client(), state, inst.prefix)
     assert again.changes == ()
@@ -69,8 +72,8 @@ def test_only_public_keys_leave_vault(fresh_installation: Installation) -> None:
         for path, text in files.items():
             assert seed not in text, path
     assert not [p for p, text in files.items() if SEED_SHAPE.search(text)]
-    private = [p for p, text in files.items() if "PRIVATE KEY" in text]
-    assert private == [state.pki.server_key], "the CA key lives in Vault, not on disk"
+    private = {p for p, text in files.items() if "PRIVATE KEY" in text}
+    assert private == {state.pki.key(leaf) for leaf in LEAVES}, "the CA key lives in Vault"
 
 
 def test_bootstrap_repairs_only_what_is_broken(fresh_installation: Installation) -> None:
@@ -83,6 +86,7 @@ def test_bootstrap_repairs_only_what_is_broken(fresh_installation: Installation)
     )
     root.auth.approle.create_or_update_approle(role_name(inst.prefix, "operator"), token_ttl=99)
     state.pki.server_cert.unlink()
+    state.pki.key(EDGE_CLIENT).write_text(state.pki.key(LEAVES[0]).read_text())  # not its key
 
     result = bootstrap(root, state, inst.prefix)
 
@@ -92,6 +96,7 @@ def test_bootstrap_repairs_only_what_is_broken(fresh_installation: Installation)
             f"Vault policy {role_name(inst.prefix, 'engine')}: updated",
             f"Vault AppRole {role_name(inst.prefix, 'operator')}: updated",
             f"nats-server TLS certificate {state.pki.server_cert}: issued",
+            f"{EDGE_CLIENT.what} {state.pki.cert(EDGE_CLIENT)}: issued",
         ]
     )
     assert result.public_keys == inst.bootstrapped.public_keys

@@ -4,8 +4,9 @@ For each identity (gateway, engine, audit_sink, operator) an NKEY user whose see
 Vault KV v2 (``<prefix>/<identity>/nats``), a policy that reads only that identity's folder and
 an AppRole bound to it, whose role id and secret id are kept for the local services in 0600
 files under ``<state>/approle/<identity>/`` (production injects them instead). A local CA
-(its key in Vault) and nats-server's certificate for 127.0.0.1 / localhost under
-``<state>/pki/``. And nats-server's ``authorization {}`` block, rendered from
+(its key in Vault) and the certificates it signs under ``<state>/pki/`` (`pki.LEAVES`:
+nats-server's, Traefik's, Traefik's client certificate to the gateway, the gateway API's).
+And nats-server's ``authorization {}`` block, rendered from
 ``ruby_natsx.permissions`` with public keys only, in ``<state>/nats/authorization.conf``.
 
 Everything already right is left alone; the result lists what changed (an audit-able action:
@@ -148,9 +149,10 @@ def _ensure_tls(vault: hvac.Client, mount: str, prefix: str, paths: pki.PkiPaths
         )
         ca_key = Secret(new_key.reveal(), "CA key")
         changes.append(f"local CA {paths.ca_cert}: created (its key in Vault)")
-    if not pki.server_cert_ok(paths):
-        pki.issue_server_cert(paths, pki.CaKey(ca_key.reveal()))
-        changes.append(f"nats-server TLS certificate {paths.server_cert}: issued")
+    for leaf in pki.LEAVES:
+        if not pki.leaf_ok(paths, leaf):
+            pki.issue_leaf(paths, pki.CaKey(ca_key.reveal()), leaf)
+            changes.append(f"{leaf.what} {paths.cert(leaf)}: issued")
     return changes
 
 

@@ -1,11 +1,13 @@
-"""The installation's local CA and nats-server's certificate (``cryptography``), idempotently.
+"""The installation's local CA and the certificates it signs (``cryptography``), idempotently.
 
-The CA signs one server certificate for ``127.0.0.1`` and ``localhost``. Its certificate is
-``ca.pem`` (what every client trusts); its private key is handed to the caller to keep in
-Vault and is never written to disk. The server's key is written 0600 because nats-server reads
-it from a file. ``ensure_server_cert`` re-issues the server certificate only when it is
-missing, does not match its key, was not issued by the CA, lacks a name, or expires within
-``RENEW_BEFORE``.
+The CA's certificate is ``ca.pem`` (what every client trusts); its private key is handed to
+the caller to keep in Vault and is never written to disk. It signs the `LEAVES`: nats-server's
+certificate, Traefik's HTTPS certificate, the client certificate Traefik presents to the
+gateway's API (the proof that a request passed the edge, ADR-0020), and the gateway API's own.
+A server certificate names ``127.0.0.1`` and ``localhost``. Each key is written 0600 because
+its server reads it from a file. `leaf_ok` is False, and bootstrap issues the leaf again, when
+it is missing, does not match its key, was not issued by the CA, lacks a name or its usage, or
+expires within ``RENEW_BEFORE``.
 """
 
 from __future__ import annotations
@@ -29,6 +31,28 @@ SERVER_VALIDITY: Final = dt.timedelta(days=397)
 RENEW_BEFORE: Final = dt.timedelta(days=30)
 SERVER_NAMES: Final = ("localhost",)
 SERVER_IPS: Final = ("127.0.0.1",)
+EDGE_CLIENT_CN: Final = "ruby-edge"
+"""The common name of Traefik's client certificate: what the gateway's API requires."""
+
+
+@dataclass(frozen=True)
+class Leaf:
+    """One certificate the CA signs: its file stem, what it is for, and how it is used."""
+
+    name: str
+    what: str
+    common_name: str = "localhost"
+    client: bool = False
+    """A client certificate (TLS client auth, no names), else a server's for `SERVER_NAMES`."""
+
+
+NATS_SERVER: Final = Leaf("server", "nats-server TLS certificate")
+EDGE: Final = Leaf("edge", "Traefik's HTTPS certificate")
+EDGE_CLIENT: Final = Leaf(
+    "edge-client", "Traefik's client certificate to the gateway", EDGE_CLIENT_CN, client=True
+)
+GATEWAY_API: Final = Leaf("gateway-api", "the gateway API's TLS certificate")
+LEAVES: Final = (NATS_SERVER, EDGE, EDGE_CLIENT, GATEWAY_API)
 
 
 @dataclass(frozen=True)
@@ -41,13 +65,19 @@ class PkiPaths:
     def ca_cert(self) -> Path:
         return self.directory / "ca.pem"
 
+    def cert(self, leaf: Leaf) -> Path:
+        return self.directory / f"{leaf.name}.pem"
+
+    def key(self, leaf: Leaf) -> Path:
+        return self.directory / f"{leaf.name}.key"
+
     @property
     def server_cert(self) -> Path:
-        return self.directory / "server.pem"
+        return self.cert(NATS_SERVER)
 
     @property
     def server_key(self) -> Path:
-        return self.directory / "server.key"
+        return self.key(NATS_SERVER)
 
 
 class CaKey:
@@ -118,18 +148,21 @@ def ca_matches(paths: PkiPaths, ca_key: CaKey) -> bool:
     return ca.public_key() == key.public_key()
 
 
-def server_cert_ok(paths: PkiPaths) -> bool:
-    """Whether the server certificate is present, issued by the CA, named, keyed and current."""
-    ca, cert = _load_cert(paths.ca_cert), _load_cert(paths.server_cert)
+def leaf_ok(paths: PkiPaths, leaf: Leaf) -> bool:
+    """Whether ``leaf`` is present, issued by the CA, named, keyed, for its usage and current."""
+    ca, cert = _load_cert(paths.ca_cert), _load_cert(paths.cert(leaf))
     if ca is None or cert is None or _expires_soon(cert):
         return False
     try:
         cert.verify_directly_issued_by(ca)
-        key = serialization.load_pem_private_key(paths.server_key.read_bytes(), password=None)
-    except (InvalidSignature, ValueError, TypeError, OSError):
+        key = serialization.load_pem_private_key(paths.key(leaf).read_bytes(), password=None)
+        usage = cert.extensions.get_extension_for_class(x509.ExtendedKeyUsage).value
+    except (InvalidSignature, ValueError, TypeError, OSError, x509.ExtensionNotFound):
         return False
-    if key.public_key() != cert.public_key():
+    if key.public_key() != cert.public_key() or _usage(leaf) not in usage:
         return False
+    if leaf.client:
+        return cert.subject == _subject(leaf)
     try:
         names = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
     except x509.ExtensionNotFound:
@@ -139,8 +172,17 @@ def server_cert_ok(paths: PkiPaths) -> bool:
     return set(SERVER_NAMES) <= dns and set(SERVER_IPS) <= ips
 
 
-def issue_server_cert(paths: PkiPaths, ca_key: CaKey) -> None:
-    """Issue a new server key and certificate for 127.0.0.1 / localhost, signed by the CA."""
+def _usage(leaf: Leaf) -> x509.ObjectIdentifier:
+    return ExtendedKeyUsageOID.CLIENT_AUTH if leaf.client else ExtendedKeyUsageOID.SERVER_AUTH
+
+
+def _subject(leaf: Leaf) -> x509.Name:
+    return x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, leaf.common_name)])
+
+
+def issue_leaf(paths: PkiPaths, ca_key: CaKey, leaf: Leaf) -> None:
+    """Issue a new key and certificate for ``leaf``, signed by the CA: a server's for
+    127.0.0.1 / localhost, or a client's named by its common name."""
     ca = _load_cert(paths.ca_cert)
     if ca is None:
         raise ValueError(f"no CA certificate at {paths.ca_cert}")
@@ -149,36 +191,37 @@ def issue_server_cert(paths: PkiPaths, ca_key: CaKey) -> None:
         raise TypeError("the CA key is not an EC key")
     key = ec.generate_private_key(ec.SECP256R1())
     now = _now()
-    san = x509.SubjectAlternativeName(
-        [x509.DNSName(n) for n in SERVER_NAMES]
-        + [x509.IPAddress(ipaddress.ip_address(ip)) for ip in SERVER_IPS]
-    )
-    cert = (
+    builder = (
         x509.CertificateBuilder()
-        .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "localhost")]))
+        .subject_name(_subject(leaf))
         .issuer_name(ca.subject)
         .public_key(key.public_key())
         .serial_number(x509.random_serial_number())
         .not_valid_before(now - dt.timedelta(minutes=5))
         .not_valid_after(now + SERVER_VALIDITY)
-        .add_extension(san, critical=False)
         .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
-        .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH]), critical=False)
+        .add_extension(x509.ExtendedKeyUsage([_usage(leaf)]), critical=False)
         .add_extension(
             x509.AuthorityKeyIdentifier.from_issuer_public_key(signer.public_key()),
             critical=False,
         )
-        .sign(signer, hashes.SHA256())
     )
+    if not leaf.client:
+        san = x509.SubjectAlternativeName(
+            [x509.DNSName(n) for n in SERVER_NAMES]
+            + [x509.IPAddress(ipaddress.ip_address(ip)) for ip in SERVER_IPS]
+        )
+        builder = builder.add_extension(san, critical=False)
+    cert = builder.sign(signer, hashes.SHA256())
     write_private(
-        paths.server_key,
+        paths.key(leaf),
         key.private_bytes(
             serialization.Encoding.PEM,
             serialization.PrivateFormat.PKCS8,
             serialization.NoEncryption(),
         ),
     )
-    write_public(paths.server_cert, cert.public_bytes(serialization.Encoding.PEM))
+    write_public(paths.cert(leaf), cert.public_bytes(serialization.Encoding.PEM))
 
 
 def _load_cert(path: Path) -> x509.Certificate | None:
