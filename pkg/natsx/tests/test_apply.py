@@ -70,7 +70,7 @@ async def test_applying_twice_changes_nothing(
 ) -> None:
     changes = await apply_topology(js, topology_applied)
     assert [c.action for c in changes] == [Action.UNCHANGED] * len(changes)
-    assert len(changes) == 4 + 4 + 3
+    assert len(changes) == 4 + 5 + 3  # streams, buckets, consumers
 
 
 async def test_the_first_apply_reports_creations(js: JetStreamContext, subjects: Subjects) -> None:

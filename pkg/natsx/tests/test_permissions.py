@@ -81,7 +81,9 @@ def test_each_identity_reads_only_its_own_inbox(identity: str) -> None:
     grant, *followed = _of(identity).subscribe
     assert grant.subject == f"_INBOX_{identity}.>"
     assert [g.subject for g in followed] == (
-        [f"$KV.ruby_status.{EVENT_TYPES_KEY}"] if identity == GATEWAY else []
+        ["$KV.ruby_api_tokens.>", f"$KV.ruby_status.{EVENT_TYPES_KEY}"]
+        if identity == GATEWAY
+        else []
     )
     assert inbox_prefix(identity) == f"_INBOX_{identity}"
     for other in IDENTITIES:

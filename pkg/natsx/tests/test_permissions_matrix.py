@@ -55,7 +55,12 @@ async def _setup_kv(m: Matrix) -> dict[str, int]:
     """One key per readable bucket (and below each service's own status record), written by an
     identity allowed to write it."""
     revisions = {}
-    for bucket, writer in (("projection", GATEWAY), ("idempotency", GATEWAY), ("timers", ENGINE)):
+    for bucket, writer in (
+        ("projection", GATEWAY),
+        ("idempotency", GATEWAY),
+        ("timers", ENGINE),
+        ("api_tokens", OPERATOR),
+    ):
         name = f"{m.inst.prefix}_{bucket}"
         ack = await m.js(writer).publish(f"$KV.{name}.probe", b"1")
         revisions[f"KV_{name}"] = ack.seq
@@ -193,11 +198,14 @@ def _receive(m: Matrix, identity: str, pattern: str) -> Act:
         return lambda: nc.subscribe(concrete(pattern))
     assert pattern.startswith("$KV."), f"the matrix has no operation for {pattern!r}: add one"
 
+    # The engine writes the status key others follow; the operator writes the API tokens.
+    writer = OPERATOR if pattern.startswith(f"$KV.{m.inst.prefix}_api_tokens.") else ENGINE
+
     async def follow() -> None:
         sub = await nc.subscribe(pattern)
         try:
             await nc.flush()
-            await m.js(ENGINE).publish(pattern, b"{}")  # the engine writes what others follow
+            await m.js(writer).publish(concrete(pattern), b"{}")
             await sub.next_msg(timeout=5)
         finally:
             await sub.unsubscribe()

@@ -27,6 +27,7 @@ from typing import Final
 
 from ruby_natsx.subjects import Subjects, check_token
 from ruby_natsx.topology import (
+    API_TOKENS,
     AUDIT,
     AUDIT_SINK,
     DLQ,
@@ -63,6 +64,7 @@ class Access(StrEnum):
     READ = "read"
     READ_WRITE = "read-write"
     OWN_KEY = "own-key"  # write only the key named after the identity (and below it)
+    FOLLOW = "follow"  # read every key, and receive every put on a core subscription
 
 
 @dataclass(frozen=True)
@@ -85,6 +87,7 @@ NEEDS: Final[Mapping[str, Needs]] = MappingProxyType(
                 (PROJECTION, Access.READ_WRITE),
                 (IDEMPOTENCY, Access.READ_WRITE),  # its command ledger: nobody else's
                 (STATUS, Access.OWN_KEY),
+                (API_TOKENS, Access.FOLLOW),  # the API checks each request, sees revocations
             ),
             follows=((STATUS, EVENT_TYPES_KEY),),  # the HA event types to forward
         ),
@@ -195,9 +198,12 @@ def _service(topo: Topology, identity: str, needs: Needs) -> Permissions:
     for family in needs.produces:
         publish.append(Grant(_FAMILIES[family](s), f"produce {family.value} messages"))
     publish.append(Grant(s.audit_of(identity), "its own audit records"))
+    subscribe = [Grant(f"{inbox_prefix(identity)}.>", "replies, pull deliveries and publish acks")]
     for logical, access in needs.buckets:
         publish += _bucket_grants(topo, logical, access, identity)
-    subscribe = [Grant(f"{inbox_prefix(identity)}.>", "replies, pull deliveries and publish acks")]
+        if access is Access.FOLLOW:
+            name = topo.bucket(logical).bucket
+            subscribe.append(Grant(f"$KV.{name}.>", f"receive every put of {name}"))
     for logical, key in needs.follows:
         bucket = topo.bucket(logical)
         subject = f"$KV.{bucket.bucket}.{key}"
@@ -212,7 +218,7 @@ def _bucket_grants(topo: Topology, logical: str, access: Access, identity: str) 
     bucket = topo.bucket(logical)
     name, stream = bucket.bucket, bucket.stream().name
     grants = [Grant(f"{JS_API}.STREAM.INFO.{stream}", f"open the {name} bucket")]
-    if access in (Access.READ, Access.READ_WRITE):
+    if access in (Access.READ, Access.READ_WRITE, Access.FOLLOW):
         grants += [
             Grant(f"{JS_API}.DIRECT.GET.{stream}.>", f"read {name} keys"),
             Grant(f"{JS_API}.DIRECT.GET.{stream}", f"read {name} entries by revision"),
@@ -242,6 +248,10 @@ def _operator(topo: Topology, *, break_glass: bool) -> Permissions:
         Grant(s.events_all, "replay dead letters to their original subjects"),
         Grant(s.commands_all, "replay dead-lettered commands"),
         Grant(s.audit_all, "replay dead-lettered audit records; its own audit records"),
+        Grant(
+            f"$KV.{topo.bucket(API_TOKENS).bucket}.>",
+            "create and revoke API tokens (their digests: rubyctl token)",
+        ),
     )
     deny = _audit_locks(topo, break_glass=break_glass) + _bucket_locks(topo)
     inbox = Grant(f"{inbox_prefix(OPERATOR)}.>", "replies and deliveries on its own inbox")

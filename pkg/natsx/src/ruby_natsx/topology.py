@@ -30,6 +30,7 @@ PROJECTION: Final = "projection"
 IDEMPOTENCY: Final = "idempotency"
 TIMERS: Final = "timers"
 STATUS: Final = "status"
+API_TOKENS: Final = "api_tokens"
 
 EVENT_TYPES_KEY: Final = f"{ENGINE}.event_types"
 """The status-bucket key under which the engine keeps the Home Assistant event types its rules
@@ -286,6 +287,11 @@ def topology(subjects: Subjects) -> Topology:
             f"{s.prefix}_{STATUS}",
             "Per-service status records (connected since, counters)",
             ttl=tuning.STATUS_TTL,
+        ),
+        BucketSpec(
+            API_TOKENS,
+            f"{s.prefix}_{API_TOKENS}",
+            "API tokens: name, scope and SHA-256 digest, never the token (ADR-0020)",
         ),
     )
     consumers = (
