@@ -112,8 +112,9 @@ fmt: sync ## format and autofix
 	$(RUN) ruff format .
 	$(RUN) ruff check --fix .
 
-schemas: sync ## regenerate the JSON Schemas in pkg/schemas/json/
+schemas: sync ## regenerate the JSON Schemas in pkg/schemas/json/ and the API's docs/api/openapi.json
 	$(RUN) python -m ruby_schemas.export pkg/schemas/json
+	$(RUN) python -m ruby_gateway.api.openapi docs/api/openapi.json
 
 bench: sync ## measure the consumer runner against a raw nats-py loop (prints figures)
 	$(RUN) python bench/consume.py

@@ -6,6 +6,9 @@ Settings (besides the runtime's ``RUBY_*``):
 |---|---|---|
 | ``RUBY_HA_URL`` | ``ws://127.0.0.1:8123/api/websocket`` | Home Assistant's WebSocket API |
 | ``RUBY_GATEWAY_HEALTH_PORT`` | ``8081`` | /healthz and /readyz on 127.0.0.1 (0: any free port) |
+| ``RUBY_GATEWAY_API_PORT`` | ``off`` | the API, HTTPS on 127.0.0.1 for Traefik (0: any port) |
+| ``RUBY_GATEWAY_API_CERT`` | ``<state>/pki/gateway-api.pem`` | the API's certificate |
+| ``RUBY_GATEWAY_API_KEY`` | ``<state>/pki/gateway-api.key`` | the API's private key |
 
 The HA access token is read from Vault, field ``token`` of ``<prefix>/gateway/ha``.
 """
@@ -18,17 +21,21 @@ import secrets
 import signal
 from collections.abc import Mapping
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Final
 
 from nats.aio.client import Client
 
+from ruby_gateway.api.edge import EdgeAuth
+from ruby_gateway.api.server import ApiServer, Handlers, TlsFiles
+from ruby_gateway.api.tokens import TokenBook
 from ruby_gateway.bridge import BridgeConfig
 from ruby_gateway.health import Health
 from ruby_gateway.projection import load_projection
 from ruby_gateway.wiring import wire
 from ruby_natsx.audit import publish_records, secrets_read
 from ruby_natsx.subjects import Subjects
-from ruby_natsx.topology import GATEWAY, IDEMPOTENCY, PROJECTION, STATUS, topology
+from ruby_natsx.topology import API_TOKENS, GATEWAY, IDEMPOTENCY, PROJECTION, STATUS, topology
 from ruby_runtime.errors import SettingsError
 from ruby_runtime.logging import get_logger
 from ruby_runtime.secret import Secret
@@ -42,6 +49,10 @@ SETTINGS: Final[Mapping[str, str]] = {
     "RUBY_HA_URL": f"Home Assistant's WebSocket API (default {DEFAULT_HA_URL})",
     "RUBY_GATEWAY_HEALTH_PORT": "/healthz and /readyz on 127.0.0.1, 0 for any free port "
     "(default 8081)",
+    "RUBY_GATEWAY_API_PORT": "the API, HTTPS on 127.0.0.1 for Traefik's edge only, 0 for any "
+    "free port, or off (default off; rubyctl up turns it on)",
+    "RUBY_GATEWAY_API_CERT": "the API's certificate (default <state>/pki/gateway-api.pem)",
+    "RUBY_GATEWAY_API_KEY": "the API's private key (default <state>/pki/gateway-api.key)",
 }
 """The gateway's own variables (``--help`` lists them after the runtime's)."""
 
@@ -53,15 +64,39 @@ def fetch_ha_token(settings: ServiceSettings) -> Secret:
         return vault.read(ha_token_path(settings.prefix), HA_TOKEN_FIELD)
 
 
-def health_port() -> int:
-    raw = os.environ.get("RUBY_GATEWAY_HEALTH_PORT", "8081")
+def _port(variable: str, raw: str) -> int:
     try:
         port = int(raw)
     except ValueError:
         port = -1
     if not 0 <= port <= 65535:
-        raise SettingsError(f"RUBY_GATEWAY_HEALTH_PORT: {raw!r} is not a port number")
+        raise SettingsError(f"{variable}: {raw!r} is not a port number")
     return port
+
+
+def health_port() -> int:
+    return _port("RUBY_GATEWAY_HEALTH_PORT", os.environ.get("RUBY_GATEWAY_HEALTH_PORT", "8081"))
+
+
+def api_listener(settings: ServiceSettings) -> tuple[int, TlsFiles] | None:
+    """The API's port and TLS files, or None when ``RUBY_GATEWAY_API_PORT`` is ``off``."""
+    raw = os.environ.get("RUBY_GATEWAY_API_PORT", "off").strip()
+    if raw.lower() == "off":
+        return None
+    pki = settings.state_dir / "pki"
+    files = {}
+    for variable, default in (
+        ("RUBY_GATEWAY_API_CERT", pki / "gateway-api.pem"),
+        ("RUBY_GATEWAY_API_KEY", pki / "gateway-api.key"),
+    ):
+        path = Path(os.environ.get(variable) or default)
+        if not path.is_file():
+            raise SettingsError(f"{variable}: {str(path)!r} is not a file (rubyctl bootstrap)")
+        files[variable] = path
+    tls = TlsFiles(
+        files["RUBY_GATEWAY_API_CERT"], files["RUBY_GATEWAY_API_KEY"], settings.nats_ca_file
+    )
+    return _port("RUBY_GATEWAY_API_PORT", raw), tls
 
 
 async def serve(started: Started[Client]) -> int:
@@ -70,6 +105,7 @@ async def serve(started: Started[Client]) -> int:
     subjects = Subjects(settings.prefix)
     topo = topology(subjects)
     port = health_port()
+    api = api_listener(settings)
     token = await asyncio.to_thread(fetch_ha_token, settings)
     ha_token = SecretRead(
         f"{settings.vault.mount}/{ha_token_path(settings.prefix)}",
@@ -96,6 +132,14 @@ async def serve(started: Started[Client]) -> int:
         port=port,
     )
     await health.start()
+    book = TokenBook()
+    server: ApiServer | None = None
+    if api is not None:
+        await book.follow(nc, topo.bucket(API_TOKENS).bucket)
+        edge = EdgeAuth(book, nc, subjects)
+        server = ApiServer(Handlers(lambda: projection), edge, api[1], port=api[0])
+        await server.start()
+        log.info("api listening", api=f"https://127.0.0.1:{server.port}", tokens=len(book))
     log.info("gateway running", health=f"http://127.0.0.1:{health.port}/readyz")
     loop = asyncio.get_running_loop()
 
@@ -108,6 +152,9 @@ async def serve(started: Started[Client]) -> int:
     try:
         await asyncio.gather(bridge.run(), runner.run())
     finally:
+        if server is not None:
+            await server.close()
+        await book.close()
         await health.close()
     log.info("gateway stopped")
     return 0

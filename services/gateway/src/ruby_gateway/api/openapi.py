@@ -1,0 +1,135 @@
+"""The API's OpenAPI 3.1 document, made from the route table (`routes.ROUTES`).
+
+Served at ``/api/v1/openapi.json`` and committed at ``docs/api/openapi.json`` (``make
+schemas`` writes it; a test fails when the two differ).
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import sys
+from pathlib import Path
+from typing import Any, Final
+
+from ruby_gateway.api.routes import PREFIX, ROUTES, Route
+from ruby_runtime.version import VERSION
+
+PROBLEM: Final = {"$ref": "#/components/schemas/Problem"}
+
+
+def _problem() -> dict[str, Any]:
+    return {"application/problem+json": {"schema": PROBLEM}}
+
+
+STATE: Final[dict[str, Any]] = {
+    "type": "object",
+    "required": ["entity_id", "state", "attributes", "last_changed", "last_updated"],
+    "properties": {
+        "entity_id": {"type": "string", "examples": ["light.hallway"]},
+        "state": {"type": "string"},
+        "attributes": {"type": "object", "description": "the lean projection's attributes"},
+        "last_changed": {"type": "string", "format": "date-time"},
+        "last_updated": {"type": "string", "format": "date-time"},
+        "context_id": {"type": "string", "description": "Home Assistant's context id"},
+    },
+}
+RESPONSES: Final[dict[str, dict[str, Any]]] = {
+    "list_states": {
+        "200": {
+            "description": "every entity, sorted by id",
+            "content": {
+                "application/json": {
+                    "schema": {"type": "array", "items": {"$ref": "#/components/schemas/State"}}
+                }
+            },
+        }
+    },
+    "get_state": {
+        "200": {
+            "description": "the entity",
+            "content": {"application/json": {"schema": {"$ref": "#/components/schemas/State"}}},
+        },
+        "400": {"description": "not an entity id", "content": _problem()},
+        "404": {"description": "no such entity", "content": _problem()},
+    },
+    "openapi": {"200": {"description": "this document", "content": {"application/json": {}}}},
+}
+
+
+def document() -> dict[str, Any]:
+    """The whole document, as JSON-ready data."""
+    paths: dict[str, dict[str, Any]] = {}
+    for route in ROUTES:
+        paths.setdefault(route.full_path, {})[route.method.lower()] = _operation(route)
+    return {
+        "openapi": "3.1.0",
+        "info": {
+            "title": "Ruby Core API",
+            "version": VERSION,
+            "description": "Reachable only through Traefik's edge with an API token "
+            "(`rubyctl token create NAME --scope read|control|admin`). Every error is RFC 9457 "
+            "problem details.",
+        },
+        "servers": [{"url": PREFIX}],
+        "security": [{"token": []}],
+        "paths": paths,
+        "components": {
+            "securitySchemes": {"token": {"type": "http", "scheme": "bearer"}},
+            "schemas": {
+                "State": STATE,
+                "Problem": {
+                    "type": "object",
+                    "required": ["type", "title", "status"],
+                    "properties": {
+                        "type": {"type": "string", "format": "uri-reference"},
+                        "title": {"type": "string"},
+                        "status": {"type": "integer"},
+                        "detail": {"type": "string"},
+                        "errors": {
+                            "type": "array",
+                            "items": {
+                                "type": "object",
+                                "properties": {
+                                    "field": {"type": "string"},
+                                    "message": {"type": "string"},
+                                },
+                            },
+                        },
+                    },
+                },
+            },
+        },
+    }
+
+
+def _operation(route: Route) -> dict[str, Any]:
+    responses = dict(RESPONSES.get(route.name, {}))
+    responses["401"] = {"description": "no valid token", "content": _problem()}
+    responses["403"] = {
+        "description": f"the token's scope does not cover {route.scope.value}",
+        "content": _problem(),
+    }
+    operation: dict[str, Any] = {
+        "operationId": route.name,
+        "summary": route.summary,
+        "x-scope": route.scope.value,
+        "responses": dict(sorted(responses.items())),
+    }
+    parameters = re.findall(r"\{(\w+)\}", route.path)
+    if parameters:
+        operation["parameters"] = [
+            {"name": name, "in": "path", "required": True, "schema": {"type": "string"}}
+            for name in parameters
+        ]
+    return operation
+
+
+def render() -> str:
+    """The document as committed: indented, keys in the order written, a final newline."""
+    return json.dumps(document(), indent=2) + "\n"
+
+
+if __name__ == "__main__":  # make schemas: python -m ruby_gateway.api.openapi <file>
+    Path(sys.argv[1]).parent.mkdir(parents=True, exist_ok=True)
+    Path(sys.argv[1]).write_text(render())

@@ -1,0 +1,52 @@
+"""THE table of API routes: method, path, the scope a token needs, and what it does.
+
+It is the one place the router, the edge's scope check (`match`), the OpenAPI document and the
+edge's test matrix read routes from: a route added here is served, guarded, documented and
+tested, and a route cannot be served without a scope.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from typing import Final
+
+from ruby_schemas.api_tokens import Scope
+
+PREFIX: Final = "/api/v1"
+
+
+@dataclass(frozen=True)
+class Route:
+    """One route. ``path`` is below `PREFIX`, with ``{name}`` for a path parameter."""
+
+    method: str
+    path: str
+    scope: Scope
+    name: str
+    summary: str
+
+    @property
+    def full_path(self) -> str:
+        return f"{PREFIX}{self.path}"
+
+    @property
+    def pattern(self) -> re.Pattern[str]:
+        """The concrete paths this route answers (a parameter is one path segment)."""
+        escaped = re.escape(self.full_path)
+        return re.compile("^" + re.sub(r"\\\{(\w+)\\\}", r"(?P<\1>[^/]+)", escaped) + "$")
+
+
+ROUTES: Final = (
+    Route("GET", "/openapi.json", Scope.READ, "openapi", "This API's OpenAPI 3.1 document"),
+    Route("GET", "/states", Scope.READ, "list_states", "Every entity's state (the projection)"),
+    Route("GET", "/states/{entity_id}", Scope.READ, "get_state", "One entity's state"),
+)
+
+
+def match(method: str, path: str) -> Route | None:
+    """The route a request is for; None when there is none (a 404 once the token is good)."""
+    for route in ROUTES:
+        if route.method == method.upper() and route.pattern.match(path):
+            return route
+    return None

