@@ -13,12 +13,14 @@ import json
 import os
 import re
 import socket
+import ssl
 import subprocess
 import sys
 import threading
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+import aiohttp
 import psutil
 import pytest
 
@@ -41,14 +43,15 @@ SERVICES = {
     "gateway": "ruby-gateway",
     "engine": "ruby-engine",
 }
-PROCESSES = {"openbao", "nats-server", *SERVICES}
-STOP_ORDER = ["engine", "gateway", "hasim", "audit", "nats-server", "openbao"]
+PROCESSES = {"openbao", "nats-server", *SERVICES, "traefik"}
+STOP_ORDER = ["traefik", "engine", "gateway", "hasim", "audit", "nats-server", "openbao"]
 
 
 def descendants(up: UpProcess) -> dict[str, int]:
     """The PID of every process it started, by name, as the system sees them."""
     programs = {**{v: k for k, v in SERVICES.items()}, "nats-server": "nats-server"}
     programs["bao"] = "openbao"
+    programs["traefik"] = "traefik"
     found: dict[str, int] = {}
     for child in psutil.Process(up.proc.pid).children(recursive=True):
         with contextlib.suppress(psutil.Error):  # python, then the script; or a binary
@@ -73,6 +76,8 @@ def fixed_ports() -> dict[str, int]:
         "--vault-port": vault,
         "--ha-port": free_port(),
         "--gateway-port": free_port(),
+        "--api-port": free_port(),
+        "--api-http-port": free_port(),
     }
 
 
@@ -101,7 +106,7 @@ async def test_up_runs_the_secure_stack_and_starts_again_at_once_on_the_same_por
         first.find(r"openbao pid (\d+) on http://127\.0\.0\.1:\d+ \(initialised").group(1)
     )
     assert first.find(r"bootstrap: \d+ changes")
-    assert first.find(r"topology applied as operator: 10 created, 0 updated, 0 unchanged")
+    assert first.find(r"topology applied as operator: 11 created, 0 updated, 0 unchanged")
     keys = first.keys()
 
     with pytest.raises(NatsRefusedError):  # no anonymous client, not even on loopback
@@ -122,7 +127,7 @@ async def test_up_runs_the_secure_stack_and_starts_again_at_once_on_the_same_por
     pids_said = [
         m.group(1) for line in first.lines if (m := re.match(r"^rubyctl up: (\S+) pid", line))
     ]
-    assert pids_said == ["openbao", "nats-server", *SERVICES], pids_said
+    assert pids_said == ["openbao", "nats-server", *SERVICES, "traefik"], pids_said
     ready = [
         m.group(1) for line in first.lines if (m := re.match(r"^rubyctl up: (\S+) ready", line))
     ]
@@ -130,6 +135,13 @@ async def test_up_runs_the_secure_stack_and_starts_again_at_once_on_the_same_por
     db = state / "audit" / "audit.db"
     assert first.find(rf"^rubyctl up: audit ready \(the audit sink, store {re.escape(str(db))}\)")
     assert first.find(rf"^rubyctl up:   audit     {re.escape(str(db))} \(the audit store\)")
+    # The API's edge: its address said, and nothing opens without a token.
+    api = first.find(r"^rubyctl up:   api       (https://127\.0\.0\.1:(\d+)/api/v1) \(Traefik")
+    assert int(api.group(2)) == ports["--api-port"]
+    ca = ssl.create_default_context(cafile=str(state / "pki" / "ca.pem"))
+    async with aiohttp.ClientSession() as http, http.get(f"{api.group(1)}/states", ssl=ca) as reply:
+        assert reply.status == 401
+        assert reply.content_type == "application/problem+json"
     # Each process's PID is in its PID file: the processes that really run.
     pids = first.pids()
     assert pids == descendants(first), pids
@@ -174,7 +186,7 @@ async def test_up_runs_the_secure_stack_and_starts_again_at_once_on_the_same_por
     assert second.find(r"openbao pid \d+ on http://127\.0\.0\.1:\d+ \(unsealed;")
     assert second.find(r"bootstrap: nothing changed")
     assert second.keys() == keys
-    assert second.find(r"topology applied as operator: 0 created, 0 updated, 10 unchanged")
+    assert second.find(r"topology applied as operator: 0 created, 0 updated, 11 unchanged")
     assert second.find(URL).group(1) == url
     nc = await connect_operator(operator_settings(second.operator_env()), name="test")
     kept = await nc.jetstream().get_last_msg(topo.stream(EVENTS).name, marker)

@@ -29,7 +29,7 @@ TOPOLOGY = topology(Subjects())
 
 def started(up: UpProcess, tmp_path: Path) -> None:
     up.read_until("Ruby Core is up")
-    assert set(up.pids()) == {"openbao", "nats-server", *SERVICES}
+    assert set(up.pids()) == {"openbao", "nats-server", *SERVICES, "traefik"}
 
 
 def kill9(up: UpProcess, name: str) -> tuple[int, float]:
@@ -118,10 +118,17 @@ async def test_killed_processes_are_restarted_ready_again_and_audited(
         # The rest of the stack kept running, untouched.
         assert up.proc.poll() is None
         assert {k: v for k, v in up.pids().items() if k != "engine"} == others
+        # Traefik, the API's edge: started again on its ports, ready once /ping answers.
+        traefik, at = kill9(up, "traefik")
+        up.read_until(r"^rubyctl up: traefik exited unexpectedly \(exit code -9, SIGKILL\)")
+        new_traefik = restarted(up, "traefik", traefik)
+        up.read_until(r"^rubyctl up: traefik ready: https://127\.0\.0\.1:\d+/api/v1$")
+        print(f"traefik: ready again {up.read_at[-1] - at:.2f}s after kill -9")
+        await audited_restart(nc, "traefik", new_traefik)
     finally:
         await nc.close()
     assert up.interrupt() == 0
-    assert up.stopped()[0] == ("engine", 0), "the restarted engine is stopped like the first"
+    assert up.stopped()[:2] == [("traefik", 0), ("engine", 0)], "restarted ones stop like others"
     assert up.pids() == {}
 
 
@@ -145,8 +152,8 @@ async def test_a_process_that_keeps_crashing_stops_the_stack(
     assert up.find(r"^rubyctl up:   engine \| .*is not a directory"), "why it exits is shown"
     assert up.lines.count("rubyctl up: engine crashed 5 times within 60s: stopping everything")
     stopped = up.stopped()
-    assert stopped[0] == ("engine", 78)
-    assert stopped[1:] == [(n, 0) for n in ("gateway", "hasim", "audit", "nats-server", "openbao")]
+    assert stopped[:2] == [("traefik", 0), ("engine", 78)]  # the edge first, then the engine
+    assert stopped[2:] == [(n, 0) for n in ("gateway", "hasim", "audit", "nats-server", "openbao")]
     for name, pid in pids.items():
         assert not psutil.pid_exists(pid), f"{name} (pid {pid}) outlived rubyctl up"
     assert up.pids() == {}
@@ -205,6 +212,7 @@ async def test_a_killed_nats_server_is_restarted_and_the_services_carry_on(
     assert up.proc.poll() is None
     assert up.interrupt() == 0
     assert [name for name, _ in up.stopped()] == [
+        "traefik",
         "engine",
         "gateway",
         "hasim",

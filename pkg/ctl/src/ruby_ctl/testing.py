@@ -285,7 +285,8 @@ class UpProcess(CommandProcess):
 
     def __init__(self, state_dir: Path, rules: Path, *extra: str) -> None:
         self.state_dir = state_dir
-        zero = ("--nats-port", "--vault-port", "--ha-port", "--gateway-port")
+        zero = ("--nats-port", "--vault-port", "--ha-port", "--gateway-port", "--api-port",
+                "--api-http-port")  # fmt: skip
         super().__init__(
             "up", "--state-dir", str(state_dir),
             *(arg for flag in zero for arg in (flag, "0")), "--http-port", "off",

@@ -30,12 +30,29 @@ from nats.js.client import JetStreamContext
 from ruby_ctl import audit_spool, up_reload
 from ruby_ctl.bootstrap import StatePaths, bootstrap
 from ruby_ctl.children import Console, exit_text, wait_ready
+from ruby_ctl.edge import Edge, EdgeError
 from ruby_ctl.files import write_public
 from ruby_ctl.openbao import OpenBao, OpenBaoError, free_port
 from ruby_ctl.operator import connect_operator, operator_settings
 from ruby_ctl.supervise import PidFiles, Supervisor
-from ruby_ctl.up_stack import NATS, OPENBAO, Service, UpOptions, env, port_free, services, where
-from ruby_ctl.up_watch import RestartAudit, watched_nats, watched_openbao, watched_service
+from ruby_ctl.up_stack import (
+    NATS,
+    OPENBAO,
+    TRAEFIK,
+    Service,
+    UpOptions,
+    env,
+    port_free,
+    services,
+    where,
+)
+from ruby_ctl.up_watch import (
+    RestartAudit,
+    watched_edge,
+    watched_nats,
+    watched_openbao,
+    watched_service,
+)
 from ruby_ctl.vault_admin import BootstrapError
 from ruby_natsx.apply import Action, IncompatibleChangeError, apply_topology
 from ruby_natsx.connection import NatsRefusedError
@@ -95,6 +112,12 @@ async def up(opts: UpOptions) -> int:
             "the gateway's health",
             None if opts.servers_only else opts.gateway_port,
             "--gateway-port",
+        ),
+        ("Traefik (the API)", None if opts.servers_only else opts.api_port, "--api-port"),
+        (
+            "Traefik's redirect",
+            None if opts.servers_only else opts.api_http_port,
+            "--api-http-port",
         ),
     ):
         if port and not port_free(port):  # fail in a second, not after bootstrapping
@@ -199,7 +222,12 @@ async def _run_services(
     stop: _Stop,
 ) -> int:
     opts = dataclasses.replace(  # 0 = any free port, chosen now so the gateway is told it
-        opts, ha_port=opts.ha_port or free_port(), gateway_port=opts.gateway_port or free_port()
+        opts,
+        ha_port=opts.ha_port or free_port(),
+        gateway_port=opts.gateway_port or free_port(),
+        api_port=opts.api_port or free_port(),
+        api_http_port=free_port() if opts.api_http_port == 0 else opts.api_http_port,
+        gateway_api_port=free_port(),
     )
     js = nc.jetstream()
     if opts.audit_break_glass:
@@ -210,11 +238,22 @@ async def _run_services(
         say(f"published {spooled} audit record(s) of bootstrap's changes")
     status = await js.key_value(topology(Subjects(opts.prefix)).bucket(STATUS).bucket)
     started: list[Service] = []
+    edge: Edge | None = None
     async with aiohttp.ClientSession() as http:
         try:
             stack = services(opts, bao, server, CONSOLE, status, http)
             if not await _start(stack, started, pids):
                 return 1
+            if not opts.servers_only:
+                edge = Edge(state.root / "traefik", state.pki, opts.gateway_api_port,
+                            https_port=opts.api_port, http_port=opts.api_http_port)  # fmt: skip
+                try:
+                    await asyncio.to_thread(edge.start)
+                except EdgeError as exc:
+                    say(f"{TRAEFIK} did not start: {exc}")
+                    return 1
+                pids.write(TRAEFIK, edge.pid)
+                say(f"{TRAEFIK} pid {edge.pid} ready: {opts.api_url} (the API's edge)")
             children = [s.child for s in started]
             where(opts, bao, server, children, say)
             write_public(opts.ready_file, f"{os.getpid()}\n")  # then said: tests rely on it
@@ -223,9 +262,12 @@ async def _run_services(
             else:
                 say("Ruby Core is up. Press Ctrl-C to stop.")
             stop.waiting = True
-            return await _supervise(opts, bao, server, nc, started, pids, stop)
+            return await _supervise(opts, bao, server, nc, started, pids, stop, edge)
         finally:
             opts.ready_file.unlink(missing_ok=True)
+            if edge is not None and edge.process is not None:  # the door closes first
+                say(f"{TRAEFIK} stopped ({exit_text(await asyncio.to_thread(edge.stop))})")
+                pids.remove(TRAEFIK)
             for service in reversed(started):  # the engine first, the audit sink last
                 child = service.child
                 was = "stopped" if child.alive() else "had exited"
@@ -304,10 +346,13 @@ async def _supervise(
     started: list[Service],
     pids: PidFiles,
     stop: _Stop,
+    edge: Edge | None = None,
 ) -> int:
     """0 when a signal asks to stop; 1 (said why) when a process crashes too often."""
     audit = RestartAudit(nc, opts.prefix, opts.state_dir, CONSOLE)
     watched = [watched_openbao(bao), watched_nats(server), *map(watched_service, started)]
+    if edge is not None:
+        watched.append(watched_edge(edge))
     supervisor = Supervisor(watched, CONSOLE, pids, audit.restarted, ready_within=READY_WITHIN)
     supervising = asyncio.create_task(supervisor.run(), name="supervise")
     flushing = asyncio.create_task(audit.keep_flushing(), name="flush audit spool")

@@ -16,6 +16,8 @@ PORTS = (  # flag, variable, default, what listens there
     ("--vault-port", "RUBY_VAULT_PORT", 8200, "OpenBao API port (cluster port: the next one)"),
     ("--ha-port", "RUBY_HA_PORT", 8123, "port of the demo home, 0 for any free one"),
     ("--gateway-port", "RUBY_GATEWAY_HEALTH_PORT", 8081, "the gateway's /healthz and /readyz"),
+    ("--api-port", "RUBY_API_PORT", 8443, "the API: Traefik's HTTPS, 0 for any free one"),
+    ("--api-http-port", "RUBY_API_HTTP_PORT", 8080, "Traefik's redirect to HTTPS, or 'off'"),
 )
 
 
@@ -102,6 +104,8 @@ def _handle(args: argparse.Namespace) -> int:
             ha_url=args.ha_url,
             ha_port=args.ha_port if args.ha_port is not None else 8123,
             gateway_port=args.gateway_port if args.gateway_port is not None else 8081,
+            api_port=args.api_port if args.api_port is not None else 8443,
+            api_http_port=args.api_http_port,
             rules_dir=args.rules.resolve(),
             quiet=args.quiet,
             reload=args.reload,

@@ -38,6 +38,7 @@ HASIM = "hasim"
 """The demo home's name (``ruby-hasim``)."""
 OPENBAO = "openbao"
 NATS = "nats-server"
+TRAEFIK = "traefik"
 
 DEMO_SOURCE = "demo"
 """The ``source`` field of the Home Assistant token the demo home writes to Vault."""
@@ -56,6 +57,12 @@ class UpOptions:
     ha_url: str | None = None
     ha_port: int = 8123
     gateway_port: int = 8081
+    api_port: int = 8443
+    """Traefik's HTTPS port, the API's address (``--api-port``)."""
+    api_http_port: int | None = 8080
+    """Traefik's plain-HTTP port, which redirects to HTTPS; None: none."""
+    gateway_api_port: int = 0
+    """The gateway's own API listener, behind Traefik: chosen free at each start."""
     rules_dir: Path = Path("rules")
     quiet: bool = False
     reload: bool = False
@@ -79,6 +86,10 @@ class UpOptions:
     @property
     def readyz(self) -> str:
         return f"http://127.0.0.1:{self.gateway_port}/readyz"
+
+    @property
+    def api_url(self) -> str:
+        return f"https://127.0.0.1:{self.api_port}/api/v1"
 
     @property
     def run_dir(self) -> Path:
@@ -169,6 +180,7 @@ def services(
         **base,
         "RUBY_HA_URL": ha_url,
         "RUBY_GATEWAY_HEALTH_PORT": str(opts.gateway_port),
+        "RUBY_GATEWAY_API_PORT": str(opts.gateway_api_port),
     }
     probe = http_ok(http, opts.readyz)
     engine_env = {**base, "RUBY_RULES_DIR": str(opts.rules_dir)}
@@ -254,6 +266,9 @@ def where(
     if opts.servers_only:
         say("  services  not started here (--servers-only): each runs on its own")
     else:
+        say(
+            f"  api       {opts.api_url} (Traefik; a token: rubyctl token create NAME --scope read)"
+        )
         say(f"  gateway   {opts.readyz}")
         say(f"  rules     {opts.rules_dir} ({rules})")
         say(f"  audit     {opts.audit_db} (the audit store)")

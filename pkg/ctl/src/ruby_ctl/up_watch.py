@@ -21,9 +21,10 @@ from nats.aio.client import Client
 
 from ruby_ctl.audit_spool import flush, spool, spool_path
 from ruby_ctl.children import Console, exit_text, file_tail
+from ruby_ctl.edge import Edge, EdgeError
 from ruby_ctl.openbao import OpenBao, OpenBaoError
 from ruby_ctl.supervise import RestartError, Supervised
-from ruby_ctl.up_stack import NATS, OPENBAO, Service
+from ruby_ctl.up_stack import NATS, OPENBAO, TRAEFIK, Service
 from ruby_natsx.audit import audit_record, publish_records
 from ruby_natsx.permissions import OPERATOR
 from ruby_natsx.server import NatsServer, NatsServerError
@@ -89,6 +90,30 @@ def watched_nats(server: NatsServer) -> Supervised:
         tail,
         _always,  # `start` returns once it accepts connections
         f"{NATS} ready: {server.url}",
+    )
+
+
+def watched_edge(edge: Edge) -> Supervised:
+    """Traefik: started again on its ports with the same configuration; ready once ``/ping``
+    answers."""
+
+    async def restart() -> None:
+        try:
+            await asyncio.to_thread(edge.start)
+        except EdgeError as exc:
+            raise RestartError(_first_line(exc)) from None
+
+    async def tail() -> Sequence[str]:
+        return file_tail(edge.log_path)
+
+    return Supervised(
+        TRAEFIK,
+        lambda: None if edge.process is None else edge.process.poll(),
+        lambda: edge.pid,
+        restart,
+        tail,
+        _always,  # `start` returns once /ping answers
+        f"{TRAEFIK} ready: {edge.url}",
     )
 
 

@@ -72,6 +72,11 @@ AUDITED_ACTIONS: Final[Mapping[str, str]] = MappingProxyType(
         "process, exit code, new pid, restarts so far)",
         "audit.store_mismatch": "audit sink: at start, its store does not reach the head it "
         "published before (rows removed or changed while it was down)",
+        "token.created": "operator: `rubyctl token create` made an API token (details: id, "
+        "scope, expiry; never the token)",
+        "token.revoked": "operator: `rubyctl token revoke` revoked an API token",
+        "api.refused": "gateway: the edge refused an API request (route, client address, "
+        "reason: missing, malformed, unknown, expired, revoked or scope; never the token)",
     }
 )
 """Every critical action that leaves an audit record, and who records it when (ADR-0019)."""
