@@ -17,6 +17,7 @@ import ssl
 import subprocess
 import sys
 import threading
+from collections.abc import Awaitable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -33,6 +34,7 @@ from ruby_natsx.apply import Action, apply_topology
 from ruby_natsx.connection import NatsRefusedError, NatsSettings, connect
 from ruby_natsx.status import fresh_ready
 from ruby_natsx.subjects import Subjects
+from ruby_natsx.testing import eventually
 from ruby_natsx.topology import AUDIT_SINK, ENGINE, EVENTS, STATUS, topology
 from ruby_schemas.status import AuditSinkRecord, EngineRecord, read_record
 
@@ -142,6 +144,23 @@ async def test_up_runs_the_secure_stack_and_starts_again_at_once_on_the_same_por
     async with aiohttp.ClientSession() as http, http.get(f"{api.group(1)}/states", ssl=ca) as reply:
         assert reply.status == 401
         assert reply.content_type == "application/problem+json"
+    created = await asyncio.to_thread(  # the README's example: a token, then the states
+        subprocess.run,
+        [sys.executable, "-m", "ruby_ctl", "token", "create", "dash", "--scope", "read"],
+        capture_output=True, text=True, timeout=60, check=False,
+        env={**os.environ, **first.operator_env()},
+    )  # fmt: skip
+    assert created.returncode == 0, created.stderr
+    bearer = {"Authorization": f"Bearer {created.stdout.strip()}"}
+
+    async def states() -> list[dict[str, object]]:
+        async with (
+            aiohttp.ClientSession() as http,
+            http.get(f"{api.group(1)}/states", ssl=ca, headers=bearer) as reply,
+        ):
+            return await reply.json() if reply.status == 200 else []
+
+    await eventually(lambda: _nonempty(states()), message="the demo home's states through the API")
     # Each process's PID is in its PID file: the processes that really run.
     pids = first.pids()
     assert pids == descendants(first), pids
@@ -345,3 +364,7 @@ def test_the_devcontainer_forwards_the_ports_rubyctl_up_listens_on() -> None:
     assert devcontainer["build"]["target"] == "dev"
     assert "FROM ${BASE_IMAGE} AS dev" in (root / "Dockerfile").read_text()
     assert devcontainer["postCreateCommand"] == "make sync"
+
+
+async def _nonempty(found: Awaitable[list[dict[str, object]]]) -> bool:
+    return bool(await found)

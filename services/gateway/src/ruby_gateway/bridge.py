@@ -118,7 +118,7 @@ class Bridge:
         self.config = config
         self._kv_prefix = f"$KV.{projection_bucket}."
         self._publisher = Publisher(nc)
-        self.projection = projection or Projection()
+        self.projection = projection if projection is not None else Projection()
         self.status = BridgeStatus(projection_loaded=projection is not None)
         self.ha_events = HaEvents(nc, subjects, self._publisher, self.status.ha_events,
                                   service=config.service, window=config.window)  # fmt: skip

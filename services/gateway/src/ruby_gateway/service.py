@@ -137,9 +137,9 @@ async def serve(started: Started[Client]) -> int:
     if api is not None:
         await book.follow(nc, topo.bucket(API_TOKENS).bucket)
         edge = EdgeAuth(book, nc, subjects)
-        server = ApiServer(Handlers(lambda: projection), edge, api[1], port=api[0])
+        server = ApiServer(Handlers(lambda: bridge.projection), edge, api[1], port=api[0])
         await server.start()
-        log.info("api listening", api=f"https://127.0.0.1:{server.port}", tokens=len(book))
+        log.info("api listening", api=f"https://127.0.0.1:{server.port}", known=len(book))
     log.info("gateway running", health=f"http://127.0.0.1:{health.port}/readyz")
     loop = asyncio.get_running_loop()
 

@@ -63,7 +63,7 @@ class TokenBook:
         for msg in pending:
             self._apply(msg.subject.rsplit(".", 1)[-1], msg)
         loaded.set()
-        log.info("api tokens loaded", tokens=len(self._records))
+        log.info("api tokens loaded", known=len(self._records))
 
     async def close(self) -> None:
         if self._sub is not None:
