@@ -121,9 +121,13 @@ def test_each_service_produces_only_its_own_subjects() -> None:
             S.ha_event("call_service"),
             S.cmd_outcome("ok", "light", "turn_on"),
         ],
-        ENGINE: [S.command("light", "turn_on"), S.rule("porch", "fired")],
+        ENGINE: [S.rule("porch", "fired")],
         AUDIT_SINK: [],
     }
+    # Commands come from the engine's rules and from the gateway's API (control tokens).
+    for identity in (GATEWAY, ENGINE):
+        assert _of(identity).may_publish(S.command("light", "turn_on")), identity
+    assert not _of(AUDIT_SINK).may_publish(S.command("light", "turn_on"))
     for identity, own in samples.items():
         for subject in [*own, S.audit(identity, "x")]:
             assert _of(identity).may_publish(subject), (identity, subject)

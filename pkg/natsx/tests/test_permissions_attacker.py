@@ -309,7 +309,7 @@ def _dlq_attacks(m: Matrix, identity: str) -> list[Row]:
     js, nc, topo, s = m.js(identity), m.nc[identity], m.inst.topology, m.inst.subjects
     dlq = topo.stream(DLQ).name
     replays = {
-        GATEWAY: s.commands_all,
+        GATEWAY: s.rules_all,
         ENGINE: s.ha_all,
         AUDIT_SINK: s.events_all,
     }  # a family the service's job does not produce

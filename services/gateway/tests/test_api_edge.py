@@ -27,15 +27,20 @@ from nats.js.errors import NotFoundError
 from ruby_ctl.edge import Edge
 from ruby_ctl.openbao import free_port
 from ruby_ctl.testing import Installation
+from ruby_gateway.api.commands import Commands, command_id
 from ruby_gateway.api.edge import EdgeAuth
 from ruby_gateway.api.routes import ROUTES, Route
 from ruby_gateway.api.server import ApiServer, Handlers, TlsFiles
 from ruby_gateway.api.tokens import TokenBook
+from ruby_gateway.bridge import BridgeConfig
 from ruby_gateway.projection import Projected, Projection
+from ruby_gateway.testing import running_secure_gateway
+from ruby_hasim.server import Simulator
 from ruby_natsx.permissions import OPERATOR
 from ruby_natsx.testing import eventually
-from ruby_natsx.topology import API_TOKENS, AUDIT, GATEWAY
+from ruby_natsx.topology import API_TOKENS, AUDIT, COMMANDS, GATEWAY, IDEMPOTENCY
 from ruby_runtime.api_tokens import digest, new_token
+from ruby_runtime.secret import Secret
 from ruby_schemas.api_tokens import ORDER, ApiTokenRecord, Scope
 
 HALL = Projected(
@@ -45,11 +50,16 @@ HALL = Projected(
     datetime(2026, 12, 4, 18, 0, tzinfo=UTC),
     "01JCONTEXT",
 )
+MATRIX_KEY = "matrix-1"
 EXAMPLES: dict[str, tuple[str, int]] = {  # route name -> (concrete path, status when allowed)
     "openapi": ("/api/v1/openapi.json", 200),
     "list_states": ("/api/v1/states", 200),
     "get_state": ("/api/v1/states/light.hall", 200),
+    "call_service": ("/api/v1/services/light/turn_on", 202),
+    # the command the allowed call_service made (the routes run in the table's order)
+    "command_status": (f"/api/v1/commands/{command_id('t-control', MATRIX_KEY)}", 200),
 }
+BODIES = {"call_service": {"target": {"entity_id": "light.hall"}, "data": {"brightness": 80}}}
 CASES = ("none", "malformed", "expired", "revoked", "lower scope", "its scope", "direct")
 
 
@@ -93,15 +103,20 @@ async def issue(
 
 
 @pytest_asyncio.fixture
-async def stack(installation: Installation, tmp_path: Path) -> AsyncIterator[Stack]:
-    inst = installation
+async def stack(secure_installation: Installation, tmp_path: Path) -> AsyncIterator[Stack]:
+    """Its own installation: the commands it accepts stay out of other tests' streams."""
+    inst = secure_installation
     operator = await inst.connect(OPERATOR)
     gateway = await inst.connect(GATEWAY)
     book = TokenBook()
     api_port = free_port()
     pki = inst.state.pki
+    ledger = await gateway.jetstream().key_value(inst.topology.bucket(IDEMPOTENCY).bucket)
     server = ApiServer(
-        Handlers(lambda: Projection({"light.hall": HALL})),
+        Handlers(
+            lambda: Projection({"light.hall": HALL}),
+            Commands(gateway, inst.subjects, ledger),
+        ),
         EdgeAuth(book, gateway, inst.subjects),
         TlsFiles(pki.directory / "gateway-api.pem", pki.directory / "gateway-api.key", pki.ca_cert),
         port=api_port,
@@ -161,13 +176,18 @@ async def attempt(http: aiohttp.ClientSession, stack: Stack, route: Route, case:
         "direct": stack.tokens[Scope.ADMIN.value],
     }[case]
     headers = {"Authorization": f"Bearer {token}"} if token else {}
+    headers["Idempotency-Key"] = MATRIX_KEY
     base = (
         f"https://127.0.0.1:{stack.api_port}"
         if case == "direct"
         else f"https://127.0.0.1:{stack.edge.https_port}"
     )
     async with http.request(
-        route.method, base + path, headers=headers, ssl=stack.client_ssl()
+        route.method,
+        base + path,
+        headers=headers,
+        json=BODIES.get(route.name),
+        ssl=stack.client_ssl(),
     ) as reply:
         body = await reply.read()
         if reply.status >= 400:  # every error is problem details
@@ -177,11 +197,11 @@ async def attempt(http: aiohttp.ClientSession, stack: Stack, route: Route, case:
 
 
 async def test_every_route_through_the_edge_with_every_kind_of_token(
-    stack: Stack, installation: Installation, capsys: pytest.CaptureFixture[str]
+    stack: Stack, secure_installation: Installation, capsys: pytest.CaptureFixture[str]
 ) -> None:
     assert set(EXAMPLES) == {r.name for r in ROUTES}, "a route without an example in EXAMPLES"
     wrong: list[str] = []
-    rows = [f"{'route':32} " + " ".join(f"{c:>11}" for c in CASES)]
+    rows = [f"{'route':42} " + " ".join(f"{c:>11}" for c in CASES)]
     refusals = 0
     async with aiohttp.ClientSession() as http:
         for route in ROUTES:
@@ -197,13 +217,13 @@ async def test_every_route_through_the_edge_with_every_kind_of_token(
                 cells.append(f"{got:>10}{mark or ' '}")
                 if got != want:
                     wrong.append(f"{route.method} {route.full_path} {case}: {got}, not {want}")
-            rows.append(f"{route.method + ' ' + route.full_path:32} " + " ".join(cells))
+            rows.append(f"{route.method + ' ' + route.full_path:42} " + " ".join(cells))
     with capsys.disabled():
         print("\n" + "\n".join(rows) + f"\nedge matrix: {len(wrong)} wrong")
     assert not wrong, "\n".join(wrong)
-    audited = await refusals_audited(stack.operator, installation)
+    audited = await refusals_audited(stack.operator, secure_installation)
     assert len(audited) >= refusals
-    assert {r["reason"] for r in audited} >= {"missing", "malformed", "expired", "revoked"}
+    assert {r["reason"] for r in audited} >= {"missing", "malformed", "expired", "revoked", "scope"}
     shown = json.dumps(audited)
     assert not [name for name, token in stack.tokens.items() if token in shown]
 
@@ -252,8 +272,9 @@ async def test_the_edge_redirects_http_sets_security_headers_and_limits_bodies(
 
 
 async def test_a_revoked_token_is_refused_from_the_next_request(
-    stack: Stack, installation: Installation
+    stack: Stack, secure_installation: Installation
 ) -> None:
+    installation = secure_installation
     token = await issue(stack.operator, installation, "soon-revoked", Scope.READ)
     headers = {"Authorization": f"Bearer {token}"}
     url = f"{stack.edge.url}/states"
@@ -279,3 +300,91 @@ async def test_a_revoked_token_is_refused_from_the_next_request(
 async def _is(status: object, want: int) -> bool:
     got = await status  # type: ignore[misc]
     return bool(got == want)
+
+
+async def test_a_retried_call_with_the_same_idempotency_key_reaches_home_assistant_once(
+    stack: Stack, secure_installation: Installation, hasim: Simulator
+) -> None:
+    light = next(e for e in hasim.states if e.startswith("light."))
+    config = BridgeConfig(url=hasim.url, token=Secret(hasim.token, "ha token"))
+    async with (
+        running_secure_gateway(secure_installation, config, backoff=(0.1,)),
+        aiohttp.ClientSession() as http,
+    ):
+
+        async def call(key: str) -> str:
+            headers = {"Authorization": f"Bearer {stack.tokens['control']}", "Idempotency-Key": key}
+            body = {"target": {"entity_id": [light]}}
+            async with http.post(
+                f"{stack.edge.url}/services/light/turn_on", json=body, headers=headers,
+                ssl=stack.client_ssl(),
+            ) as reply:  # fmt: skip
+                assert reply.status == 202, await reply.text()
+                accepted = await reply.json()
+                assert reply.headers["Location"] == f"/api/v1/commands/{accepted['command_id']}"
+                return str(accepted["command_id"])
+
+        async def outcome(cid: str) -> dict[str, object]:
+            headers = {"Authorization": f"Bearer {stack.tokens['read']}"}
+            async with http.get(
+                f"{stack.edge.url}/commands/{cid}", headers=headers, ssl=stack.client_ssl()
+            ) as reply:
+                assert reply.status == 200
+                found: dict[str, object] = await reply.json()
+                return found
+
+        async def succeeded(cid: str) -> bool:
+            return (await outcome(cid))["status"] == "succeeded"
+
+        first = [await call("retry-1") for _ in range(3)]  # a client that retries twice
+        assert len(set(first)) == 1
+        await eventually(lambda: succeeded(first[0]), message="the call executed")
+        assert (await outcome(first[0]))["ha_context_id"]
+        assert await call("retry-1") == first[0]  # retried after it ran: still the one call
+        second = await call("retry-2")  # a new key is a new call
+        assert second != first[0]
+        await eventually(lambda: succeeded(second), message="the second call executed")
+        assert hasim.calls[("light", "turn_on", light)] == 2
+
+
+@pytest.mark.parametrize(
+    ("path", "body", "headers", "field"),
+    [
+        ("/services/light/turn_on", b"{not json", {}, "body"),
+        ("/services/light/turn_on", b'{"target": {}, "colour": 1}', {}, "colour"),
+        (
+            "/services/light/turn_on",
+            b'{"target": {"entity_id": "Light Hall"}}',
+            {},
+            "target.entity_id",
+        ),
+        ("/services/light/turn_on", b'{"data": [1]}', {}, "data"),
+        ("/services/Light/turn_on", b"{}", {}, "domain"),
+        ("/services/light/turn_on", b"{}", {"Idempotency-Key": "has space"}, "Idempotency-Key"),
+    ],
+)
+async def test_a_bad_call_is_a_problem_naming_the_field_and_nothing_is_published(
+    stack: Stack,
+    secure_installation: Installation,
+    path: str,
+    body: bytes,
+    headers: dict[str, str],
+    field: str,
+) -> None:
+    js = stack.operator.jetstream()
+    commands = secure_installation.topology.stream(COMMANDS).name
+    before = (await js.stream_info(commands)).state.messages
+    sent = {"Authorization": f"Bearer {stack.tokens['control']}",
+            "Content-Type": "application/json", **headers}  # fmt: skip
+    async with (
+        aiohttp.ClientSession() as http,
+        http.post(
+            f"{stack.edge.url}{path}", data=body, headers=sent, ssl=stack.client_ssl()
+        ) as reply,
+    ):
+        assert reply.status == 400
+        assert reply.content_type == "application/problem+json"
+        problem = await reply.json()
+    assert field in [e["field"] for e in problem["errors"]], problem
+    assert "Light Hall" not in json.dumps(problem)  # the values sent are never echoed
+    assert (await js.stream_info(commands)).state.messages == before

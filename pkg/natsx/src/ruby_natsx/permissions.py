@@ -82,7 +82,7 @@ NEEDS: Final[Mapping[str, Needs]] = MappingProxyType(
     {
         GATEWAY: Needs(
             consumers=(GATEWAY,),
-            produces=(Produces.HA, Produces.OUTCOMES),
+            produces=(Produces.HA, Produces.OUTCOMES, Produces.COMMANDS),  # the API's calls
             buckets=(
                 (PROJECTION, Access.READ_WRITE),
                 (IDEMPOTENCY, Access.READ_WRITE),  # its command ledger: nobody else's

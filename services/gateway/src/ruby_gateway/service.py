@@ -26,6 +26,7 @@ from typing import Final
 
 from nats.aio.client import Client
 
+from ruby_gateway.api.commands import Commands
 from ruby_gateway.api.edge import EdgeAuth
 from ruby_gateway.api.server import ApiServer, Handlers, TlsFiles
 from ruby_gateway.api.tokens import TokenBook
@@ -137,7 +138,9 @@ async def serve(started: Started[Client]) -> int:
     if api is not None:
         await book.follow(nc, topo.bucket(API_TOKENS).bucket)
         edge = EdgeAuth(book, nc, subjects)
-        server = ApiServer(Handlers(lambda: bridge.projection), edge, api[1], port=api[0])
+        commands = Commands(nc, subjects, ledger)
+        handlers = Handlers(lambda: bridge.projection, commands)
+        server = ApiServer(handlers, edge, api[1], port=api[0])
         await server.start()
         log.info("api listening", api=f"https://127.0.0.1:{server.port}", known=len(book))
     log.info("gateway running", health=f"http://127.0.0.1:{health.port}/readyz")

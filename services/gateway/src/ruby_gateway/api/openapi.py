@@ -14,6 +14,7 @@ from typing import Any, Final
 
 from ruby_gateway.api.routes import PREFIX, ROUTES, Route
 from ruby_runtime.version import VERSION
+from ruby_schemas.commands import Outcome
 
 PROBLEM: Final = {"$ref": "#/components/schemas/Problem"}
 
@@ -54,6 +55,58 @@ RESPONSES: Final[dict[str, dict[str, Any]]] = {
         "404": {"description": "no such entity", "content": _problem()},
     },
     "openapi": {"200": {"description": "this document", "content": {"application/json": {}}}},
+    "call_service": {
+        "202": {
+            "description": "accepted as a command on COMMANDS; Location names its status",
+            "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Accepted"}}},
+        },
+        "400": {"description": "a field of the request is wrong", "content": _problem()},
+    },
+    "command_status": {
+        "200": {
+            "description": "pending, or how it ended",
+            "content": {
+                "application/json": {"schema": {"$ref": "#/components/schemas/CommandStatus"}}
+            },
+        },
+        "404": {"description": "no such command (or no longer kept)", "content": _problem()},
+    },
+}
+ONE_OR_MANY: Final = {"oneOf": [{"type": "string"}, {"type": "array", "items": {"type": "string"}}]}
+REQUEST_BODIES: Final[dict[str, dict[str, Any]]] = {
+    "call_service": {
+        "required": False,
+        "content": {
+            "application/json": {
+                "schema": {
+                    "type": "object",
+                    "additionalProperties": False,
+                    "properties": {
+                        "target": {
+                            "type": "object",
+                            "additionalProperties": False,
+                            "properties": {
+                                key: ONE_OR_MANY for key in ("entity_id", "device_id", "area_id")
+                            },
+                        },
+                        "data": {"type": "object"},
+                    },
+                }
+            }
+        },
+    }
+}
+HEADERS: Final[dict[str, list[dict[str, Any]]]] = {
+    "call_service": [
+        {
+            "name": "Idempotency-Key",
+            "in": "header",
+            "required": False,
+            "description": "the same key (1-128 visible ASCII characters) from the same token "
+            "names the same command: a retried request runs once",
+            "schema": {"type": "string", "maxLength": 128},
+        }
+    ]
 }
 
 
@@ -78,6 +131,26 @@ def document() -> dict[str, Any]:
             "securitySchemes": {"token": {"type": "http", "scheme": "bearer"}},
             "schemas": {
                 "State": STATE,
+                "Accepted": {
+                    "type": "object",
+                    "required": ["command_id", "status"],
+                    "properties": {
+                        "command_id": {"type": "string"},
+                        "status": {"const": "accepted"},
+                    },
+                },
+                "CommandStatus": {
+                    "type": "object",
+                    "required": ["command_id", "status"],
+                    "properties": {
+                        "command_id": {"type": "string"},
+                        "status": {"enum": ["pending", *(o.value for o in Outcome)]},
+                        "ha_context_id": {"type": ["string", "null"]},
+                        "error_code": {"type": ["string", "null"]},
+                        "error_message": {"type": ["string", "null"]},
+                        "finished_at": {"type": "string", "format": "date-time"},
+                    },
+                },
                 "Problem": {
                     "type": "object",
                     "required": ["type", "title", "status"],
@@ -116,12 +189,14 @@ def _operation(route: Route) -> dict[str, Any]:
         "x-scope": route.scope.value,
         "responses": dict(sorted(responses.items())),
     }
-    parameters = re.findall(r"\{(\w+)\}", route.path)
+    parameters = [
+        {"name": name, "in": "path", "required": True, "schema": {"type": "string"}}
+        for name in re.findall(r"\{(\w+)\}", route.path)
+    ] + HEADERS.get(route.name, [])
     if parameters:
-        operation["parameters"] = [
-            {"name": name, "in": "path", "required": True, "schema": {"type": "string"}}
-            for name in parameters
-        ]
+        operation["parameters"] = parameters
+    if route.name in REQUEST_BODIES:
+        operation["requestBody"] = REQUEST_BODIES[route.name]
     return operation
 
 

@@ -41,6 +41,14 @@ ROUTES: Final = (
     Route("GET", "/openapi.json", Scope.READ, "openapi", "This API's OpenAPI 3.1 document"),
     Route("GET", "/states", Scope.READ, "list_states", "Every entity's state (the projection)"),
     Route("GET", "/states/{entity_id}", Scope.READ, "get_state", "One entity's state"),
+    Route(
+        "POST",
+        "/services/{domain}/{service}",
+        Scope.CONTROL,
+        "call_service",
+        "Call a Home Assistant service, once per Idempotency-Key",
+    ),
+    Route("GET", "/commands/{command_id}", Scope.READ, "command_status", "How a command ended"),
 )
 
 

@@ -17,6 +17,7 @@ from typing import Final
 
 from aiohttp import web
 
+from ruby_gateway.api.commands import Commands
 from ruby_gateway.api.edge import EdgeAuth, Handler, edge_only
 from ruby_gateway.api.openapi import document
 from ruby_gateway.api.problems import problem
@@ -57,8 +58,10 @@ def shown(entity_id: str, projected: Projected) -> dict[str, object]:
 class Handlers:
     """The route handlers, by route name."""
 
-    def __init__(self, projection: Callable[[], Projection]) -> None:
+    def __init__(self, projection: Callable[[], Projection], commands: Commands) -> None:
         self._projection = projection
+        self.call_service = commands.call_service
+        self.command_status = commands.command_status
 
     async def openapi(self, _request: web.Request) -> web.Response:
         return web.json_response(document())

@@ -1,0 +1,189 @@
+"""Service calls from the API: ``POST /services/{domain}/{service}`` becomes a command on
+COMMANDS, and ``GET /commands/{command_id}`` says how it ended (ADR-0020).
+
+A command made here is the engine's kind (``ha.call_service.v1``), executed by the same
+runner behind the same ledger: once per command id. With an ``Idempotency-Key`` header the
+command id is derived from the token's name and the key, so a retried request (a timeout, a
+lost answer) names the same command: JetStream drops the duplicate within its window, and
+the ledger keeps Home Assistant from being called twice after that. Without the header, each
+request is a new command.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+from collections import OrderedDict
+from datetime import UTC, datetime, timedelta
+from typing import Any, Final
+
+from aiohttp import web
+from nats.aio.client import Client
+from nats.js.errors import KeyNotFoundError
+from nats.js.kv import KeyValue
+from pydantic import BaseModel, ConfigDict, Field, JsonValue, ValidationError
+
+from ruby_gateway.api.edge import TOKEN_HEADER
+from ruby_gateway.api.problems import problem
+from ruby_natsx.handler import Outbound
+from ruby_natsx.publish import Publisher
+from ruby_natsx.subjects import Subjects
+from ruby_schemas.commands import CallServiceV1, CommandOutcomeV1, ServiceTarget
+from ruby_schemas.envelope import make_envelope, new_id
+from ruby_schemas.primitives import ENTITY_ID_PATTERN, ID_PATTERN, SLUG_PATTERN
+from ruby_schemas.registry import decode, field_errors
+
+DEADLINE: Final = timedelta(minutes=5)
+"""How long a command from the API may wait to be executed (as the engine's do)."""
+IDEMPOTENCY_KEY: Final = re.compile(r"[\x21-\x7e]{1,128}")
+REMEMBERED: Final = 10_000
+"""Command ids accepted here and not yet in the ledger that `status` still answers for."""
+
+
+class _Target(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    entity_id: list[str] | str = Field(default_factory=list)
+    device_id: list[str] | str = Field(default_factory=list)
+    area_id: list[str] | str = Field(default_factory=list)
+
+
+class ServiceCall(BaseModel):
+    """The body of ``POST /services/{domain}/{service}``; nothing else is accepted."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    target: _Target = Field(default_factory=_Target)
+    data: dict[str, JsonValue] = Field(default_factory=dict)
+
+
+def command_id(token_name: str, idempotency_key: str | None) -> str:
+    """The command id: derived from the token and the key, or new when there is no key."""
+    if idempotency_key is None:
+        return f"api.{new_id()}"
+    digest = hashlib.sha256(f"{token_name}\n{idempotency_key}".encode()).hexdigest()
+    return f"api.{digest[:32]}"
+
+
+def _listed(value: list[str] | str) -> tuple[str, ...]:
+    return (value,) if isinstance(value, str) else tuple(value)
+
+
+class Commands:
+    """The two handlers, publishing as the gateway and reading its ledger."""
+
+    def __init__(self, nc: Client, subjects: Subjects, ledger: KeyValue) -> None:
+        self._nc, self._subjects, self._ledger = nc, subjects, ledger
+        self._accepted: OrderedDict[str, None] = OrderedDict()
+
+    async def call_service(self, request: web.Request) -> web.Response:
+        domain, service = request.match_info["domain"], request.match_info["service"]
+        for field, value in (("domain", domain), ("service", service)):
+            if not re.fullmatch(SLUG_PATTERN, value):
+                return problem(
+                    400,
+                    "invalid-service",
+                    f"{field} is lower-case letters, digits and single '_'",
+                    errors=[{"field": field, "message": "not a service name"}],
+                )
+        key = request.headers.get("Idempotency-Key")
+        if key is not None and not IDEMPOTENCY_KEY.fullmatch(key):
+            return problem(
+                400,
+                "invalid-idempotency-key",
+                "Idempotency-Key is 1 to 128 visible ASCII characters",
+                errors=[{"field": "Idempotency-Key", "message": "not a key"}],
+            )
+        body = await request.read()
+        try:
+            call = ServiceCall.model_validate_json(body or b"{}")
+        except ValidationError as exc:
+            return _refused(exc)
+        targets = {
+            "entity_id": _listed(call.target.entity_id),
+            "device_id": _listed(call.target.device_id),
+            "area_id": _listed(call.target.area_id),
+        }
+        bad = [e for e in targets["entity_id"] if not re.fullmatch(ENTITY_ID_PATTERN, e)]
+        if bad:
+            return problem(
+                400,
+                "invalid-entity-id",
+                "an entity id is <domain>.<object id>, lower-case letters, digits and '_'",
+                errors=[{"field": "target.entity_id", "message": "not an entity id"}],
+            )
+        cid = command_id(request.headers.get(TOKEN_HEADER, ""), key)
+        now = datetime.now(UTC)
+        try:
+            payload = CallServiceV1(
+                command_id=cid,
+                domain=domain,
+                service=service,
+                target=ServiceTarget(**targets),
+                data=call.data,
+                deadline=now + DEADLINE,
+                backlog="all",  # asked for now, by someone: not a backlog to thin out
+            )
+        except ValidationError as exc:
+            return _refused(exc)
+        envelope = make_envelope(payload, source="ruby/gateway/api", message_id=cid, time=now)
+        publisher = Publisher(self._nc)
+        await publisher.start()
+        try:
+            await publisher.publish([Outbound(self._subjects.command(domain, service), envelope)])
+        finally:
+            await publisher.close()
+        self._remember(cid)
+        return web.json_response(
+            {"command_id": cid, "status": "accepted"},
+            status=202,
+            headers={"Location": f"/api/v1/commands/{cid}"},
+        )
+
+    async def command_status(self, request: web.Request) -> web.Response:
+        cid = request.match_info["command_id"]
+        if not re.fullmatch(ID_PATTERN, cid) or len(cid) > 256:
+            return problem(
+                400,
+                "invalid-command-id",
+                "not a command id",
+                errors=[{"field": "command_id", "message": "not a command id"}],
+            )
+        try:
+            entry = await self._ledger.get(f"cmd.{cid}")
+        except KeyNotFoundError:
+            if cid in self._accepted:
+                return web.json_response({"command_id": cid, "status": "pending"})
+            return problem(404, "no-such-command", f"no command {cid} is known (or still kept)")
+        return web.json_response(_status(cid, json.loads(entry.value or b"{}")))
+
+    def _remember(self, cid: str) -> None:
+        self._accepted[cid] = None
+        self._accepted.move_to_end(cid)
+        while len(self._accepted) > REMEMBERED:
+            self._accepted.popitem(last=False)
+
+
+def _status(cid: str, record: dict[str, Any]) -> dict[str, object]:
+    """What the ledger says of a command: pending, or its outcome."""
+    if record.get("state") != "done":
+        return {"command_id": cid, "status": "pending"}
+    for output in record.get("outputs", []):
+        envelope = decode(str(output.get("envelope", "")))
+        if isinstance(envelope.data, CommandOutcomeV1):
+            outcome = envelope.data
+            return {
+                "command_id": cid,
+                "status": outcome.outcome.value,
+                "ha_context_id": outcome.ha_context_id,
+                "error_code": outcome.error_code,
+                "error_message": outcome.error_message,
+                "finished_at": outcome.finished_at.isoformat(),
+            }
+    return {"command_id": cid, "status": "done"}
+
+
+def _refused(exc: ValidationError) -> web.Response:
+    errors = [{"field": e.path or "body", "message": e.message} for e in field_errors(exc)]
+    return problem(400, "invalid-body", "the request body is not a service call", errors=errors)
