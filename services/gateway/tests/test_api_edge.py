@@ -26,7 +26,7 @@ from nats.js.errors import NotFoundError
 
 from ruby_ctl.edge import Edge
 from ruby_ctl.openbao import free_port
-from ruby_ctl.testing import Installation
+from ruby_ctl.testing import Installation, issue_token
 from ruby_gateway.api.commands import Commands, command_id
 from ruby_gateway.api.edge import EdgeAuth
 from ruby_gateway.api.routes import ROUTES, Route
@@ -39,7 +39,6 @@ from ruby_hasim.server import Simulator
 from ruby_natsx.permissions import OPERATOR
 from ruby_natsx.testing import eventually
 from ruby_natsx.topology import API_TOKENS, AUDIT, COMMANDS, GATEWAY, IDEMPOTENCY
-from ruby_runtime.api_tokens import digest, new_token
 from ruby_runtime.secret import Secret
 from ruby_schemas.api_tokens import ORDER, ApiTokenRecord, Scope
 
@@ -77,31 +76,6 @@ class Stack:
         return ssl.create_default_context(cafile=str(self.ca))
 
 
-async def issue(
-    operator: Client,
-    inst: Installation,
-    name: str,
-    scope: Scope,
-    *,
-    expires: datetime | None = None,
-    revoked: datetime | None = None,
-) -> str:
-    """A token written to the bucket as `rubyctl token create` writes it; the token."""
-    token_id, token = new_token()
-    record = ApiTokenRecord(
-        id=token_id,
-        name=name,
-        scope=scope,
-        digest=digest(token.reveal()),
-        created=datetime.now(UTC),
-        expires=expires,
-        revoked=revoked,
-    )
-    kv = await operator.jetstream().key_value(inst.topology.bucket(API_TOKENS).bucket)
-    await kv.put(token_id, record.model_dump_json().encode())
-    return token.reveal()
-
-
 @pytest_asyncio.fixture
 async def stack(secure_installation: Installation, tmp_path: Path) -> AsyncIterator[Stack]:
     """Its own installation: the commands it accepts stay out of other tests' streams."""
@@ -128,12 +102,13 @@ async def stack(secure_installation: Installation, tmp_path: Path) -> AsyncItera
         edge.start()
         now = datetime.now(UTC)
         tokens = {
-            scope.value: await issue(operator, inst, f"t-{scope.value}", scope) for scope in Scope
+            scope.value: await issue_token(operator, inst, f"t-{scope.value}", scope)
+            for scope in Scope
         }
-        tokens["expired"] = await issue(
+        tokens["expired"] = await issue_token(
             operator, inst, "t-expired", Scope.ADMIN, expires=now - timedelta(seconds=1)
         )
-        tokens["revoked"] = await issue(operator, inst, "t-revoked", Scope.ADMIN, revoked=now)
+        tokens["revoked"] = await issue_token(operator, inst, "t-revoked", Scope.ADMIN, revoked=now)
         await eventually(lambda: len(book) >= len(tokens), message="tokens followed")
         yield Stack(edge, api_port, pki.ca_cert, tokens, operator)
     finally:
@@ -275,7 +250,7 @@ async def test_a_revoked_token_is_refused_from_the_next_request(
     stack: Stack, secure_installation: Installation
 ) -> None:
     installation = secure_installation
-    token = await issue(stack.operator, installation, "soon-revoked", Scope.READ)
+    token = await issue_token(stack.operator, installation, "soon-revoked", Scope.READ)
     headers = {"Authorization": f"Bearer {token}"}
     url = f"{stack.edge.url}/states"
     async with aiohttp.ClientSession() as http:

@@ -30,6 +30,7 @@ import time
 import uuid
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -45,10 +46,12 @@ from ruby_natsx.connection import NatsSettings, connect
 from ruby_natsx.permissions import IDENTITIES, OPERATOR
 from ruby_natsx.server import NatsServer, ServerConfig, TlsFiles
 from ruby_natsx.subjects import Subjects
-from ruby_natsx.topology import AUDIT_SINK, Topology, topology
+from ruby_natsx.topology import API_TOKENS, AUDIT_SINK, Topology, topology
+from ruby_runtime.api_tokens import digest, new_token
 from ruby_runtime.secret import Secret
 from ruby_runtime.settings import ServiceSettings
 from ruby_runtime.vault import HA_TOKEN_FIELD, fetch_nats_seed, ha_token_path
+from ruby_schemas.api_tokens import ApiTokenRecord, Scope
 
 
 @dataclass
@@ -362,3 +365,29 @@ def _interpolate(value: Any, env: Mapping[str, str]) -> Any:
         return word
 
     return re.sub(r"\$\{(\w+)(?:(:-|:\?)([^}]*))?\}", one, value)
+
+
+async def issue_token(
+    operator: Client,
+    inst: Installation,
+    name: str,
+    scope: Scope,
+    *,
+    expires: datetime | None = None,
+    revoked: datetime | None = None,
+) -> str:
+    """A token of ``inst`` written to its bucket as `rubyctl token create` writes it (by the
+    operator connection ``operator``); the token."""
+    token_id, token = new_token()
+    record = ApiTokenRecord(
+        id=token_id,
+        name=name,
+        scope=scope,
+        digest=digest(token.reveal()),
+        created=datetime.now(UTC),
+        expires=expires,
+        revoked=revoked,
+    )
+    kv = await operator.jetstream().key_value(inst.topology.bucket(API_TOKENS).bucket)
+    await kv.put(token_id, record.model_dump_json().encode())
+    return token.reveal()
