@@ -214,16 +214,7 @@ async def start_each(
                         {**env, "RUBY_HA_URL": hasim.url, "RUBY_GATEWAY_HEALTH_PORT": str(port)},
                         tmp_path / "gateway.log")  # fmt: skip
     contained.append(gateway)
-    async with aiohttp.ClientSession() as http:
-
-        async def answers() -> bool:
-            try:
-                async with http.get(f"http://127.0.0.1:{port}/readyz") as reply:
-                    return reply.status == 200
-            except aiohttp.ClientError:
-                return False
-
-        await ready(answers, gateway)
+    await readyz(port, gateway)
 
     engine_dir = tmp_path / "engine"
     env = credentials(inst, ENGINE, engine_dir)

@@ -9,10 +9,12 @@ operator (``service.restarted``): published at once when NATS is there, otherwis
 from __future__ import annotations
 
 import asyncio
+import subprocess
 from collections import Counter
 from collections.abc import Sequence
 from datetime import datetime
 from pathlib import Path
+from typing import Protocol
 
 import hvac.exceptions
 import nats.errors
@@ -69,52 +71,56 @@ async def _always(_since: datetime) -> bool:
     return True
 
 
-def watched_nats(server: NatsServer) -> Supervised:
-    """nats-server: started again on its port with its configuration and JetStream store;
-    ready once it accepts connections (the services reconnect by themselves)."""
+class _Server(Protocol):
+    """What nats-server and Traefik have in common for the supervisor."""
+
+    process: subprocess.Popen[bytes] | None
+
+    @property
+    def pid(self) -> int | None: ...
+
+    @property
+    def log_path(self) -> Path: ...
+
+    def start(self) -> None: ...
+
+
+def _watched_server(
+    name: str, server: _Server, errors: type[Exception], ready_line: str
+) -> Supervised:
+    """A server binary: started again with its own ports and configuration; ``start``
+    returns once it is ready."""
 
     async def restart() -> None:
         try:
             await asyncio.to_thread(server.start)
-        except NatsServerError as exc:
+        except errors as exc:
             raise RestartError(_first_line(exc)) from None
 
     async def tail() -> Sequence[str]:
         return file_tail(server.log_path)
 
     return Supervised(
-        NATS,
+        name,
         lambda: None if server.process is None else server.process.poll(),
         lambda: server.pid,
         restart,
         tail,
-        _always,  # `start` returns once it accepts connections
-        f"{NATS} ready: {server.url}",
+        _always,
+        ready_line,
     )
+
+
+def watched_nats(server: NatsServer) -> Supervised:
+    """nats-server: started again on its port with its configuration and JetStream store;
+    ready once it accepts connections (the services reconnect by themselves)."""
+    return _watched_server(NATS, server, NatsServerError, f"{NATS} ready: {server.url}")
 
 
 def watched_edge(edge: Edge) -> Supervised:
     """Traefik: started again on its ports with the same configuration; ready once ``/ping``
     answers."""
-
-    async def restart() -> None:
-        try:
-            await asyncio.to_thread(edge.start)
-        except EdgeError as exc:
-            raise RestartError(_first_line(exc)) from None
-
-    async def tail() -> Sequence[str]:
-        return file_tail(edge.log_path)
-
-    return Supervised(
-        TRAEFIK,
-        lambda: None if edge.process is None else edge.process.poll(),
-        lambda: edge.pid,
-        restart,
-        tail,
-        _always,  # `start` returns once /ping answers
-        f"{TRAEFIK} ready: {edge.url}",
-    )
+    return _watched_server(TRAEFIK, edge, EdgeError, f"{TRAEFIK} ready: {edge.url}")
 
 
 def watched_openbao(bao: OpenBao) -> Supervised:
