@@ -36,6 +36,7 @@ from ruby_gateway.bridge import BridgeConfig
 from ruby_gateway.projection import Projected, Projection
 from ruby_gateway.testing import running_secure_gateway
 from ruby_hasim.server import Simulator
+from ruby_hasim.testing import HaClient
 from ruby_natsx.permissions import OPERATOR
 from ruby_natsx.testing import eventually
 from ruby_natsx.topology import API_TOKENS, AUDIT, COMMANDS, GATEWAY, IDEMPOTENCY
@@ -55,10 +56,14 @@ EXAMPLES: dict[str, tuple[str, int]] = {  # route name -> (concrete path, status
     "list_states": ("/api/v1/states", 200),
     "get_state": ("/api/v1/states/light.hall", 200),
     "call_service": ("/api/v1/services/light/turn_on", 202),
+    "fire_event": ("/api/v1/events/doorbell_rang", 202),
     # the command the allowed call_service made (the routes run in the table's order)
     "command_status": (f"/api/v1/commands/{command_id('t-control', MATRIX_KEY)}", 200),
 }
-BODIES = {"call_service": {"target": {"entity_id": "light.hall"}, "data": {"brightness": 80}}}
+BODIES = {
+    "call_service": {"target": {"entity_id": "light.hall"}, "data": {"brightness": 80}},
+    "fire_event": {"data": {"door": "front"}},
+}
 CASES = ("none", "malformed", "expired", "revoked", "lower scope", "its scope", "direct")
 
 
@@ -278,7 +283,7 @@ async def _is(status: object, want: int) -> bool:
 
 
 async def test_a_retried_call_with_the_same_idempotency_key_reaches_home_assistant_once(
-    stack: Stack, secure_installation: Installation, hasim: Simulator
+    stack: Stack, secure_installation: Installation, hasim: Simulator, ha_client: HaClient
 ) -> None:
     light = next(e for e in hasim.states if e.startswith("light."))
     config = BridgeConfig(url=hasim.url, token=Secret(hasim.token, "ha token"))
@@ -321,6 +326,25 @@ async def test_a_retried_call_with_the_same_idempotency_key_reaches_home_assista
         await eventually(lambda: succeeded(second), message="the second call executed")
         assert hasim.calls[("light", "turn_on", light)] == 2
 
+        # An event fired on HA's bus, retried: fired once.
+        subscription = (await ha_client.command("subscribe_events", event_type="api_bell"))["id"]
+        headers = {"Authorization": f"Bearer {stack.tokens['control']}", "Idempotency-Key": "e-1"}
+        fired = set()
+        for _ in range(2):
+            async with http.post(
+                f"{stack.edge.url}/events/api_bell", json={"data": {"door": "front"}},
+                headers=headers, ssl=stack.client_ssl(),
+            ) as reply:  # fmt: skip
+                assert reply.status == 202
+                fired.add((await reply.json())["command_id"])
+        (event_command,) = fired
+        await eventually(lambda: succeeded(event_command), message="the event fired")
+        assert (await ha_client.command("ping"))["type"] == "pong"  # all before it arrived
+        bells = [
+            m for m in ha_client.inbox if m.get("type") == "event" and m.get("id") == subscription
+        ]
+        assert [m["event"]["data"] for m in bells] == [{"door": "front"}]
+
 
 @pytest.mark.parametrize(
     ("path", "body", "headers", "field"),
@@ -336,6 +360,8 @@ async def test_a_retried_call_with_the_same_idempotency_key_reaches_home_assista
         ("/services/light/turn_on", b'{"data": [1]}', {}, "data"),
         ("/services/Light/turn_on", b"{}", {}, "domain"),
         ("/services/light/turn_on", b"{}", {"Idempotency-Key": "has space"}, "Idempotency-Key"),
+        ("/events/" + "e" * 65, b"{}", {}, "event_type"),
+        ("/events/doorbell", b'{"data": {}, "origin": "x"}', {}, "origin"),
     ],
 )
 async def test_a_bad_call_is_a_problem_naming_the_field_and_nothing_is_published(

@@ -1,5 +1,7 @@
-"""Service calls from the API: ``POST /services/{domain}/{service}`` becomes a command on
-COMMANDS, and ``GET /commands/{command_id}`` says how it ended (ADR-0020).
+"""Commands from the API: ``POST /services/{domain}/{service}`` (a service call) and ``POST
+/events/{event_type}`` (an event fired on Home Assistant's bus, as HA's own REST API does; a
+rule's ``event`` trigger sees it when it comes back) become commands on COMMANDS, and ``GET
+/commands/{command_id}`` says how one ended (ADR-0020).
 
 A command made here is the engine's kind (``ha.call_service.v1``), executed by the same
 runner behind the same ledger: once per command id. With an ``Idempotency-Key`` header the
@@ -29,7 +31,14 @@ from ruby_gateway.api.problems import problem
 from ruby_natsx.handler import Outbound
 from ruby_natsx.publish import Publisher
 from ruby_natsx.subjects import Subjects
-from ruby_schemas.commands import CallServiceV1, CommandOutcomeV1, ServiceTarget
+from ruby_schemas.commands import (
+    FIRE_EVENT_DOMAIN,
+    FIRE_EVENT_SERVICE,
+    CallServiceV1,
+    CommandOutcomeV1,
+    FireEventV1,
+    ServiceTarget,
+)
 from ruby_schemas.envelope import make_envelope, new_id
 from ruby_schemas.primitives import ENTITY_ID_PATTERN, ID_PATTERN, SLUG_PATTERN
 from ruby_schemas.registry import decode, field_errors
@@ -47,6 +56,14 @@ class _Target(BaseModel):
     entity_id: list[str] | str = Field(default_factory=list)
     device_id: list[str] | str = Field(default_factory=list)
     area_id: list[str] | str = Field(default_factory=list)
+
+
+class FiredEvent(BaseModel):
+    """The body of ``POST /events/{event_type}``; nothing else is accepted."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    data: dict[str, JsonValue] = Field(default_factory=dict)
 
 
 class ServiceCall(BaseModel):
@@ -87,14 +104,9 @@ class Commands:
                     f"{field} is lower-case letters, digits and single '_'",
                     errors=[{"field": field, "message": "not a service name"}],
                 )
-        key = request.headers.get("Idempotency-Key")
-        if key is not None and not IDEMPOTENCY_KEY.fullmatch(key):
-            return problem(
-                400,
-                "invalid-idempotency-key",
-                "Idempotency-Key is 1 to 128 visible ASCII characters",
-                errors=[{"field": "Idempotency-Key", "message": "not a key"}],
-            )
+        key, refused = _idempotency_key(request)
+        if refused is not None:
+            return refused
         body = await request.read()
         try:
             call = ServiceCall.model_validate_json(body or b"{}")
@@ -127,11 +139,41 @@ class Commands:
             )
         except ValidationError as exc:
             return _refused(exc)
+        return await self._accepted_as(self._subjects.command(domain, service), payload, now)
+
+    async def fire_event(self, request: web.Request) -> web.Response:
+        event_type = request.match_info["event_type"]
+        key, refused = _idempotency_key(request)
+        if refused is not None:
+            return refused
+        try:
+            fired = FiredEvent.model_validate_json(await request.read() or b"{}")
+        except ValidationError as exc:
+            return _refused(exc, "an event's data")
+        now = datetime.now(UTC)
+        try:
+            payload = FireEventV1(
+                command_id=command_id(request.headers.get(TOKEN_HEADER, ""), key),
+                event_type=event_type,
+                event_data=fired.data,
+                deadline=now + DEADLINE,
+                backlog="all",
+            )
+        except ValidationError as exc:
+            return _refused(exc, "an event", field="event_type")
+        subject = self._subjects.command(FIRE_EVENT_DOMAIN, FIRE_EVENT_SERVICE)
+        return await self._accepted_as(subject, payload, now)
+
+    async def _accepted_as(
+        self, subject: str, payload: CallServiceV1 | FireEventV1, now: datetime
+    ) -> web.Response:
+        """Publish the command (its id is the message id: a duplicate is dropped); 202."""
+        cid = payload.command_id
         envelope = make_envelope(payload, source="ruby/gateway/api", message_id=cid, time=now)
         publisher = Publisher(self._nc)
         await publisher.start()
         try:
-            await publisher.publish([Outbound(self._subjects.command(domain, service), envelope)])
+            await publisher.publish([Outbound(subject, envelope)])
         finally:
             await publisher.close()
         self._remember(cid)
@@ -184,6 +226,20 @@ def _status(cid: str, record: dict[str, Any]) -> dict[str, object]:
     return {"command_id": cid, "status": "done"}
 
 
-def _refused(exc: ValidationError) -> web.Response:
-    errors = [{"field": e.path or "body", "message": e.message} for e in field_errors(exc)]
-    return problem(400, "invalid-body", "the request body is not a service call", errors=errors)
+def _idempotency_key(request: web.Request) -> tuple[str | None, web.Response | None]:
+    """The request's ``Idempotency-Key`` (None without one), or the problem it is."""
+    key = request.headers.get("Idempotency-Key")
+    if key is not None and not IDEMPOTENCY_KEY.fullmatch(key):
+        return None, problem(
+            400,
+            "invalid-idempotency-key",
+            "Idempotency-Key is 1 to 128 visible ASCII characters",
+            errors=[{"field": "Idempotency-Key", "message": "not a key"}],
+        )
+    return key, None
+
+
+def _refused(exc: ValidationError, what: str = "a service call", field: str = "") -> web.Response:
+    """A 400 naming each wrong field (``field`` for a path parameter), never its value."""
+    errors = [{"field": field or e.path or "body", "message": e.message} for e in field_errors(exc)]
+    return problem(400, "invalid-body", f"the request is not {what}", errors=errors)

@@ -62,6 +62,13 @@ RESPONSES: Final[dict[str, dict[str, Any]]] = {
         },
         "400": {"description": "a field of the request is wrong", "content": _problem()},
     },
+    "fire_event": {
+        "202": {
+            "description": "accepted as a command on COMMANDS; Location names its status",
+            "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Accepted"}}},
+        },
+        "400": {"description": "a field of the request is wrong", "content": _problem()},
+    },
     "command_status": {
         "200": {
             "description": "pending, or how it ended",
@@ -96,17 +103,29 @@ REQUEST_BODIES: Final[dict[str, dict[str, Any]]] = {
         },
     }
 }
-HEADERS: Final[dict[str, list[dict[str, Any]]]] = {
-    "call_service": [
-        {
-            "name": "Idempotency-Key",
-            "in": "header",
-            "required": False,
-            "description": "the same key (1-128 visible ASCII characters) from the same token "
-            "names the same command: a retried request runs once",
-            "schema": {"type": "string", "maxLength": 128},
+REQUEST_BODIES["fire_event"] = {
+    "required": False,
+    "content": {
+        "application/json": {
+            "schema": {
+                "type": "object",
+                "additionalProperties": False,
+                "properties": {"data": {"type": "object"}},
+            }
         }
-    ]
+    },
+}
+IDEMPOTENCY_KEY: Final = {
+    "name": "Idempotency-Key",
+    "in": "header",
+    "required": False,
+    "description": "the same key (1-128 visible ASCII characters) from the same token names "
+    "the same command: a retried request runs once",
+    "schema": {"type": "string", "maxLength": 128},
+}
+HEADERS: Final[dict[str, list[dict[str, Any]]]] = {
+    "call_service": [IDEMPOTENCY_KEY],
+    "fire_event": [IDEMPOTENCY_KEY],
 }
 
 

@@ -48,6 +48,13 @@ ROUTES: Final = (
         "call_service",
         "Call a Home Assistant service, once per Idempotency-Key",
     ),
+    Route(
+        "POST",
+        "/events/{event_type}",
+        Scope.CONTROL,
+        "fire_event",
+        "Fire an event on Home Assistant's bus, once per Idempotency-Key",
+    ),
     Route("GET", "/commands/{command_id}", Scope.READ, "command_status", "How a command ended"),
 )
 

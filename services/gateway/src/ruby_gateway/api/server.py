@@ -61,6 +61,7 @@ class Handlers:
     def __init__(self, projection: Callable[[], Projection], commands: Commands) -> None:
         self._projection = projection
         self.call_service = commands.call_service
+        self.fire_event = commands.fire_event
         self.command_status = commands.command_status
 
     async def openapi(self, _request: web.Request) -> web.Response:
