@@ -17,6 +17,7 @@ from ruby_ctl.openbao import free_port
 from ruby_ctl.testing import Installation, issue_token
 from ruby_gateway.api.commands import Commands
 from ruby_gateway.api.edge import EdgeAuth
+from ruby_gateway.api.rules import Rules
 from ruby_gateway.api.server import ApiServer, Handlers, TlsFiles
 from ruby_gateway.api.tokens import TokenBook
 from ruby_gateway.bridge import BridgeConfig
@@ -25,7 +26,7 @@ from ruby_gateway.testing import running_secure_gateway
 from ruby_hasim.testing import HaClient
 from ruby_natsx.permissions import OPERATOR
 from ruby_natsx.testing import eventually
-from ruby_natsx.topology import API_TOKENS, GATEWAY, IDEMPOTENCY
+from ruby_natsx.topology import API_TOKENS, GATEWAY, IDEMPOTENCY, STATUS
 from ruby_runtime.secret import Secret
 from ruby_schemas.api_tokens import Scope
 
@@ -50,7 +51,11 @@ async def test_a_retried_api_call_reaches_home_assistant_once(
     ledger = await gateway_nc.jetstream().key_value(inst.topology.bucket(IDEMPOTENCY).bucket)
     pki, api_port = inst.state.pki, free_port()
     server = ApiServer(
-        Handlers(Projection, Commands(gateway_nc, inst.subjects, ledger)),
+        Handlers(
+            Projection,
+            Commands(gateway_nc, inst.subjects, ledger),
+            Rules(gateway_nc, inst.topology.bucket(STATUS)),
+        ),
         EdgeAuth(book, gateway_nc, inst.subjects),
         TlsFiles(pki.directory / "gateway-api.pem", pki.directory / "gateway-api.key", pki.ca_cert),
         port=api_port,

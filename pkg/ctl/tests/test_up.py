@@ -161,6 +161,11 @@ async def test_up_runs_the_secure_stack_and_starts_again_at_once_on_the_same_por
             return await reply.json() if reply.status == 200 else []
 
     await eventually(lambda: _nonempty(states()), message="the demo home's states through the API")
+    async with (
+        aiohttp.ClientSession() as http,
+        http.get(f"{api.group(1)}/rules", ssl=ca, headers=bearer) as reply,
+    ):
+        assert [rule["id"] for rule in (await reply.json())["rules"]] == ["porch_light"]
     # Each process's PID is in its PID file: the processes that really run.
     pids = first.pids()
     assert pids == descendants(first), pids

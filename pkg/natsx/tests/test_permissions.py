@@ -179,7 +179,11 @@ def test_only_the_gateway_follows_the_engines_event_types_and_only_that_key() ->
     assert not gateway.may_subscribe("$KV.ruby_status.>")
     assert not gateway.may_subscribe("$KV.ruby_status.engine.>")
     assert not gateway.may_publish("$JS.API.DIRECT.GET.KV_ruby_status.$KV.ruby_status.engine")
-    assert not gateway.may_publish("$JS.API.DIRECT.GET.KV_ruby_status.$KV.ruby_status.engine.rules")
+    # It reads (never follows, never writes) the rules and their traces, for the API's /rules.
+    for key in ("engine.rules", "engine.trace.porch"):
+        assert gateway.may_publish(f"$JS.API.DIRECT.GET.KV_ruby_status.$KV.ruby_status.{key}")
+        assert not gateway.may_publish(f"$KV.ruby_status.{key}")
+    assert not gateway.may_publish("$JS.API.DIRECT.GET.KV_ruby_status.$KV.ruby_status.engine.x")
     assert not gateway.may_publish("$JS.API.DIRECT.GET.KV_ruby_status")  # by sequence: any key
     assert _of(ENGINE).may_publish(record)
     for identity in (ENGINE, AUDIT_SINK, OPERATOR):

@@ -7,7 +7,8 @@ and DLQ sections below, the state each identity owns and whose job needs to read
 - gateway: the command ledger (idempotency bucket, ``cmd.<id>``: forging "done" skips a
   command, deleting it runs one again), the HA projection (the engine reads it to evaluate
   rules), its status record, and the COMMANDS durable ``gateway``.
-- engine: its timers, its status records (``engine``, ``engine.rules``, and
+- engine: its timers, its status records (``engine``; ``engine.rules`` and
+  ``engine.trace.<rule>``, which the gateway's API reads for ``/rules``; and
   ``engine.event_types``, which the gateway reads to know what to forward), and the EVENTS
   durable ``engine``.
 - audit_sink: its status records (``audit_sink``, ``audit_sink.head``, the head that
@@ -82,7 +83,8 @@ KEYS = (
     Key(STATUS, GATEWAY, GATEWAY, frozenset({OPERATOR})),
     Key(STATUS, ENGINE, ENGINE, frozenset({OPERATOR})),
     Key(STATUS, EVENT_TYPES_KEY, ENGINE, frozenset({GATEWAY, OPERATOR})),
-    Key(STATUS, f"{ENGINE}.rules", ENGINE, frozenset({OPERATOR})),
+    Key(STATUS, f"{ENGINE}.rules", ENGINE, frozenset({GATEWAY, OPERATOR})),  # the API's /rules
+    Key(STATUS, f"{ENGINE}.trace.attack", ENGINE, frozenset({GATEWAY, OPERATOR})),
     Key(STATUS, AUDIT_SINK, AUDIT_SINK, frozenset({OPERATOR})),
     Key(STATUS, f"{AUDIT_SINK}.head", AUDIT_SINK, frozenset({OPERATOR})),
 )

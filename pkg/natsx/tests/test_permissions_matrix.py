@@ -32,7 +32,17 @@ from ruby_ctl.probe import (
 from ruby_ctl.testing import Installation
 from ruby_natsx.apply import Action, apply_consumer, apply_topology
 from ruby_natsx.permissions import IDENTITIES, OPERATOR, SERVICES, permissions_of
-from ruby_natsx.topology import AUDIT, COMMANDS, DLQ, ENGINE, EVENT_TYPES_KEY, EVENTS, GATEWAY
+from ruby_natsx.topology import (
+    AUDIT,
+    COMMANDS,
+    DLQ,
+    ENGINE,
+    EVENT_TYPES_KEY,
+    EVENTS,
+    GATEWAY,
+    RULES_KEY,
+    TRACES_KEY,
+)
 
 
 def concrete(pattern: str) -> str:
@@ -68,6 +78,8 @@ async def _setup_kv(m: Matrix) -> dict[str, int]:
     for service in SERVICES:  # each service's own status key, which it may read back
         await m.js(service).publish(f"$KV.{status}.{service}.probe", b"1")
     await m.js(ENGINE).publish(f"$KV.{status}.{EVENT_TYPES_KEY}", b"{}")  # the gateway follows it
+    for key in (RULES_KEY, f"{TRACES_KEY}.probe"):  # the engine's, which the gateway reads
+        await m.js(ENGINE).publish(f"$KV.{status}.{key}", b"{}")
     return revisions
 
 
@@ -120,8 +132,9 @@ def _operation(m: Matrix, identity: str, pattern: str, revisions: dict[str, int]
         return lambda: js.consumer_info(parts[-2], parts[-1])
     if pattern.startswith("$JS.API.STREAM.INFO."):
         return lambda: js.stream_info(parts[-1])
-    if pattern.startswith("$JS.API.DIRECT.GET.") and parts[5:6] == ["$KV"]:  # one key
-        return lambda: js.get_msg(parts[4], subject=".".join(parts[5:]), direct=True)
+    if pattern.startswith("$JS.API.DIRECT.GET.") and parts[5:6] == ["$KV"]:  # one key (or below)
+        key = ".".join(concrete(pattern).split(".")[5:])
+        return lambda: js.get_msg(parts[4], subject=key, direct=True)
     if pattern.startswith("$JS.API.DIRECT.GET.") and pattern.endswith(".>"):
         stream = parts[4]
         keys = ".".join(parts[5:-1]) or f"$KV.{stream[3:]}"  # a whole bucket, or keys below one
@@ -274,10 +287,11 @@ def _forbidden(m: Matrix, identity: str) -> list[tuple[str, Act, str, str]]:
     ]
     if operator:
         return rows
-    if identity == GATEWAY:  # it follows one key of the engine's: only reads it, only that one
+    if identity == GATEWAY:  # it follows one key of the engine's and reads two: no other one
         status = m.inst.topology.bucket("status")
         record = f"$KV.{status.bucket}.{EVENT_TYPES_KEY}"
-        rules = f"$KV.{status.bucket}.engine.rules"
+        rules = f"$KV.{status.bucket}.{RULES_KEY}"
+        engine = f"$KV.{status.bucket}.{ENGINE}"
         rows += [
             ("write the engine's event types", _publish(nc, record), BY_PERMISSIONS, record),
             ("follow the engine's other keys", _subscribe(nc, rules), BY_PERMISSIONS, rules),
@@ -289,9 +303,9 @@ def _forbidden(m: Matrix, identity: str) -> list[tuple[str, Act, str, str]]:
             ),
             (
                 "read the engine's other keys",
-                lambda: js.get_msg(status.stream().name, subject=rules, direct=True),
+                lambda: js.get_msg(status.stream().name, subject=engine, direct=True),
                 BY_PERMISSIONS,
-                f"{api_}.DIRECT.GET.{status.stream().name}.{rules}",
+                f"{api_}.DIRECT.GET.{status.stream().name}.{engine}",
             ),
         ]
     own = [c for c in topo.consumers if c.durable == identity]

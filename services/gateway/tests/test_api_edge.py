@@ -17,6 +17,7 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import aiohttp
 import pytest
@@ -30,6 +31,7 @@ from ruby_ctl.testing import Installation, issue_token
 from ruby_gateway.api.commands import Commands, command_id
 from ruby_gateway.api.edge import EdgeAuth
 from ruby_gateway.api.routes import ROUTES, Route
+from ruby_gateway.api.rules import Rules
 from ruby_gateway.api.server import ApiServer, Handlers, TlsFiles
 from ruby_gateway.api.tokens import TokenBook
 from ruby_gateway.bridge import BridgeConfig
@@ -39,9 +41,20 @@ from ruby_hasim.server import Simulator
 from ruby_hasim.testing import HaClient
 from ruby_natsx.permissions import OPERATOR
 from ruby_natsx.testing import eventually
-from ruby_natsx.topology import API_TOKENS, AUDIT, COMMANDS, GATEWAY, IDEMPOTENCY
+from ruby_natsx.topology import (
+    API_TOKENS,
+    AUDIT,
+    COMMANDS,
+    GATEWAY,
+    IDEMPOTENCY,
+    RULES_KEY,
+    STATUS,
+    TRACES_KEY,
+)
 from ruby_runtime.secret import Secret
 from ruby_schemas.api_tokens import ORDER, ApiTokenRecord, Scope
+from ruby_schemas.status import RuleRow, RulesRecord
+from ruby_schemas.traces import TraceRecord
 
 HALL = Projected(
     "on",
@@ -59,6 +72,9 @@ EXAMPLES: dict[str, tuple[str, int]] = {  # route name -> (concrete path, status
     "fire_event": ("/api/v1/events/doorbell_rang", 202),
     # the command the allowed call_service made (the routes run in the table's order)
     "command_status": (f"/api/v1/commands/{command_id('t-control', MATRIX_KEY)}", 200),
+    "list_rules": ("/api/v1/rules", 200),
+    "get_rule": ("/api/v1/rules/porch_light", 200),
+    "rule_traces": ("/api/v1/rules/porch_light/traces", 200),
 }
 BODIES = {
     "call_service": {"target": {"entity_id": "light.hall"}, "data": {"brightness": 80}},
@@ -95,6 +111,7 @@ async def stack(secure_installation: Installation, tmp_path: Path) -> AsyncItera
         Handlers(
             lambda: Projection({"light.hall": HALL}),
             Commands(gateway, inst.subjects, ledger),
+            Rules(gateway, inst.topology.bucket(STATUS)),
         ),
         EdgeAuth(book, gateway, inst.subjects),
         TlsFiles(pki.directory / "gateway-api.pem", pki.directory / "gateway-api.key", pki.ca_cert),
@@ -103,6 +120,7 @@ async def stack(secure_installation: Installation, tmp_path: Path) -> AsyncItera
     edge = Edge(tmp_path / "traefik", pki, api_port, https_port=0, http_port=0)
     try:
         await book.follow(gateway, inst.topology.bucket(API_TOKENS).bucket)
+        await engine_wrote_its_rules(inst)
         await server.start()
         edge.start()
         now = datetime.now(UTC)
@@ -122,6 +140,22 @@ async def stack(secure_installation: Installation, tmp_path: Path) -> AsyncItera
         await book.close()
         await gateway.drain()
         await operator.drain()
+
+
+async def engine_wrote_its_rules(inst: Installation) -> None:
+    """The records the engine writes (as the engine): one rule, porch_light, one run."""
+    engine = await inst.connect("engine")
+    try:
+        kv = await engine.jetstream().key_value(inst.topology.bucket(STATUS).bucket)
+        now = datetime.now(UTC)
+        row = RuleRow(file="porch.yaml", where="porch.yaml:2:5", version="v1", mode="single",
+                      runs=1, failed=0, last_status="finished", last_run=now)  # fmt: skip
+        rules = RulesRecord(updated=now, rules={"porch_light": row}, refused_files={})
+        await kv.put(RULES_KEY, rules.model_dump_json().encode())
+        trace = TraceRecord(rule_id="porch_light", runs=())
+        await kv.put(f"{TRACES_KEY}.porch_light", trace.model_dump_json().encode())
+    finally:
+        await engine.drain()
 
 
 def lower(scope: Scope) -> Scope | None:
@@ -389,3 +423,28 @@ async def test_a_bad_call_is_a_problem_naming_the_field_and_nothing_is_published
     assert field in [e["field"] for e in problem["errors"]], problem
     assert "Light Hall" not in json.dumps(problem)  # the values sent are never echoed
     assert (await js.stream_info(commands)).state.messages == before
+
+
+async def test_the_rules_are_what_the_engine_wrote(stack: Stack) -> None:
+    headers = {"Authorization": f"Bearer {stack.tokens['read']}"}
+    async with aiohttp.ClientSession() as http:
+
+        async def get(path: str) -> tuple[int, Any]:
+            async with http.get(
+                f"{stack.edge.url}{path}", headers=headers, ssl=stack.client_ssl()
+            ) as reply:
+                return reply.status, await reply.json(content_type=None)
+
+        status, listed = await get("/rules")
+        assert status == 200
+        assert [(r["id"], r["file"], r["runs"]) for r in listed["rules"]] == [
+            ("porch_light", "porch.yaml", 1)
+        ]
+        assert await get("/rules/porch_light/traces") == (
+            200,
+            {"rule_id": "porch_light", "runs": []},
+        )
+        status, missing = await get("/rules/nobody")
+        assert (status, missing["type"]) == (404, "urn:ruby-core:problem:no-such-rule")
+        status, bad = await get("/rules/not%20a%20rule/traces")
+        assert (status, bad["errors"][0]["field"]) == (400, "rule_id")

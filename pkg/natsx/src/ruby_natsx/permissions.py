@@ -36,8 +36,10 @@ from ruby_natsx.topology import (
     GATEWAY,
     IDEMPOTENCY,
     PROJECTION,
+    RULES_KEY,
     STATUS,
     TIMERS,
+    TRACES_KEY,
     Topology,
     topology,
 )
@@ -76,6 +78,8 @@ class Needs:
     buckets: tuple[tuple[str, Access], ...] = ()
     follows: tuple[tuple[str, str], ...] = ()
     """(bucket, key) pairs written by another service: read that one key, receive its puts."""
+    reads: tuple[tuple[str, str], ...] = ()
+    """(bucket, key) pairs written by another service that it only reads (``>`` below a key)."""
 
 
 NEEDS: Final[Mapping[str, Needs]] = MappingProxyType(
@@ -90,6 +94,7 @@ NEEDS: Final[Mapping[str, Needs]] = MappingProxyType(
                 (API_TOKENS, Access.FOLLOW),  # the API checks each request, sees revocations
             ),
             follows=((STATUS, EVENT_TYPES_KEY),),  # the HA event types to forward
+            reads=((STATUS, RULES_KEY), (STATUS, f"{TRACES_KEY}.>")),  # the API's /rules
         ),
         ENGINE: Needs(
             consumers=(ENGINE,),
@@ -211,6 +216,14 @@ def _service(topo: Topology, identity: str, needs: Needs) -> Permissions:
             Grant(f"{JS_API}.DIRECT.GET.{bucket.stream().name}.{subject}", f"read {key} at start")
         )
         subscribe.append(Grant(subject, f"receive every put of {key}"))
+    for logical, key in needs.reads:
+        bucket = topo.bucket(logical)
+        publish.append(
+            Grant(
+                f"{JS_API}.DIRECT.GET.{bucket.stream().name}.$KV.{bucket.bucket}.{key}",
+                f"read {key}",
+            )
+        )
     return Permissions(identity, _unique(publish), tuple(subscribe))
 
 

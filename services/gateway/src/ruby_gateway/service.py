@@ -28,6 +28,7 @@ from nats.aio.client import Client
 
 from ruby_gateway.api.commands import Commands
 from ruby_gateway.api.edge import EdgeAuth
+from ruby_gateway.api.rules import Rules
 from ruby_gateway.api.server import ApiServer, Handlers, TlsFiles
 from ruby_gateway.api.tokens import TokenBook
 from ruby_gateway.bridge import BridgeConfig
@@ -139,7 +140,8 @@ async def serve(started: Started[Client]) -> int:
         await book.follow(nc, topo.bucket(API_TOKENS).bucket)
         edge = EdgeAuth(book, nc, subjects)
         commands = Commands(nc, subjects, ledger)
-        handlers = Handlers(lambda: bridge.projection, commands)
+        rules = Rules(nc, topo.bucket(STATUS))
+        handlers = Handlers(lambda: bridge.projection, commands, rules)
         server = ApiServer(handlers, edge, api[1], port=api[0])
         await server.start()
         log.info("api listening", api=f"https://127.0.0.1:{server.port}", known=len(book))

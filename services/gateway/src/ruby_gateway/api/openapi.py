@@ -69,6 +69,25 @@ RESPONSES: Final[dict[str, dict[str, Any]]] = {
         },
         "400": {"description": "a field of the request is wrong", "content": _problem()},
     },
+    "list_rules": {
+        "200": {
+            "description": "every rule (by id) and every refused file with its errors",
+            "content": {"application/json": {}},
+        },
+    },
+    "get_rule": {
+        "200": {"description": "the rule", "content": {"application/json": {}}},
+        "400": {"description": "not a rule id", "content": _problem()},
+        "404": {"description": "no such rule", "content": _problem()},
+    },
+    "rule_traces": {
+        "200": {
+            "description": "its recent runs, oldest first",
+            "content": {"application/json": {}},
+        },
+        "400": {"description": "not a rule id", "content": _problem()},
+        "404": {"description": "no such rule", "content": _problem()},
+    },
     "command_status": {
         "200": {
             "description": "pending, or how it ended",

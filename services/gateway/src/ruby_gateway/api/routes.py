@@ -56,6 +56,15 @@ ROUTES: Final = (
         "Fire an event on Home Assistant's bus, once per Idempotency-Key",
     ),
     Route("GET", "/commands/{command_id}", Scope.READ, "command_status", "How a command ended"),
+    Route("GET", "/rules", Scope.READ, "list_rules", "Every loaded rule and every refused file"),
+    Route("GET", "/rules/{rule_id}", Scope.READ, "get_rule", "One rule: its file, version, runs"),
+    Route(
+        "GET",
+        "/rules/{rule_id}/traces",
+        Scope.READ,
+        "rule_traces",
+        "A rule's recent runs, oldest first",
+    ),
 )
 
 

@@ -22,6 +22,7 @@ from ruby_gateway.api.edge import EdgeAuth, Handler, edge_only
 from ruby_gateway.api.openapi import document
 from ruby_gateway.api.problems import problem
 from ruby_gateway.api.routes import ROUTES
+from ruby_gateway.api.rules import Rules
 from ruby_gateway.projection import Projected, Projection
 
 AUTH_PATH: Final = "/edge/auth"
@@ -58,10 +59,15 @@ def shown(entity_id: str, projected: Projected) -> dict[str, object]:
 class Handlers:
     """The route handlers, by route name."""
 
-    def __init__(self, projection: Callable[[], Projection], commands: Commands) -> None:
+    def __init__(
+        self, projection: Callable[[], Projection], commands: Commands, rules: Rules
+    ) -> None:
         self._projection = projection
         self.call_service = commands.call_service
         self.fire_event = commands.fire_event
+        self.list_rules = rules.list_rules
+        self.get_rule = rules.get_rule
+        self.rule_traces = rules.rule_traces
         self.command_status = commands.command_status
 
     async def openapi(self, _request: web.Request) -> web.Response:
