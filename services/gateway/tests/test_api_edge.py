@@ -73,12 +73,22 @@ EXAMPLES: dict[str, tuple[str, int]] = {  # route name -> (concrete path, status
     # the command the allowed call_service made (the routes run in the table's order)
     "command_status": (f"/api/v1/commands/{command_id('t-control', MATRIX_KEY)}", 200),
     "list_rules": ("/api/v1/rules", 200),
+    "check_rules": ("/api/v1/rules/check", 200),
     "get_rule": ("/api/v1/rules/porch_light", 200),
     "rule_traces": ("/api/v1/rules/porch_light/traces", 200),
 }
 BODIES = {
     "call_service": {"target": {"entity_id": "light.hall"}, "data": {"brightness": 80}},
     "fire_event": {"data": {"door": "front"}},
+    "check_rules": {  # JSON is YAML: a rule file
+        "rules": [
+            {
+                "id": "porch",
+                "triggers": [{"kind": "state", "entity_id": "binary_sensor.motion", "to": "on"}],
+                "actions": [{"kind": "call", "service": "light.turn_on"}],
+            }
+        ]
+    },
 }
 CASES = ("none", "malformed", "expired", "revoked", "lower scope", "its scope", "direct")
 
@@ -448,3 +458,15 @@ async def test_the_rules_are_what_the_engine_wrote(stack: Stack) -> None:
         assert (status, missing["type"]) == (404, "urn:ruby-core:problem:no-such-rule")
         status, bad = await get("/rules/not%20a%20rule/traces")
         assert (status, bad["errors"][0]["field"]) == (400, "rule_id")
+
+        broken = b"rules:\n  - id: porch\n    triggers: [{kind: nope}]\n    actions: []\n"
+        async with http.post(
+            f"{stack.edge.url}/rules/check", data=broken, ssl=stack.client_ssl(),
+            headers={**headers, "Content-Type": "application/yaml"},
+        ) as reply:  # fmt: skip
+            assert reply.status == 200
+            checked = await reply.json()
+        assert checked["ok"] is False
+        assert checked["rules"] == []
+        (kind,) = [e for e in checked["errors"] if "unknown trigger kind 'nope'" in e["message"]]
+        assert (kind["line"], kind["column"], kind["rule_id"]) == (3, 23, "porch")

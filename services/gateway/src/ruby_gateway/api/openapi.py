@@ -75,6 +75,13 @@ RESPONSES: Final[dict[str, dict[str, Any]]] = {
             "content": {"application/json": {}},
         },
     },
+    "check_rules": {
+        "200": {
+            "description": "ok, the rule ids it defines, and every error (line, column, message)",
+            "content": {"application/json": {}},
+        },
+        "413": {"description": "larger than a rule file may be", "content": _problem()},
+    },
     "get_rule": {
         "200": {"description": "the rule", "content": {"application/json": {}}},
         "400": {"description": "not a rule id", "content": _problem()},
@@ -121,6 +128,10 @@ REQUEST_BODIES: Final[dict[str, dict[str, Any]]] = {
             }
         },
     }
+}
+REQUEST_BODIES["check_rules"] = {
+    "required": True,
+    "content": {"application/yaml": {"schema": {"type": "string"}}},
 }
 REQUEST_BODIES["fire_event"] = {
     "required": False,

@@ -57,6 +57,9 @@ ROUTES: Final = (
     ),
     Route("GET", "/commands/{command_id}", Scope.READ, "command_status", "How a command ended"),
     Route("GET", "/rules", Scope.READ, "list_rules", "Every loaded rule and every refused file"),
+    Route(  # it changes nothing: a read
+        "POST", "/rules/check", Scope.READ, "check_rules", "Validate a rule file (YAML body)"
+    ),
     Route("GET", "/rules/{rule_id}", Scope.READ, "get_rule", "One rule: its file, version, runs"),
     Route(
         "GET",

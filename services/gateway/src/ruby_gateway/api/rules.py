@@ -1,5 +1,6 @@
 """The engine's rules as the API shows them: ``GET /rules``, ``/rules/{rule_id}`` and
-``/rules/{rule_id}/traces`` (ADR-0020).
+``/rules/{rule_id}/traces``; and ``POST /rules/check``, which validates a rule file as the
+engine would load it, changing nothing (ADR-0020).
 
 Read from what the engine writes in the status bucket, the records ``rubyctl rules status``
 and ``trace`` read: ``engine.rules`` (`RulesRecord`) and ``engine.trace.<rule id>``
@@ -8,6 +9,7 @@ and ``trace`` read: ``engine.rules`` (`RulesRecord`) and ``engine.trace.<rule id
 
 from __future__ import annotations
 
+import asyncio
 import re
 from typing import Final, TypeVar
 
@@ -18,10 +20,14 @@ from pydantic import BaseModel
 
 from ruby_gateway.api.problems import problem
 from ruby_natsx.topology import RULES_KEY, TRACES_KEY, BucketSpec
+from ruby_rules import load_text
+from ruby_rules.loader import MAX_FILE_BYTES
 from ruby_schemas.status import RulesRecord, StatusRecordError, read_record
 from ruby_schemas.traces import TraceRecord
 
 RULE_ID: Final = re.compile(r"[A-Za-z0-9_-]{1,128}")
+CHECKED_FILE: Final = "body.yaml"
+"""The name errors of a checked body carry."""
 _M = TypeVar("_M", bound=BaseModel)
 
 
@@ -89,6 +95,25 @@ class Rules:
             return problem(502, "unreadable-record", str(exc))
         runs = [] if traces is None else [run.model_dump(mode="json") for run in traces.runs]
         return web.json_response({"rule_id": rule_id, "runs": runs})
+
+
+async def check(request: web.Request) -> web.Response:
+    """The body as one rule file (YAML, in Ruby Core's format or Home Assistant's): the rules
+    it defines and every error with its line and column; nothing is loaded or stored."""
+    body = await request.read()
+    if len(body) > MAX_FILE_BYTES:
+        return problem(413, "too-large", f"a rule file has at most {MAX_FILE_BYTES} bytes")
+    result = await asyncio.to_thread(load_text, body, CHECKED_FILE)
+    return web.json_response(
+        {
+            "ok": result.ok,
+            "rules": [rule.id for rule in result.rules],
+            "errors": [
+                {"line": e.line, "column": e.column, "message": e.message, "rule_id": e.rule_id}
+                for e in result.errors
+            ],
+        }
+    )
 
 
 def _rule_id(request: web.Request) -> tuple[str, web.Response | None]:

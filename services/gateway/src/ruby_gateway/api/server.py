@@ -22,7 +22,7 @@ from ruby_gateway.api.edge import EdgeAuth, Handler, edge_only
 from ruby_gateway.api.openapi import document
 from ruby_gateway.api.problems import problem
 from ruby_gateway.api.routes import ROUTES
-from ruby_gateway.api.rules import Rules
+from ruby_gateway.api.rules import Rules, check
 from ruby_gateway.projection import Projected, Projection
 
 AUTH_PATH: Final = "/edge/auth"
@@ -68,6 +68,7 @@ class Handlers:
         self.list_rules = rules.list_rules
         self.get_rule = rules.get_rule
         self.rule_traces = rules.rule_traces
+        self.check_rules = check
         self.command_status = commands.command_status
 
     async def openapi(self, _request: web.Request) -> web.Response:
