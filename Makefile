@@ -9,7 +9,7 @@ export UV_PYTHON_DOWNLOADS := never
 export UV_PYTHON := $(PYTHON)
 RUN := $(UV) run --frozen --no-sync
 
-.PHONY: run test test-busy test-ha lint schemas sync fmt bench bench-e2e bench-peers chaos image-test clean help
+.PHONY: run test test-busy test-ha lint schemas sync fmt bench bench-e2e bench-api bench-peers chaos image-test clean help
 .DEFAULT_GOAL := help
 
 help: ## list the targets
@@ -121,6 +121,9 @@ bench: sync ## measure the consumer runner against a raw nats-py loop (prints fi
 
 bench-e2e: sync ## the whole stack: state change -> rule -> HA call latency, engine throughput
 	$(RUN) python bench/e2e.py
+
+bench-api: sync ## the API through Traefik: requests/s for GET /states and POST /services, CPU per request
+	$(RUN) python bench/api.py $(ARGS)
 
 # Ruby Core beside AppDaemon (from PyPI, in its own venv under .bench/, made once) and HA's own
 # automation, on the real Home Assistant if HA_DIR has one (offline), the simulator otherwise.
