@@ -91,8 +91,16 @@ class Commands:
     """The two handlers, publishing as the gateway and reading its ledger."""
 
     def __init__(self, nc: Client, subjects: Subjects, ledger: KeyValue) -> None:
-        self._nc, self._subjects, self._ledger = nc, subjects, ledger
+        self._subjects, self._ledger = subjects, ledger
+        self._publisher = Publisher(nc)
         self._accepted: OrderedDict[str, None] = OrderedDict()
+
+    async def start(self) -> None:
+        """One publisher for every command (its reply inbox), not one per request."""
+        await self._publisher.start()
+
+    async def close(self) -> None:
+        await self._publisher.close()
 
     async def call_service(self, request: web.Request) -> web.Response:
         domain, service = request.match_info["domain"], request.match_info["service"]
@@ -170,12 +178,7 @@ class Commands:
         """Publish the command (its id is the message id: a duplicate is dropped); 202."""
         cid = payload.command_id
         envelope = make_envelope(payload, source="ruby/gateway/api", message_id=cid, time=now)
-        publisher = Publisher(self._nc)
-        await publisher.start()
-        try:
-            await publisher.publish([Outbound(subject, envelope)])
-        finally:
-            await publisher.close()
+        await self._publisher.publish([Outbound(subject, envelope)])
         self._remember(cid)
         return web.json_response(
             {"command_id": cid, "status": "accepted"},

@@ -22,7 +22,7 @@ from ruby_gateway.api.problems import problem
 from ruby_natsx.topology import RULES_KEY, TRACES_KEY, BucketSpec
 from ruby_rules import load_text
 from ruby_rules.loader import MAX_FILE_BYTES
-from ruby_schemas.status import RulesRecord, StatusRecordError, read_record
+from ruby_schemas.status import RuleRow, RulesRecord, StatusRecordError, read_record
 from ruby_schemas.traces import TraceRecord
 
 RULE_ID: Final = re.compile(r"[A-Za-z0-9_-]{1,128}")
@@ -69,26 +69,26 @@ class Rules:
             }
         )
 
-    async def get_rule(self, request: web.Request) -> web.Response:
+    async def _known(self, request: web.Request) -> tuple[str, RuleRow | web.Response]:
+        """The path's rule id and its row, or the problem (400, 404, 502) to answer."""
         rule_id, refused = _rule_id(request)
         if refused is not None:
-            return refused
+            return rule_id, refused
         rules = await self._rules()
         if isinstance(rules, web.Response):
-            return rules
+            return rule_id, rules
         if rules is None or rule_id not in rules.rules:
-            return problem(404, "no-such-rule", f"the engine has no rule {rule_id}")
-        return web.json_response(_row(rule_id, rules.rules[rule_id]))
+            return rule_id, problem(404, "no-such-rule", f"the engine has no rule {rule_id}")
+        return rule_id, rules.rules[rule_id]
+
+    async def get_rule(self, request: web.Request) -> web.Response:
+        rule_id, row = await self._known(request)
+        return row if isinstance(row, web.Response) else web.json_response(_row(rule_id, row))
 
     async def rule_traces(self, request: web.Request) -> web.Response:
-        rule_id, refused = _rule_id(request)
-        if refused is not None:
-            return refused
-        rules = await self._rules()
-        if isinstance(rules, web.Response):
-            return rules
-        if rules is None or rule_id not in rules.rules:
-            return problem(404, "no-such-rule", f"the engine has no rule {rule_id}")
+        rule_id, row = await self._known(request)
+        if isinstance(row, web.Response):
+            return row
         try:
             traces = await self._read(f"{TRACES_KEY}.{rule_id}", TraceRecord)
         except StatusRecordError as exc:

@@ -24,9 +24,10 @@ from ruby_gateway.api.problems import problem
 from ruby_gateway.api.routes import ROUTES
 from ruby_gateway.api.rules import Rules, check
 from ruby_gateway.projection import Projected, Projection
+from ruby_schemas.primitives import ENTITY_ID_PATTERN
 
 AUTH_PATH: Final = "/edge/auth"
-ENTITY_ID: Final = re.compile(r"[a-z0-9_]+\.[a-z0-9_]+")
+ENTITY_ID: Final = re.compile(ENTITY_ID_PATTERN)
 
 
 @dataclass(frozen=True)
@@ -63,6 +64,7 @@ class Handlers:
         self, projection: Callable[[], Projection], commands: Commands, rules: Rules
     ) -> None:
         self._projection = projection
+        self.commands = commands
         self.call_service = commands.call_service
         self.fire_event = commands.fire_event
         self.list_rules = rules.list_rules
@@ -75,10 +77,8 @@ class Handlers:
         return web.json_response(document())
 
     async def list_states(self, _request: web.Request) -> web.Response:
-        projection = self._projection()
-        return web.json_response(
-            [shown(entity_id, projection.snapshot()[entity_id]) for entity_id in sorted(projection)]
-        )
+        entities = self._projection().snapshot()
+        return web.json_response([shown(e, entities[e]) for e in sorted(entities)])
 
     async def get_state(self, request: web.Request) -> web.Response:
         entity_id = request.match_info["entity_id"]
@@ -122,6 +122,7 @@ class ApiServer:
         return app
 
     async def start(self) -> None:
+        await self._handlers.commands.start()
         self._runner = web.AppRunner(self.app(), access_log=None, handle_signals=False)
         await self._runner.setup()
         site = web.TCPSite(self._runner, self._host, self.port, ssl_context=self._tls.context())
@@ -132,3 +133,4 @@ class ApiServer:
     async def close(self) -> None:
         if self._runner is not None:
             await self._runner.cleanup()
+        await self._handlers.commands.close()
