@@ -19,6 +19,7 @@ from ruby_gateway.api.commands import Commands
 from ruby_gateway.api.edge import EdgeAuth
 from ruby_gateway.api.rules import Rules
 from ruby_gateway.api.server import ApiServer, Handlers, TlsFiles
+from ruby_gateway.api.stream import EventLog, EventStream
 from ruby_gateway.api.tokens import TokenBook
 from ruby_gateway.bridge import BridgeConfig
 from ruby_gateway.projection import Projection
@@ -26,7 +27,7 @@ from ruby_gateway.testing import running_secure_gateway
 from ruby_hasim.testing import HaClient
 from ruby_natsx.permissions import OPERATOR
 from ruby_natsx.testing import eventually
-from ruby_natsx.topology import API_TOKENS, GATEWAY, IDEMPOTENCY, STATUS
+from ruby_natsx.topology import API_TOKENS, EVENTS, GATEWAY, IDEMPOTENCY, STATUS
 from ruby_runtime.secret import Secret
 from ruby_schemas.api_tokens import Scope
 
@@ -55,6 +56,7 @@ async def test_a_retried_api_call_reaches_home_assistant_once(
             Projection,
             Commands(gateway_nc, inst.subjects, ledger),
             Rules(gateway_nc, inst.topology.bucket(STATUS)),
+            EventStream(EventLog(gateway_nc, inst.subjects, inst.topology.stream(EVENTS).name)),
         ),
         EdgeAuth(book, gateway_nc, inst.subjects),
         TlsFiles(pki.directory / "gateway-api.pem", pki.directory / "gateway-api.key", pki.ca_cert),

@@ -81,8 +81,8 @@ def test_each_identity_reads_only_its_own_inbox(identity: str) -> None:
     grant, *followed = _of(identity).subscribe
     assert grant.subject == f"_INBOX_{identity}.>"
     assert [g.subject for g in followed] == (
-        ["$KV.ruby_api_tokens.>", f"$KV.ruby_status.{EVENT_TYPES_KEY}"]
-        if identity == GATEWAY
+        ["$KV.ruby_api_tokens.>", f"$KV.ruby_status.{EVENT_TYPES_KEY}", "ruby.evt.>"]
+        if identity == GATEWAY  # the last: the API's event stream hears what EVENTS stores
         else []
     )
     assert inbox_prefix(identity) == f"_INBOX_{identity}"

@@ -108,6 +108,10 @@ def _operation(m: Matrix, identity: str, pattern: str, revisions: dict[str, int]
         finally:
             await sub.unsubscribe()
 
+    async def read_events() -> None:
+        ack = await m.js(OPERATOR).publish(s.ha_state("light.probe"), b"{}")
+        await js.get_msg(topo.stream(EVENTS).name, seq=ack.seq, direct=True)
+
     async def apply() -> None:
         changes = await apply_topology(js, topo, operator=True)
         assert {c.action for c in changes} == {Action.UNCHANGED}
@@ -139,6 +143,8 @@ def _operation(m: Matrix, identity: str, pattern: str, revisions: dict[str, int]
         stream = parts[4]
         keys = ".".join(parts[5:-1]) or f"$KV.{stream[3:]}"  # a whole bucket, or keys below one
         return lambda: js.get_msg(stream, subject=f"{keys}.probe", direct=True)
+    if pattern == f"$JS.API.DIRECT.GET.{topo.stream(EVENTS).name}":  # the API's event stream
+        return read_events
     if pattern.startswith("$JS.API.DIRECT.GET."):
         return lambda: js.get_msg(parts[4], seq=revisions[parts[4]], direct=True)
     if pattern.startswith("$JS.API.STREAM.MSG.GET."):
@@ -209,10 +215,13 @@ def _receive(m: Matrix, identity: str, pattern: str) -> Act:
     nc = m.nc[identity]
     if pattern.startswith("_INBOX"):
         return lambda: nc.subscribe(concrete(pattern))
-    assert pattern.startswith("$KV."), f"the matrix has no operation for {pattern!r}: add one"
-
-    # The engine writes the status key others follow; the operator writes the API tokens.
-    writer = OPERATOR if pattern.startswith(f"$KV.{m.inst.prefix}_api_tokens.") else ENGINE
+    if pattern == m.inst.subjects.events_all:  # the gateway hears EVENTS (its /api/v1/ws)
+        writer = OPERATOR
+        pattern = m.inst.subjects.ha_state("light.probe")
+    else:
+        assert pattern.startswith("$KV."), f"the matrix has no operation for {pattern!r}: add one"
+        # The engine writes the status key others follow; the operator writes the API tokens.
+        writer = OPERATOR if pattern.startswith(f"$KV.{m.inst.prefix}_api_tokens.") else ENGINE
 
     async def follow() -> None:
         sub = await nc.subscribe(pattern)

@@ -10,10 +10,13 @@ a cell that is not as expected or a route without an example.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import json
+import random
+import socket
 import ssl
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -23,6 +26,8 @@ import aiohttp
 import pytest
 import pytest_asyncio
 from nats.aio.client import Client
+from nats.js import JetStreamContext
+from nats.js.api import PubAck
 from nats.js.errors import NotFoundError
 
 from ruby_ctl.edge import Edge
@@ -33,6 +38,7 @@ from ruby_gateway.api.edge import EdgeAuth
 from ruby_gateway.api.routes import ROUTES, Route
 from ruby_gateway.api.rules import Rules
 from ruby_gateway.api.server import ApiServer, Handlers, TlsFiles
+from ruby_gateway.api.stream import EventLog, EventStream
 from ruby_gateway.api.tokens import TokenBook
 from ruby_gateway.bridge import BridgeConfig
 from ruby_gateway.projection import Projected, Projection
@@ -40,11 +46,13 @@ from ruby_gateway.testing import running_secure_gateway
 from ruby_hasim.server import Simulator
 from ruby_hasim.testing import HaClient
 from ruby_natsx.permissions import OPERATOR
-from ruby_natsx.testing import eventually
+from ruby_natsx.subjects import Subjects
+from ruby_natsx.testing import eventually, state_changed
 from ruby_natsx.topology import (
     API_TOKENS,
     AUDIT,
     COMMANDS,
+    EVENTS,
     GATEWAY,
     IDEMPOTENCY,
     RULES_KEY,
@@ -53,6 +61,7 @@ from ruby_natsx.topology import (
 )
 from ruby_runtime.secret import Secret
 from ruby_schemas.api_tokens import ORDER, ApiTokenRecord, Scope
+from ruby_schemas.registry import encode
 from ruby_schemas.status import RuleRow, RulesRecord
 from ruby_schemas.traces import TraceRecord
 
@@ -64,6 +73,8 @@ HALL = Projected(
     "01JCONTEXT",
 )
 MATRIX_KEY = "matrix-1"
+SEND_TIMEOUT = 2.0
+"""Seconds a stalled WebSocket client of these tests has before it is cut off."""
 EXAMPLES: dict[str, tuple[str, int]] = {  # route name -> (concrete path, status when allowed)
     "openapi": ("/api/v1/openapi.json", 200),
     "list_states": ("/api/v1/states", 200),
@@ -76,6 +87,7 @@ EXAMPLES: dict[str, tuple[str, int]] = {  # route name -> (concrete path, status
     "check_rules": ("/api/v1/rules/check", 200),
     "get_rule": ("/api/v1/rules/porch_light", 200),
     "rule_traces": ("/api/v1/rules/porch_light/traces", 200),
+    "stream": ("/api/v1/ws?kinds=states", 101),  # a WebSocket handshake
 }
 BODIES = {
     "call_service": {"target": {"entity_id": "light.hall"}, "data": {"brightness": 80}},
@@ -102,6 +114,7 @@ class Stack:
     ca: Path
     tokens: dict[str, str]
     operator: Client
+    events: EventStream
 
     def client_ssl(self) -> ssl.SSLContext:
         return ssl.create_default_context(cafile=str(self.ca))
@@ -117,11 +130,16 @@ async def stack(secure_installation: Installation, tmp_path: Path) -> AsyncItera
     api_port = free_port()
     pki = inst.state.pki
     ledger = await gateway.jetstream().key_value(inst.topology.bucket(IDEMPOTENCY).bucket)
+    events = EventStream(
+        EventLog(gateway, inst.subjects, inst.topology.stream(EVENTS).name),
+        send_timeout=SEND_TIMEOUT,
+    )
     server = ApiServer(
         Handlers(
             lambda: Projection({"light.hall": HALL}),
             Commands(gateway, inst.subjects, ledger),
             Rules(gateway, inst.topology.bucket(STATUS)),
+            events,
         ),
         EdgeAuth(book, gateway, inst.subjects),
         TlsFiles(pki.directory / "gateway-api.pem", pki.directory / "gateway-api.key", pki.ca_cert),
@@ -143,7 +161,7 @@ async def stack(secure_installation: Installation, tmp_path: Path) -> AsyncItera
         )
         tokens["revoked"] = await issue_token(operator, inst, "t-revoked", Scope.ADMIN, revoked=now)
         await eventually(lambda: len(book) >= len(tokens), message="tokens followed")
-        yield Stack(edge, api_port, pki.ca_cert, tokens, operator)
+        yield Stack(edge, api_port, pki.ca_cert, tokens, operator, events)
     finally:
         edge.stop()
         await server.close()
@@ -206,6 +224,8 @@ async def attempt(http: aiohttp.ClientSession, stack: Stack, route: Route, case:
         if case == "direct"
         else f"https://127.0.0.1:{stack.edge.https_port}"
     )
+    if route.name == "stream":
+        return await handshake(http, base + path, headers, stack.client_ssl())
     async with http.request(
         route.method,
         base + path,
@@ -218,6 +238,20 @@ async def attempt(http: aiohttp.ClientSession, stack: Stack, route: Route, case:
             assert reply.content_type == "application/problem+json", (case, route.name, body)
             assert json.loads(body)["status"] == reply.status
         return reply.status
+
+
+async def handshake(
+    http: aiohttp.ClientSession, url: str, headers: dict[str, str], context: ssl.SSLContext
+) -> int:
+    """A WebSocket handshake: 101 and a hello, or the status it was refused with."""
+    try:
+        async with http.ws_connect(url, headers=headers, ssl=context, protocols=("ruby.v1",)) as ws:
+            hello = await ws.receive_json(timeout=10)
+            assert hello["type"] == "hello"
+            assert ws.protocol == "ruby.v1"
+            return 101
+    except aiohttp.WSServerHandshakeError as exc:
+        return exc.status
 
 
 async def test_every_route_through_the_edge_with_every_kind_of_token(
@@ -470,3 +504,183 @@ async def test_the_rules_are_what_the_engine_wrote(stack: Stack) -> None:
         assert checked["rules"] == []
         (kind,) = [e for e in checked["errors"] if "unknown trigger kind 'nope'" in e["message"]]
         assert (kind["line"], kind["column"], kind["rule_id"]) == (3, 23, "porch")
+
+
+async def publish_stream(
+    js: JetStreamContext, subjects: Subjects, count: int, *, pad: int = 0
+) -> list[int]:
+    """Publish ``count`` light state changes (each with ``pad`` bytes of attributes) and, between
+    them, changes and events the tests' filter leaves out; return the lights' stream sequences."""
+    lights: list[asyncio.Future[PubAck]] = []
+    for i in range(count):
+        envelope = state_changed(f"light.l{i % 7}", "on" if i % 2 else "off", n=i)
+        if pad:
+            new = envelope.data.new_state
+            assert new is not None
+            attributes = {"n": i, "pad": "x" * pad}
+            envelope = envelope.model_copy(
+                update={"data": envelope.data.model_copy(
+                    update={"new_state": new.model_copy(update={"attributes": attributes})})}
+            )  # fmt: skip
+        lights.append(await js.publish_async(subjects.ha_state(envelope.data.entity_id),
+                                             encode(envelope)))  # fmt: skip
+        if i % 50 == 0:  # what the filter leaves out
+            await js.publish_async(subjects.ha_state("switch.noise"), encode(state_changed(
+                "switch.noise", "on")))  # fmt: skip
+            await js.publish_async(subjects.ha_event("noise"), b"{}")
+    return [(await ack).seq for ack in lights]
+
+
+async def events_of(
+    ws: aiohttp.ClientWebSocketResponse,
+    into: list[int],
+    budget: int,
+    enough: Callable[[], bool] = lambda: False,
+) -> bool:
+    """Read up to ``budget`` events into ``into`` (their sequences), or until ``enough``; False
+    once the server closed. (The server's pings restart `receive`'s own timeout: one here.)"""
+    async with asyncio.timeout(30):
+        while budget > 0 and not enough():
+            msg = await ws.receive()
+            if msg.type != aiohttp.WSMsgType.TEXT:
+                return False
+            frame = json.loads(msg.data)
+            if frame["type"] == "event":
+                assert frame["kind"] == "state"
+                assert frame["event"]["data"]["entity_id"].startswith("light.")
+                into.append(frame["seq"])
+                budget -= 1
+    return True
+
+
+async def test_a_client_cut_at_random_points_resumes_with_no_gap_and_no_duplicate(
+    stack: Stack, secure_installation: Installation, capsys: pytest.CaptureFixture[str]
+) -> None:
+    inst = secure_installation
+    rng = random.Random(16)  # noqa: S311 - reproducible disconnect points, not a secret
+    url = f"{stack.edge.url}/ws?kinds=states&entities=light.*"
+    headers = {"Authorization": f"Bearer {stack.tokens['read']}"}
+    received: list[int] = []
+    reconnects = abrupt = 0
+    async with aiohttp.ClientSession() as http:
+        ws = await http.ws_connect(url, headers=headers, ssl=stack.client_ssl())
+        hello = await ws.receive_json(timeout=10)
+        publishing = asyncio.create_task(
+            publish_stream(stack.operator.jetstream(), inst.subjects, 10_000)
+        )
+        last = hello["seq"]
+
+        def everything() -> bool:
+            return publishing.done() and bool(received) and received[-1] >= max(publishing.result())
+
+        while not everything():
+            await events_of(ws, received, rng.randint(1, 1_500), everything)
+            if received:
+                last = received[-1]
+            if rng.random() < 0.5:  # no close frame, whatever is in flight is lost
+                ws._response.close()
+                abrupt += 1
+            else:
+                await ws.close()
+            reconnects += 1
+            ws = await http.ws_connect(f"{url}&since={last}", headers=headers,
+                                       ssl=stack.client_ssl())  # fmt: skip
+            resumed = await ws.receive_json(timeout=10)
+            assert resumed == {"type": "hello", "seq": last, "head": resumed["head"]}
+        await ws.close()
+    published = publishing.result()
+    gaps = len(set(published) - set(received))
+    duplicates = len(received) - len(set(received))
+    with capsys.disabled():
+        print(f"\nstream: {len(published)} changes, {reconnects} reconnects ({abrupt} abrupt), "
+              f"{gaps} gaps, {duplicates} duplicates")  # fmt: skip
+    assert received == sorted(published)  # every one, once, in stream order
+    assert reconnects >= 5
+
+
+async def test_a_stalled_client_is_cut_off_while_the_others_keep_receiving(
+    stack: Stack, secure_installation: Installation
+) -> None:
+    """More than the socket buffers between the gateway and the client hold (Traefik's side of
+    loopback grows to tcp_rmem's 32 MB here; the stalled client's own is kept small): the
+    gateway's sends block, it cuts the client off after `SEND_TIMEOUT`, the other client receives
+    everything, and the cut one resumes where it was cut."""
+    inst = secure_installation
+    url = f"{stack.edge.url}/ws?kinds=states&entities=light.*"
+    headers = {"Authorization": f"Bearer {stack.tokens['read']}"}
+    count = 12_000  # of 8 KB each: 96 MB
+
+    def small_window(addr: Any) -> socket.socket:
+        sock = socket.socket(addr[0], addr[1], addr[2])
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 16 * 1024)
+        return sock
+
+    stalling = aiohttp.ClientSession(connector=aiohttp.TCPConnector(socket_factory=small_window))
+    async with stalling, aiohttp.ClientSession() as http:
+        stalled = await stalling.ws_connect(url, headers=headers, ssl=stack.client_ssl())
+        async with http.ws_connect(url, headers=headers, ssl=stack.client_ssl()) as healthy:
+            await healthy.receive_json(timeout=10)
+            publishing = asyncio.create_task(
+                publish_stream(stack.operator.jetstream(), inst.subjects, count, pad=8_000)
+            )
+            got: list[int] = []
+            assert await events_of(healthy, got, count)
+            assert got == sorted(await publishing)
+        await eventually(lambda: stack.events.clients == 0, message="the stalled client cut off")
+        cut: list[int] = []
+        hello = await stalled.receive_json(timeout=10)
+        open_ = await events_of(stalled, cut, count)
+        assert not open_, "the stalled client was not cut off"
+        assert 0 < len(cut) < count
+        assert cut == got[: len(cut)]
+        if stalled.close_code is not None and stalled.close_code != 1006:
+            assert stalled.close_code == 4008
+        assert hello["seq"] < cut[0]
+        async with http.ws_connect(f"{url}&since={cut[-1]}", headers=headers,
+                                   ssl=stack.client_ssl()) as resumed:  # fmt: skip
+            await resumed.receive_json(timeout=10)
+            rest: list[int] = []
+            assert await events_of(resumed, rest, count - len(cut))
+        assert cut + rest == got
+
+
+async def test_the_stream_filters_refuses_bad_queries_and_takes_a_token_as_subprotocol(
+    stack: Stack, secure_installation: Installation
+) -> None:
+    inst = secure_installation
+    token = stack.tokens["read"]
+    base = f"{stack.edge.url}/ws"
+    async with aiohttp.ClientSession() as http:
+        for query, field in (
+            ("kinds=states,lights", "kinds"),
+            ("since=-1", "since"),
+            ("since=soon", "since"),
+            ("entities=light.hall%20or%201", "entities"),
+            ("token=x", "token"),  # a token never travels in the URL: not a parameter
+        ):
+            async with http.get(f"{base}?{query}", headers={"Authorization": f"Bearer {token}"},
+                                ssl=stack.client_ssl()) as reply:  # fmt: skip
+                assert reply.status == 400, query
+                assert reply.content_type == "application/problem+json"
+                assert (await reply.json())["errors"][0]["field"] == field
+        async with http.ws_connect(  # a browser's way: the token as a subprotocol
+            f"{base}?kinds=rules,events&rules=porch_*",
+            protocols=("ruby.v1", f"bearer.{token}"),
+            ssl=stack.client_ssl(),
+        ) as ws:
+            assert ws.protocol == "ruby.v1"  # never the token back
+            await ws.receive_json(timeout=10)
+            js = stack.operator.jetstream()
+            for subject in (
+                inst.subjects.rule("kitchen", "fired"),
+                inst.subjects.ha_state("light.hall"),
+                inst.subjects.rule("porch_light", "fired"),
+                inst.subjects.ha_event("doorbell_rang"),
+            ):
+                await js.publish(subject, b'{"probe": true}')
+            first = await ws.receive_json(timeout=10)
+            second = await ws.receive_json(timeout=10)
+            assert (first["kind"], first["subject"]) == ("rule", inst.subjects.rule(
+                "porch_light", "fired"))  # fmt: skip
+            assert (second["kind"], second["event"]) == ("event", {"probe": True})
+            assert first["seq"] < second["seq"]

@@ -8,11 +8,9 @@ and delete markers; paging through it with ``$JS.API.DIRECT.GET.KV_<bucket>`` (`
 
 from __future__ import annotations
 
-import asyncio
-import json
-
 from nats.aio.client import Client
-from nats.aio.msg import Msg
+
+from ruby_natsx.direct import read_page
 
 PAGE = 1000
 """Entries per direct-get page."""
@@ -21,40 +19,19 @@ PAGE = 1000
 async def read_bucket(nc: Client, bucket: str, *, within: float = 30.0) -> dict[str, bytes]:
     """Every current key of ``bucket`` and its value; deleted keys are left out.
 
-    Raises ``TimeoutError`` if the server does not answer within ``within`` seconds.
+    Raises ``TimeoutError`` if the server does not answer a page within ``within`` seconds.
     """
     stream, prefix = f"KV_{bucket}", f"$KV.{bucket}."
     entries: dict[str, bytes] = {}
-    page: asyncio.Queue[Msg] = asyncio.Queue()
-
-    async def collect(msg: Msg) -> None:
-        page.put_nowait(msg)
-
-    inbox = nc.new_inbox()
-    sub = await nc.subscribe(inbox, cb=collect)
-    try:
-        async with asyncio.timeout(within):
-            seq = 1
-            while True:
-                request = {"seq": seq, "batch": PAGE, "next_by_subj": prefix + ">"}
-                await nc.publish(
-                    f"$JS.API.DIRECT.GET.{stream}", json.dumps(request).encode(), inbox
-                )
-                while True:
-                    msg = await page.get()
-                    headers = msg.headers or {}
-                    status = headers.get("Status")
-                    if status == "404":  # nothing (more) in the bucket
-                        return entries
-                    if status is not None:  # 204: the end of this page
-                        if headers.get("Nats-Num-Pending", "0") == "0":
-                            return entries
-                        break
-                    seq = int(headers["Nats-Sequence"]) + 1
-                    key = headers["Nats-Subject"].removeprefix(prefix)
-                    if headers.get("KV-Operation") in ("DEL", "PURGE") or not msg.data:
-                        entries.pop(key, None)
-                    else:
-                        entries[key] = msg.data
-    finally:
-        await sub.unsubscribe()
+    seq = 1
+    while True:
+        page = await read_page(nc, stream, seq=seq, batch=PAGE, subject=prefix + ">", within=within)
+        for stored in page.messages:
+            key = stored.subject.removeprefix(prefix)
+            if stored.headers.get("KV-Operation") in ("DEL", "PURGE") or not stored.data:
+                entries.pop(key, None)
+            else:
+                entries[key] = stored.data
+        if not page.more or not page.messages:
+            return entries
+        seq = page.messages[-1].seq + 1

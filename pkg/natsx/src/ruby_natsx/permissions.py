@@ -33,6 +33,7 @@ from ruby_natsx.topology import (
     DLQ,
     ENGINE,
     EVENT_TYPES_KEY,
+    EVENTS,
     GATEWAY,
     IDEMPOTENCY,
     PROJECTION,
@@ -80,6 +81,9 @@ class Needs:
     """(bucket, key) pairs written by another service: read that one key, receive its puts."""
     reads: tuple[tuple[str, str], ...] = ()
     """(bucket, key) pairs written by another service that it only reads (``>`` below a key)."""
+    tails: tuple[str, ...] = ()
+    """Streams it reads whole, in sequence order, by direct gets, and whose subjects it hears
+    on a core subscription to learn that something new is stored (nothing more: no consumer)."""
 
 
 NEEDS: Final[Mapping[str, Needs]] = MappingProxyType(
@@ -95,6 +99,7 @@ NEEDS: Final[Mapping[str, Needs]] = MappingProxyType(
             ),
             follows=((STATUS, EVENT_TYPES_KEY),),  # the HA event types to forward
             reads=((STATUS, RULES_KEY), (STATUS, f"{TRACES_KEY}.>")),  # the API's /rules
+            tails=(EVENTS,),  # the API's event stream, /api/v1/ws
         ),
         ENGINE: Needs(
             consumers=(ENGINE,),
@@ -224,6 +229,18 @@ def _service(topo: Topology, identity: str, needs: Needs) -> Permissions:
                 f"read {key}",
             )
         )
+    for logical in needs.tails:
+        tailed = topo.stream(logical)
+        publish += [
+            Grant(
+                f"{JS_API}.STREAM.INFO.{tailed.name}", f"find where {tailed.name} begins and ends"
+            ),
+            Grant(f"{JS_API}.DIRECT.GET.{tailed.name}", f"read {tailed.name} in sequence order"),
+        ]
+        subscribe += [
+            Grant(subject, f"hear that {tailed.name} stored something new")
+            for subject in tailed.subjects
+        ]
     return Permissions(identity, _unique(publish), tuple(subscribe))
 
 

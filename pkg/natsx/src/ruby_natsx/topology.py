@@ -236,6 +236,7 @@ def topology(subjects: Subjects) -> Topology:
             description="HA state changes and events, command outcomes, rule lifecycle",
             max_age=tuning.EVENTS_MAX_AGE,
             duplicate_window=tuning.EVENTS_DUPLICATE_WINDOW,
+            allow_direct=True,  # the API's event stream reads it by direct gets (ADR-0020)
         ),
         StreamSpec(
             logical=COMMANDS,

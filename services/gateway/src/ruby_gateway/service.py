@@ -9,6 +9,7 @@ Settings (besides the runtime's ``RUBY_*``):
 | ``RUBY_GATEWAY_API_PORT`` | ``off`` | the API, HTTPS on 127.0.0.1 for Traefik (0: any port) |
 | ``RUBY_GATEWAY_API_CERT`` | ``<state>/pki/gateway-api.pem`` | the API's certificate |
 | ``RUBY_GATEWAY_API_KEY`` | ``<state>/pki/gateway-api.key`` | the API's private key |
+| ``RUBY_GATEWAY_WS_SEND_TIMEOUT`` | ``10`` | a stalled /api/v1/ws client is cut off after (s) |
 
 The HA access token is read from Vault, field ``token`` of ``<prefix>/gateway/ha``.
 """
@@ -30,6 +31,7 @@ from ruby_gateway.api.commands import Commands
 from ruby_gateway.api.edge import EdgeAuth
 from ruby_gateway.api.rules import Rules
 from ruby_gateway.api.server import ApiServer, Handlers, TlsFiles
+from ruby_gateway.api.stream import SEND_TIMEOUT, EventLog, EventStream
 from ruby_gateway.api.tokens import TokenBook
 from ruby_gateway.bridge import BridgeConfig
 from ruby_gateway.health import Health
@@ -37,7 +39,15 @@ from ruby_gateway.projection import load_projection
 from ruby_gateway.wiring import wire
 from ruby_natsx.audit import publish_records, secrets_read
 from ruby_natsx.subjects import Subjects
-from ruby_natsx.topology import API_TOKENS, GATEWAY, IDEMPOTENCY, PROJECTION, STATUS, topology
+from ruby_natsx.topology import (
+    API_TOKENS,
+    EVENTS,
+    GATEWAY,
+    IDEMPOTENCY,
+    PROJECTION,
+    STATUS,
+    topology,
+)
 from ruby_runtime.errors import SettingsError
 from ruby_runtime.logging import get_logger
 from ruby_runtime.secret import Secret
@@ -55,6 +65,8 @@ SETTINGS: Final[Mapping[str, str]] = {
     "free port, or off (default off; rubyctl up turns it on)",
     "RUBY_GATEWAY_API_CERT": "the API's certificate (default <state>/pki/gateway-api.pem)",
     "RUBY_GATEWAY_API_KEY": "the API's private key (default <state>/pki/gateway-api.key)",
+    "RUBY_GATEWAY_WS_SEND_TIMEOUT": "seconds a client of /api/v1/ws may leave a page unread "
+    f"before it is cut off (default {SEND_TIMEOUT:g})",
 }
 """The gateway's own variables (``--help`` lists them after the runtime's)."""
 
@@ -78,6 +90,19 @@ def _port(variable: str, raw: str) -> int:
 
 def health_port() -> int:
     return _port("RUBY_GATEWAY_HEALTH_PORT", os.environ.get("RUBY_GATEWAY_HEALTH_PORT", "8081"))
+
+
+def stream_send_timeout() -> float:
+    raw = os.environ.get("RUBY_GATEWAY_WS_SEND_TIMEOUT", "").strip()
+    if not raw:
+        return SEND_TIMEOUT
+    try:
+        seconds = float(raw)
+    except ValueError:
+        seconds = -1.0
+    if not 0 < seconds <= 3600:
+        raise SettingsError(f"RUBY_GATEWAY_WS_SEND_TIMEOUT: {raw!r} is not 0 < seconds <= 3600")
+    return seconds
 
 
 def api_listener(settings: ServiceSettings) -> tuple[int, TlsFiles] | None:
@@ -141,7 +166,10 @@ async def serve(started: Started[Client]) -> int:
         edge = EdgeAuth(book, nc, subjects)
         commands = Commands(nc, subjects, ledger)
         rules = Rules(nc, topo.bucket(STATUS))
-        handlers = Handlers(lambda: bridge.projection, commands, rules)
+        events = EventStream(
+            EventLog(nc, subjects, topo.stream(EVENTS).name), send_timeout=stream_send_timeout()
+        )
+        handlers = Handlers(lambda: bridge.projection, commands, rules, events)
         server = ApiServer(handlers, edge, api[1], port=api[0])
         await server.start()
         log.info("api listening", api=f"https://127.0.0.1:{server.port}", known=len(book))

@@ -35,13 +35,23 @@ EDGE_CLIENT_CN: Final = "ruby-edge"
 TOKEN_HEADER: Final = "X-Ruby-Token"  # noqa: S105 - a header name
 SCOPE_HEADER: Final = "X-Ruby-Scope"
 
+TOKEN_SUBPROTOCOL: Final = "bearer."  # noqa: S105 - a subprotocol prefix
+"""A browser cannot set headers on a WebSocket: it offers ``bearer.<token>`` as a subprotocol
+(beside ``ruby.v1``) instead. Never the URL: URLs land in logs and histories."""
+
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 
 def bearer(request: web.Request) -> str | None:
-    """The token of ``Authorization: Bearer <token>``, or None."""
+    """The token of ``Authorization: Bearer <token>``, else of a ``bearer.<token>`` WebSocket
+    subprotocol, or None."""
     scheme, _, token = request.headers.get("Authorization", "").partition(" ")
-    return token.strip() or None if scheme.lower() == "bearer" else None
+    if scheme.lower() == "bearer":
+        return token.strip() or None
+    for offered in request.headers.get("Sec-WebSocket-Protocol", "").split(","):
+        if offered.strip().startswith(TOKEN_SUBPROTOCOL):
+            return offered.strip().removeprefix(TOKEN_SUBPROTOCOL) or None
+    return None
 
 
 def from_edge(request: web.Request) -> bool:

@@ -105,6 +105,19 @@ RESPONSES: Final[dict[str, dict[str, Any]]] = {
         "404": {"description": "no such command (or no longer kept)", "content": _problem()},
     },
 }
+RESPONSES["stream"] = {
+    "101": {
+        "description": "WebSocket (subprotocol ruby.v1). The server sends JSON text frames: "
+        "first {type: hello, seq, head}, then, when `since` is older than the stream keeps, "
+        "{type: gap, from, to, reason}, then one {type: event, seq, kind, subject, time, event} "
+        "per stream message the filter wants, in stream order. Reconnect with since=<the last "
+        "seq seen> to get exactly what was missed. A client that stops reading is closed with "
+        "code 4008 and the sequence to resume from. The token travels in the Authorization "
+        "header or, from a browser, as the subprotocol `bearer.<token>`; never in the URL."
+    },
+    "400": {"description": "a query parameter is wrong", "content": _problem()},
+    "426": {"description": "not a WebSocket upgrade", "content": _problem()},
+}
 ONE_OR_MANY: Final = {"oneOf": [{"type": "string"}, {"type": "array", "items": {"type": "string"}}]}
 REQUEST_BODIES: Final[dict[str, dict[str, Any]]] = {
     "call_service": {
@@ -156,6 +169,36 @@ IDEMPOTENCY_KEY: Final = {
 HEADERS: Final[dict[str, list[dict[str, Any]]]] = {
     "call_service": [IDEMPOTENCY_KEY],
     "fire_event": [IDEMPOTENCY_KEY],
+    "stream": [
+        {
+            "name": "kinds",
+            "in": "query",
+            "required": False,
+            "description": "comma-separated: states, events, rules, commands (default: all)",
+            "schema": {"type": "string"},
+        },
+        {
+            "name": "entities",
+            "in": "query",
+            "required": False,
+            "description": "comma-separated entity ids or globs (light.*); narrows states",
+            "schema": {"type": "string"},
+        },
+        {
+            "name": "rules",
+            "in": "query",
+            "required": False,
+            "description": "comma-separated rule ids or globs; narrows rule events",
+            "schema": {"type": "string"},
+        },
+        {
+            "name": "since",
+            "in": "query",
+            "required": False,
+            "description": "a stream sequence: start right after it (default: from now)",
+            "schema": {"type": "integer", "minimum": 0},
+        },
+    ],
 }
 
 

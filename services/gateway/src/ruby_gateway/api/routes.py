@@ -68,6 +68,13 @@ ROUTES: Final = (
         "rule_traces",
         "A rule's recent runs, oldest first",
     ),
+    Route(
+        "GET",
+        "/ws",
+        Scope.READ,
+        "stream",
+        "Live states, events, rule events and command outcomes over a WebSocket; resumable",
+    ),
 )
 
 

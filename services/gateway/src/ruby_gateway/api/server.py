@@ -23,6 +23,7 @@ from ruby_gateway.api.openapi import document
 from ruby_gateway.api.problems import problem
 from ruby_gateway.api.routes import ROUTES
 from ruby_gateway.api.rules import Rules, check
+from ruby_gateway.api.stream import EventStream
 from ruby_gateway.projection import Projected, Projection
 from ruby_schemas.primitives import ENTITY_ID_PATTERN
 
@@ -61,10 +62,16 @@ class Handlers:
     """The route handlers, by route name."""
 
     def __init__(
-        self, projection: Callable[[], Projection], commands: Commands, rules: Rules
+        self,
+        projection: Callable[[], Projection],
+        commands: Commands,
+        rules: Rules,
+        events: EventStream,
     ) -> None:
         self._projection = projection
         self.commands = commands
+        self.events = events
+        self.stream = events.stream
         self.call_service = commands.call_service
         self.fire_event = commands.fire_event
         self.list_rules = rules.list_rules
@@ -131,6 +138,7 @@ class ApiServer:
             self.port = int(self._runner.addresses[0][1])
 
     async def close(self) -> None:
+        await self._handlers.events.close()  # closes the WebSockets: their clients reconnect
         if self._runner is not None:
             await self._runner.cleanup()
         await self._handlers.commands.close()
