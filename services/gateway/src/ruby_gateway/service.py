@@ -27,6 +27,7 @@ from typing import Final
 from nats.aio.client import Client
 
 from ruby_gateway.api.commands import Commands
+from ruby_gateway.api.dlq import Dlq
 from ruby_gateway.api.edge import EdgeAuth
 from ruby_gateway.api.rules import Rules
 from ruby_gateway.api.server import ApiServer, Handlers, TlsFiles
@@ -141,7 +142,8 @@ async def serve(started: Started[Client]) -> int:
         edge = EdgeAuth(book, nc, subjects)
         commands = Commands(nc, subjects, ledger)
         rules = Rules(nc, topo.bucket(STATUS))
-        handlers = Handlers(lambda: bridge.projection, commands, rules)
+        dlq = Dlq(nc, subjects)
+        handlers = Handlers(lambda: bridge.projection, commands, rules, dlq)
         server = ApiServer(handlers, edge, api[1], port=api[0])
         await server.start()
         log.info("api listening", api=f"https://127.0.0.1:{server.port}", known=len(book))

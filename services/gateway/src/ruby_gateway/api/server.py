@@ -18,6 +18,7 @@ from typing import Final
 from aiohttp import web
 
 from ruby_gateway.api.commands import Commands
+from ruby_gateway.api.dlq import Dlq
 from ruby_gateway.api.edge import EdgeAuth, Handler, edge_only
 from ruby_gateway.api.openapi import document
 from ruby_gateway.api.problems import problem
@@ -61,10 +62,10 @@ class Handlers:
     """The route handlers, by route name."""
 
     def __init__(
-        self, projection: Callable[[], Projection], commands: Commands, rules: Rules
+        self, projection: Callable[[], Projection], commands: Commands, rules: Rules, dlq: Dlq
     ) -> None:
         self._projection = projection
-        self.commands = commands
+        self.commands, self.dlq = commands, dlq
         self.call_service = commands.call_service
         self.fire_event = commands.fire_event
         self.list_rules = rules.list_rules
@@ -72,6 +73,10 @@ class Handlers:
         self.rule_traces = rules.rule_traces
         self.check_rules = check
         self.command_status = commands.command_status
+        self.list_dlq = dlq.list_dlq
+        self.get_dlq = dlq.get_dlq
+        self.replay_dlq = dlq.replay_dlq
+        self.delete_dlq = dlq.delete_dlq
 
     async def openapi(self, _request: web.Request) -> web.Response:
         return web.json_response(document())
@@ -134,3 +139,4 @@ class ApiServer:
         if self._runner is not None:
             await self._runner.cleanup()
         await self._handlers.commands.close()
+        await self._handlers.dlq.close()
