@@ -41,7 +41,7 @@ from ruby_gateway.projection import Projected, Projection
 from ruby_gateway.testing import running_secure_gateway
 from ruby_hasim.server import Simulator
 from ruby_hasim.testing import HaClient
-from ruby_natsx.dlq import REPLAYED_FROM
+from ruby_natsx.dlq import REPLAYED_FROM, DeadLetters
 from ruby_natsx.permissions import OPERATOR
 from ruby_natsx.testing import eventually, put_dead_letter, state_changed
 from ruby_natsx.topology import (
@@ -622,7 +622,11 @@ async def test_dead_letters_are_listed_shown_replayed_and_deleted_by_an_admin(
         assert (await call("GET", "/dlq/2"))[0] == 200
 
         # Delete: gone, audited with the token's name.
+        letters = DeadLetters(stack.operator, s)
+        raced = await letters.get(3)
         assert await call("DELETE", "/dlq/3") == (204, None)
+        assert not await letters.purge(raced)  # a second delete finds it gone: nothing recorded
+        await letters.close()
         assert (await call("GET", "/dlq/3"))[0] == 404
         (record,) = await audited(stack.operator, inst, "message.purged")
         details = record["details"]

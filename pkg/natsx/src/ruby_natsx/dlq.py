@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
 from nats.aio.client import Client
-from nats.js.errors import NotFoundError
+from nats.js.errors import APIError, NotFoundError
 
 from ruby_natsx.audit import audit_record
 from ruby_natsx.fate import Fate
@@ -33,6 +33,10 @@ from ruby_schemas.primitives import JsonObject, sendable_headers
 from ruby_schemas.registry import decode
 
 REPLAYED_FROM = "Ruby-Replayed-From"
+GONE = frozenset({10043, 10057})
+"""JetStream's error codes for deleting a message that is not (or no longer) there: a sequence
+inside the stream's range ("sequence not found"), or past it, or the only one ("no message
+found")."""
 
 
 def dead_letter(
@@ -190,13 +194,15 @@ class DeadLetters:
             ]
         )
         if not keep:
-            await self._js.delete_msg(self._stream, stored.seq)
+            await self._delete(stored.seq)  # gone already (deleted meanwhile) is as asked
         return new_seq
 
-    async def purge(self, stored: Stored, *, details: JsonObject | None = None) -> None:
+    async def purge(self, stored: Stored, *, details: JsonObject | None = None) -> bool:
         """Delete one dead letter for good, and record that in the audit stream (with
-        ``details``, such as who asked for it)."""
-        await self._js.delete_msg(self._stream, stored.seq)
+        ``details``, such as who asked for it). False, and nothing recorded, when it was gone
+        already (deleted meanwhile)."""
+        if not await self._delete(stored.seq):
+            return False
         await self._publisher.publish(
             [
                 audit_record(
@@ -211,3 +217,13 @@ class DeadLetters:
                 )
             ]
         )
+        return True
+
+    async def _delete(self, seq: int) -> bool:
+        """Delete the DLQ message at ``seq``; False if there is none (any more)."""
+        try:
+            return bool(await self._js.delete_msg(self._stream, seq))
+        except APIError as exc:
+            if exc.err_code in GONE:
+                return False
+            raise

@@ -128,8 +128,6 @@ class Dlq:
             )
         except TransientError:
             return problem(503, "unavailable", "NATS did not store the replay; try again")
-        except NotFoundError:  # replayed, then another request deleted it first
-            return _missing(stored.seq)
         return web.json_response(
             {
                 "seq": stored.seq,
@@ -144,11 +142,11 @@ class Dlq:
         if isinstance(stored, web.Response):
             return stored
         try:
-            await self._letters.purge(stored, details={"api_token": _token_name(request)})
-        except NotFoundError:  # another request deleted it between the read and now
-            return _missing(stored.seq)
+            purged = await self._letters.purge(stored, details={"api_token": _token_name(request)})
         except TransientError:
-            return problem(503, "unavailable", "NATS did not store the audit record; try again")
+            return problem(503, "unavailable", "deleted, but NATS did not store its audit record")
+        if not purged:  # another request deleted it between the read and now
+            return _missing(stored.seq)
         return web.Response(status=204)
 
     async def _stored(self, seq: int | web.Response) -> Stored | web.Response:
