@@ -16,6 +16,7 @@ from ruby_ctl.edge import Edge
 from ruby_ctl.openbao import free_port
 from ruby_ctl.testing import Installation, issue_token
 from ruby_gateway.api.commands import Commands
+from ruby_gateway.api.dlq import Dlq
 from ruby_gateway.api.edge import EdgeAuth
 from ruby_gateway.api.rules import Rules
 from ruby_gateway.api.server import ApiServer, Handlers, TlsFiles
@@ -57,6 +58,7 @@ async def test_a_retried_api_call_reaches_home_assistant_once(
             Commands(gateway_nc, inst.subjects, ledger),
             Rules(gateway_nc, inst.topology.bucket(STATUS)),
             EventStream(EventLog(gateway_nc, inst.subjects, inst.topology.stream(EVENTS).name)),
+            Dlq(gateway_nc, inst.subjects),
         ),
         EdgeAuth(book, gateway_nc, inst.subjects),
         TlsFiles(pki.directory / "gateway-api.pem", pki.directory / "gateway-api.key", pki.ca_cert),

@@ -166,6 +166,23 @@ async def test_up_runs_the_secure_stack_and_starts_again_at_once_on_the_same_por
         http.get(f"{api.group(1)}/rules", ssl=ca, headers=bearer) as reply,
     ):
         assert [rule["id"] for rule in (await reply.json())["rules"]] == ["porch_light"]
+    admin = await asyncio.to_thread(  # the running gateway reads the DLQ with its own grants
+        subprocess.run,
+        [sys.executable, "-m", "ruby_ctl", "token", "create", "ops", "--scope", "admin"],
+        capture_output=True, text=True, timeout=60, check=False,
+        env={**os.environ, **first.operator_env()},
+    )  # fmt: skip
+    assert admin.returncode == 0, admin.stderr
+    async with (
+        aiohttp.ClientSession() as http,
+        http.get(
+            f"{api.group(1)}/dlq",
+            ssl=ca,
+            headers={"Authorization": f"Bearer {admin.stdout.strip()}"},
+        ) as reply,
+    ):
+        assert reply.status == 200, await reply.text()
+        assert (await reply.json())["next_after"] is None
     # Each process's PID is in its PID file: the processes that really run.
     pids = first.pids()
     assert pids == descendants(first), pids

@@ -16,18 +16,22 @@ from ruby_natsx.permissions import (
     NEEDS,
     OPERATOR,
     SERVICES,
+    Needs,
     Permissions,
+    StreamAccess,
     inbox_prefix,
     permissions,
     permissions_of,
     render_authorization,
     subject_matches,
 )
+from ruby_natsx.permissions import _service as service_permissions
 from ruby_natsx.subjects import Subjects
 from ruby_natsx.topology import (
     AUDIT,
     AUDIT_SINK,
     COMMANDS,
+    DLQ,
     ENGINE,
     EVENT_TYPES_KEY,
     EVENTS,
@@ -37,6 +41,7 @@ from ruby_natsx.topology import (
 
 S = Subjects("ruby")
 TOPO = topology(S)
+DLQ_NAME = TOPO.stream(DLQ).name
 READ_AND_PULL_CALLS = tuple(
     f"$JS.API.{call}."
     for call in (
@@ -70,6 +75,8 @@ def test_services_never_administer_jetstream(identity: str) -> None:
             f"$JS.API.CONSUMER.CREATE.{own.stream}.{own.durable}.{own.filter_subjects[0]}"
         ):
             continue  # the audit sink creates its own durable, with its filter in the subject
+        if identity == GATEWAY and grant.subject == f"$JS.API.STREAM.MSG.DELETE.{DLQ_NAME}":
+            continue  # the API's DELETE /dlq/{seq}: one dead letter at a time (ADR-0038)
         if grant.subject.startswith("$JS.API."):
             assert grant.subject.startswith(READ_AND_PULL_CALLS), grant
             assert not any(call in grant.subject for call in ADMIN_CALLS), grant
@@ -188,6 +195,45 @@ def test_only_the_gateway_follows_the_engines_event_types_and_only_that_key() ->
     assert _of(ENGINE).may_publish(record)
     for identity in (ENGINE, AUDIT_SINK, OPERATOR):
         assert not _of(identity).may_subscribe(record), identity
+
+
+def test_the_gateway_reads_and_deletes_dead_letters_one_by_one_and_nothing_more() -> None:
+    """The API's /dlq (ADR-0038): the DLQ's state, its messages by sequence, a delete of one;
+    never a purge, a consumer, a direct get, or a delete from another stream."""
+    gateway = _of(GATEWAY)
+    api = "$JS.API"
+    for call in ("STREAM.INFO", "STREAM.MSG.GET", "STREAM.MSG.DELETE"):
+        assert gateway.may_publish(f"{api}.{call}.{DLQ_NAME}"), call
+    refused = [
+        f"{api}.STREAM.PURGE.{DLQ_NAME}",
+        f"{api}.STREAM.DELETE.{DLQ_NAME}",
+        f"{api}.STREAM.UPDATE.{DLQ_NAME}",
+        f"{api}.DIRECT.GET.{DLQ_NAME}",
+        f"{api}.CONSUMER.CREATE.{DLQ_NAME}",
+        f"{api}.CONSUMER.CREATE.{DLQ_NAME}.x.{S.dlq_all}",
+        f"$JS.ACK.{DLQ_NAME}.x.1.1.1.1.0",
+    ]
+    refused += [
+        f"{api}.STREAM.MSG.DELETE.{spec.name}" for spec in TOPO.streams if spec.logical != DLQ
+    ]
+    refused += [f"{api}.STREAM.MSG.DELETE.{b.stream().name}" for b in TOPO.buckets]
+    for subject in refused:
+        assert not gateway.may_publish(subject), subject
+    for identity in (ENGINE, AUDIT_SINK):  # theirs is only to dead-letter into it
+        for call in ("STREAM.INFO", "STREAM.MSG.GET", "STREAM.MSG.DELETE"):
+            assert not _of(identity).may_publish(f"{api}.{call}.{DLQ_NAME}"), (identity, call)
+    # It replays only what it produces: never a rule event, never another's audit record.
+    assert not gateway.may_publish(S.rule("porch", "fired"))
+    assert not gateway.may_publish(S.audit(ENGINE, "rule_loaded"))
+    assert gateway.may_publish(S.command("light", "turn_on"))
+
+
+def test_no_table_may_grant_deleting_from_a_locked_stream() -> None:
+    with pytest.raises(ValueError, match="RUBY_AUDIT is locked"):
+        service_permissions(TOPO, GATEWAY, Needs(streams=((AUDIT, StreamAccess.TRIAGE),)))
+    read = service_permissions(TOPO, GATEWAY, Needs(streams=((AUDIT, StreamAccess.READ),)))
+    assert not read.may_publish(f"$JS.API.STREAM.MSG.DELETE.{TOPO.stream(AUDIT).name}")
+    assert read.may_publish(f"$JS.API.STREAM.MSG.GET.{TOPO.stream(AUDIT).name}")
 
 
 def test_the_operator_administers_but_cannot_delete_the_audit_stream() -> None:

@@ -27,8 +27,10 @@ configuration updates (subjects, max_msgs with discard old, max_age, deny flags 
 rollups allowed), taking its subjects into another stream, a create over it, a purge, a
 message delete, its deletion, rollup and per-message TTL publishes; for the DLQ, as every
 service: reading, consuming, purging, deleting and acking dead letters, and replaying into a
-family it does not produce. Only what a job needs is expected to be allowed (the readers'
-reads are exercised by ``test_permissions_matrix.py``); everything here must be refused.
+family it does not produce (the gateway reads and deletes dead letters one at a time for the
+API's ``/dlq``, ADR-0038: it still may not purge, consume, read directly or ack them).
+Only what a job needs is expected to be allowed (the readers' reads are exercised by
+``test_permissions_matrix.py``); everything here must be refused.
 Afterwards AUDIT, the sink's durable and every key are checked unchanged. The matrix prints
 its counts.
 """
@@ -318,17 +320,20 @@ def _dlq_attacks(m: Matrix, identity: str) -> list[Row]:
     target = replays[identity].replace(">", "light.attack")
     ack = f"$JS.ACK.{dlq}.op.1.1.1.1764800000000000000.0"
     ephemeral = api.ConsumerConfig(ack_policy=api.AckPolicy.NONE)
-    return [
+    triage: list[Row] = [  # the gateway's job, for the API's /dlq (test_permissions_matrix)
         ("read a dead letter", _call(js.get_msg, dlq, seq=1), BY_PERMISSIONS,
          f"{API}.STREAM.MSG.GET.{dlq}"),
+        ("delete a dead letter", _call(js.delete_msg, dlq, 1), BY_PERMISSIONS,
+         f"{API}.STREAM.MSG.DELETE.{dlq}"),
+    ]  # fmt: skip
+    return [
+        *(triage if identity != GATEWAY else []),
         ("read a dead letter directly", _call(js.get_msg, dlq, seq=1, direct=True),
          BY_PERMISSIONS, f"{API}.DIRECT.GET.{dlq}"),
         ("consume the DLQ", _call(js.add_consumer, dlq, ephemeral), BY_PERMISSIONS,
          f"{API}.CONSUMER.CREATE.{dlq}"),
         ("purge the DLQ", _call(js.purge_stream, dlq), BY_PERMISSIONS,
          f"{API}.STREAM.PURGE.{dlq}"),
-        ("delete a dead letter", _call(js.delete_msg, dlq, 1), BY_PERMISSIONS,
-         f"{API}.STREAM.MSG.DELETE.{dlq}"),
         ("ack a dead letter", _call(nc.publish, ack, b"+ACK"), BY_PERMISSIONS, ack),
         (f"replay a dead letter into {target}", _call(js.publish, target, b"{}"),
          BY_PERMISSIONS, target),

@@ -31,6 +31,7 @@ from ruby_ctl.probe import (
 )
 from ruby_ctl.testing import Installation
 from ruby_natsx.apply import Action, apply_consumer, apply_topology
+from ruby_natsx.connection import flushed
 from ruby_natsx.permissions import IDENTITIES, OPERATOR, SERVICES, permissions_of
 from ruby_natsx.topology import (
     AUDIT,
@@ -112,6 +113,14 @@ def _operation(m: Matrix, identity: str, pattern: str, revisions: dict[str, int]
         ack = await m.js(OPERATOR).publish(s.ha_state("light.probe"), b"{}")
         await js.get_msg(topo.stream(EVENTS).name, seq=ack.seq, direct=True)
 
+    async def dead_letter_by_sequence(delete: bool) -> None:
+        """Read (and delete) a dead letter by its DLQ sequence: the API's /dlq (ADR-0038)."""
+        dlq = topo.stream(DLQ).name
+        stored = await m.js(GATEWAY).publish(s.dlq(topo.stream(COMMANDS).name, GATEWAY), b"{}")
+        assert (await js.get_msg(dlq, seq=stored.seq)).seq == stored.seq
+        if delete:
+            assert await js.delete_msg(dlq, stored.seq)
+
     async def apply() -> None:
         changes = await apply_topology(js, topo, operator=True)
         assert {c.action for c in changes} == {Action.UNCHANGED}
@@ -147,6 +156,8 @@ def _operation(m: Matrix, identity: str, pattern: str, revisions: dict[str, int]
         return read_events
     if pattern.startswith("$JS.API.DIRECT.GET."):
         return lambda: js.get_msg(parts[4], seq=revisions[parts[4]], direct=True)
+    if pattern.startswith("$JS.API.STREAM.MSG.") and parts[-1] == topo.stream(DLQ).name:
+        return lambda: dead_letter_by_sequence(delete=parts[4] == "DELETE")
     if pattern.startswith("$JS.API.STREAM.MSG.GET."):
         return lambda: js.get_msg(parts[5], subject=f"$KV.{parts[5][3:]}.probe")
     if pattern.startswith("$KV."):
@@ -226,7 +237,7 @@ def _receive(m: Matrix, identity: str, pattern: str) -> Act:
     async def follow() -> None:
         sub = await nc.subscribe(pattern)
         try:
-            await nc.flush()
+            await flushed(nc)
             await m.js(writer).publish(concrete(pattern), b"{}")
             await sub.next_msg(timeout=5)
         finally:
@@ -296,6 +307,44 @@ def _forbidden(m: Matrix, identity: str) -> list[tuple[str, Act, str, str]]:
     ]
     if operator:
         return rows
+    dlq = topo.stream(DLQ).name
+    for stream in (events, topo.stream(COMMANDS).name):  # skip an event, or a command
+        rows.append(
+            (
+                f"delete a message of {stream}",
+                _delete_first(m, js, stream),
+                BY_PERMISSIONS,
+                f"{api_}.STREAM.MSG.DELETE.{stream}",
+            )
+        )
+    if identity == GATEWAY:  # the API's /dlq reads and deletes dead letters, one at a time
+        rule_event = s.rule("attack", "fired")
+        rows += [
+            (
+                "purge the DLQ",
+                lambda: js.purge_stream(dlq),
+                BY_PERMISSIONS,
+                f"{api_}.STREAM.PURGE.{dlq}",
+            ),
+            (
+                "read the DLQ directly",
+                lambda: js.get_msg(dlq, seq=1, direct=True),
+                BY_PERMISSIONS,
+                f"{api_}.DIRECT.GET.{dlq}",
+            ),
+            (
+                "consume the DLQ",
+                lambda: js.add_consumer(dlq, api.ConsumerConfig(ack_policy=api.AckPolicy.NONE)),
+                BY_PERMISSIONS,
+                f"{api_}.CONSUMER.CREATE.{dlq}",
+            ),
+            (
+                "replay a dead letter as a rule event (forge the engine's)",
+                lambda: js.publish(rule_event, b"{}"),
+                BY_PERMISSIONS,
+                rule_event,
+            ),
+        ]
     if identity == GATEWAY:  # it follows one key of the engine's and reads two: no other one
         status = m.inst.topology.bucket("status")
         record = f"$KV.{status.bucket}.{EVENT_TYPES_KEY}"
@@ -360,6 +409,19 @@ def _forbidden(m: Matrix, identity: str) -> list[tuple[str, Act, str, str]]:
         )
     assert identity in SERVICES
     return rows
+
+
+def _delete_first(m: Matrix, js: JetStreamContext, stream: str) -> Act:
+    """Delete the first message of ``stream`` (the operator puts one there first)."""
+    subject = m.inst.subjects.ha_state("light.victim")
+    if stream == m.inst.topology.stream(COMMANDS).name:
+        subject = m.inst.subjects.command("light", "victim")
+
+    async def delete() -> None:
+        stored = await m.js(OPERATOR).publish(subject, b"{}")
+        await js.delete_msg(stream, stored.seq)
+
+    return delete
 
 
 def _fetch(js: JetStreamContext, stream: str, durable: str) -> Act:

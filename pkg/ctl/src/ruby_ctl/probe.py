@@ -21,6 +21,7 @@ from nats.js import JetStreamContext
 from nats.js.errors import APIError
 
 from ruby_ctl.testing import Installation
+from ruby_natsx.connection import flushed
 
 ALLOWED: Final = "allowed"
 BY_PERMISSIONS: Final = "refused by permissions"
@@ -107,7 +108,7 @@ class Matrix:
         with contextlib.suppress(BaseException):
             await task  # cancelled, or done: its outcome is read below
         error = None if task.cancelled() else task.exception()
-        await self.nc[identity].flush()  # a violation of what was sent has arrived by now
+        await flushed(self.nc[identity])  # a violation of what was sent has arrived by now
         if self._violated(before, subject):
             return BY_PERMISSIONS
         if isinstance(error, APIError):

@@ -215,3 +215,17 @@ async def connect_service(
     return await connect(
         NatsSettings(url=url, name=name, ca_file=ca_file, nkey_seed=seed, identity=identity)
     )
+
+
+async def flushed(client: Client) -> None:
+    """Return once the server has processed everything this client queued before the call.
+
+    ``Client.flush`` alone does not promise that in nats-py 2.16: it writes its PING straight to
+    the socket, ahead of commands still waiting for the flusher task (a SUB just made, say), so
+    its PONG can come back before the server has seen them, and a message another connection
+    publishes next is not delivered. The first flush hands that queue to the flusher, which
+    writes it before any reply can be read; the second PING follows it on the wire. Use this,
+    not ``flush``, wherever a subscription must be in place before someone else publishes.
+    """
+    await client.flush()
+    await client.flush()

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
 from nats.aio.client import Client
-from nats.js.errors import NotFoundError
+from nats.js.errors import APIError, NotFoundError
 
 from ruby_natsx.audit import audit_record
 from ruby_natsx.fate import Fate
@@ -29,10 +29,14 @@ from ruby_schemas.base import Payload
 from ruby_schemas.dlq import DeadLetterV1
 from ruby_schemas.envelope import Envelope, make_envelope, new_id
 from ruby_schemas.errors import ContractError
-from ruby_schemas.primitives import sendable_headers
+from ruby_schemas.primitives import JsonObject, sendable_headers
 from ruby_schemas.registry import decode
 
 REPLAYED_FROM = "Ruby-Replayed-From"
+GONE = frozenset({10043, 10057})
+"""JetStream's error codes for deleting a message that is not (or no longer) there: a sequence
+inside the stream's range ("sequence not found"), or past it, or the only one ("no message
+found")."""
 
 
 def dead_letter(
@@ -109,6 +113,9 @@ class Stored:
 
     seq: int
     envelope: Envelope[Payload]
+    subject: str = ""
+    """The DLQ subject it was stored on (``<p>.dlq.<stream>.<consumer>``): only the service of
+    that consumer may publish there, so it says who dead-lettered it."""
 
     @property
     def letter(self) -> DeadLetterV1:
@@ -131,11 +138,12 @@ class DeadLetters:
     async def close(self) -> None:
         await self._publisher.close()
 
-    async def list(self, where: Filter = Filter()) -> AsyncIterator[Stored]:
-        """Yield the stored dead letters matching ``where``, oldest first."""
+    async def list(self, where: Filter = Filter(), *, after: int = 0) -> AsyncIterator[Stored]:
+        """Yield the stored dead letters matching ``where``, oldest first, from the first one
+        stored after DLQ sequence ``after``."""
         now = datetime.now(UTC)
         info = await self._js.stream_info(self._stream)
-        seq = info.state.first_seq
+        seq = max(info.state.first_seq, after + 1) if info.state.first_seq else 0
         while seq and seq <= info.state.last_seq:
             try:
                 raw = await self._js.get_msg(self._stream, seq, next=True)
@@ -149,20 +157,23 @@ class DeadLetters:
             except ContractError:
                 continue  # not a dead letter of ours; list only what we can read
             if isinstance(envelope.data, DeadLetterV1) and where.matches(envelope.data, now):
-                yield Stored(raw.seq, envelope)
+                yield Stored(raw.seq, envelope, raw.subject or "")
 
     async def get(self, seq: int) -> Stored:
         raw = await self._js.get_msg(self._stream, seq)
         envelope = decode(raw.data or b"")
         if not isinstance(envelope.data, DeadLetterV1):
             raise TypeError(f"DLQ message {seq} is not a dead letter")
-        return Stored(seq, envelope)
+        return Stored(seq, envelope, raw.subject or "")
 
-    async def replay(self, stored: Stored, *, keep: bool = False) -> int:
+    async def replay(
+        self, stored: Stored, *, keep: bool = False, details: JsonObject | None = None
+    ) -> int:
         """Republish the original payload to its original subject with a new message id.
 
-        Records the replay in the audit stream, then removes the dead letter unless ``keep``.
-        Returns the new stream sequence of the replayed message.
+        Records the replay in the audit stream (with ``details``, such as who asked for it),
+        then removes the dead letter unless ``keep``. Returns the new stream sequence of the
+        replayed message.
         """
         letter = stored.letter
         headers: Mapping[str, str] = {**letter.headers, REPLAYED_FROM: str(stored.seq)}
@@ -178,17 +189,20 @@ class DeadLetters:
                     target=f"{letter.stream}/{letter.stream_sequence}",
                     reason=f"replayed from DLQ seq {stored.seq} to {letter.original_subject}",
                     cause=stored.envelope,
-                    details={"dlq_seq": stored.seq, "new_seq": new_seq},
+                    details={**(details or {}), "dlq_seq": stored.seq, "new_seq": new_seq},
                 )
             ]
         )
         if not keep:
-            await self._js.delete_msg(self._stream, stored.seq)
+            await self._delete(stored.seq)  # gone already (deleted meanwhile) is as asked
         return new_seq
 
-    async def purge(self, stored: Stored) -> None:
-        """Delete one dead letter for good, and record that in the audit stream."""
-        await self._js.delete_msg(self._stream, stored.seq)
+    async def purge(self, stored: Stored, *, details: JsonObject | None = None) -> bool:
+        """Delete one dead letter for good, and record that in the audit stream (with
+        ``details``, such as who asked for it). False, and nothing recorded, when it was gone
+        already (deleted meanwhile)."""
+        if not await self._delete(stored.seq):
+            return False
         await self._publisher.publish(
             [
                 audit_record(
@@ -199,6 +213,17 @@ class DeadLetters:
                     outcome=AuditOutcome.SUCCEEDED,
                     reason=f"purged from DLQ seq {stored.seq}",
                     cause=stored.envelope,
+                    details={**(details or {}), "dlq_seq": stored.seq},
                 )
             ]
         )
+        return True
+
+    async def _delete(self, seq: int) -> bool:
+        """Delete the DLQ message at ``seq``; False if there is none (any more)."""
+        try:
+            return bool(await self._js.delete_msg(self._stream, seq))
+        except APIError as exc:
+            if exc.err_code in GONE:
+                return False
+            raise

@@ -2,8 +2,9 @@
 
 ``NEEDS`` says, in the topology's own terms, what each service's job needs: the durable
 consumers it pulls from, the subject families it produces, the KV buckets it reads or
-writes, and the single KV keys of another service it follows (reads once, then receives
-every put on a core subscription: services cannot create the consumer a KV watch needs).
+writes, the single KV keys of another service it follows (reads once, then receives
+every put on a core subscription: services cannot create the consumer a KV watch needs), and
+the streams it reads (and deletes single messages from) by sequence, without a consumer.
 ``permissions(subjects)`` turns it, with the operator's grants, into per-identity
 publish and subscribe allow-lists; ``render_authorization`` writes them into the
 ``authorization {}`` block of nats-server's configuration, users keyed by NKEY public key.
@@ -70,6 +71,15 @@ class Access(StrEnum):
     FOLLOW = "follow"  # read every key, and receive every put on a core subscription
 
 
+class StreamAccess(StrEnum):
+    """How a service uses a stream it does not consume: by sequence, never by a consumer, never
+    a purge or a change of the stream (ADR-0038)."""
+
+    READ = "read"  # its state (first and last sequence) and its messages by sequence
+    TRIAGE = "triage"  # READ, and delete one message at a time
+    TAIL = "tail"  # its state, its messages in order by direct gets, and a bell on its subjects
+
+
 @dataclass(frozen=True)
 class Needs:
     """What one service's job needs, named by the topology."""
@@ -81,9 +91,9 @@ class Needs:
     """(bucket, key) pairs written by another service: read that one key, receive its puts."""
     reads: tuple[tuple[str, str], ...] = ()
     """(bucket, key) pairs written by another service that it only reads (``>`` below a key)."""
-    tails: tuple[str, ...] = ()
-    """Streams it reads whole, in sequence order, by direct gets, and whose subjects it hears
-    on a core subscription to learn that something new is stored (nothing more: no consumer)."""
+    streams: tuple[tuple[str, StreamAccess], ...] = ()
+    """(stream, access) pairs: streams it reads by sequence (and, for TRIAGE, deletes from);
+    never a locked stream (AUDIT) for TRIAGE."""
 
 
 NEEDS: Final[Mapping[str, Needs]] = MappingProxyType(
@@ -99,7 +109,10 @@ NEEDS: Final[Mapping[str, Needs]] = MappingProxyType(
             ),
             follows=((STATUS, EVENT_TYPES_KEY),),  # the HA event types to forward
             reads=((STATUS, RULES_KEY), (STATUS, f"{TRACES_KEY}.>")),  # the API's /rules
-            tails=(EVENTS,),  # the API's event stream, /api/v1/ws
+            streams=(
+                (DLQ, StreamAccess.TRIAGE),  # the API's /dlq: list, show, replay, delete
+                (EVENTS, StreamAccess.TAIL),  # the API's event stream, /api/v1/ws
+            ),
         ),
         ENGINE: Needs(
             consumers=(ENGINE,),
@@ -229,19 +242,34 @@ def _service(topo: Topology, identity: str, needs: Needs) -> Permissions:
                 f"read {key}",
             )
         )
-    for logical in needs.tails:
-        tailed = topo.stream(logical)
-        publish += [
-            Grant(
-                f"{JS_API}.STREAM.INFO.{tailed.name}", f"find where {tailed.name} begins and ends"
-            ),
-            Grant(f"{JS_API}.DIRECT.GET.{tailed.name}", f"read {tailed.name} in sequence order"),
-        ]
-        subscribe += [
-            Grant(subject, f"hear that {tailed.name} stored something new")
-            for subject in tailed.subjects
-        ]
+    for logical, stream_access in needs.streams:
+        publish += _stream_grants(topo, logical, stream_access)
+        if stream_access is StreamAccess.TAIL:
+            tailed = topo.stream(logical)
+            subscribe += [
+                Grant(subject, f"hear that {tailed.name} stored something new")
+                for subject in tailed.subjects
+            ]
     return Permissions(identity, _unique(publish), tuple(subscribe))
+
+
+def _stream_grants(topo: Topology, logical: str, access: StreamAccess) -> list[Grant]:
+    """By sequence only: the non-direct get is the one whose subject names the stream and
+    nothing else; a consumer would let it ack (or starve) deliveries, a purge empty it."""
+    spec = topo.stream(logical)
+    if access is StreamAccess.TRIAGE and spec.locked:
+        raise ValueError(f"{spec.name} is locked: nobody may delete its messages")
+    name = spec.name
+    grants = [Grant(f"{JS_API}.STREAM.INFO.{name}", f"read {name}'s first and last sequence")]
+    if access is StreamAccess.TAIL:  # pages of messages in order (the subscription: _service)
+        grants.append(Grant(f"{JS_API}.DIRECT.GET.{name}", f"read {name} in sequence order"))
+        return grants
+    grants.append(Grant(f"{JS_API}.STREAM.MSG.GET.{name}", f"read {name}'s messages by sequence"))
+    if access is StreamAccess.TRIAGE:
+        grants.append(
+            Grant(f"{JS_API}.STREAM.MSG.DELETE.{name}", f"delete one {name} message at a time")
+        )
+    return grants
 
 
 def _bucket_grants(topo: Topology, logical: str, access: Access, identity: str) -> list[Grant]:

@@ -13,7 +13,8 @@ Load with ``-p ruby_natsx.testing``. Fixtures, chained as nats.py does it:
   streams are deleted after the test.
 
 Helpers: ``eventually`` (poll a condition instead of sleeping), ``state_changed`` and
-``publish_states`` (real contract messages into real streams).
+``publish_states`` (real contract messages into real streams), ``put_dead_letter`` (a dead
+letter as a consumer's runner stores it).
 """
 
 from __future__ import annotations
@@ -37,6 +38,10 @@ from nats.js.api import PubAck
 
 from ruby_natsx.apply import apply_topology
 from ruby_natsx.connection import NatsSettings, connect
+from ruby_natsx.dlq import dead_letter
+from ruby_natsx.fate import Fate, Reason, Verdict
+from ruby_natsx.handler import Delivery
+from ruby_natsx.publish import Publisher
 from ruby_natsx.server import NatsServer, ServerConfig
 from ruby_natsx.subjects import Subjects
 from ruby_natsx.topology import Topology, topology
@@ -160,6 +165,40 @@ async def publish_states(
     # Bounded: nats-py never times out a publish_async future whose connection died.
     await asyncio.wait_for(asyncio.gather(*pending), 30)
     return ids
+
+
+async def put_dead_letter(
+    nc: Client,
+    subjects: Subjects,
+    *,
+    stream: str,
+    consumer: str,
+    subject: str,
+    stream_seq: int,
+    payload: bytes,
+    reason: Reason = Reason.MAX_DELIVERIES,
+) -> int:
+    """Store the dead letter of a message of ``stream`` (at ``stream_seq``, on ``subject``) that
+    ``consumer`` gave up on, and its audit record, as that consumer's runner does: ``nc`` must
+    be connected as the consumer's service. Returns its DLQ sequence. Its id derives from the
+    origin, so the DLQ keeps one letter per (stream, sequence) within its duplicate window."""
+    now = datetime.now(UTC)
+    delivery = Delivery(subject, stream, consumer, stream_seq, 5, {"X-Origin": "test"}, now)
+    outputs = dead_letter(
+        subjects,
+        service=consumer,
+        delivery=delivery,
+        payload=payload,
+        fate=Fate(Verdict.DEAD_LETTER, reason=reason, error="boom"),
+        first_failed_at=now,
+        cause=None,
+    )
+    publisher = Publisher(nc)
+    try:
+        seq, _audit = await publisher.publish(outputs)
+    finally:
+        await publisher.close()
+    return seq
 
 
 async def jetstream_ready(js: JetStreamContext) -> bool:

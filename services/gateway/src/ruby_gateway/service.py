@@ -28,6 +28,7 @@ from typing import Final
 from nats.aio.client import Client
 
 from ruby_gateway.api.commands import Commands
+from ruby_gateway.api.dlq import Dlq
 from ruby_gateway.api.edge import EdgeAuth
 from ruby_gateway.api.rules import Rules
 from ruby_gateway.api.server import ApiServer, Handlers, TlsFiles
@@ -169,7 +170,8 @@ async def serve(started: Started[Client]) -> int:
         events = EventStream(
             EventLog(nc, subjects, topo.stream(EVENTS).name), send_timeout=stream_send_timeout()
         )
-        handlers = Handlers(lambda: bridge.projection, commands, rules, events)
+        dlq = Dlq(nc, subjects)
+        handlers = Handlers(lambda: bridge.projection, commands, rules, events, dlq)
         server = ApiServer(handlers, edge, api[1], port=api[0])
         await server.start()
         log.info("api listening", api=f"https://127.0.0.1:{server.port}", known=len(book))

@@ -118,6 +118,70 @@ RESPONSES["stream"] = {
     "400": {"description": "a query parameter is wrong", "content": _problem()},
     "426": {"description": "not a WebSocket upgrade", "content": _problem()},
 }
+RESPONSES["list_dlq"] = {
+    "200": {
+        "description": "a page of dead letters (without their payloads) and the next page's "
+        "`after`",
+        "content": {"application/json": {"schema": {"$ref": "#/components/schemas/DeadLetters"}}},
+    },
+    "400": {"description": "a query parameter is wrong", "content": _problem()},
+}
+RESPONSES["get_dlq"] = {
+    "200": {
+        "description": "the dead letter, its payload in base64",
+        "content": {"application/json": {"schema": {"$ref": "#/components/schemas/DeadLetter"}}},
+    },
+    "400": {"description": "not a DLQ sequence", "content": _problem()},
+    "404": {"description": "no message with this sequence in the DLQ", "content": _problem()},
+    "409": {"description": "the message is not a valid dead letter", "content": _problem()},
+}
+RESPONSES["replay_dlq"] = {
+    "200": {
+        "description": "republished: the subject and its new stream sequence",
+        "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Replayed"}}},
+    },
+    "400": {"description": "not a DLQ sequence, or a wrong body", "content": _problem()},
+    "404": {"description": "no message with this sequence in the DLQ", "content": _problem()},
+    "409": {
+        "description": "the gateway may not replay it (its subject is not one the gateway "
+        "publishes, or its origin does not check out): use `rubyctl dlq replay SEQ`",
+        "content": _problem(),
+    },
+    "503": {
+        "description": "NATS did not store the replay; nothing was deleted",
+        "content": _problem(),
+    },
+}
+RESPONSES["delete_dlq"] = {
+    "204": {"description": "deleted, and audited"},
+    "400": {"description": "not a DLQ sequence", "content": _problem()},
+    "404": {"description": "no message with this sequence in the DLQ", "content": _problem()},
+    "409": {"description": "the message is not a valid dead letter", "content": _problem()},
+}
+DEAD_LETTER: Final[dict[str, Any]] = {
+    "type": "object",
+    "required": ["seq", "original_subject", "stream", "consumer", "reason", "replayable"],
+    "properties": {
+        "seq": {"type": "integer", "description": "its sequence in the DLQ stream"},
+        "original_subject": {"type": "string"},
+        "stream": {"type": "string", "description": "the stream it was consumed from"},
+        "stream_sequence": {"type": "integer"},
+        "consumer": {"type": "string", "description": "the durable that gave up on it"},
+        "delivery_count": {"type": "integer"},
+        "reason": {"type": "string"},
+        "error": {"type": "string"},
+        "first_failed_at": {"type": "string", "format": "date-time"},
+        "last_failed_at": {"type": "string", "format": "date-time"},
+        "headers": {"type": "object"},
+        "original_payload": {
+            "type": "string",
+            "contentEncoding": "base64",
+            "description": "GET /dlq/{seq} only",
+        },
+        "correlation_id": {"type": "string"},
+        "replayable": {"type": "boolean", "description": "whether the API may replay it"},
+    },
+}
 ONE_OR_MANY: Final = {"oneOf": [{"type": "string"}, {"type": "array", "items": {"type": "string"}}]}
 REQUEST_BODIES: Final[dict[str, dict[str, Any]]] = {
     "call_service": {
@@ -158,6 +222,20 @@ REQUEST_BODIES["fire_event"] = {
         }
     },
 }
+REQUEST_BODIES["replay_dlq"] = {
+    "required": False,
+    "content": {
+        "application/json": {
+            "schema": {
+                "type": "object",
+                "additionalProperties": False,
+                "properties": {
+                    "keep": {"type": "boolean", "description": "keep the dead letter afterwards"}
+                },
+            }
+        }
+    },
+}
 IDEMPOTENCY_KEY: Final = {
     "name": "Idempotency-Key",
     "in": "header",
@@ -166,7 +244,20 @@ IDEMPOTENCY_KEY: Final = {
     "the same command: a retried request runs once",
     "schema": {"type": "string", "maxLength": 128},
 }
-HEADERS: Final[dict[str, list[dict[str, Any]]]] = {
+DLQ_QUERY: Final = [
+    {"name": name, "in": "query", "required": False, "description": text, "schema": schema}
+    for name, text, schema in (
+        ("stream", "only from this stream (e.g. RUBY_COMMANDS)", {"type": "string"}),
+        ("consumer", "only given up on by this consumer (e.g. gateway)", {"type": "string"}),
+        ("subject", "only with an original subject matching this glob", {"type": "string"}),
+        ("older_than", "last failed at least this long ago (90s, 10m, 2h, 7d)", {"type": "string"}),
+        ("newer_than", "last failed at most this long ago (90s, 10m, 2h, 7d)", {"type": "string"}),
+        ("after", "only after this DLQ sequence (the previous page's next_after)",
+         {"type": "integer", "minimum": 0}),
+        ("limit", "at most this many", {"type": "integer", "minimum": 1, "maximum": 500}),
+    )
+]  # fmt: skip
+HEADERS: Final[dict[str, list[dict[str, Any]]]] = {  # and query parameters
     "call_service": [IDEMPOTENCY_KEY],
     "fire_event": [IDEMPOTENCY_KEY],
     "stream": [
@@ -199,7 +290,9 @@ HEADERS: Final[dict[str, list[dict[str, Any]]]] = {
             "schema": {"type": "integer", "minimum": 0},
         },
     ],
+    "list_dlq": DLQ_QUERY,
 }
+PATH_SCHEMAS: Final[dict[str, dict[str, Any]]] = {"seq": {"type": "integer", "minimum": 1}}
 
 
 def document() -> dict[str, Any]:
@@ -243,6 +336,28 @@ def document() -> dict[str, Any]:
                         "finished_at": {"type": "string", "format": "date-time"},
                     },
                 },
+                "DeadLetter": DEAD_LETTER,
+                "DeadLetters": {
+                    "type": "object",
+                    "required": ["dead_letters", "next_after"],
+                    "properties": {
+                        "dead_letters": {
+                            "type": "array",
+                            "items": {"$ref": "#/components/schemas/DeadLetter"},
+                        },
+                        "next_after": {"type": ["integer", "null"]},
+                    },
+                },
+                "Replayed": {
+                    "type": "object",
+                    "required": ["seq", "replayed_to", "stream_sequence", "kept"],
+                    "properties": {
+                        "seq": {"type": "integer"},
+                        "replayed_to": {"type": "string"},
+                        "stream_sequence": {"type": "integer"},
+                        "kept": {"type": "boolean"},
+                    },
+                },
                 "Problem": {
                     "type": "object",
                     "required": ["type", "title", "status"],
@@ -281,8 +396,15 @@ def _operation(route: Route) -> dict[str, Any]:
         "x-scope": route.scope.value,
         "responses": dict(sorted(responses.items())),
     }
+    if route.description:
+        operation["description"] = route.description
     parameters = [
-        {"name": name, "in": "path", "required": True, "schema": {"type": "string"}}
+        {
+            "name": name,
+            "in": "path",
+            "required": True,
+            "schema": PATH_SCHEMAS.get(name, {"type": "string"}),
+        }
         for name in re.findall(r"\{(\w+)\}", route.path)
     ] + HEADERS.get(route.name, [])
     if parameters:

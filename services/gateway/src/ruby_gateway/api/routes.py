@@ -25,6 +25,8 @@ class Route:
     scope: Scope
     name: str
     summary: str
+    description: str = ""
+    """More than the summary, when a client needs to know it (the OpenAPI description)."""
 
     @property
     def full_path(self) -> str:
@@ -74,6 +76,39 @@ ROUTES: Final = (
         Scope.READ,
         "stream",
         "Live states, events, rule events and command outcomes over a WebSocket; resumable",
+    ),
+    Route(
+        "GET",
+        "/dlq",
+        Scope.ADMIN,
+        "list_dlq",
+        "Dead letters, oldest first (rubyctl dlq ls's filters), a page at a time",
+        "Query: stream, consumer, subject (a glob on the original subject), older_than and "
+        "newer_than (90s, 10m, 2h, 7d), after (a DLQ sequence: the page after it) and limit "
+        "(1 to 500, 100 by default). `next_after` is the `after` of the next page, or null. "
+        "Each letter says whether the API may replay it (`replayable`).",
+    ),
+    Route("GET", "/dlq/{seq}", Scope.ADMIN, "get_dlq", "One dead letter, with its payload"),
+    Route(
+        "POST",
+        "/dlq/{seq}/replay",
+        Scope.ADMIN,
+        "replay_dlq",
+        "Replay a dead letter to its original subject, if the gateway may publish there",
+        "Republishes the original message (new message id), audits the replay with the "
+        "token's name, and deletes the dead letter unless the body says `keep`. The gateway "
+        "replays only to subjects its own NATS permissions let it publish (today: Home "
+        "Assistant states and events, command outcomes, commands, its own audit records), "
+        "and only a letter stored by the consumer it names, which receives that subject. "
+        "Anything else (a rule event, another service's audit record) is refused with 409: "
+        "replay it as the operator, with `rubyctl dlq replay SEQ` (ADR-0038).",
+    ),
+    Route(
+        "DELETE",
+        "/dlq/{seq}",
+        Scope.ADMIN,
+        "delete_dlq",
+        "Delete one dead letter for good (audited with the token's name)",
     ),
 )
 

@@ -18,6 +18,7 @@ from typing import Final
 from aiohttp import web
 
 from ruby_gateway.api.commands import Commands
+from ruby_gateway.api.dlq import Dlq
 from ruby_gateway.api.edge import EdgeAuth, Handler, edge_only
 from ruby_gateway.api.openapi import document
 from ruby_gateway.api.problems import problem
@@ -67,9 +68,10 @@ class Handlers:
         commands: Commands,
         rules: Rules,
         events: EventStream,
+        dlq: Dlq,
     ) -> None:
         self._projection = projection
-        self.commands = commands
+        self.commands, self.dlq = commands, dlq
         self.events = events
         self.stream = events.stream
         self.call_service = commands.call_service
@@ -79,6 +81,10 @@ class Handlers:
         self.rule_traces = rules.rule_traces
         self.check_rules = check
         self.command_status = commands.command_status
+        self.list_dlq = dlq.list_dlq
+        self.get_dlq = dlq.get_dlq
+        self.replay_dlq = dlq.replay_dlq
+        self.delete_dlq = dlq.delete_dlq
 
     async def openapi(self, _request: web.Request) -> web.Response:
         return web.json_response(document())
@@ -142,3 +148,4 @@ class ApiServer:
         if self._runner is not None:
             await self._runner.cleanup()
         await self._handlers.commands.close()
+        await self._handlers.dlq.close()
