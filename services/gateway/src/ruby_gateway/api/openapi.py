@@ -69,6 +69,28 @@ RESPONSES: Final[dict[str, dict[str, Any]]] = {
         },
         "400": {"description": "a field of the request is wrong", "content": _problem()},
     },
+    "call_webhook": {
+        "202": {
+            "description": "recorded as an api.webhook.v1 event; the rules whose webhook "
+            "trigger names it run (an id no rule listens to is accepted all the same)",
+            "content": {
+                "application/json": {
+                    "schema": {
+                        "type": "object",
+                        "required": ["event_id", "webhook_id", "status"],
+                        "properties": {
+                            "event_id": {"type": "string"},
+                            "webhook_id": {"type": "string"},
+                            "status": {"const": "accepted"},
+                        },
+                    }
+                }
+            },
+        },
+        "400": {"description": "not a webhook id, or not JSON", "content": _problem()},
+        "413": {"description": "a body over 256 KiB", "content": _problem()},
+        "503": {"description": "not recorded (NATS unavailable): retry", "content": _problem()},
+    },
     "list_rules": {
         "200": {
             "description": "every rule (by id) and every refused file with its errors",
@@ -145,6 +167,11 @@ REQUEST_BODIES["fire_event"] = {
         }
     },
 }
+REQUEST_BODIES["call_webhook"] = {
+    "required": False,
+    "description": "any JSON value, or nothing: a run reads it as trigger.json",
+    "content": {"application/json": {"schema": {}}},
+}
 IDEMPOTENCY_KEY: Final = {
     "name": "Idempotency-Key",
     "in": "header",
@@ -156,6 +183,7 @@ IDEMPOTENCY_KEY: Final = {
 HEADERS: Final[dict[str, list[dict[str, Any]]]] = {
     "call_service": [IDEMPOTENCY_KEY],
     "fire_event": [IDEMPOTENCY_KEY],
+    "call_webhook": [IDEMPOTENCY_KEY],
 }
 
 

@@ -23,6 +23,7 @@ from ruby_gateway.api.openapi import document
 from ruby_gateway.api.problems import problem
 from ruby_gateway.api.routes import ROUTES
 from ruby_gateway.api.rules import Rules, check
+from ruby_gateway.api.webhooks import Webhooks
 from ruby_gateway.projection import Projected, Projection
 from ruby_schemas.primitives import ENTITY_ID_PATTERN
 
@@ -72,6 +73,7 @@ class Handlers:
         self.rule_traces = rules.rule_traces
         self.check_rules = check
         self.command_status = commands.command_status
+        self.call_webhook = Webhooks(commands.publisher, commands.subjects).call
 
     async def openapi(self, _request: web.Request) -> web.Response:
         return web.json_response(document())
