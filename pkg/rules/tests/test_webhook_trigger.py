@@ -17,6 +17,7 @@ from pydantic import JsonValue
 from ruby_rules import load_text
 from ruby_rules.engine import Effects, RuleEngine
 from ruby_rules.model import Rule
+from ruby_schemas.ha_events import EntityState
 from ruby_schemas.webhooks import WebhookCalledV1, WebhookMethod
 
 T0 = datetime(2026, 12, 4, 20, 0, tzinfo=UTC)
@@ -129,6 +130,33 @@ def test_an_empty_body_is_none_and_the_query_is_empty() -> None:
 def test_a_webhook_is_not_a_home_assistant_event_type_to_forward() -> None:
     [rule] = rules(GARAGE)
     assert rule.program.event_types() == {"webhook.garage-door"}  # the engine's own index
+
+
+def test_a_wait_for_a_webhook_resumes_the_run_with_the_call_in_wait_trigger() -> None:
+    text = """\
+rules:
+  - id: confirm
+    description: asks a phone, waits for its answer
+    triggers:
+      - {kind: state, entity_id: binary_sensor.door, to: "on"}
+    actions:
+      - kind: wait_for
+        trigger: {kind: webhook, webhook_id: door-answer}
+        timeout: 5m
+      - kind: call
+        service: lock.lock
+        target: {entity_id: lock.front}
+        data: {by: "{{ wait.trigger.json.who }} {{ wait.trigger.webhook_id }}"}
+"""
+    e = engine(rules(text))
+    opened = EntityState(state="on", last_changed=T0, last_updated=T0)
+    paused = e.on_state_changed(
+        event_id="door-1", entity_id="binary_sensor.door", old=None, new=opened, now=T0
+    )
+    assert [t.status for t in paused.traces] == ["waiting"]
+    assert not call(e, "another-webhook", {"who": "nobody"})
+    [command] = call(e, "door-answer", {"who": "Anne"}).commands
+    assert command.data == {"by": "Anne door-answer"}
 
 
 BAD_IDS = [

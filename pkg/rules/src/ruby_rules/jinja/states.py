@@ -251,10 +251,7 @@ def trigger_record(ctx: Context) -> Mapping[str, Any] | None:
     }
     if trigger.kind in ("time", "time_pattern"):
         record["now"] = trigger.time
-    if trigger.kind == "webhook":  # HA's webhook variables, and ours: `method`, `caller`
-        data = trigger.event_data
+    if trigger.kind == "webhook":  # a call, not a bus event
         record["event"] = None
-        record["description"] = "webhook"
-        for name in ("webhook_id", "json", "query", "method", "caller"):
-            record[name] = data.get(name)
+        record.update(trigger.webhook_fields())
     return record
