@@ -11,10 +11,12 @@ from pathlib import Path
 
 from pydantic import JsonValue
 
-from ruby_ctl.rules_sim import BusEvent, Happening, SetState, SimEvent, Simulation
+from ruby_ctl.rules_sim import BusEvent, Happening, SetState, SimEvent, Simulation, from_envelope
 from ruby_rules import load_file
 from ruby_rules.model import Rule
+from ruby_schemas.envelope import make_envelope
 from ruby_schemas.ha_events import EntityState
+from ruby_schemas.webhooks import WebhookCalledV1
 
 CORPUS = Path(__file__).resolve().parents[3] / "rules" / "examples" / "ha"
 T0 = datetime(2026, 11, 20, 18, 0, tzinfo=UTC)  # a Friday evening
@@ -885,6 +887,35 @@ def test_home_assistant_start_and_shutdown_triggers_fire_on_the_gateways_announc
     ]
     bus = [event(0, "homeassistant_started"), event(1, "homeassistant_stop")]  # HA's own: not these
     assert run("homeassistant.yaml", "on_start", bus) == []
+
+
+def webhook(minutes: float, webhook_id: str, body: JsonValue = None, **query: str) -> SimEvent:
+    """A call of ``POST /api/v1/webhooks/<webhook_id>`` as EVENTS holds it (``api.webhook.v1``)
+    and as `rubyctl rules test` reads a dumped envelope."""
+    when = at(minutes)
+    called = WebhookCalledV1(webhook_id=webhook_id, method="POST", body=body, query=query,
+                             received=when, caller="phone")  # fmt: skip
+    event = from_envelope(make_envelope(called, source="ruby/gateway/api", time=when))
+    assert event is not None
+    return event
+
+
+def test_webhook_triggers_fire_on_calls_of_their_webhook_with_body_and_query() -> None:
+    opened = [
+        webhook(1, "garage-door-opened", {"open": True, "level": 90}),
+        webhook(2, "garage-door-opened", {"open": False}),  # the condition reads the body
+        webhook(3, "garage-door-closed", {"open": True}),  # another webhook
+        webhook(4, "garage-door-opened", {"open": True}),
+    ]
+    assert run("webhook.yaml", "garage_from_phone", opened) == [
+        '18:01:00 call light.turn_on light.garage {"brightness": 90}',
+        '18:04:00 call light.turn_on light.garage {"brightness": 255}',
+    ]
+    rang = [webhook(1, "-Xc3KpL9vWq2", who="Anne"), webhook(2, "-Xc3KpL9vWq2")]
+    assert run("webhook.yaml", "doorbell_camera", rang) == [
+        '18:01:00 call notify.notify (no target) {"message": "Anne at the door"}',
+        '18:02:00 call notify.notify (no target) {"message": "someone at the door"}',
+    ]
 
 
 def home(at_time: datetime = T0) -> dict[str, EntityState]:

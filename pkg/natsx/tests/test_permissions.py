@@ -127,6 +127,7 @@ def test_each_service_produces_only_its_own_subjects() -> None:
             S.ha_state("light.porch"),
             S.ha_event("call_service"),
             S.cmd_outcome("ok", "light", "turn_on"),
+            S.webhook("garage-door"),  # the API's webhooks
         ],
         ENGINE: [S.rule("porch", "fired")],
         AUDIT_SINK: [],
@@ -142,6 +143,19 @@ def test_each_service_produces_only_its_own_subjects() -> None:
             if other != identity:
                 for subject in [*theirs, S.audit(other, "x")]:
                     assert not _of(identity).may_publish(subject), (identity, subject)
+
+
+def test_only_the_gateway_publishes_webhooks_and_the_engine_receives_them() -> None:
+    gateway = _of(GATEWAY)
+    assert gateway.may_publish(S.webhook("garage-door"))
+    # The family is the webhooks', not every API event: nothing else below evt.api.
+    assert not gateway.may_publish(f"{S.prefix}.evt.api.other.x")
+    for identity in (ENGINE, AUDIT_SINK):  # the engine consumes them; it may not forge one
+        assert not _of(identity).may_publish(S.webhook("garage-door")), identity
+    engine = TOPO.consumer(ENGINE)
+    assert any(subject_matches(f, S.webhook("garage-door")) for f in engine.filter_subjects)
+    events = TOPO.stream(EVENTS)
+    assert any(subject_matches(f, S.webhook("garage-door")) for f in events.subjects)
 
 
 def test_kv_access_is_what_each_service_needs() -> None:

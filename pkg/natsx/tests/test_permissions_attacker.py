@@ -126,6 +126,10 @@ async def test_no_identity_can_touch_what_its_job_does_not_own(
         rows += _audit_attacks(m, identity)
         if identity != OPERATOR:
             rows += _dlq_attacks(m, identity)
+        if identity in (ENGINE, AUDIT_SINK):  # only the gateway's API records webhook calls
+            forged = s.webhook("attack")
+            act = _call(m.js(identity).publish, forged, b"{}")
+            rows.append(("forge a webhook call", act, BY_PERMISSIONS, forged))
         for what, act, outcome, subject in rows:
             await m.expect(identity, what, act, outcome, subject)
 
@@ -217,7 +221,10 @@ def _durable_attacks(m: Matrix, identity: str) -> list[Row]:
             continue  # the operator's job: it applies these
         st, d = spec.stream, spec.durable
         name = f"{owner}'s durable {st}/{d}"
-        (only,) = spec.filter_subjects
+        only = spec.filter_subjects[0]
+        # nats-py names the filter in the create subject only when there is one.
+        create = f"{API}.CONSUMER.CREATE.{st}.{d}"
+        filtered = f"{create}.{only}" if len(spec.filter_subjects) == 1 else create
         starved = dataclasses.replace(spec, max_deliver=1, ack_wait=0.5).to_config()
         narrowed = dataclasses.replace(spec, filter_subjects=(f"{only}.nothing",)).to_config()
         unfiltered = spec.to_config().evolve(filter_subject=None, filter_subjects=[only])
@@ -227,7 +234,7 @@ def _durable_attacks(m: Matrix, identity: str) -> list[Row]:
         if owner != identity:
             rows += [
                 (f"starve {name}", _call(js.add_consumer, st, starved), BY_PERMISSIONS,
-                 f"{API}.CONSUMER.CREATE.{st}.{d}.{only}"),
+                 filtered),
                 (f"narrow {name}'s filter", _call(js.add_consumer, st, narrowed),
                  BY_PERMISSIONS, f"{API}.CONSUMER.CREATE.{st}.{d}.{only}.nothing"),
                 (f"update {name} by the legacy subject",

@@ -18,6 +18,7 @@ from ruby_natsx.subjects import (
     StateSubject,
     SubjectError,
     Subjects,
+    WebhookSubject,
 )
 
 token = st.from_regex(r"[A-Za-z0-9_-]{1,24}", fullmatch=True)
@@ -26,6 +27,7 @@ parsed: st.SearchStrategy[Parsed] = st.one_of(
     st.builds(StateSubject, entity_id),
     st.builds(HaEventSubject, token),
     st.builds(HaLifecycleSubject, token),
+    st.builds(WebhookSubject, token),
     st.builds(OutcomeSubject, token, token, token),
     st.builds(RuleSubject, token, token),
     st.builds(CommandSubject, token, token),
@@ -58,6 +60,7 @@ def test_invalid_tokens_are_rejected_naming_the_value(bad: str) -> None:
     cases: list[tuple[Callable[[], str], str]] = [
         (lambda: s.ha_event(bad), "event type"),
         (lambda: s.ha_lifecycle(bad), "lifecycle event"),
+        (lambda: s.webhook(bad), "webhook id"),
         (lambda: s.command("light", bad), "service"),
         (lambda: s.command(bad, "turn_on"), "domain"),
         (lambda: s.audit(bad, "x"), "service identity"),
@@ -105,6 +108,7 @@ def test_prefix_is_configurable_and_checked() -> None:
         "ruby.evt.ha.*.light.kitchen",  # a wildcard is not a concrete subject
         "ruby.nope.x",  # unknown family
         "ruby.cmd.ha..turn_on",  # empty token
+        "ruby.evt.api.webhook.a.b",  # a webhook id is one token
     ],
 )
 def test_parse_refuses_what_does_not_follow_the_convention(subject: str) -> None:
@@ -117,6 +121,8 @@ def test_wildcards_cover_their_concrete_subjects() -> None:
     assert s.events_all == "ruby.evt.>"
     assert s.ha_state("light.x").startswith(s.ha_all[:-1])
     assert s.cmd_outcome("succeeded", "light", "turn_on").startswith(s.outcomes_all[:-1])
+    assert s.webhook("garage-door") == "ruby.evt.api.webhook.garage-door"
+    assert s.webhook("garage-door").startswith(s.webhooks_all[:-1])
     assert s.command("light", "turn_on").startswith(s.commands_all[:-1])
     assert s.audit("gateway", "command_executed").startswith(s.audit_all[:-1])
     assert s.dlq("EVENTS", "engine").startswith(s.dlq_all[:-1])

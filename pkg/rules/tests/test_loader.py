@@ -51,7 +51,8 @@ def test_unknown_kind_lists_the_known_ones() -> None:
     [error] = load(text).errors
     assert str(error) == (
         "r.yaml:5:15: rule 'x': triggers[0]: unknown trigger kind 'stat': expected one of "
-        "event, homeassistant, numeric_state, state, sun, template, time, time_pattern, zone"
+        "event, homeassistant, numeric_state, state, sun, template, time, time_pattern, webhook, "
+        "zone"
     )
     assert error.rule_id == "x"
 

@@ -74,6 +74,7 @@ def test_type_must_carry_a_version(bad_type: str) -> None:
 
 def test_the_registry_holds_every_released_contract() -> None:
     assert list(REGISTRY) == [
+        "api.webhook.v1",
         "audit.record.v1",
         "cmd.outcome.v1",
         "dlq.dead_letter.v1",

@@ -99,6 +99,23 @@ rules:
     assert event_types_of([rule.program]) == {"zha_event"}
 
 
+def test_webhooks_are_not_asked_of_the_gateway_they_come_from_the_api() -> None:
+    text = """
+rules:
+  - id: webhook_or_button
+    description: a webhook comes from the API, not from Home Assistant's bus
+    triggers:
+      - {kind: webhook, webhook_id: garage-door}
+      - {kind: event, event_type: zha_event}
+    actions:
+      - {kind: wait_for, trigger: {kind: webhook, webhook_id: garage-closed}, timeout: 1h}
+"""
+    [rule] = rules(text)
+    assert "webhook.garage-door" in rule.program.event_types()  # how the core indexes them
+    assert "webhook.garage-closed" in rule.program.event_types()
+    assert event_types_of([rule.program]) == {"zha_event"}
+
+
 def test_a_paused_run_keeps_its_event_type_wanted_until_it_ends() -> None:
     core = RuleEngine(tz=UTC)
     core.set_rules(rules(WAITS), T0)

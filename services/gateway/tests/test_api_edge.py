@@ -34,6 +34,7 @@ from nats.js.errors import NotFoundError
 from ruby_ctl.edge import Edge
 from ruby_ctl.openbao import free_port
 from ruby_ctl.testing import Installation, issue_token
+from ruby_engine.testing import running_engine
 from ruby_gateway.api.commands import Commands, command_id
 from ruby_gateway.api.dlq import Dlq
 from ruby_gateway.api.edge import EdgeAuth
@@ -50,7 +51,7 @@ from ruby_hasim.testing import HaClient
 from ruby_natsx.dlq import REPLAYED_FROM, DeadLetters
 from ruby_natsx.permissions import OPERATOR
 from ruby_natsx.subjects import Subjects
-from ruby_natsx.testing import eventually, put_dead_letter, state_changed
+from ruby_natsx.testing import consumers_idle, eventually, put_dead_letter, state_changed
 from ruby_natsx.topology import (
     API_TOKENS,
     AUDIT,
@@ -87,6 +88,7 @@ EXAMPLES: dict[str, tuple[str, int]] = {  # route name -> (concrete path, status
     "get_state": ("/api/v1/states/light.hall", 200),
     "call_service": ("/api/v1/services/light/turn_on", 202),
     "fire_event": ("/api/v1/events/doorbell_rang", 202),
+    "call_webhook": ("/api/v1/webhooks/garage-door", 202),
     # the command the allowed call_service made (the routes run in the table's order)
     "command_status": (f"/api/v1/commands/{command_id('t-control', MATRIX_KEY)}", 200),
     "list_rules": ("/api/v1/rules", 200),
@@ -103,6 +105,7 @@ EXAMPLES: dict[str, tuple[str, int]] = {  # route name -> (concrete path, status
 BODIES = {
     "call_service": {"target": {"entity_id": "light.hall"}, "data": {"brightness": 80}},
     "fire_event": {"data": {"door": "front"}},
+    "call_webhook": {"door": "garage", "open": True},
     "check_rules": {  # JSON is YAML: a rule file
         "rules": [
             {
@@ -463,6 +466,82 @@ async def test_a_retried_call_with_the_same_idempotency_key_reaches_home_assista
         assert [m["event"]["data"] for m in bells] == [{"door": "front"}]
 
 
+WEBHOOK_RULE = """
+rules:
+  - id: garage_opened
+    description: a phone says the garage door opened; light the garage
+    triggers:
+      - {kind: webhook, webhook_id: garage-door}
+    conditions:
+      - {kind: expression, value: "{{ trigger.json.open and trigger.query.via == 'phone' }}"}
+    actions:
+      - kind: call
+        service: light.turn_on
+        target: {entity_id: LIGHT}
+        data: {brightness: "{{ trigger.json.level }}"}
+"""
+
+
+async def test_a_webhook_starts_its_rule_once_per_idempotency_key(
+    stack: Stack, secure_installation: Installation, hasim: Simulator, tmp_path: Path
+) -> None:
+    """POST /webhooks/garage-door through Traefik -> EVENTS -> the engine's rule -> COMMANDS
+    -> the gateway -> Home Assistant: a call retried with the same key calls HA once."""
+    inst = secure_installation
+    light = next(e for e in hasim.states if e.startswith("light."))
+    hasim.set_state(light, "off")
+    rules = tmp_path / "rules"
+    rules.mkdir()
+    (rules / "garage.yaml").write_text(WEBHOOK_RULE.replace("LIGHT", light))
+    config = BridgeConfig(url=hasim.url, token=Secret(hasim.token, "ha token"))
+    engine = await inst.connect(ENGINE)
+    try:
+        js = stack.operator.jetstream()
+        async with (
+            running_secure_gateway(inst, config, backoff=(0.1,)),
+            running_engine(engine, inst.subjects, rules),
+            aiohttp.ClientSession() as http,
+        ):
+
+            async def call(key: str, body: object) -> str:
+                headers = {
+                    "Authorization": f"Bearer {stack.tokens['control']}",
+                    "Idempotency-Key": key,
+                }
+                async with http.post(
+                    f"{stack.edge.url}/webhooks/garage-door?via=phone", json=body, headers=headers,
+                    ssl=stack.client_ssl(),
+                ) as reply:  # fmt: skip
+                    assert reply.status == 202, await reply.text()
+                    accepted = await reply.json()
+                    assert accepted["webhook_id"] == "garage-door"
+                    return str(accepted["event_id"])
+
+            async def settled() -> bool:
+                return await consumers_idle(js, inst.topology, ENGINE, GATEWAY)
+
+            def turned_on() -> int:
+                return hasim.calls[("light", "turn_on", light)]
+
+            opened = {"open": True, "level": 120}
+            # A client that retries twice: one event.
+            first = {await call("garage-1", opened) for _ in range(3)}
+            assert len(first) == 1
+            await eventually(lambda: turned_on() == 1, message="the rule called HA")
+            # trigger.json reached Home Assistant.
+            assert hasim.states[light].attributes.get("brightness") == 120
+            assert await call("garage-1", opened) in first  # retried after it ran
+            await eventually(settled, message="engine and gateway idle")
+            assert turned_on() == 1
+            await call("garage-2", {"open": False, "level": 5})  # the condition reads the body
+            await eventually(settled, message="engine and gateway idle")
+            assert turned_on() == 1
+            await call("garage-3", opened)  # a new key is a new call
+            await eventually(lambda: turned_on() == 2, message="the second call ran")
+    finally:
+        await engine.drain()
+
+
 @pytest.mark.parametrize(
     ("path", "body", "headers", "field"),
     [
@@ -479,6 +558,12 @@ async def test_a_retried_call_with_the_same_idempotency_key_reaches_home_assista
         ("/services/light/turn_on", b"{}", {"Idempotency-Key": "has space"}, "Idempotency-Key"),
         ("/events/" + "e" * 65, b"{}", {}, "event_type"),
         ("/events/doorbell", b'{"data": {}, "origin": "x"}', {}, "origin"),
+        ("/webhooks/garage.door", b"{}", {}, "webhook_id"),
+        ("/webhooks/" + "w" * 65, b"{}", {}, "webhook_id"),
+        ("/webhooks/garage-door", b"{not json", {}, "body"),
+        ("/webhooks/garage-door", b'{"level": NaN}', {}, "body"),
+        ("/webhooks/garage-door", b"door=open", {}, "body"),  # form data: not JSON
+        ("/webhooks/garage-door", b"{}", {"Idempotency-Key": "has space"}, "Idempotency-Key"),
     ],
 )
 async def test_a_bad_call_is_a_problem_naming_the_field_and_nothing_is_published(
@@ -491,7 +576,9 @@ async def test_a_bad_call_is_a_problem_naming_the_field_and_nothing_is_published
 ) -> None:
     js = stack.operator.jetstream()
     commands = secure_installation.topology.stream(COMMANDS).name
+    events = secure_installation.topology.stream(EVENTS).name
     before = (await js.stream_info(commands)).state.messages
+    events_before = (await js.stream_info(events)).state.messages
     sent = {"Authorization": f"Bearer {stack.tokens['control']}",
             "Content-Type": "application/json", **headers}  # fmt: skip
     async with (
@@ -506,6 +593,7 @@ async def test_a_bad_call_is_a_problem_naming_the_field_and_nothing_is_published
     assert field in [e["field"] for e in problem["errors"]], problem
     assert "Light Hall" not in json.dumps(problem)  # the values sent are never echoed
     assert (await js.stream_info(commands)).state.messages == before
+    assert (await js.stream_info(events)).state.messages == events_before
 
 
 async def test_the_rules_are_what_the_engine_wrote(stack: Stack) -> None:

@@ -27,6 +27,7 @@ from ruby_schemas.envelope import Envelope
 from ruby_schemas.ha_events import EntityState, EventFiredV1, HaLifecycleV1, StateChangedV1
 from ruby_schemas.primitives import JsonObject
 from ruby_schemas.traces import RunTrace
+from ruby_schemas.webhooks import WebhookCalledV1
 
 What = Literal["call", "fire_event", "publish", "run", "for"]
 QUIET_STATUSES = frozenset({"finished"})
@@ -76,7 +77,7 @@ SimEvent = SetState | StateChange | BusEvent
 
 def from_envelope(envelope: Envelope[Payload]) -> StateChange | BusEvent | None:
     """The event an envelope from EVENTS carries; ``None`` for anything but HA's events (its
-    start and shutdown included)."""
+    start and shutdown included) and webhook calls."""
     data = envelope.data
     if isinstance(data, StateChangedV1):
         return StateChange(
@@ -99,6 +100,10 @@ def from_envelope(envelope: Envelope[Payload]) -> StateChange | BusEvent | None:
     if isinstance(data, HaLifecycleV1):  # `homeassistant` triggers, as the engine offers it
         event: JsonObject = {"event": data.event}
         return BusEvent(envelope.time, envelope.id, data.event_type, event, data.at)
+    if isinstance(data, WebhookCalledV1):  # `webhook` triggers, as the engine offers it
+        called: JsonObject = data.trigger_data()
+        return BusEvent(envelope.time, envelope.id, data.event_type, called, data.received,
+                        envelope.correlation_id)  # fmt: skip
     return None
 
 

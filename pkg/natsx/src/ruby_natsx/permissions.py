@@ -60,6 +60,7 @@ class Produces(StrEnum):
     OUTCOMES = "outcomes"  # <p>.evt.cmd.>: outcomes of executed commands
     RULES = "rules"  # <p>.evt.engine.>: rule lifecycle events
     COMMANDS = "commands"  # <p>.cmd.>: Home Assistant service calls to execute
+    WEBHOOKS = "webhooks"  # <p>.evt.api.webhook.>: webhooks called through the API
 
 
 class Access(StrEnum):
@@ -100,7 +101,8 @@ NEEDS: Final[Mapping[str, Needs]] = MappingProxyType(
     {
         GATEWAY: Needs(
             consumers=(GATEWAY,),
-            produces=(Produces.HA, Produces.OUTCOMES, Produces.COMMANDS),  # the API's calls
+            # COMMANDS: the API's calls and events; WEBHOOKS: the API's webhooks (ADR-0037)
+            produces=(Produces.HA, Produces.OUTCOMES, Produces.COMMANDS, Produces.WEBHOOKS),
             buckets=(
                 (PROJECTION, Access.READ_WRITE),
                 (IDEMPOTENCY, Access.READ_WRITE),  # its command ledger: nobody else's
@@ -140,6 +142,7 @@ _FAMILIES: Final[Mapping[Produces, Callable[[Subjects], str]]] = MappingProxyTyp
         Produces.OUTCOMES: lambda s: s.outcomes_all,
         Produces.RULES: lambda s: s.rules_all,
         Produces.COMMANDS: lambda s: s.commands_all,
+        Produces.WEBHOOKS: lambda s: s.webhooks_all,
     }
 )
 

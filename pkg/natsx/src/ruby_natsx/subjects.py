@@ -71,6 +71,13 @@ class HaLifecycleSubject:
 
 
 @dataclass(frozen=True)
+class WebhookSubject:
+    """``<p>.evt.api.webhook.<webhook_id>``: a webhook called through the API (ADR-0037)."""
+
+    webhook_id: str
+
+
+@dataclass(frozen=True)
 class OutcomeSubject:
     """``<p>.evt.cmd.<outcome>.<domain>.<service>``: the outcome of a command."""
 
@@ -115,6 +122,7 @@ Parsed: TypeAlias = (
     StateSubject
     | HaEventSubject
     | HaLifecycleSubject
+    | WebhookSubject
     | OutcomeSubject
     | RuleSubject
     | CommandSubject
@@ -143,6 +151,9 @@ class Subjects:
 
     def ha_lifecycle(self, event: str) -> str:
         return f"{self.prefix}.evt.ha.lifecycle.{check_token(event, 'lifecycle event')}"
+
+    def webhook(self, webhook_id: str) -> str:
+        return f"{self.prefix}.evt.api.webhook.{check_token(webhook_id, 'webhook id')}"
 
     def cmd_outcome(self, outcome: str, domain: str, service: str) -> str:
         return (
@@ -182,6 +193,8 @@ class Subjects:
                 return self.ha_event(event_type)
             case HaLifecycleSubject(event):
                 return self.ha_lifecycle(event)
+            case WebhookSubject(webhook_id):
+                return self.webhook(webhook_id)
             case OutcomeSubject(outcome, domain, service):
                 return self.cmd_outcome(outcome, domain, service)
             case RuleSubject(rule_id, what):
@@ -202,6 +215,10 @@ class Subjects:
     @property
     def ha_all(self) -> str:
         return f"{self.prefix}.evt.ha.>"
+
+    @property
+    def webhooks_all(self) -> str:
+        return f"{self.prefix}.evt.api.webhook.>"
 
     @property
     def outcomes_all(self) -> str:
@@ -244,6 +261,8 @@ class Subjects:
                 return HaEventSubject(event_type)
             case ["evt", "ha", "lifecycle", event]:
                 return HaLifecycleSubject(event)
+            case ["evt", "api", "webhook", webhook_id]:
+                return WebhookSubject(webhook_id)
             case ["evt", "cmd", outcome, domain, service]:
                 return OutcomeSubject(outcome, domain, service)
             case ["evt", "engine", "rule", rule_id, what]:

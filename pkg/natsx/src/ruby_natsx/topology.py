@@ -303,8 +303,9 @@ def topology(subjects: Subjects) -> Topology:
         ConsumerSpec(
             stream=stream_name(s, EVENTS),
             durable=ENGINE,
-            filter_subjects=(s.ha_all,),
-            description="The engine evaluates rules on Home Assistant states and events",
+            filter_subjects=(s.ha_all, s.webhooks_all),
+            description="The engine evaluates rules on Home Assistant states and events, "
+            "and on webhooks called through the API",
         ),
         ConsumerSpec(
             stream=stream_name(s, COMMANDS),

@@ -53,6 +53,14 @@ class TriggerData:
     correlation_id: str | None = None
     """The correlation id of the triggering message, carried on to every command of the run."""
 
+    def webhook_fields(self) -> dict[str, JsonValue]:
+        """For a webhook trigger, the call as HA's trigger variables give it (``webhook_id``,
+        ``json``, ``query``, ``description``) and ours (``method``, ``caller``); else none."""
+        if self.kind != "webhook":
+            return {}
+        names = ("webhook_id", "json", "query", "method", "caller")
+        return {"description": "webhook", **{name: self.event_data.get(name) for name in names}}
+
 
 @dataclass(frozen=True, slots=True)
 class Context:

@@ -85,6 +85,7 @@ def trigger_json(trigger: TriggerData) -> dict[str, JsonValue]:
             return None
         return {"entity_id": trigger.entity_id, **found.model_dump(mode="json")}
 
+    webhook = trigger.webhook_fields()  # a call, not a bus event
     return {
         "platform": trigger.kind,
         "kind": trigger.kind,
@@ -93,9 +94,10 @@ def trigger_json(trigger: TriggerData) -> dict[str, JsonValue]:
         "from_state": state("from_state"),
         "to_state": state("to_state"),
         "event": None
-        if trigger.event_type is None
+        if trigger.event_type is None or webhook
         else {"event_type": trigger.event_type, "data": dict(trigger.event_data)},
         "time": trigger.time.isoformat(),
+        **webhook,
     }
 
 

@@ -27,6 +27,7 @@ from ruby_schemas.rules import (
     RuleRejectedV1,
     RuleUnloadedV1,
 )
+from ruby_schemas.webhooks import WebhookCalledV1
 
 __all__ = [
     "REGISTRY",
@@ -55,6 +56,7 @@ __all__ = [
     "RuleUnloadedV1",
     "ServiceTarget",
     "StateChangedV1",
+    "WebhookCalledV1",
     "decode",
     "encode",
     "make_envelope",

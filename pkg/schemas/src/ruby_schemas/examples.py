@@ -33,6 +33,7 @@ from ruby_schemas.rules import (
     RuleRejectedV1,
     RuleUnloadedV1,
 )
+from ruby_schemas.webhooks import WebhookCalledV1
 
 EXAMPLE_TIME = datetime(2024, 5, 1, 18, 30, 0, 123456, tzinfo=UTC)
 """The fixed instant every example uses, so examples are deterministic."""
@@ -90,6 +91,14 @@ def _examples() -> list[Payload]:
             at=EXAMPLE_TIME,
             seen="live",
             ha_version="2025.4.4",
+        ),
+        WebhookCalledV1(
+            webhook_id="garage-door_opened",
+            method="POST",
+            body={"door": "garage", "open": True},
+            query={"source": "tasker"},
+            received=EXAMPLE_TIME,
+            caller="phone",
         ),
         CommandOutcomeV1(
             command_id="kitchen_motion:018f34a1:0",

@@ -8,7 +8,7 @@ import math
 import re
 from collections.abc import Mapping
 from datetime import UTC, datetime
-from typing import Annotated, Any, TypeAlias
+from typing import Annotated, Any, TypeAlias, TypeVar
 
 from pydantic import (
     AfterValidator,
@@ -22,6 +22,8 @@ from pydantic import (
 from pydantic_core import PydanticCustomError
 
 from ruby_schemas.errors import dotted
+
+_J = TypeVar("_J", bound=JsonValue)
 
 # No lookarounds, so the same pattern works in pydantic's Rust engine, in Python and in JSON Schema.
 SLUG_PATTERN = r"^[a-z0-9]+(?:_[a-z0-9]+)*$"
@@ -106,7 +108,7 @@ Assistant context id): printable like `MessageId`, and at most 256 characters so
 plus the id (`outcome.<command_id>`, `audit.cmd.<command_id>`) is still a `MessageId`."""
 
 
-def _finite(value: dict[str, JsonValue]) -> dict[str, JsonValue]:
+def _finite(value: _J) -> _J:
     """Refuse NaN and ±Infinity anywhere inside; the error's `loc` context says where."""
     stack: list[tuple[tuple[int | str, ...], JsonValue]] = [((), value)]
     while stack:
@@ -127,6 +129,10 @@ def _finite(value: dict[str, JsonValue]) -> dict[str, JsonValue]:
 JsonObject: TypeAlias = Annotated[dict[str, JsonValue], AfterValidator(_finite)]
 """A JSON object with arbitrary JSON values (never `Any`); NaN and ±Infinity are refused at any
 depth (JSON has no such numbers, and they would be re-encoded as `null`)."""
+
+FiniteJson: TypeAlias = Annotated[JsonValue, AfterValidator(_finite)]
+"""Any JSON value (an object, an array, text, a number, a boolean or null), with NaN and
+±Infinity refused at any depth, as in `JsonObject`."""
 
 HeaderName: TypeAlias = Annotated[str, Field(pattern=HEADER_NAME_PATTERN)]
 """A NATS header name (`HEADER_NAME_PATTERN`)."""

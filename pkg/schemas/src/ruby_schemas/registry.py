@@ -42,6 +42,7 @@ from ruby_schemas.rules import (
     RuleRejectedV1,
     RuleUnloadedV1,
 )
+from ruby_schemas.webhooks import WebhookCalledV1
 
 P = TypeVar("P", bound=Payload)
 
@@ -221,6 +222,7 @@ REGISTRY = Registry(
         RuleUnloadedV1,
         RuleEventV1,
         HaEventTypesV1,
+        WebhookCalledV1,
     ]
 )
 """Every message type Ruby Core sends or accepts."""

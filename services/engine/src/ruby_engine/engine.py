@@ -52,6 +52,7 @@ from ruby_schemas.rules import (
     RuleRejectedV1,
     RuleUnloadedV1,
 )
+from ruby_schemas.webhooks import WebhookCalledV1
 
 log = structlog.get_logger("ruby_engine")
 
@@ -192,6 +193,15 @@ class Engine:
                     event_type=payload.event_type,
                     data={"event": payload.event},
                     fired_at=payload.at,
+                    now=now,
+                    correlation_id=envelope.correlation_id,
+                )
+            elif isinstance(payload, WebhookCalledV1):  # `webhook` triggers (ADR-0037)
+                effects = self._core.on_event(
+                    event_id=envelope.id,
+                    event_type=payload.event_type,
+                    data=payload.trigger_data(),
+                    fired_at=payload.received,
                     now=now,
                     correlation_id=envelope.correlation_id,
                 )

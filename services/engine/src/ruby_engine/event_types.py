@@ -24,6 +24,7 @@ from ruby_rules.model import Program
 from ruby_schemas.envelope import make_envelope
 from ruby_schemas.event_types import HaEventTypesV1
 from ruby_schemas.ha_events import LIFECYCLE_EVENT_TYPES
+from ruby_schemas.webhooks import WEBHOOK_EVENT_PREFIX
 
 log = structlog.get_logger("ruby_engine.event_types")
 
@@ -33,10 +34,14 @@ RETRY = 2.0
 
 def event_types_of(programs: Iterable[Program]) -> frozenset[str]:
     """Every bus event type the triggers and waits of ``programs`` (compiled rules) listen to;
-    not Home Assistant's start and shutdown, which the gateway announces unasked (ADR-0032)."""
+    not Home Assistant's start and shutdown, which the gateway announces unasked (ADR-0032),
+    nor webhooks, which come from the API, not from Home Assistant (ADR-0037)."""
     lifecycle = set(LIFECYCLE_EVENT_TYPES.values())
     return frozenset(
-        event for program in programs for event in program.event_types() if event not in lifecycle
+        event
+        for program in programs
+        for event in program.event_types()
+        if event not in lifecycle and not event.startswith(WEBHOOK_EVENT_PREFIX)
     )
 
 

@@ -85,6 +85,24 @@ def _event_type(w: Writer, src: Path, dst: Path, out: Native) -> None:
         out["event_type"] = w.copy(src, (*dst, "event_type"))
 
 
+def _allowed_methods(w: Writer, src: Path, dst: Path, out: Native) -> None:
+    # HA upper-cases each method (`vol.Upper`); one method may stand alone.
+    w.mark((*dst, "allowed_methods"), src)
+    methods: list[object] = []
+    for item in w.items(src):
+        value = w.get(item)
+        w.mark((*dst, "allowed_methods", len(methods)), item)
+        methods.append(value.upper() if isinstance(value, str) else value)
+    out["allowed_methods"] = methods
+
+
+def _local_only(w: Writer, src: Path, dst: Path, out: Native) -> None:
+    # Every call reaches the API through Traefik with a control token: never anonymous, from
+    # wherever it comes (ADR-0037). Accepted, with no effect.
+    if not isinstance(w.get(src), bool):
+        w.expect(src, "true or false")
+
+
 def _watched_template(what: str, *, trigger: bool = True) -> Handler:
     """A template rendered on state changes, copied as ``value_template``; what it uses that
     Ruby Core cannot honour yet (``now()``) is refused by name."""
@@ -149,7 +167,14 @@ TRIGGERS: Final[dict[str, Kind]] = {
     "homeassistant": Kind("homeassistant"),
     "zone": Kind("zone"),
     "geo_location": Kind(None),
-    "webhook": Kind(None),
+    "webhook": Kind(
+        "webhook",
+        {
+            "webhook_id": text_id("webhook_id"),
+            "allowed_methods": _allowed_methods,
+            "local_only": _local_only,
+        },
+    ),
     "mqtt": Kind(None),
     "device": Kind(None),
     "tag": Kind(None),

@@ -228,8 +228,9 @@ def trigger_record(ctx: Context) -> Mapping[str, Any] | None:
 
     ``platform`` (HA's name) and ``kind`` (ours) are the trigger kind; ``id``, ``entity_id``,
     ``from_state`` / ``to_state`` (`StateView`), ``event`` (``event_type``, ``data``),
-    ``now`` (a datetime, for time triggers) and Ruby Core's ``event_id`` and ``time``
-    (ISO text).
+    ``now`` (a datetime, for time triggers), ``webhook_id``, ``json`` (the body, or
+    ``none``), ``query``, ``method`` and ``caller`` (the token's name) for webhook triggers,
+    and Ruby Core's ``event_id`` and ``time`` (ISO text).
     """
     trigger = ctx.trigger
     if trigger is None:
@@ -250,4 +251,7 @@ def trigger_record(ctx: Context) -> Mapping[str, Any] | None:
     }
     if trigger.kind in ("time", "time_pattern"):
         record["now"] = trigger.time
+    if trigger.kind == "webhook":  # a call, not a bus event
+        record["event"] = None
+        record.update(trigger.webhook_fields())
     return record

@@ -24,7 +24,15 @@ from ruby_rules.processors.conditions import sun as sun_condition
 from ruby_rules.processors.conditions import time as time_condition
 from ruby_rules.processors.conditions import trigger as trigger_condition
 from ruby_rules.processors.conditions import zone as zone_condition
-from ruby_rules.processors.triggers import event, homeassistant, sun, time, time_pattern, zone
+from ruby_rules.processors.triggers import (
+    event,
+    homeassistant,
+    sun,
+    time,
+    time_pattern,
+    webhook,
+    zone,
+)
 from ruby_rules.processors.triggers import numeric_state as numeric_state_trigger
 from ruby_rules.processors.triggers import state as state_trigger
 from ruby_rules.processors.triggers import template as template_trigger
@@ -39,6 +47,7 @@ MODULES = (
     template_trigger,
     sun,
     zone,
+    webhook,
     state_condition,
     numeric_state,
     time_condition,

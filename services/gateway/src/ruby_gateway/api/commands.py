@@ -95,8 +95,17 @@ class Commands:
         self._publisher = Publisher(nc)
         self._accepted: OrderedDict[str, None] = OrderedDict()
 
+    @property
+    def publisher(self) -> Publisher:
+        """The API's one publisher (its reply inbox), which the webhooks share."""
+        return self._publisher
+
+    @property
+    def subjects(self) -> Subjects:
+        return self._subjects
+
     async def start(self) -> None:
-        """One publisher for every command (its reply inbox), not one per request."""
+        """One publisher for every command and webhook (its reply inbox), not one per request."""
         await self._publisher.start()
 
     async def close(self) -> None:
@@ -112,7 +121,7 @@ class Commands:
                     f"{field} is lower-case letters, digits and single '_'",
                     errors=[{"field": field, "message": "not a service name"}],
                 )
-        key, refused = _idempotency_key(request)
+        key, refused = idempotency_key(request)
         if refused is not None:
             return refused
         body = await request.read()
@@ -151,7 +160,7 @@ class Commands:
 
     async def fire_event(self, request: web.Request) -> web.Response:
         event_type = request.match_info["event_type"]
-        key, refused = _idempotency_key(request)
+        key, refused = idempotency_key(request)
         if refused is not None:
             return refused
         try:
@@ -229,7 +238,7 @@ def _status(cid: str, record: dict[str, Any]) -> dict[str, object]:
     return {"command_id": cid, "status": "done"}
 
 
-def _idempotency_key(request: web.Request) -> tuple[str | None, web.Response | None]:
+def idempotency_key(request: web.Request) -> tuple[str | None, web.Response | None]:
     """The request's ``Idempotency-Key`` (None without one), or the problem it is."""
     key = request.headers.get("Idempotency-Key")
     if key is not None and not IDEMPOTENCY_KEY.fullmatch(key):

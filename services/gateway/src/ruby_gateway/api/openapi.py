@@ -69,6 +69,28 @@ RESPONSES: Final[dict[str, dict[str, Any]]] = {
         },
         "400": {"description": "a field of the request is wrong", "content": _problem()},
     },
+    "call_webhook": {
+        "202": {
+            "description": "recorded as an api.webhook.v1 event; the rules whose webhook "
+            "trigger names it run (an id no rule listens to is accepted all the same)",
+            "content": {
+                "application/json": {
+                    "schema": {
+                        "type": "object",
+                        "required": ["event_id", "webhook_id", "status"],
+                        "properties": {
+                            "event_id": {"type": "string"},
+                            "webhook_id": {"type": "string"},
+                            "status": {"const": "accepted"},
+                        },
+                    }
+                }
+            },
+        },
+        "400": {"description": "not a webhook id, or not JSON", "content": _problem()},
+        "413": {"description": "a body over 256 KiB", "content": _problem()},
+        "503": {"description": "not recorded (NATS unavailable): retry", "content": _problem()},
+    },
     "list_rules": {
         "200": {
             "description": "every rule (by id) and every refused file with its errors",
@@ -236,6 +258,11 @@ REQUEST_BODIES["replay_dlq"] = {
         }
     },
 }
+REQUEST_BODIES["call_webhook"] = {
+    "required": False,
+    "description": "any JSON value, or nothing: a run reads it as trigger.json",
+    "content": {"application/json": {"schema": {}}},
+}
 IDEMPOTENCY_KEY: Final = {
     "name": "Idempotency-Key",
     "in": "header",
@@ -291,6 +318,7 @@ HEADERS: Final[dict[str, list[dict[str, Any]]]] = {  # and query parameters
         },
     ],
     "list_dlq": DLQ_QUERY,
+    "call_webhook": [IDEMPOTENCY_KEY],
 }
 PATH_SCHEMAS: Final[dict[str, dict[str, Any]]] = {"seq": {"type": "integer", "minimum": 1}}
 

@@ -57,6 +57,13 @@ ROUTES: Final = (
         "fire_event",
         "Fire an event on Home Assistant's bus, once per Idempotency-Key",
     ),
+    Route(
+        "POST",
+        "/webhooks/{webhook_id}",
+        Scope.CONTROL,
+        "call_webhook",
+        "Call a webhook: the rules whose webhook trigger names it run, once per Idempotency-Key",
+    ),
     Route("GET", "/commands/{command_id}", Scope.READ, "command_status", "How a command ended"),
     Route("GET", "/rules", Scope.READ, "list_rules", "Every loaded rule and every refused file"),
     Route(  # it changes nothing: a read

@@ -25,6 +25,7 @@ from ruby_gateway.api.problems import problem
 from ruby_gateway.api.routes import ROUTES
 from ruby_gateway.api.rules import Rules, check
 from ruby_gateway.api.stream import EventStream
+from ruby_gateway.api.webhooks import Webhooks
 from ruby_gateway.projection import Projected, Projection
 from ruby_schemas.primitives import ENTITY_ID_PATTERN
 
@@ -85,6 +86,7 @@ class Handlers:
         self.get_dlq = dlq.get_dlq
         self.replay_dlq = dlq.replay_dlq
         self.delete_dlq = dlq.delete_dlq
+        self.call_webhook = Webhooks(commands.publisher, commands.subjects).call
 
     async def openapi(self, _request: web.Request) -> web.Response:
         return web.json_response(document())
