@@ -176,7 +176,8 @@ class ChainBreak(Contract):
     """The first record where the chain does not hold, and why."""
 
     seq: int
-    record_id: str
+    record_id: str | None
+    """None when the record is missing altogether (rows removed from the end)."""
     reason: str
 
 
