@@ -15,6 +15,7 @@ import aiohttp
 from ruby_ctl.edge import Edge
 from ruby_ctl.openbao import free_port
 from ruby_ctl.testing import Installation, issue_token
+from ruby_gateway.api.audit import Audit
 from ruby_gateway.api.commands import Commands
 from ruby_gateway.api.edge import EdgeAuth
 from ruby_gateway.api.rules import Rules
@@ -55,6 +56,7 @@ async def test_a_retried_api_call_reaches_home_assistant_once(
             Projection,
             Commands(gateway_nc, inst.subjects, ledger),
             Rules(gateway_nc, inst.topology.bucket(STATUS)),
+            Audit(gateway_nc, inst.subjects, Projection),
         ),
         EdgeAuth(book, gateway_nc, inst.subjects),
         TlsFiles(pki.directory / "gateway-api.pem", pki.directory / "gateway-api.key", pki.ca_cert),

@@ -209,10 +209,11 @@ class FieldProblem(Contract):
 
 
 class AuditApiErrorV1(Payload):
-    """The sink could not answer: a bad request (``errors`` names the fields) or its store."""
+    """The sink could not answer: a bad request (``invalid-request``; ``errors`` names the
+    fields), or its store or EVENTS could not be read just now (``unavailable``)."""
 
     TYPE: ClassVar[str] = "audit.api_error.v1"
 
-    code: Literal["invalid-request", "store-unreadable"]
+    code: Literal["invalid-request", "unavailable"]
     detail: str
     errors: tuple[FieldProblem, ...] = ()

@@ -26,6 +26,7 @@ from typing import Final
 
 from nats.aio.client import Client
 
+from ruby_gateway.api.audit import Audit
 from ruby_gateway.api.commands import Commands
 from ruby_gateway.api.edge import EdgeAuth
 from ruby_gateway.api.rules import Rules
@@ -141,7 +142,8 @@ async def serve(started: Started[Client]) -> int:
         edge = EdgeAuth(book, nc, subjects)
         commands = Commands(nc, subjects, ledger)
         rules = Rules(nc, topo.bucket(STATUS))
-        handlers = Handlers(lambda: bridge.projection, commands, rules)
+        audit = Audit(nc, subjects, lambda: bridge.projection)
+        handlers = Handlers(lambda: bridge.projection, commands, rules, audit)
         server = ApiServer(handlers, edge, api[1], port=api[0])
         await server.start()
         log.info("api listening", api=f"https://127.0.0.1:{server.port}", known=len(book))

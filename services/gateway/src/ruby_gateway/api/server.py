@@ -17,6 +17,7 @@ from typing import Final
 
 from aiohttp import web
 
+from ruby_gateway.api.audit import Audit
 from ruby_gateway.api.commands import Commands
 from ruby_gateway.api.edge import EdgeAuth, Handler, edge_only
 from ruby_gateway.api.openapi import document
@@ -61,7 +62,7 @@ class Handlers:
     """The route handlers, by route name."""
 
     def __init__(
-        self, projection: Callable[[], Projection], commands: Commands, rules: Rules
+        self, projection: Callable[[], Projection], commands: Commands, rules: Rules, audit: Audit
     ) -> None:
         self._projection = projection
         self.commands = commands
@@ -72,6 +73,9 @@ class Handlers:
         self.rule_traces = rules.rule_traces
         self.check_rules = check
         self.command_status = commands.command_status
+        self.audit_query = audit.audit_query
+        self.audit_why = audit.audit_why
+        self.audit_verify = audit.audit_verify
 
     async def openapi(self, _request: web.Request) -> web.Response:
         return web.json_response(document())
