@@ -456,15 +456,22 @@ async def test_a_bad_call_is_a_problem_naming_the_field_and_nothing_is_published
     assert (await js.stream_info(commands)).state.messages == before
 
 
+async def read(http: aiohttp.ClientSession, stack: Stack, path: str) -> tuple[int, Any]:
+    """GET ``path`` through the edge with a read token: the status and the JSON body (an error
+    must be problem details)."""
+    headers = {"Authorization": f"Bearer {stack.tokens['read']}"}
+    async with http.get(f"{stack.edge.url}{path}", headers=headers, ssl=stack.client_ssl()) as r:
+        if r.status >= 400:
+            assert r.content_type == "application/problem+json"
+        return r.status, await r.json(content_type=None)
+
+
 async def test_the_rules_are_what_the_engine_wrote(stack: Stack) -> None:
     headers = {"Authorization": f"Bearer {stack.tokens['read']}"}
     async with aiohttp.ClientSession() as http:
 
         async def get(path: str) -> tuple[int, Any]:
-            async with http.get(
-                f"{stack.edge.url}{path}", headers=headers, ssl=stack.client_ssl()
-            ) as reply:
-                return reply.status, await reply.json(content_type=None)
+            return await read(http, stack, path)
 
         status, listed = await get("/rules")
         assert status == 200
@@ -523,16 +530,10 @@ async def test_the_audit_trail_through_the_edge_as_the_audit_sink_answers_it(
             return len(list(store.query(action="command.executed", target="light.turn_on")))
 
     await eventually(lambda: stored() == 1, message="the sink stored the command")
-    headers = {"Authorization": f"Bearer {stack.tokens['read']}"}
     async with aiohttp.ClientSession() as http:
 
         async def get(path: str) -> tuple[int, Any]:
-            async with http.get(
-                f"{stack.edge.url}{path}", headers=headers, ssl=stack.client_ssl()
-            ) as reply:
-                if reply.status >= 400:
-                    assert reply.content_type == "application/problem+json"
-                return reply.status, await reply.json(content_type=None)
+            return await read(http, stack, path)
 
         status, found = await get("/audit?action=command.*&entity=light.turn_on&since=1h")
         assert status == 200, found
