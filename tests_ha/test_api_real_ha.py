@@ -15,12 +15,8 @@ import aiohttp
 from ruby_ctl.edge import Edge
 from ruby_ctl.openbao import free_port
 from ruby_ctl.testing import Installation, issue_token
-from ruby_gateway.api.commands import Commands
-from ruby_gateway.api.dlq import Dlq
 from ruby_gateway.api.edge import EdgeAuth
-from ruby_gateway.api.rules import Rules
 from ruby_gateway.api.server import ApiServer, Handlers, TlsFiles
-from ruby_gateway.api.stream import EventLog, EventStream
 from ruby_gateway.api.tokens import TokenBook
 from ruby_gateway.bridge import BridgeConfig
 from ruby_gateway.projection import Projection
@@ -28,7 +24,7 @@ from ruby_gateway.testing import running_secure_gateway
 from ruby_hasim.testing import HaClient
 from ruby_natsx.permissions import OPERATOR
 from ruby_natsx.testing import eventually
-from ruby_natsx.topology import API_TOKENS, EVENTS, GATEWAY, IDEMPOTENCY, STATUS
+from ruby_natsx.topology import API_TOKENS, GATEWAY, IDEMPOTENCY
 from ruby_runtime.secret import Secret
 from ruby_schemas.api_tokens import Scope
 
@@ -53,13 +49,7 @@ async def test_a_retried_api_call_reaches_home_assistant_once(
     ledger = await gateway_nc.jetstream().key_value(inst.topology.bucket(IDEMPOTENCY).bucket)
     pki, api_port = inst.state.pki, free_port()
     server = ApiServer(
-        Handlers(
-            Projection,
-            Commands(gateway_nc, inst.subjects, ledger),
-            Rules(gateway_nc, inst.topology.bucket(STATUS)),
-            EventStream(EventLog(gateway_nc, inst.subjects, inst.topology.stream(EVENTS).name)),
-            Dlq(gateway_nc, inst.subjects),
-        ),
+        Handlers.on(gateway_nc, inst.subjects, Projection, ledger),
         EdgeAuth(book, gateway_nc, inst.subjects),
         TlsFiles(pki.directory / "gateway-api.pem", pki.directory / "gateway-api.key", pki.ca_cert),
         port=api_port,

@@ -87,11 +87,14 @@ def test_services_never_administer_jetstream(identity: str) -> None:
 def test_each_identity_reads_only_its_own_inbox(identity: str) -> None:
     grant, *followed = _of(identity).subscribe
     assert grant.subject == f"_INBOX_{identity}.>"
-    assert [g.subject for g in followed] == (
-        ["$KV.ruby_api_tokens.>", f"$KV.ruby_status.{EVENT_TYPES_KEY}", "ruby.evt.>"]
-        if identity == GATEWAY  # the last: the API's event stream hears what EVENTS stores
-        else []
-    )
+    assert [g.subject for g in followed] == {
+        GATEWAY: [  # the last: the API's event stream hears what EVENTS stores
+            "$KV.ruby_api_tokens.>",
+            f"$KV.ruby_status.{EVENT_TYPES_KEY}",
+            "ruby.evt.>",
+        ],
+        AUDIT_SINK: [S.api("audit", verb) for verb in ("query", "why", "verify")],
+    }.get(identity, [])
     assert inbox_prefix(identity) == f"_INBOX_{identity}"
     for other in IDENTITIES:
         if other != identity:
@@ -280,6 +283,39 @@ def test_the_operator_may_create_audit_but_never_change_it_nor_touch_its_consume
         assert op.may_publish(subject), subject  # a fresh install creates it; reading is fine
     for bucket in TOPO.buckets:  # a purged ledger key would run a command again
         assert not op.may_publish(f"$JS.API.STREAM.PURGE.{bucket.stream().name}")
+
+
+def test_only_the_gateway_asks_the_audit_api_and_only_the_sink_answers_it() -> None:
+    requests = [S.api("audit", verb) for verb in ("query", "why", "verify")]
+    for identity in IDENTITIES:
+        perms = _of(identity)
+        for request in requests:
+            assert perms.may_publish(request) is (identity == GATEWAY), (identity, request)
+            assert perms.may_subscribe(request) is (identity == AUDIT_SINK), (identity, request)
+        assert perms.may_reply is (identity == AUDIT_SINK), identity
+        assert not perms.may_publish("ruby.api.audit.>")
+        assert not perms.may_subscribe("ruby.api.audit.>")
+        assert not perms.may_subscribe("ruby.api.>")
+    sink = _of(AUDIT_SINK)
+    assert sink.responses is not None
+    assert sink.responses.max == 1
+    # It replies to a request's inbox only through allow_responses: never to an inbox at will.
+    for other in IDENTITIES:
+        assert not sink.may_publish(f"_INBOX_{other}.reply")
+    # It reads single EVENTS messages (the trigger of a rule), by no consumer, and nothing else.
+    events = TOPO.stream(EVENTS).name
+    assert sink.may_publish(f"$JS.API.STREAM.MSG.GET.{events}")
+    assert not sink.may_publish(f"$JS.API.DIRECT.GET.{events}")
+    assert not sink.may_publish(f"$JS.API.CONSUMER.CREATE.{events}")
+    assert not sink.may_publish(f"$JS.API.STREAM.MSG.GET.{TOPO.stream(COMMANDS).name}")
+
+
+def test_rendering_gives_allow_responses_to_the_answering_identity_alone() -> None:
+    keys = {identity: user_public_key(new_user_seed()) for identity in IDENTITIES}
+    text = render_authorization(permissions(S), keys, installation="ruby")
+    blocks = dict(b.split("\n", 1) for b in text.split("    # ")[1:])
+    assert [i for i, b in blocks.items() if "allow_responses" in b] == [AUDIT_SINK]
+    assert 'allow_responses: {max: 1, expires: "1m"}' in blocks[AUDIT_SINK]
 
 
 @pytest.mark.parametrize(

@@ -12,7 +12,9 @@ and DLQ sections below, the state each identity owns and whose job needs to read
   ``engine.event_types``, which the gateway reads to know what to forward), and the EVENTS
   durable ``engine``.
 - audit_sink: its status records (``audit_sink``, ``audit_sink.head``, the head that
-  ``rubyctl audit verify`` trusts) and the AUDIT durable, which it creates itself.
+  ``rubyctl audit verify`` trusts) and the AUDIT durable, which it creates itself; and the
+  audit API (``<p>.api.audit.<verb>``): it alone answers it, and only the gateway (the HTTP
+  API's ``/audit``) asks it (ADR-0036).
 - operator: applies the topology (every stream, every consumer but the sink's), reads
   everything to inspect it, replays dead letters. Nobody in day-to-day operation may change
   AUDIT's configuration or touch the sink's durable.
@@ -28,9 +30,11 @@ rollups allowed), taking its subjects into another stream, a create over it, a p
 message delete, its deletion, rollup and per-message TTL publishes; for the DLQ, as every
 service: reading, consuming, purging, deleting and acking dead letters, and replaying into a
 family it does not produce (the gateway reads and deletes dead letters one at a time for the
-API's ``/dlq``, ADR-0038: it still may not purge, consume, read directly or ack them).
-Only what a job needs is expected to be allowed (the readers' reads are exercised by
-``test_permissions_matrix.py``); everything here must be refused.
+API's ``/dlq``, ADR-0038: it still may not purge, consume, read directly or ack them); for the
+audit API: asking it (all but the gateway), answering it or listening to every request (all
+but the sink), a reply into an inbox that sent no request, and, as the sink, reading another
+stream's messages. Only what a job needs is expected to be allowed (the readers' reads are
+exercised by ``test_permissions_matrix.py``); everything here must be refused.
 Afterwards AUDIT, the sink's durable and every key are checked unchanged. The matrix prints
 its counts.
 """
@@ -130,6 +134,7 @@ async def test_no_identity_can_touch_what_its_job_does_not_own(
             forged = s.webhook("attack")
             act = _call(m.js(identity).publish, forged, b"{}")
             rows.append(("forge a webhook call", act, BY_PERMISSIONS, forged))
+        rows += _api_attacks(m, identity)
         for what, act, outcome, subject in rows:
             await m.expect(identity, what, act, outcome, subject)
 
@@ -345,6 +350,32 @@ def _dlq_attacks(m: Matrix, identity: str) -> list[Row]:
         (f"replay a dead letter into {target}", _call(js.publish, target, b"{}"),
          BY_PERMISSIONS, target),
     ]  # fmt: skip
+
+
+def _api_attacks(m: Matrix, identity: str) -> list[Row]:
+    """The audit API: the trail is read through the sink only by the gateway's API."""
+    nc, s, topo = m.nc[identity], m.inst.subjects, m.inst.topology
+    query = s.api("audit", "query")
+    rows: list[Row] = []
+    if identity != GATEWAY:
+        rows.append(("ask the audit sink for the trail", _call(nc.request, query, b"{}",
+                     timeout=5), BY_PERMISSIONS, query))  # fmt: skip
+    if identity != AUDIT_SINK:
+        rows.append(("answer audit requests in the sink's place",
+                     _call(nc.subscribe, query), BY_PERMISSIONS, query))  # fmt: skip
+    everything = f"{s.prefix}.api.>"
+    rows.append(("listen to every request", _call(nc.subscribe, everything), BY_PERMISSIONS,
+                 everything))  # fmt: skip
+    if identity == AUDIT_SINK:
+        forged = f"_INBOX_{GATEWAY}.forged"
+        commands = f"{API}.STREAM.MSG.GET.{topo.stream('COMMANDS').name}"
+        rows += [
+            ("reply into an inbox that asked nothing", _call(nc.publish, forged, b"{}"),
+             BY_PERMISSIONS, forged),
+            ("read a command", _call(m.js(identity).get_msg, topo.stream("COMMANDS").name,
+             seq=1), BY_PERMISSIONS, commands),
+        ]  # fmt: skip
+    return rows
 
 
 def _call(fn: Callable[..., Awaitable[object]], *args: object, **kwargs: object) -> Act:

@@ -19,6 +19,7 @@ from collections.abc import AsyncIterator
 import pytest
 import pytest_asyncio
 from nats.aio.client import Client
+from nats.aio.msg import Msg
 from nats.js import JetStreamContext, api
 
 from ruby_ctl.probe import (
@@ -32,7 +33,7 @@ from ruby_ctl.probe import (
 from ruby_ctl.testing import Installation
 from ruby_natsx.apply import Action, apply_consumer, apply_topology
 from ruby_natsx.connection import flushed
-from ruby_natsx.permissions import IDENTITIES, OPERATOR, SERVICES, permissions_of
+from ruby_natsx.permissions import IDENTITIES, NEEDS, OPERATOR, SERVICES, permissions_of
 from ruby_natsx.topology import (
     AUDIT,
     COMMANDS,
@@ -129,6 +130,11 @@ def _operation(m: Matrix, identity: str, pattern: str, revisions: dict[str, int]
         ack = await js.publish(subject, b"{}")
         assert ack.stream
 
+    async def read_one_event(stream: str) -> None:  # a state change, by subject (no consumer)
+        subject = s.ha_state("light.probe")
+        await m.js(OPERATOR).publish(subject, b"{}")
+        assert (await js.get_msg(stream, subject=subject)).subject == subject
+
     if pattern.startswith("_INBOX"):
         return lambda: m.nc[identity].subscribe(concrete(pattern))
     if pattern == "$JS.API.>":
@@ -158,8 +164,12 @@ def _operation(m: Matrix, identity: str, pattern: str, revisions: dict[str, int]
         return lambda: js.get_msg(parts[4], seq=revisions[parts[4]], direct=True)
     if pattern.startswith("$JS.API.STREAM.MSG.") and parts[-1] == topo.stream(DLQ).name:
         return lambda: dead_letter_by_sequence(delete=parts[4] == "DELETE")
+    if pattern.startswith("$JS.API.STREAM.MSG.GET.") and not parts[5].startswith("KV_"):
+        return lambda: read_one_event(parts[5])
     if pattern.startswith("$JS.API.STREAM.MSG.GET."):
         return lambda: js.get_msg(parts[5], subject=f"$KV.{parts[5][3:]}.probe")
+    if pattern.startswith(f"{s.prefix}.api."):  # a request: the answering identity replies
+        return lambda: ask_and_answer(m, identity, pattern)
     if pattern.startswith("$KV."):
         return lambda: publish(concrete(pattern))
     if pattern.startswith(f"{s.prefix}."):
@@ -221,11 +231,37 @@ async def test_every_identity_can_do_exactly_what_its_table_says(
     assert m.ok[REFUSED] > 100
 
 
+def _side(ask: bool) -> str:
+    """The one service that asks the request/reply APIs (``ask``), or the one that answers."""
+    (found,) = [i for i in SERVICES if (NEEDS[i].asks if ask else NEEDS[i].answers)]
+    return found
+
+
+async def ask_and_answer(m: Matrix, identity: str, request: str) -> None:
+    """The asker sends ``request``; the answerer receives it and replies once, through
+    ``allow_responses``, on the asker's inbox. ``identity`` is one of the two."""
+    asker, answerer = m.nc[_side(ask=True)], m.nc[_side(ask=False)]
+    assert identity in (_side(ask=True), _side(ask=False))
+
+    async def reply(msg: Msg) -> None:
+        await msg.respond(b"answered")
+
+    sub = await answerer.subscribe(request, queue="matrix", cb=reply)
+    try:
+        await answerer.flush()
+        assert (await asker.request(request, b"{}", timeout=5)).data == b"answered"
+    finally:
+        await sub.unsubscribe()
+
+
 def _receive(m: Matrix, identity: str, pattern: str) -> Act:
-    """Subscribe as ``identity``; for a followed KV key, also receive a put of it."""
+    """Subscribe as ``identity``; for a followed KV key, also receive a put of it; for a
+    request subject, receive a request and answer it."""
     nc = m.nc[identity]
     if pattern.startswith("_INBOX"):
         return lambda: nc.subscribe(concrete(pattern))
+    if pattern.startswith(f"{m.inst.prefix}.api."):
+        return lambda: ask_and_answer(m, identity, pattern)
     if pattern == m.inst.subjects.events_all:  # the gateway hears EVENTS (its /api/v1/ws)
         writer = OPERATOR
         pattern = m.inst.subjects.ha_state("light.probe")
@@ -366,6 +402,11 @@ def _forbidden(m: Matrix, identity: str) -> list[tuple[str, Act, str, str]]:
                 f"{api_}.DIRECT.GET.{status.stream().name}.{engine}",
             ),
         ]
+    for other in IDENTITIES:  # a reply goes only to the inbox of a request it received
+        if other != identity:
+            inbox = f"_INBOX_{other}.unasked"
+            rows.append((f"publish into {other}'s inbox", _publish(nc, inbox), BY_PERMISSIONS,
+                         inbox))  # fmt: skip
     own = [c for c in topo.consumers if c.durable == identity]
     rows += [
         (

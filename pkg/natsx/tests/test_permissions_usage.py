@@ -11,10 +11,13 @@ import asyncio
 import uuid
 from collections.abc import Sequence
 
+import nats.errors
+import pytest
 from nats.aio.client import Client
 from nats.aio.msg import Msg
 from nats.js import JetStreamContext
 
+from ruby_ctl.probe import Violations, watching_violations
 from ruby_ctl.testing import Installation
 from ruby_natsx.connection import NatsSettings
 from ruby_natsx.credentials import new_user_seed
@@ -22,7 +25,7 @@ from ruby_natsx.handler import Delivery, Outbound
 from ruby_natsx.permissions import OPERATOR
 from ruby_natsx.runner import Runner, RunnerConfig
 from ruby_natsx.testing import eventually, state_changed
-from ruby_natsx.topology import COMMANDS, DLQ, ENGINE, EVENTS, GATEWAY
+from ruby_natsx.topology import AUDIT_SINK, COMMANDS, DLQ, ENGINE, EVENTS, GATEWAY
 from ruby_schemas.base import Payload
 from ruby_schemas.dlq import DeadLetterV1
 from ruby_schemas.envelope import Envelope, make_envelope
@@ -190,3 +193,55 @@ async def _on_subject(
                 return raw.data
         seq -= 1
     return None
+
+
+async def test_the_gateway_asks_the_audit_sink_answers_once_and_no_one_else_can(
+    installation: Installation,
+) -> None:
+    """Request/reply as the audit API uses it (ADR-0036), on the real server: the sink replies
+    to the gateway's inbox through ``allow_responses``, once per request; the engine cannot
+    ask and the gateway cannot answer."""
+    query = installation.subjects.api("audit", "query")
+    with watching_violations() as violations:
+        gateway = await installation.connect(GATEWAY)
+        sink = await installation.connect(AUDIT_SINK)
+        engine = await installation.connect(ENGINE)
+        replied: list[str] = []
+
+        async def answer(msg: Msg) -> None:
+            replied.append(msg.reply)
+            await msg.respond(b"first")
+            await msg.respond(b"second")  # past allow_responses' max: the server refuses it
+
+        try:
+            sub = await sink.subscribe(query, queue=AUDIT_SINK, cb=answer)
+            await sink.flush()
+            inbox = gateway.new_inbox()
+            replies = await gateway.subscribe(inbox)
+            await gateway.publish(query, b"{}", reply=inbox)
+            assert (await replies.next_msg(timeout=5)).data == b"first"
+            await eventually(lambda: _seen(violations, replied[0]), message="second refused")
+            with pytest.raises(nats.errors.TimeoutError):
+                await replies.next_msg(timeout=0.3)  # the refused reply never arrives
+
+            # Nobody else asks; nobody but the sink answers.
+            before = len(violations.seen)
+            await engine.publish(query, b"{}")
+            await engine.flush()
+            await gateway.subscribe(query)
+            await gateway.flush()
+            await eventually(
+                lambda: len(violations.seen) >= before + 2, message="both refusals reported"
+            )
+            refused = " ".join(violations.seen[before:])
+            assert "publish" in refused
+            assert "subscription" in refused
+            assert query in refused
+            await sub.unsubscribe()
+        finally:
+            for nc in (gateway, sink, engine):
+                await nc.close()
+
+
+def _seen(violations: Violations, subject: str) -> bool:
+    return any(f'"{subject.lower()}"' in seen for seen in violations.seen)

@@ -6,7 +6,10 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from ruby_natsx.permissions import subject_matches
 from ruby_natsx.subjects import (
+    API_VERBS,
+    ApiSubject,
     AuditSubject,
     CommandSubject,
     DlqSubject,
@@ -20,6 +23,7 @@ from ruby_natsx.subjects import (
     Subjects,
     WebhookSubject,
 )
+from ruby_natsx.topology import topology
 
 token = st.from_regex(r"[A-Za-z0-9_-]{1,24}", fullmatch=True)
 entity_id = st.builds(lambda d, o: f"{d}.{o}", token, token)
@@ -33,6 +37,7 @@ parsed: st.SearchStrategy[Parsed] = st.one_of(
     st.builds(CommandSubject, token, token),
     st.builds(AuditSubject, token, token),
     st.builds(DlqSubject, token, token),
+    st.sampled_from([ApiSubject(f, v) for f, verbs in API_VERBS.items() for v in verbs]),
 )
 # Anything with a character outside the token alphabet: dots, wildcards, spaces, unicode.
 bad_token = st.one_of(
@@ -109,6 +114,7 @@ def test_prefix_is_configurable_and_checked() -> None:
         "ruby.nope.x",  # unknown family
         "ruby.cmd.ha..turn_on",  # empty token
         "ruby.evt.api.webhook.a.b",  # a webhook id is one token
+        "ruby.api.audit.delete",  # a request nobody answers
     ],
 )
 def test_parse_refuses_what_does_not_follow_the_convention(subject: str) -> None:
@@ -126,3 +132,17 @@ def test_wildcards_cover_their_concrete_subjects() -> None:
     assert s.command("light", "turn_on").startswith(s.commands_all[:-1])
     assert s.audit("gateway", "command_executed").startswith(s.audit_all[:-1])
     assert s.dlq("EVENTS", "engine").startswith(s.dlq_all[:-1])
+
+
+def test_requests_are_in_no_stream_and_name_only_known_verbs() -> None:
+    s = Subjects()
+    assert s.api("audit", "query") == "ruby.api.audit.query"
+    streams = topology(s).streams
+    for family, verbs in API_VERBS.items():
+        for verb in verbs:
+            request = s.api(family, verb)
+            assert not [
+                st.name for st in streams for f in st.subjects if subject_matches(f, request)
+            ]
+    with pytest.raises(SubjectError, match="'audit' 'purge'"):
+        s.api("audit", "purge")

@@ -75,7 +75,14 @@ def test_type_must_carry_a_version(bad_type: str) -> None:
 def test_the_registry_holds_every_released_contract() -> None:
     assert list(REGISTRY) == [
         "api.webhook.v1",
+        "audit.api_error.v1",
+        "audit.chain.v1",
+        "audit.query.v1",
         "audit.record.v1",
+        "audit.records.v1",
+        "audit.verified.v1",
+        "audit.verify.v1",
+        "audit.why.v1",
         "cmd.outcome.v1",
         "dlq.dead_letter.v1",
         "engine.ha_event_types.v1",

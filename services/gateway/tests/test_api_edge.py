@@ -31,23 +31,25 @@ from nats.js import JetStreamContext
 from nats.js.api import PubAck
 from nats.js.errors import NotFoundError
 
+from ruby_audit_sink.service import ensure_consumer
+from ruby_audit_sink.testing import running_sink
+from ruby_auditstore import AuditStore
 from ruby_ctl.edge import Edge
 from ruby_ctl.openbao import free_port
 from ruby_ctl.testing import Installation, issue_token
 from ruby_engine.testing import running_engine
-from ruby_gateway.api.commands import Commands, command_id
-from ruby_gateway.api.dlq import Dlq
+from ruby_gateway.api.commands import command_id
 from ruby_gateway.api.edge import EdgeAuth
 from ruby_gateway.api.routes import ROUTES, Route
-from ruby_gateway.api.rules import Rules
 from ruby_gateway.api.server import ApiServer, Handlers, TlsFiles
-from ruby_gateway.api.stream import EventLog, EventStream
+from ruby_gateway.api.stream import EventStream
 from ruby_gateway.api.tokens import TokenBook
 from ruby_gateway.bridge import BridgeConfig
 from ruby_gateway.projection import Projected, Projection
 from ruby_gateway.testing import running_secure_gateway
 from ruby_hasim.server import Simulator
 from ruby_hasim.testing import HaClient
+from ruby_natsx.audit import audit_record, publish_records
 from ruby_natsx.dlq import REPLAYED_FROM, DeadLetters
 from ruby_natsx.permissions import OPERATOR
 from ruby_natsx.subjects import Subjects
@@ -101,6 +103,9 @@ EXAMPLES: dict[str, tuple[str, int]] = {  # route name -> (concrete path, status
     "get_dlq": ("/api/v1/dlq/1", 200),
     "replay_dlq": ("/api/v1/dlq/2/replay", 200),
     "delete_dlq": ("/api/v1/dlq/3", 204),
+    "audit_query": ("/api/v1/audit?since=1h&action=api.*&limit=5", 200),
+    "audit_why": ("/api/v1/audit/why/light.hall", 200),
+    "audit_verify": ("/api/v1/audit/verify", 200),
 }
 BODIES = {
     "call_service": {"target": {"entity_id": "light.hall"}, "data": {"brightness": 80}},
@@ -121,7 +126,8 @@ CASES = ("none", "malformed", "expired", "revoked", "lower scope", "its scope", 
 
 @dataclass
 class Stack:
-    """Traefik in front of the gateway's API, and tokens of every kind."""
+    """Traefik in front of the gateway's API, the audit sink that answers its /audit routes,
+    and tokens of every kind."""
 
     edge: Edge
     api_port: int
@@ -129,6 +135,9 @@ class Stack:
     tokens: dict[str, str]
     operator: Client
     events: EventStream
+    sink: contextlib.AsyncExitStack
+    """Close it to stop the audit sink."""
+    audit_db: Path
 
     def client_ssl(self) -> ssl.SSLContext:
         return ssl.create_default_context(cafile=str(self.ca))
@@ -140,22 +149,22 @@ async def stack(secure_installation: Installation, tmp_path: Path) -> AsyncItera
     inst = secure_installation
     operator = await inst.connect(OPERATOR)
     gateway = await inst.connect(GATEWAY)
+    sink_nc = await inst.connect(AUDIT_SINK)
+    sink = contextlib.AsyncExitStack()
+    audit_db = tmp_path / "audit.db"
     book = TokenBook()
     api_port = free_port()
     pki = inst.state.pki
     ledger = await gateway.jetstream().key_value(inst.topology.bucket(IDEMPOTENCY).bucket)
-    events = EventStream(
-        EventLog(gateway, inst.subjects, inst.topology.stream(EVENTS).name),
+    handlers = Handlers.on(
+        gateway,
+        inst.subjects,
+        lambda: Projection({"light.hall": HALL}),
+        ledger,
         send_timeout=SEND_TIMEOUT,
     )
     server = ApiServer(
-        Handlers(
-            lambda: Projection({"light.hall": HALL}),
-            Commands(gateway, inst.subjects, ledger),
-            Rules(gateway, inst.topology.bucket(STATUS)),
-            events,
-            Dlq(gateway, inst.subjects),
-        ),
+        handlers,
         EdgeAuth(book, gateway, inst.subjects),
         TlsFiles(pki.directory / "gateway-api.pem", pki.directory / "gateway-api.key", pki.ca_cert),
         port=api_port,
@@ -165,6 +174,8 @@ async def stack(secure_installation: Installation, tmp_path: Path) -> AsyncItera
         await book.follow(gateway, inst.topology.bucket(API_TOKENS).bucket)
         await engine_wrote_its_rules(inst)
         await dead_letters_in_the_dlq(inst)
+        await ensure_consumer(sink_nc, inst.subjects)
+        await sink.enter_async_context(running_sink(sink_nc, inst.subjects, audit_db))
         await server.start()
         edge.start()
         now = datetime.now(UTC)
@@ -177,12 +188,14 @@ async def stack(secure_installation: Installation, tmp_path: Path) -> AsyncItera
         )
         tokens["revoked"] = await issue_token(operator, inst, "t-revoked", Scope.ADMIN, revoked=now)
         await eventually(lambda: len(book) >= len(tokens), message="tokens followed")
-        yield Stack(edge, api_port, pki.ca_cert, tokens, operator, events)
+        yield Stack(edge, api_port, pki.ca_cert, tokens, operator, handlers.events, sink, audit_db)
     finally:
         edge.stop()
         await server.close()
+        await sink.aclose()
         await book.close()
         await gateway.drain()
+        await sink_nc.drain()
         await operator.drain()
 
 
@@ -596,15 +609,22 @@ async def test_a_bad_call_is_a_problem_naming_the_field_and_nothing_is_published
     assert (await js.stream_info(events)).state.messages == events_before
 
 
+async def read(http: aiohttp.ClientSession, stack: Stack, path: str) -> tuple[int, Any]:
+    """GET ``path`` through the edge with a read token: the status and the JSON body (an error
+    must be problem details)."""
+    headers = {"Authorization": f"Bearer {stack.tokens['read']}"}
+    async with http.get(f"{stack.edge.url}{path}", headers=headers, ssl=stack.client_ssl()) as r:
+        if r.status >= 400:
+            assert r.content_type == "application/problem+json"
+        return r.status, await r.json(content_type=None)
+
+
 async def test_the_rules_are_what_the_engine_wrote(stack: Stack) -> None:
     headers = {"Authorization": f"Bearer {stack.tokens['read']}"}
     async with aiohttp.ClientSession() as http:
 
         async def get(path: str) -> tuple[int, Any]:
-            async with http.get(
-                f"{stack.edge.url}{path}", headers=headers, ssl=stack.client_ssl()
-            ) as reply:
-                return reply.status, await reply.json(content_type=None)
+            return await read(http, stack, path)
 
         status, listed = await get("/rules")
         assert status == 200
@@ -970,3 +990,88 @@ async def test_dead_letters_are_listed_shown_replayed_and_deleted_by_an_admin(
                 assert "999999" in problem["detail"]
                 assert problem["type"] == "urn:ruby-core:problem:no-such-dead-letter"
         assert await counts(stack.operator, inst) == after
+
+
+async def test_the_audit_trail_through_the_edge_as_the_audit_sink_answers_it(
+    stack: Stack, secure_installation: Installation
+) -> None:
+    """The hall light's chain of causes, the records behind it and the chain's verification,
+    asked of the audit sink over request/reply by the gateway's routes; bad parameters are
+    problems naming them, before anything is asked; a sink that is down is a 503."""
+    inst = secure_installation
+    s = inst.subjects
+    engine = await inst.connect("engine")
+    gateway = await inst.connect(GATEWAY)
+    command = "cmd-hall-1"
+    try:  # a time trigger fired a rule, whose command turned the hall light on (its context)
+        await publish_records(engine, [audit_record(
+            s, service="engine", action="rule.fired", target="rule:hall_at_dusk",
+            details={"rule_version": "v1", "run_id": "r1", "trigger_event_id": "at.dusk.1",
+                     "command_ids": [command]},
+        )])  # fmt: skip
+        await publish_records(gateway, [audit_record(
+            s, service=GATEWAY, action="command.executed", target="light.turn_on",
+            details={"command_id": command, "ha_context_id": HALL.context_id},
+        )])  # fmt: skip
+    finally:
+        await engine.drain()
+        await gateway.drain()
+
+    def stored() -> int:
+        with AuditStore(stack.audit_db, readonly=True) as store:
+            return len(list(store.query(action="command.executed", target="light.turn_on")))
+
+    await eventually(lambda: stored() == 1, message="the sink stored the command")
+    async with aiohttp.ClientSession() as http:
+
+        async def get(path: str) -> tuple[int, Any]:
+            return await read(http, stack, path)
+
+        status, found = await get("/audit?action=command.*&entity=light.turn_on&since=1h")
+        assert status == 200, found
+        assert [r["record"]["details"]["command_id"] for r in found["records"]] == [command]
+        assert found["truncated"] is False
+        status, found = await get("/audit?limit=1")
+        assert (status, len(found["records"]), found["truncated"]) == (200, 1, True)
+
+        status, why = await get("/audit/why/light.hall")
+        assert status == 200, why
+        assert [link["link"] for link in why["chain"]] == ["state", "command", "rule", "trigger"]
+        assert (why["state"], why["context_id"]) == ("on", HALL.context_id)
+        assert why["chain"][2]["rule_id"] == "hall_at_dusk"
+        assert why["chain"][3] == {"link": "trigger", "kind": "time", "event_id": "at.dusk.1"}
+        status, by_hand = await get("/audit/why/light.other?context=nobody-did-this")
+        assert (status, by_hand["caused_by_ruby_core"]) == (200, False)
+
+        status, verified = await get("/audit/verify")
+        assert status == 200, verified
+        assert verified["ok"] is True
+        assert verified["count"] >= 2
+
+        for path, field in [
+            ("/audit?since=yesterday", "since"),
+            ("/audit?until=2026-12-04T18:00", "until"),  # no offset: which zone?
+            ("/audit?limit=0", "limit"),
+            ("/audit?limit=5000", "limit"),
+            ("/audit?limit=many", "limit"),
+            ("/audit?action=a%20b", "action"),
+            ("/audit?entity=light.*.x*", "entity"),
+            ("/audit?colour=red", "colour"),
+            ("/audit?action=a&action=b", "action"),
+            ("/audit/why/Light%20Hall", "entity_id"),
+            ("/audit/why/light.hall?context=has%20space", "context"),
+            ("/audit/verify?deep=1", "deep"),
+        ]:
+            status, problem = await get(path)
+            assert status == 400, (path, problem)
+            assert [e["field"] for e in problem["errors"]] == [field], (path, problem)
+            assert "yesterday" not in json.dumps(problem)
+        status, problem = await get("/audit/why/light.nobody")
+        assert (status, problem["type"]) == (404, "urn:ruby-core:problem:no-such-entity")
+
+        await stack.sink.aclose()  # the audit sink stops: nobody answers
+        for path in ("/audit", "/audit/why/light.hall", "/audit/verify"):
+            status, problem = await get(path)
+            assert status == 503, (path, problem)
+            assert problem["type"] == "urn:ruby-core:problem:audit-sink-unavailable"
+            assert "the audit sink is not answering" in problem["detail"]

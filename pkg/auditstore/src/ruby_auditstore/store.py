@@ -131,11 +131,13 @@ class Broken:
     """The first row where the chain does not hold, and why."""
 
     seq: int
-    record_id: str
+    record_id: str | None
+    """None when the record is missing altogether."""
     reason: str
 
     def __str__(self) -> str:
-        return f"record {self.seq} ({self.record_id}): {self.reason}"
+        named = "" if self.record_id is None else f" ({self.record_id})"
+        return f"record {self.seq}{named}: {self.reason}"
 
 
 @dataclass(frozen=True, slots=True)
@@ -154,14 +156,17 @@ class Verified:
 
 
 class AuditStore:
-    """One SQLite audit store. Not thread-safe: one store object per thread."""
+    """One SQLite audit store. Not thread-safe: the writer stays in its thread; a read-only
+    store may be used from any thread, one at a time (``asyncio.to_thread``)."""
 
     def __init__(self, path: Path | str, *, readonly: bool = False) -> None:
         self.path = Path(path)
         if readonly:
             if not self.path.is_file():
                 raise FileNotFoundError(f"no audit store at {self.path}")
-            self._db = sqlite3.connect(f"file:{self.path}?mode=ro", uri=True)
+            self._db = sqlite3.connect(
+                f"file:{self.path}?mode=ro", uri=True, check_same_thread=False
+            )
         else:
             self.path.parent.mkdir(parents=True, exist_ok=True)
             self._db = sqlite3.connect(self.path)
@@ -233,6 +238,37 @@ class AuditStore:
                 return Verified(seq, seq, prev, Broken(int(row["seq"]), row["record_id"], reason))
             seq, prev = int(row["seq"]), str(row["hash"])
         return Verified(seq, seq, prev)
+
+    def against_head(self, verified: Verified, seq: int, digest: str) -> Broken | None:
+        """Why a sound chain (``verified``) still does not hold the head the sink published,
+        record ``seq`` with hash ``digest``; None if it does.
+
+        Read the published head *before* walking the chain: the sink publishes a head only
+        after storing its rows, so the store walked afterwards holds at least those rows.
+        """
+        published = f"the sink published record {seq} with hash {digest[:16]}"
+        if verified.head_seq < seq:
+            return Broken(
+                verified.head_seq + 1,
+                None,
+                f"missing: rows were removed from the end ({published}; the store ends at "
+                f"record {verified.head_seq})",
+            )
+        if seq < 1:
+            return None
+        row = self._db.execute(
+            "SELECT record_id, hash FROM audit_records WHERE seq = ?", (seq,)
+        ).fetchone()
+        if row is None:  # pragma: no cover - the chain is whole up to its head
+            return Broken(seq, None, f"missing ({published})")
+        if row["hash"] == digest:
+            return None
+        return Broken(
+            seq,
+            str(row["record_id"]),
+            f"differs from the head the sink published ({published}; the store's is "
+            f"{str(row['hash'])[:16]})",
+        )
 
     def query(
         self,

@@ -18,22 +18,17 @@ from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 
-from nats.aio.client import Client
-from nats.js.errors import BucketNotFoundError, KeyNotFoundError
-
-from ruby_auditstore import AuditStore, StoredRecord, Verified
+from ruby_auditstore import AuditStore, StoredRecord
 from ruby_ctl import args as cli_args
 from ruby_ctl import audit_why
 from ruby_ctl.audit_read import StoreError, connect_nats, open_store, unreadable, when
 from ruby_ctl.rules_live import display_zone
+from ruby_natsx.status import read_audit_head
 from ruby_natsx.subjects import Subjects
-from ruby_natsx.topology import AUDIT_SINK, STATUS, topology
-from ruby_schemas.status import AuditHeadRecord, read_record
+from ruby_schemas.status import AuditHeadRecord
 
 WIDTH = cli_args.HELP_WIDTH
 """Where the help text of the verbs wraps."""
-HEAD_KEY = f"{AUDIT_SINK}.head"
-"""The status key under which the sink publishes its chain head."""
 REASON_WIDTH = 40
 """Reasons longer than this are cut short in the table (``--json`` has them whole)."""
 
@@ -259,20 +254,6 @@ def _short(text: str) -> str:
 # --- verify --------------------------------------------------------------------------------
 
 
-async def read_head(nc: Client, prefix: str) -> AuditHeadRecord | None:
-    """The head the sink published; None if it never did. ``StatusRecordError`` (a
-    ``ValueError``) if it is not the contract."""
-    bucket = topology(Subjects(prefix)).bucket(STATUS).bucket
-    try:
-        kv = await nc.jetstream().key_value(bucket)
-        entry = await kv.get(HEAD_KEY)
-    except (BucketNotFoundError, KeyNotFoundError):
-        return None
-    if not entry.value:
-        return None
-    return read_record(AuditHeadRecord, entry.value, key=HEAD_KEY)
-
-
 def _verify(args: argparse.Namespace) -> int:
     try:
         store = open_store(args)
@@ -285,9 +266,10 @@ def _verify(args: argparse.Namespace) -> int:
     with store:
         try:
             verified = store.verify()
-            problem = None if verified.broken is None else str(verified.broken)
-            if problem is None and head is not None:
-                problem = _against_head(store, verified, head)
+            broken = verified.broken
+            if broken is None and head is not None:
+                broken = store.against_head(verified, head.seq, head.hash)
+            problem = None if broken is None else str(broken)
         except sqlite3.Error as exc:
             print(f"rubyctl audit verify: {unreadable(store, exc)}", file=sys.stderr)
             return 1
@@ -311,7 +293,7 @@ async def _published(args: argparse.Namespace) -> AuditHeadRecord | None:
         print(f"rubyctl audit verify: {exc}; {alone}", file=sys.stderr)
         return None
     try:
-        head = await read_head(nc, args.prefix)
+        head = await read_audit_head(nc, Subjects(args.prefix))
     except ValueError as exc:
         print(f"rubyctl audit verify: {exc}; {alone}", file=sys.stderr)
         return None
@@ -320,25 +302,3 @@ async def _published(args: argparse.Namespace) -> AuditHeadRecord | None:
     if head is None:
         print(f"rubyctl audit verify: the audit sink published no head; {alone}", file=sys.stderr)
     return head
-
-
-def _against_head(store: AuditStore, verified: Verified, head: AuditHeadRecord) -> str | None:
-    """Why a sound chain still does not hold what the sink published; None if it does."""
-    published = f"the sink published record {head.seq} with hash {head.hash[:16]}"
-    if verified.head_seq < head.seq:
-        return (
-            f"record {verified.head_seq + 1}: missing: rows were removed from the end "
-            f"({published}; the store ends at record {verified.head_seq})"
-        )
-    if head.seq < 1:
-        return None
-    for stored in store.query(newest_first=True):
-        if stored.seq > head.seq:
-            continue
-        if stored.seq == head.seq and stored.hash == head.hash:
-            return None
-        return (
-            f"record {head.seq} ({stored.record.record_id}): differs from the head the sink "
-            f"published ({published}; the store's is {stored.hash[:16]})"
-        )
-    return f"record {head.seq}: missing ({published})"  # pragma: no cover - the chain is whole

@@ -10,6 +10,12 @@ publish and subscribe allow-lists; ``render_authorization`` writes them into the
 ``authorization {}`` block of nats-server's configuration, users keyed by NKEY public key.
 Nothing else grants anything: a subject missing here is refused by the server (ADR-0005).
 
+Request/reply between services (ADR-0036): a service that ``answers`` an API
+(``subjects.API_VERBS``) subscribes to exactly its request subjects, and may publish a reply
+only to the inbox of a request it received, once (nats-server's ``allow_responses``), never to
+any inbox at will; a service that ``asks`` may publish exactly those request subjects, and
+gets the reply on its own inbox.
+
 Services never create, update or delete streams or consumers and never purge: the operator
 identity (rubyctl) applies the topology, except the audit sink's durable, which the sink
 creates itself so that the operator cannot touch it. The operator may create AUDIT but never
@@ -26,7 +32,7 @@ from enum import StrEnum
 from types import MappingProxyType
 from typing import Final
 
-from ruby_natsx.subjects import Subjects, check_token
+from ruby_natsx.subjects import API_VERBS, AUDIT_API, Subjects, check_token
 from ruby_natsx.topology import (
     API_TOKENS,
     AUDIT,
@@ -95,6 +101,11 @@ class Needs:
     streams: tuple[tuple[str, StreamAccess], ...] = ()
     """(stream, access) pairs: streams it reads by sequence (and, for TRIAGE, deletes from);
     never a locked stream (AUDIT) for TRIAGE."""
+    answers: tuple[str, ...] = ()
+    """The request/reply APIs it answers (``subjects.API_VERBS``): it subscribes to their
+    request subjects and replies once to each request's inbox."""
+    asks: tuple[str, ...] = ()
+    """The request/reply APIs it asks: it publishes their request subjects."""
 
 
 NEEDS: Final[Mapping[str, Needs]] = MappingProxyType(
@@ -115,6 +126,7 @@ NEEDS: Final[Mapping[str, Needs]] = MappingProxyType(
                 (DLQ, StreamAccess.TRIAGE),  # the API's /dlq: list, show, replay, delete
                 (EVENTS, StreamAccess.TAIL),  # the API's event stream, /api/v1/ws
             ),
+            asks=(AUDIT_API,),  # the API's /audit: the sink answers from its store
         ),
         ENGINE: Needs(
             consumers=(ENGINE,),
@@ -128,6 +140,8 @@ NEEDS: Final[Mapping[str, Needs]] = MappingProxyType(
         AUDIT_SINK: Needs(
             consumers=(AUDIT_SINK,),
             buckets=((STATUS, Access.OWN_KEY),),
+            streams=((EVENTS, StreamAccess.READ),),  # GET /audit/why: the triggering change
+            answers=(AUDIT_API,),  # query, why, verify, for the gateway's API
         ),
     }
 )
@@ -159,6 +173,22 @@ class Grant:
 
 
 @dataclass(frozen=True)
+class Responses:
+    """nats-server's ``allow_responses``: after receiving a request, the identity may publish
+    ``max`` replies to that request's reply subject, within ``expires``, and no more."""
+
+    max: int
+    expires: str
+    why: str
+
+
+RESPONSES: Final = Responses(
+    max=1, expires="1m", why="one reply to each request it received, to the asker's inbox"
+)
+"""What a service that answers an API gets: a requester waits seconds, not a minute."""
+
+
+@dataclass(frozen=True)
 class Permissions:
     """What one identity may publish and subscribe to; everything else is refused."""
 
@@ -166,10 +196,20 @@ class Permissions:
     publish: tuple[Grant, ...]
     subscribe: tuple[Grant, ...]
     deny_publish: tuple[Grant, ...] = ()
+    responses: Responses | None = None
+    """Replies to requests it received; None: it may publish only what ``publish`` allows."""
 
     def may_publish(self, subject: str) -> bool:
-        """Whether the server lets this identity publish to the concrete ``subject``."""
+        """Whether the server lets this identity publish to the concrete ``subject`` at will.
+
+        A reply under ``responses`` is not counted: the server allows it only to the reply
+        subject of a request just received (`may_reply`)."""
         return _allowed(subject, self.publish) and not _allowed(subject, self.deny_publish)
+
+    @property
+    def may_reply(self) -> bool:
+        """Whether it may answer a request it received on the request's own reply subject."""
+        return self.responses is not None and self.responses.max > 0
 
     def may_subscribe(self, subject: str) -> bool:
         """Whether the server lets this identity subscribe to ``subject`` (may be a wildcard)."""
@@ -253,7 +293,12 @@ def _service(topo: Topology, identity: str, needs: Needs) -> Permissions:
                 Grant(subject, f"hear that {tailed.name} stored something new")
                 for subject in tailed.subjects
             ]
-    return Permissions(identity, _unique(publish), tuple(subscribe))
+    for api in needs.asks:
+        publish += [Grant(s.api(api, v), f"ask the {api} API: {v}") for v in API_VERBS[api]]
+    for api in needs.answers:
+        subscribe += [Grant(s.api(api, v), f"answer the {api} API: {v}") for v in API_VERBS[api]]
+    responses = RESPONSES if needs.answers else None
+    return Permissions(identity, _unique(publish), tuple(subscribe), responses=responses)
 
 
 def _stream_grants(topo: Topology, logical: str, access: StreamAccess) -> list[Grant]:
@@ -384,6 +429,11 @@ def render_authorization(
         lines += [f"    # {p.identity}", "    {", f'      nkey: "{key}"', "      permissions: {"]
         lines += _render_side("publish", p.publish, p.deny_publish)
         lines += _render_side("subscribe", p.subscribe, ())
+        if p.responses is not None:
+            r = p.responses
+            lines.append(
+                f'        allow_responses: {{max: {r.max}, expires: "{r.expires}"}}  # {r.why}'
+            )
         lines += ["      }", "    }"]
     lines += ["  ]", "}"]
     return "\n".join(lines) + "\n"

@@ -10,10 +10,13 @@ from __future__ import annotations
 from datetime import datetime
 
 import nats.errors
-from nats.js.errors import KeyNotFoundError
+from nats.aio.client import Client
+from nats.js.errors import BucketNotFoundError, KeyNotFoundError
 from nats.js.kv import KeyValue
 
-from ruby_schemas.status import ServiceRecord, StatusRecordError, read_record
+from ruby_natsx.subjects import Subjects
+from ruby_natsx.topology import AUDIT_HEAD_KEY, STATUS, topology
+from ruby_schemas.status import AuditHeadRecord, ServiceRecord, StatusRecordError, read_record
 
 
 def fresh_ready(data: bytes | None, since: datetime | None) -> bool:
@@ -35,3 +38,18 @@ async def status_ready(kv: KeyValue, key: str, since: datetime | None = None) ->
     except (KeyNotFoundError, nats.errors.TimeoutError):
         return False
     return fresh_ready(entry.value, since)
+
+
+async def read_audit_head(nc: Client, subjects: Subjects) -> AuditHeadRecord | None:
+    """The audit store's head the sink published; None if it never did.
+
+    ``StatusRecordError`` (a ``ValueError``) if it is not the contract."""
+    bucket = topology(subjects).bucket(STATUS).bucket
+    try:
+        kv = await nc.jetstream().key_value(bucket)
+        entry = await kv.get(AUDIT_HEAD_KEY)
+    except (BucketNotFoundError, KeyNotFoundError):
+        return None
+    if not entry.value:
+        return None
+    return read_record(AuditHeadRecord, entry.value, key=AUDIT_HEAD_KEY)

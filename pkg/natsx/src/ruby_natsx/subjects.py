@@ -8,10 +8,20 @@ No other module formats a subject string.
 from __future__ import annotations
 
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass
+from types import MappingProxyType
 from typing import Final, TypeAlias
 
 DEFAULT_PREFIX: Final = "ruby"
+
+AUDIT_API: Final = "audit"
+"""The audit sink's request/reply API: ``<p>.api.audit.<verb>`` (ADR-0036)."""
+API_VERBS: Final[Mapping[str, tuple[str, ...]]] = MappingProxyType(
+    {AUDIT_API: ("query", "why", "verify")}
+)
+"""Every request/reply API and its verbs. ``api`` is in no stream's subjects: a request is
+answered by whoever listens, never stored."""
 
 _TOKEN = re.compile(r"[A-Za-z0-9_-]+")
 
@@ -118,6 +128,14 @@ class DlqSubject:
     consumer: str
 
 
+@dataclass(frozen=True)
+class ApiSubject:
+    """``<p>.api.<family>.<verb>``: a request to the service that answers ``family``."""
+
+    family: str
+    verb: str
+
+
 Parsed: TypeAlias = (
     StateSubject
     | HaEventSubject
@@ -128,6 +146,7 @@ Parsed: TypeAlias = (
     | CommandSubject
     | AuditSubject
     | DlqSubject
+    | ApiSubject
 )
 
 
@@ -184,6 +203,13 @@ class Subjects:
             f"{self.prefix}.dlq.{check_token(stream, 'stream')}.{check_token(consumer, 'consumer')}"
         )
 
+    def api(self, family: str, verb: str) -> str:
+        """The request subject of ``verb`` of the API ``family``; only the verbs of
+        `API_VERBS` exist."""
+        if verb not in API_VERBS.get(family, ()):
+            raise SubjectError(f"there is no request {family!r} {verb!r} (see API_VERBS)")
+        return f"{self.prefix}.api.{family}.{verb}"
+
     def build(self, parsed: Parsed) -> str:
         """Build the subject that ``parse`` would turn into ``parsed``."""
         match parsed:
@@ -205,6 +231,8 @@ class Subjects:
                 return self.audit(service, action)
             case DlqSubject(stream, consumer):
                 return self.dlq(stream, consumer)
+            case ApiSubject(family, verb):
+                return self.api(family, verb)
 
     # --- wildcards (stream subjects and consumer filters) ---------------------------------
 
@@ -273,4 +301,6 @@ class Subjects:
                 return AuditSubject(service, action)
             case ["dlq", stream, consumer]:
                 return DlqSubject(stream, consumer)
+            case ["api", family, verb] if verb in API_VERBS.get(family, ()):
+                return ApiSubject(family, verb)
         raise SubjectError(f"subject {subject!r} does not follow the Ruby Core convention")

@@ -36,6 +36,9 @@ RULES_KEY: Final = f"{ENGINE}.rules"
 """The status-bucket key of the engine's rules record (``ruby_schemas.status.RulesRecord``)."""
 TRACES_KEY: Final = f"{ENGINE}.trace"
 """Below it, ``<rule id>``: a rule's recent runs (``ruby_schemas.traces.TraceRecord``)."""
+AUDIT_HEAD_KEY: Final = f"{AUDIT_SINK}.head"
+"""The status-bucket key of the audit store's head the sink published last
+(``ruby_schemas.status.AuditHeadRecord``): what ``verify`` compares the store with."""
 EVENT_TYPES_KEY: Final = f"{ENGINE}.event_types"
 """The status-bucket key under which the engine keeps the Home Assistant event types its rules
 listen to (``engine.ha_event_types.v1``); the gateway follows it (ADR-0030)."""

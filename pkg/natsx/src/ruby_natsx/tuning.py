@@ -116,3 +116,7 @@ DRAIN_TIMEOUT: Final = 20.0
 
 IDEMPOTENCY_LEASE: Final = 2 * ACK_WAIT
 """A claim older than this was left by a crashed worker; another may take it over."""
+
+API_REQUEST_TIMEOUT: Final = 10.0
+"""How long the gateway's API waits for another service to answer a request (the audit sink's
+``why`` may search EVENTS); past it the route answers 503 (ADR-0036)."""

@@ -12,6 +12,21 @@ from collections.abc import Mapping
 from datetime import UTC, datetime, timedelta
 
 from ruby_schemas.audit import AuditOutcome, AuditRecordV1
+from ruby_schemas.audit_api import (
+    AuditApiErrorV1,
+    AuditChainV1,
+    AuditQueryV1,
+    AuditRecordsV1,
+    AuditVerifiedV1,
+    AuditVerifyV1,
+    AuditWhyV1,
+    ChainBreak,
+    CommandLink,
+    FieldProblem,
+    RuleLink,
+    StateLink,
+    StoredAuditRecord,
+)
 from ruby_schemas.base import Payload
 from ruby_schemas.commands import (
     CallServiceV1,
@@ -155,6 +170,89 @@ def _examples() -> list[Payload]:
             data={"brightness_pct": 60},
         ),
         HaEventTypesV1(event_types=("deconz_event", "zha_event")),
+        *_audit_api(),
+    ]
+
+
+def _audit_api() -> list[Payload]:
+    """The audit API's requests and replies (ADR-0036)."""
+    record = AuditRecordV1(
+        record_id="audit.cmd.kitchen_motion:018f34a1:0",
+        actor="service:gateway",
+        action="command.executed",
+        target="light.turn_on",
+        outcome=AuditOutcome.SUCCEEDED,
+        reason="",
+        correlation_id="ha.binary_sensor.kitchen_motion.2024-05-01T18:30:00+00:00",
+        occurred_at=EXAMPLE_TIME,
+        details={"command_id": "kitchen_motion:018f34a1:0", "ha_context_id": "01HXA9Z5J8K2"},
+    )
+    hash_ = "9f" * 32
+    return [
+        AuditQueryV1(since=EXAMPLE_TIME - timedelta(hours=2), action="command.*", limit=20),
+        AuditRecordsV1(
+            records=(StoredAuditRecord(seq=7, hash=hash_, stored_at=EXAMPLE_TIME, record=record),),
+            truncated=False,
+        ),
+        AuditWhyV1(
+            entity_id="light.kitchen",
+            context_id="01HXA9Z5J8K2",
+            state="on",
+            changed_at=EXAMPLE_TIME,
+        ),
+        AuditChainV1(
+            entity_id="light.kitchen",
+            context_id="01HXA9Z5J8K2",
+            state="on",
+            caused_by_ruby_core=True,
+            complete=True,
+            end=None,
+            chain=(
+                StateLink(
+                    entity_id="light.kitchen",
+                    state="on",
+                    changed_at=EXAMPLE_TIME,
+                    context_id="01HXA9Z5J8K2",
+                ),
+                CommandLink(
+                    command_id="kitchen_motion:018f34a1:0",
+                    service="light.turn_on",
+                    executed_at=EXAMPLE_TIME,
+                    actor="service:gateway",
+                    correlation_id=record.correlation_id,
+                    record_id=record.record_id,
+                    seq=7,
+                ),
+                RuleLink(
+                    rule_id="kitchen_motion",
+                    rule_version=_RULE_VERSION,
+                    fired_at=EXAMPLE_TIME,
+                    trigger_event_id=record.correlation_id,
+                    run_id="018f34a1",
+                    correlation_id=record.correlation_id,
+                    record_id="audit-kitchen_motion.fired",
+                    seq=6,
+                ),
+            ),
+        ),
+        AuditVerifyV1(),
+        AuditVerifiedV1(
+            ok=False,
+            count=6,
+            head_seq=6,
+            head_hash=hash_,
+            broken=ChainBreak(
+                seq=7,
+                record_id=record.record_id,
+                reason="its content does not match its hash: the record was edited",
+            ),
+            published_seq=7,
+        ),
+        AuditApiErrorV1(
+            code="invalid-request",
+            detail="the request is not an audit query",
+            errors=(FieldProblem(field="limit", message="must be at most 1000"),),
+        ),
     ]
 
 

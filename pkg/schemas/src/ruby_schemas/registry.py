@@ -18,6 +18,15 @@ from pydantic import ValidationError
 from pydantic_core import ErrorDetails
 
 from ruby_schemas.audit import AuditRecordV1
+from ruby_schemas.audit_api import (
+    AuditApiErrorV1,
+    AuditChainV1,
+    AuditQueryV1,
+    AuditRecordsV1,
+    AuditVerifiedV1,
+    AuditVerifyV1,
+    AuditWhyV1,
+)
 from ruby_schemas.base import Payload
 from ruby_schemas.commands import CallServiceV1, CommandOutcomeV1, FireEventV1
 from ruby_schemas.dlq import DeadLetterV1
@@ -223,6 +232,13 @@ REGISTRY = Registry(
         RuleEventV1,
         HaEventTypesV1,
         WebhookCalledV1,
+        AuditQueryV1,
+        AuditRecordsV1,
+        AuditWhyV1,
+        AuditChainV1,
+        AuditVerifyV1,
+        AuditVerifiedV1,
+        AuditApiErrorV1,
     ]
 )
 """Every message type Ruby Core sends or accepts."""

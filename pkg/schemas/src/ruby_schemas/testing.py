@@ -127,7 +127,8 @@ def _scalar(annotation: type, constraints: dict[str, Any]) -> st.SearchStrategy[
         return st.booleans()
     if annotation is int:
         low = constraints.get("ge", constraints.get("gt", -(2**31) - 1) + 1)
-        return st.integers(min_value=low, max_value=2**31)
+        high = constraints.get("le", constraints.get("lt", 2**31 + 1) - 1)
+        return st.integers(min_value=low, max_value=high)
     if annotation is float:
         return st.floats(allow_nan=False, allow_infinity=False)
     if annotation is bytes:
@@ -136,7 +137,9 @@ def _scalar(annotation: type, constraints: dict[str, Any]) -> st.SearchStrategy[
         if constraints.get("pattern") == ID_PATTERN:
             return message_ids(min(16, constraints.get("max_length", 16)))
         if "pattern" in constraints:
-            return st.from_regex(constraints["pattern"], fullmatch=True)
+            found = st.from_regex(constraints["pattern"], fullmatch=True)
+            most = constraints.get("max_length")
+            return found if most is None else found.filter(lambda text: len(text) <= most)
         return st.text(min_size=constraints.get("min_length", 0), max_size=16)
     raise TypeError(f"no strategy for {annotation!r}")
 
@@ -146,7 +149,7 @@ def _constraints(metadata: Iterable[Any]) -> dict[str, Any]:
     for item in metadata:
         if isinstance(item, FieldInfo):
             found.update(_constraints(item.metadata))
-        for name in ("pattern", "min_length", "max_length", "ge", "gt"):
+        for name in ("pattern", "min_length", "max_length", "ge", "gt", "le", "lt"):
             value = getattr(item, name, None)
             if value is not None:
                 found[name] = value

@@ -9,7 +9,6 @@ logs a warning) and goes on.
 
 from __future__ import annotations
 
-import json
 import sqlite3
 from collections.abc import Sequence
 from pathlib import Path
@@ -17,13 +16,14 @@ from typing import Final
 
 import structlog
 from nats.aio.client import Client
-from nats.js.errors import KeyNotFoundError
 
+from ruby_audit_sink.answers import Answers
 from ruby_audit_sink.status import SinkStatus
 from ruby_audit_sink.writer import BatchWriter, Committed
 from ruby_natsx.audit import audit_record, publish_records
 from ruby_natsx.errors import PermanentError
 from ruby_natsx.handler import Delivery, Outbound
+from ruby_natsx.status import read_audit_head
 from ruby_natsx.subjects import Subjects
 from ruby_natsx.topology import AUDIT_SINK
 from ruby_runtime.errors import SettingsError
@@ -48,6 +48,7 @@ class AuditSink:
         self._subjects = subjects
         self.status = SinkStatus(nc, status_bucket, IDENTITY, db)
         self.writer = BatchWriter(db, on_commit=self.status.committed)
+        self.answers = None if subjects is None else Answers(nc, subjects, db)
 
     async def start(self) -> None:
         """Open the store, write the status record (ready), log that it runs.
@@ -62,6 +63,8 @@ class AuditSink:
                 f"RUBY_AUDIT_DB: cannot open the audit store at {self.db}: {exc}"
             ) from exc
         await self._check_head(state)
+        if self.answers is not None:
+            await self.answers.start()
         await self.status.start(state)
         log.info("audit sink running", db=str(self.db), stored=state.stored)
 
@@ -75,12 +78,12 @@ class AuditSink:
         if self._subjects is None:
             return
         try:
-            kv = await self._nc.jetstream().key_value(self._status_bucket)
-            entry = await kv.get(f"{IDENTITY}.head")
-            head = json.loads(entry.value or b"{}")
-            seq, digest = int(head["seq"]), str(head["hash"])
-        except (KeyNotFoundError, ValueError, KeyError, TypeError):
-            return  # nothing published yet (a new installation), or unreadable: nothing to hold
+            head = await read_audit_head(self._nc, self._subjects)
+        except ValueError:
+            return  # unreadable: nothing to hold the store to
+        if head is None:
+            return  # nothing published yet (a new installation)
+        seq, digest = head.seq, head.hash
         if state.head_seq > seq or (state.head_seq == seq and state.head_hash == digest):
             return
         reason = (
@@ -107,7 +110,9 @@ class AuditSink:
         await publish_records(self._nc, [record])
 
     async def close(self) -> None:
-        """Commit what is queued, close the store, write ``ready: false``."""
+        """Stop answering, commit what is queued, close the store, write ``ready: false``."""
+        if self.answers is not None:
+            await self.answers.close()
         await self.writer.close()
         await self.status.close()
         log.info("audit sink stopped", db=str(self.db), stored=self.status.stored)

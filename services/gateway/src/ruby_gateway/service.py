@@ -27,12 +27,9 @@ from typing import Final
 
 from nats.aio.client import Client
 
-from ruby_gateway.api.commands import Commands
-from ruby_gateway.api.dlq import Dlq
 from ruby_gateway.api.edge import EdgeAuth
-from ruby_gateway.api.rules import Rules
 from ruby_gateway.api.server import ApiServer, Handlers, TlsFiles
-from ruby_gateway.api.stream import SEND_TIMEOUT, EventLog, EventStream
+from ruby_gateway.api.stream import SEND_TIMEOUT
 from ruby_gateway.api.tokens import TokenBook
 from ruby_gateway.bridge import BridgeConfig
 from ruby_gateway.health import Health
@@ -42,7 +39,6 @@ from ruby_natsx.audit import publish_records, secrets_read
 from ruby_natsx.subjects import Subjects
 from ruby_natsx.topology import (
     API_TOKENS,
-    EVENTS,
     GATEWAY,
     IDEMPOTENCY,
     PROJECTION,
@@ -165,13 +161,9 @@ async def serve(started: Started[Client]) -> int:
     if api is not None:
         await book.follow(nc, topo.bucket(API_TOKENS).bucket)
         edge = EdgeAuth(book, nc, subjects)
-        commands = Commands(nc, subjects, ledger)
-        rules = Rules(nc, topo.bucket(STATUS))
-        events = EventStream(
-            EventLog(nc, subjects, topo.stream(EVENTS).name), send_timeout=stream_send_timeout()
+        handlers = Handlers.on(
+            nc, subjects, lambda: bridge.projection, ledger, send_timeout=stream_send_timeout()
         )
-        dlq = Dlq(nc, subjects)
-        handlers = Handlers(lambda: bridge.projection, commands, rules, events, dlq)
         server = ApiServer(handlers, edge, api[1], port=api[0])
         await server.start()
         log.info("api listening", api=f"https://127.0.0.1:{server.port}", known=len(book))

@@ -204,6 +204,33 @@ DEAD_LETTER: Final[dict[str, Any]] = {
         "replayable": {"type": "boolean", "description": "whether the API may replay it"},
     },
 }
+UNAVAILABLE: Final = {"description": "the audit sink is not answering", "content": _problem()}
+RESPONSES["audit_query"] = {
+    "200": {
+        "description": "records (seq, hash, stored_at, record), oldest first; truncated when "
+        "older matches were left out",
+        "content": {"application/json": {}},
+    },
+    "400": {"description": "a query parameter is wrong (named)", "content": _problem()},
+    "503": UNAVAILABLE,
+}
+RESPONSES["audit_why"] = {
+    "200": {
+        "description": "the chain of causes, the entity's own change first (as `rubyctl "
+        "audit why --json`)",
+        "content": {"application/json": {}},
+    },
+    "400": {"description": "not an entity id, or a bad context id", "content": _problem()},
+    "404": {"description": "no such entity (and no ?context=)", "content": _problem()},
+    "503": UNAVAILABLE,
+}
+RESPONSES["audit_verify"] = {
+    "200": {
+        "description": "ok, or where the chain is broken (seq, record id, reason)",
+        "content": {"application/json": {}},
+    },
+    "503": UNAVAILABLE,
+}
 ONE_OR_MANY: Final = {"oneOf": [{"type": "string"}, {"type": "array", "items": {"type": "string"}}]}
 REQUEST_BODIES: Final[dict[str, dict[str, Any]]] = {
     "call_service": {
@@ -284,7 +311,16 @@ DLQ_QUERY: Final = [
         ("limit", "at most this many", {"type": "integer", "minimum": 1, "maximum": 500}),
     )
 ]  # fmt: skip
-HEADERS: Final[dict[str, list[dict[str, Any]]]] = {  # and query parameters
+
+
+def _query(name: str, description: str, schema: dict[str, Any] | None = None) -> dict[str, Any]:
+    return {"name": name, "in": "query", "required": False, "description": description,
+            "schema": schema or {"type": "string"}}  # fmt: skip
+
+
+WHEN: Final = "a duration ago (90s, 10m, 2h, 7d) or an ISO 8601 time with its offset"
+PREFIXED: Final = "exactly, or a prefix when it ends with '*'"
+HEADERS: Final[dict[str, list[dict[str, Any]]]] = {  # header and query parameters
     "call_service": [IDEMPOTENCY_KEY],
     "fire_event": [IDEMPOTENCY_KEY],
     "stream": [
@@ -319,6 +355,19 @@ HEADERS: Final[dict[str, list[dict[str, Any]]]] = {  # and query parameters
     ],
     "list_dlq": DLQ_QUERY,
     "call_webhook": [IDEMPOTENCY_KEY],
+    "audit_query": [
+        _query("since", f"records that occurred from then: {WHEN}"),
+        _query("until", f"records that occurred before then: {WHEN}"),
+        _query("actor", f"who acted (service:gateway), {PREFIXED}"),
+        _query("action", f"what was done (command.executed), {PREFIXED}"),
+        _query("entity", f"what it was done to (light.turn_on, rule:porch), {PREFIXED}"),
+        _query(
+            "limit",
+            "at most this many of the newest matches (default 100)",
+            {"type": "integer", "minimum": 1, "maximum": 1000},
+        ),
+    ],
+    "audit_why": [_query("context", "start from this Home Assistant context id instead")],
 }
 PATH_SCHEMAS: Final[dict[str, dict[str, Any]]] = {"seq": {"type": "integer", "minimum": 1}}
 

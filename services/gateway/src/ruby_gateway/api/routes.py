@@ -117,6 +117,25 @@ ROUTES: Final = (
         "delete_dlq",
         "Delete one dead letter for good (audited with the token's name)",
     ),
+    Route(  # answered by the audit sink over request/reply (ADR-0036)
+        "GET",
+        "/audit",
+        Scope.READ,
+        "audit_query",
+        "Audit records: since, until, actor, action, entity (exact, or a prefix ending '*'), "
+        "limit; the newest, oldest first",
+    ),
+    Route(
+        "GET",
+        "/audit/why/{entity_id}",
+        Scope.READ,
+        "audit_why",
+        "Why an entity is in its state: command, rule, trigger, and on (?context= to start "
+        "from a context id)",
+    ),
+    Route(
+        "GET", "/audit/verify", Scope.READ, "audit_verify", "Verify the audit store's hash chain"
+    ),
 )
 
 

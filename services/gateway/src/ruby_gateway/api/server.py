@@ -16,7 +16,10 @@ from pathlib import Path
 from typing import Final
 
 from aiohttp import web
+from nats.aio.client import Client
+from nats.js.kv import KeyValue
 
+from ruby_gateway.api.audit import Audit
 from ruby_gateway.api.commands import Commands
 from ruby_gateway.api.dlq import Dlq
 from ruby_gateway.api.edge import EdgeAuth, Handler, edge_only
@@ -24,9 +27,11 @@ from ruby_gateway.api.openapi import document
 from ruby_gateway.api.problems import problem
 from ruby_gateway.api.routes import ROUTES
 from ruby_gateway.api.rules import Rules, check
-from ruby_gateway.api.stream import EventStream
+from ruby_gateway.api.stream import SEND_TIMEOUT, EventLog, EventStream
 from ruby_gateway.api.webhooks import Webhooks
 from ruby_gateway.projection import Projected, Projection
+from ruby_natsx.subjects import Subjects
+from ruby_natsx.topology import EVENTS, STATUS, topology
 from ruby_schemas.primitives import ENTITY_ID_PATTERN
 
 AUTH_PATH: Final = "/edge/auth"
@@ -70,6 +75,7 @@ class Handlers:
         rules: Rules,
         events: EventStream,
         dlq: Dlq,
+        audit: Audit,
     ) -> None:
         self._projection = projection
         self.commands, self.dlq = commands, dlq
@@ -87,6 +93,33 @@ class Handlers:
         self.replay_dlq = dlq.replay_dlq
         self.delete_dlq = dlq.delete_dlq
         self.call_webhook = Webhooks(commands.publisher, commands.subjects).call
+        self.audit_query = audit.audit_query
+        self.audit_why = audit.audit_why
+        self.audit_verify = audit.audit_verify
+
+    @classmethod
+    def on(
+        cls,
+        nc: Client,
+        subjects: Subjects,
+        projection: Callable[[], Projection],
+        ledger: KeyValue,
+        *,
+        send_timeout: float = SEND_TIMEOUT,
+    ) -> Handlers:
+        """Every handler, on the gateway's connection: the one way the service, the tests and
+        the real-HA suite build them."""
+        topo = topology(subjects)
+        return cls(
+            projection,
+            Commands(nc, subjects, ledger),
+            Rules(nc, topo.bucket(STATUS)),
+            EventStream(
+                EventLog(nc, subjects, topo.stream(EVENTS).name), send_timeout=send_timeout
+            ),
+            Dlq(nc, subjects),
+            Audit(nc, subjects, projection),
+        )
 
     async def openapi(self, _request: web.Request) -> web.Response:
         return web.json_response(document())
