@@ -122,7 +122,7 @@ bench: sync ## measure the consumer runner against a raw nats-py loop (prints fi
 bench-e2e: sync ## the whole stack: state change -> rule -> HA call latency, engine throughput
 	$(RUN) python bench/e2e.py
 
-bench-api: sync ## the API through Traefik: requests/s for GET /states and POST /services, CPU per request
+bench-api: sync ## the API through Traefik: requests/s (GET /states, POST /services), WebSocket fan-out, CPU
 	$(RUN) python bench/api.py $(ARGS)
 
 # Ruby Core beside AppDaemon (from PyPI, in its own venv under .bench/, made once) and HA's own

@@ -9,15 +9,20 @@ for ``--seconds`` each (default 10), ``--clients`` concurrent clients (default 1
   command (no Idempotency-Key), executed by the gateway against the simulator.
 
 Printed per route: requests/s, latency p50/p99/max, errors, and the CPU the gateway and
-Traefik used, in ms per request (from their PID files and ``psutil``). Events fanned out to
-WebSocket clients are not measured yet: the WebSocket stream is not built (issue 16). Prints
-figures, asserts nothing.
+Traefik used, in ms per request (from their PID files and ``psutil``).
+
+Then the event stream: ``--ws-clients`` WebSocket clients (default 10) on ``/api/v1/ws``
+(``kinds=states&entities=light.bench_*``) while the operator publishes ``--events`` state
+changes (default 20,000) into EVENTS as fast as JetStream takes them. Printed: events/s
+delivered to each client and in all, the delay from publishing to a client receiving (p50/p99),
+and the gateway's and Traefik's CPU per 1,000 events delivered. Prints figures, asserts nothing.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import json
 import os
 import ssl
 import statistics
@@ -30,8 +35,13 @@ from pathlib import Path
 
 import aiohttp
 import psutil
+from nats.aio.client import Client
 
+from ruby_ctl.operator import connect_operator, operator_settings
 from ruby_ctl.testing import UpProcess, porch_rules
+from ruby_natsx.subjects import Subjects
+from ruby_natsx.testing import state_changed
+from ruby_schemas.registry import encode
 
 
 @dataclass
@@ -109,6 +119,8 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else "")
     parser.add_argument("--seconds", type=float, default=10.0, help="per route (default 10)")
     parser.add_argument("--clients", type=int, default=16, help="concurrent (default 16)")
+    parser.add_argument("--ws-clients", type=int, default=10, help="WebSocket (default 10)")
+    parser.add_argument("--events", type=int, default=20_000, help="to fan out (default 20000)")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="ruby-bench-api-") as tmp:
         root = Path(tmp)
@@ -136,7 +148,12 @@ def main() -> int:
             results = asyncio.run(run(api, tokens, tls, args.seconds, pids))
             for result in results:
                 print(result.line())
-            print("WebSocket fan-out: not measured (the stream is not built yet)")
+            print(
+                f"bench-api: {args.ws_clients} WebSocket clients, {args.events} events",
+                flush=True,
+            )
+            fan = FanOut(api, tokens[: args.ws_clients], tls, pids, env)
+            print(asyncio.run(fan.measure(args.events)))
         finally:
             up.kill()
     return 0
@@ -151,6 +168,85 @@ async def run(
         await measure("POST /api/v1/services/light/turn_on", "POST",
                       f"{api}/services/light/turn_on", tokens, tls, seconds, pids, body),
     ]  # fmt: skip
+
+
+@dataclass
+class FanOut:
+    """State changes published into EVENTS, fanned out by the gateway to WebSocket clients."""
+
+    api: str
+    tokens: list[str]
+    tls: ssl.SSLContext
+    pids: dict[str, int]
+    env: dict[str, str]
+
+    async def measure(self, count: int) -> str:
+        url = self.api.replace("https://", "wss://") + "/ws?kinds=states&entities=light.bench_*"
+        sent: dict[int, float] = {}
+        delays: list[float] = []
+        finished: list[float] = []
+        async with aiohttp.ClientSession() as http:
+            sockets = [
+                await http.ws_connect(url, headers={"Authorization": f"Bearer {t}"}, ssl=self.tls)
+                for t in self.tokens
+            ]
+            for ws in sockets:
+                await ws.receive_json(timeout=10)  # the hello
+
+            async def client(ws: aiohttp.ClientWebSocketResponse) -> None:
+                got = 0
+                while got < count:
+                    frame = json.loads((await ws.receive(timeout=60)).data)
+                    if frame["type"] == "event":
+                        n = frame["event"]["data"]["new_state"]["attributes"]["n"]
+                        delays.append(time.monotonic() - sent[n])
+                        got += 1
+                finished.append(time.monotonic())
+
+            settings = operator_settings(self.env)
+            nc = await connect_operator(settings, name="bench-api")
+            try:
+                readers = [asyncio.create_task(client(ws)) for ws in sockets]
+                before = cpu_seconds(self.pids)
+                start = time.monotonic()
+                await publish(nc, Subjects(settings.prefix), count, sent)
+                published = time.monotonic() - start
+                await asyncio.gather(*readers)
+                took = max(finished) - start
+                after = cpu_seconds(self.pids)
+            finally:
+                await nc.drain()
+                for ws in sockets:
+                    await ws.close()
+        delivered = count * len(sockets)
+        delays.sort()
+        cpu = ", ".join(
+            f"{name} {(after[name] - before[name]) * 1000 / delivered * 1000:.0f}"
+            for name in self.pids
+        )
+        return (
+            f"GET /api/v1/ws fan-out to {len(sockets)} clients: {count} events published in "
+            f"{published:.1f} s ({count / published:.0f}/s); each client received all in "
+            f"{took:.1f} s: {count / took:.0f} events/s per client, {delivered / took:.0f}/s in "
+            f"all; delay p50 {delays[len(delays) // 2] * 1000:.0f} ms, p99 "
+            f"{delays[int(len(delays) * 0.99)] * 1000:.0f} ms; CPU ms per 1,000 events "
+            f"delivered: {cpu}"
+        )
+
+
+async def publish(nc: Client, subjects: Subjects, count: int, sent: dict[int, float]) -> None:
+    """``count`` state changes of ten bench lights, pipelined 512 at a time."""
+    js = nc.jetstream()
+    pending = []
+    for n in range(count):
+        envelope = state_changed(f"light.bench_{n % 10}", "on" if n % 2 else "off", n=n)
+        sent[n] = time.monotonic()
+        pending.append(await js.publish_async(
+            subjects.ha_state(envelope.data.entity_id), encode(envelope)))  # fmt: skip
+        if len(pending) >= 512:
+            await asyncio.gather(*pending)
+            pending.clear()
+    await asyncio.gather(*pending)
 
 
 if __name__ == "__main__":
