@@ -248,7 +248,7 @@ async def ask_and_answer(m: Matrix, identity: str, request: str) -> None:
 
     sub = await answerer.subscribe(request, queue="matrix", cb=reply)
     try:
-        await answerer.flush()
+        await flushed(answerer)
         assert (await asker.request(request, b"{}", timeout=5)).data == b"answered"
     finally:
         await sub.unsubscribe()

@@ -19,7 +19,7 @@ from nats.js import JetStreamContext
 
 from ruby_ctl.probe import Violations, watching_violations
 from ruby_ctl.testing import Installation
-from ruby_natsx.connection import NatsSettings
+from ruby_natsx.connection import NatsSettings, flushed
 from ruby_natsx.credentials import new_user_seed
 from ruby_natsx.handler import Delivery, Outbound
 from ruby_natsx.permissions import OPERATOR
@@ -215,7 +215,7 @@ async def test_the_gateway_asks_the_audit_sink_answers_once_and_no_one_else_can(
 
         try:
             sub = await sink.subscribe(query, queue=AUDIT_SINK, cb=answer)
-            await sink.flush()
+            await flushed(sink)
             inbox = gateway.new_inbox()
             replies = await gateway.subscribe(inbox)
             await gateway.publish(query, b"{}", reply=inbox)

@@ -1075,3 +1075,37 @@ async def test_the_audit_trail_through_the_edge_as_the_audit_sink_answers_it(
             assert status == 503, (path, problem)
             assert problem["type"] == "urn:ruby-core:problem:audit-sink-unavailable"
             assert "the audit sink is not answering" in problem["detail"]
+
+
+async def test_the_stream_goes_on_across_a_nats_server_restart_with_no_gap(
+    stack: Stack, secure_installation: Installation
+) -> None:
+    """kill -9 of nats-server under a connected client: the gateway's reads fail, it retries,
+    and the client, never disconnected, gets every change from before and after, once."""
+    inst = secure_installation
+    assert inst.server is not None
+    url = f"{stack.edge.url}/ws?kinds=states&entities=light.*"
+    headers = {"Authorization": f"Bearer {stack.tokens['read']}"}
+    js = stack.operator.jetstream()
+
+    async def js_ready() -> bool:
+        try:
+            await js.publish(inst.subjects.ha_event("probe"), b"{}")
+        except Exception:  # not yet: the server is recovering its streams
+            return False
+        return True
+
+    async with (
+        aiohttp.ClientSession() as http,
+        http.ws_connect(url, headers=headers, ssl=stack.client_ssl()) as ws,
+    ):
+        await ws.receive_json(timeout=10)
+        before = await publish_stream(js, inst.subjects, 300)
+        got: list[int] = []
+        assert await events_of(ws, got, 300)
+        inst.server.kill()
+        inst.server.start()
+        await eventually(js_ready, within=60, message="JetStream is back")
+        after = await publish_stream(js, inst.subjects, 300)
+        assert await events_of(ws, got, 300)
+    assert got == before + after

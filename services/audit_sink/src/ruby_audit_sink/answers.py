@@ -27,6 +27,7 @@ from nats.aio.subscription import Subscription
 from ruby_auditstore import AuditStore
 from ruby_auditstore.answers import records, verification
 from ruby_auditstore.why import follow
+from ruby_natsx.connection import flushed
 from ruby_natsx.lookup import StateChanges
 from ruby_natsx.status import read_audit_head
 from ruby_natsx.subjects import AUDIT_API, Subjects
@@ -74,7 +75,7 @@ class Answers:
             self._subs.append(
                 await self._nc.subscribe(subject, queue=IDENTITY, cb=self._callback(verb))
             )
-        await self._nc.flush()
+        await flushed(self._nc)  # in place before anyone is told the sink is up
 
     async def close(self) -> None:
         """Stop answering (a request in flight is answered first: drain)."""

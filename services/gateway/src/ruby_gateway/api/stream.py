@@ -61,6 +61,8 @@ HEARTBEAT: Final = 20.0
 SUBPROTOCOL: Final = "ruby.v1"
 """The one subprotocol the server answers (never the ``bearer.`` one a browser offers)."""
 SLOW: Final = 4008
+"""Close code for a client cut off for not reading."""
+UNAVAILABLE: Final = 1011
 KINDS: Final = ("states", "events", "rules", "commands")
 GLOB: Final = re.compile(r"[A-Za-z0-9_.*?-]{1,255}")
 QUERY: Final = frozenset({"kinds", "entities", "rules", "since"})
@@ -130,11 +132,14 @@ class EventLog:
         self._lock = asyncio.Lock()
 
     async def attach(self) -> None:
+        """Count a client in; raises what reading the stream's state raises (NATS away), and
+        then counts nothing."""
         async with self._lock:
-            self._clients += 1
             if self._reader is not None:
+                self._clients += 1
                 return
             info = await self._nc.jetstream().stream_info(self._stream)
+            self._clients += 1
             self.head = self._from = info.state.last_seq
             self._entries, self._bytes = [], 0
 
@@ -179,8 +184,8 @@ class EventLog:
                     batch=PAGE,
                     subject=self._subjects.events_all,
                 )
-            except (TimeoutError, OSError, RuntimeError) as exc:  # NATS away: try again
-                log.warning("event log read failed", error=str(exc))
+            except Exception as exc:  # NATS away or refusing: say it, try again
+                log.warning("event log read failed", error=str(exc) or type(exc).__name__)
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, 10.0)
                 continue
@@ -337,7 +342,12 @@ class EventStream:
             )
         await ws.prepare(request)
         who = request.headers.get(TOKEN_HEADER, "unknown")
-        await self._log.attach()
+        try:
+            await self._log.attach()
+        except Exception as exc:  # NATS away: the client is told, and retries
+            log.warning("api stream unavailable", client=who, error=str(exc) or type(exc).__name__)
+            await ws.close(code=UNAVAILABLE, message=b"the event stream is unavailable; retry")
+            return ws
         self._open.add(ws)
         try:
             sender = asyncio.create_task(self._send(ws, request, wanted, who), name="api-ws-send")
@@ -371,8 +381,18 @@ class EventStream:
                         "reason": "older than the event stream keeps",
                     }
                 )
+        delay = POLL
         while True:
-            reached, page = await self._log.after(cursor)
+            try:
+                reached, page = await self._log.after(cursor)
+            except Exception as exc:  # reading the stream failed: wait, try again
+                log.warning(
+                    "api stream read failed", client=who, error=str(exc) or type(exc).__name__
+                )
+                await asyncio.sleep(delay)
+                delay = min(2 * delay, 10.0)
+                continue
+            delay = POLL
             try:
                 async with asyncio.timeout(self._send_timeout):
                     for e in page:
