@@ -17,6 +17,7 @@ from nats.aio.client import Client
 from nats.aio.msg import Msg
 from nats.aio.subscription import Subscription
 
+from ruby_natsx.connection import flushed
 from ruby_natsx.kvread import read_bucket
 from ruby_runtime.api_tokens import matches, token_id
 from ruby_schemas.api_tokens import ApiTokenRecord, ApiTokenRecordError, read_token_record
@@ -57,7 +58,7 @@ class TokenBook:
                 pending.append(msg)
 
         self._sub = await nc.subscribe(f"$KV.{bucket}.>", cb=on_put)
-        await nc.flush()
+        await flushed(nc)  # every put from here on reaches on_put
         for key, raw in (await read_bucket(nc, bucket)).items():
             self._store(key, raw)
         for msg in pending:
