@@ -140,6 +140,15 @@ RESPONSES["stream"] = {
     "400": {"description": "a query parameter is wrong", "content": _problem()},
     "426": {"description": "not a WebSocket upgrade", "content": _problem()},
 }
+NOT_A_SEQ: Final = {"description": "not a DLQ sequence", "content": _problem()}
+NO_LETTER: Final = {
+    "description": "no message with this sequence in the DLQ",
+    "content": _problem(),
+}
+NOT_A_LETTER: Final = {
+    "description": "the message is not a valid dead letter",
+    "content": _problem(),
+}
 RESPONSES["list_dlq"] = {
     "200": {
         "description": "a page of dead letters (without their payloads) and the next page's "
@@ -153,9 +162,9 @@ RESPONSES["get_dlq"] = {
         "description": "the dead letter, its payload in base64",
         "content": {"application/json": {"schema": {"$ref": "#/components/schemas/DeadLetter"}}},
     },
-    "400": {"description": "not a DLQ sequence", "content": _problem()},
-    "404": {"description": "no message with this sequence in the DLQ", "content": _problem()},
-    "409": {"description": "the message is not a valid dead letter", "content": _problem()},
+    "400": NOT_A_SEQ,
+    "404": NO_LETTER,
+    "409": NOT_A_LETTER,
 }
 RESPONSES["replay_dlq"] = {
     "200": {
@@ -163,7 +172,7 @@ RESPONSES["replay_dlq"] = {
         "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Replayed"}}},
     },
     "400": {"description": "not a DLQ sequence, or a wrong body", "content": _problem()},
-    "404": {"description": "no message with this sequence in the DLQ", "content": _problem()},
+    "404": NO_LETTER,
     "409": {
         "description": "the gateway may not replay it (its subject is not one the gateway "
         "publishes, or its origin does not check out): use `rubyctl dlq replay SEQ`",
@@ -176,9 +185,9 @@ RESPONSES["replay_dlq"] = {
 }
 RESPONSES["delete_dlq"] = {
     "204": {"description": "deleted, and audited"},
-    "400": {"description": "not a DLQ sequence", "content": _problem()},
-    "404": {"description": "no message with this sequence in the DLQ", "content": _problem()},
-    "409": {"description": "the message is not a valid dead letter", "content": _problem()},
+    "400": NOT_A_SEQ,
+    "404": NO_LETTER,
+    "409": NOT_A_LETTER,
 }
 DEAD_LETTER: Final[dict[str, Any]] = {
     "type": "object",
