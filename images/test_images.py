@@ -15,6 +15,10 @@ the image's user ``ruby``; credentials are mounted, never baked into an image.
   variables, secrets, configs and volumes; the production one from the service images after
   the README's ``rubyctl secret ha-token``, the development one from the ``live`` image with
   this checkout's source mounted, where a change to the engine's source restarts the engine.
+  Both run the edge too (`rubyctl edge`, Traefik) with the file's secrets and config: a token
+  made with `rubyctl token create` in the stack reads ``GET /api/v1/states`` through it, over
+  HTTPS checked against the installation's CA for ``localhost``; the gateway's and Traefik's
+  keys are 0600 and the images' user's inside their containers.
 """
 
 from __future__ import annotations
@@ -25,6 +29,7 @@ import os
 import secrets
 import shutil
 import signal
+import ssl
 import subprocess
 from collections.abc import Awaitable, Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -96,7 +101,7 @@ class Contained:
         volumes: Sequence[str] = (),
         args: Sequence[str] = (),
     ) -> None:
-        self.name, self.log = name, log
+        self.name, self.log, self.env = name, log, env
         self.ctr = subprocess.run(
             ["buildah", "from", "--quiet", image(name)],  # noqa: S607  # buildah from PATH
             env=BUILDAH_ENV, capture_output=True, text=True, check=True, timeout=120,
@@ -120,11 +125,13 @@ class Contained:
 
     def service_pid(self) -> int | None:
         """The service's own process: the descendant of our ``buildah run`` running the
-        program (buildah kills it outright when it is signalled itself)."""
+        program, or Traefik, which `rubyctl edge` replaced itself with (buildah kills it
+        outright when it is signalled itself)."""
         with contextlib.suppress(psutil.Error):
             for child in psutil.Process(self.process.pid).children(recursive=True):
                 line = child.cmdline()
-                if line[:1] and line[0].startswith("/app/venv/bin/") and "/app/entrypoint" in line:
+                ours = line[:1] and line[0].startswith("/app/venv/bin/")
+                if ours and ("/app/entrypoint" in line or line[0].endswith("/traefik")):
                     return child.pid
         return None
 
@@ -137,8 +144,10 @@ class Contained:
     def exec(
         self, *command: str, env: Mapping[str, str] | None = None, volumes: Sequence[str] = ()
     ) -> subprocess.CompletedProcess[str]:
-        """``command`` run in the running container, with its mounts (`docker compose exec`)."""
-        variables = [arg for k, v in (env or {}).items() for arg in ("--env", f"{k}={v}")]
+        """``command`` run in the running container, with its mounts and variables (`docker
+        compose exec`)."""
+        merged = {**self.env, **(env or {})}
+        variables = [arg for k, v in merged.items() for arg in ("--env", f"{k}={v}")]
         mounts = [arg for bind in (*self.binds, *volumes) for arg in ("--volume", bind)]
         return subprocess.run(
             ["buildah", "run", *mounts, *variables, self.ctr, "--", *command],  # noqa: S607
@@ -251,6 +260,9 @@ class ComposeRun:
     started: list[Contained]
     nats_port: int = field(default_factory=free_port)
     vault_port: int = field(default_factory=free_port)
+    api_port: int = field(default_factory=free_port)
+    """The API, Traefik's HTTPS: the port the stack publishes, here the host's own."""
+    gateway_api_port: int = field(default_factory=free_port)
 
     def __post_init__(self) -> None:
         while self.vault_port + 1 == self.nats_port:  # OpenBao's cluster port is the next one
@@ -279,8 +291,11 @@ class ComposeRun:
         for entry in service.get("volumes", []):
             source, target, *mode = entry.split(":")
             found.append(":".join([str(host(source)), target, *mode]))
-        for secret in service.get("secrets", []):
-            found.append(f"{host(self.doc['secrets'][secret]['file'])}:/run/secrets/{secret}:ro")
+        for secret in service.get("secrets", []):  # short syntax, or source and target
+            source = secret if isinstance(secret, str) else secret["source"]
+            target = secret if isinstance(secret, str) else secret.get("target", source)
+            target = target if target.startswith("/") else f"/run/secrets/{target}"
+            found.append(f"{host(self.doc['secrets'][source]['file'])}:{target}:ro")
         for config in service.get("configs", []):
             source = self.doc["configs"][config["source"]]["file"]
             found.append(f"{host(source)}:{config['target']}:ro")
@@ -316,6 +331,61 @@ class ComposeRun:
     async def healthy(self, name: str, service: Contained) -> None:
         """The service's compose healthcheck passes, run inside it."""
         await ready(healthcheck(service, self.service(name)), service)
+
+    async def start_edge(self, image_name: str) -> Contained:
+        """The edge (`rubyctl edge`, Traefik) with the file's command, secrets and config, once
+        its healthcheck passes. It listens on 127.0.0.1 here, not the file's 0.0.0.0: the
+        namespace is this host's, and nothing here is published beyond it."""
+        doc = self.service("edge")
+        command = list(doc["command"])
+        command[command.index("--bind") + 1] = "127.0.0.1"
+        ports = {"RUBY_API_PORT": str(self.api_port), "RUBY_EDGE_PING_PORT": str(free_port()),
+                 "RUBY_GATEWAY_API_PORT": str(self.gateway_api_port)}  # fmt: skip
+        edge = Contained(image_name, None, {**doc["environment"], **ports}, self.logs / "edge.log",
+                         volumes=self.binds("edge"), args=command)  # fmt: skip
+        self.started.append(edge)
+        await ready(healthcheck(edge, doc), edge)
+        return edge
+
+    async def api_through_the_edge(
+        self, stack: Contained, gateway: Contained, edge: Contained
+    ) -> None:
+        """README's way in: a token made in the stack (`docker compose exec stack rubyctl token
+        create`), then ``GET /api/v1/states`` through the published port, HTTPS against the
+        installation's CA for ``localhost``; refused without the token. The gateway's and
+        Traefik's keys are 0600 and the images' user's inside their containers (a secret keeps
+        the file's mode)."""
+        made = await asyncio.to_thread(
+            stack.exec, "/app/entrypoint", "token", "create", "image-test", "--scope", "read",
+            env={"RUBY_NATS_URL": f"tls://127.0.0.1:{self.nats_port}",
+                 "RUBY_VAULT_ADDR": f"http://127.0.0.1:{self.vault_port}"},
+        )  # fmt: skip
+        assert made.returncode == 0, made.stdout + made.stderr
+        token = made.stdout.strip()
+        assert token
+        assert token not in made.stderr
+        for where, key in (
+            (gateway, "/run/secrets/gateway_api_key"),
+            (edge, "/etc/ruby/pki/edge-client.key"),
+            (edge, "/etc/ruby/pki/edge.key"),
+        ):
+            mode = await asyncio.to_thread(where.exec, "stat", "-c", "%a %u", key)
+            assert mode.stdout.split() == ["600", str(UID)], (key, mode.stdout, mode.stderr)
+        tls = ssl.create_default_context(cafile=str(self.root / "secrets" / "pki" / "ca.pem"))
+        url = f"https://localhost:{self.api_port}/api/v1/states"
+        async with aiohttp.ClientSession() as http:
+            async with http.get(url, ssl=tls) as reply:
+                assert reply.status == 401, await reply.text()
+
+            async def states() -> bool:
+                headers = {"Authorization": f"Bearer {token}"}
+                async with http.get(url, ssl=tls, headers=headers) as reply:
+                    if reply.status != 200:
+                        return False  # the gateway sees the new token within a moment
+                    body = await reply.json()
+                    return isinstance(body, list) and len(body) > 0
+
+            await ready(states, gateway)
 
 
 def printed(service: Contained, text: str, times: int = 1) -> Callable[[], Awaitable[bool]]:
@@ -393,14 +463,17 @@ async def test_the_production_compose_file_runs_from_the_images(
     health = free_port()
     sink = await run.start("audit-sink", "audit-sink", RUNNING["audit-sink"])
     gateway = await run.start("gateway", "gateway", RUNNING["gateway"],
-                              RUBY_GATEWAY_HEALTH_PORT=str(health))  # fmt: skip
+                              RUBY_GATEWAY_HEALTH_PORT=str(health),
+                              RUBY_GATEWAY_API_PORT=str(run.gateway_api_port))  # fmt: skip
     engine = await run.start("engine", "engine", RUNNING["engine"])
+    edge = await run.start_edge("rubyctl")
     await readyz(health, gateway)
     assert (run.root / "volumes" / "audit" / "audit.db").is_file()  # the store in its volume
     assert any((run.root / "volumes" / "jetstream").iterdir())
     for name, service in (("audit-sink", sink), ("gateway", gateway), ("engine", engine)):
         await run.healthy(name, service)
-    for service in (engine, gateway, sink, stack):  # compose stops dependents first
+    await run.api_through_the_edge(stack, gateway, edge)
+    for service in (edge, engine, gateway, sink, stack):  # compose stops dependents first
         assert service.stop() == 0, service.output()
     contained.clear()
 
@@ -418,17 +491,20 @@ async def test_the_development_compose_file_runs_the_source_and_reloads_it(
     sink = await run.start("audit-sink", "live", RUNNING["audit-sink"])
     gateway = await run.start("gateway", "live", RUNNING["gateway"],
                               RUBY_HA_URL=f"ws://127.0.0.1:{home}/api/websocket",
-                              RUBY_GATEWAY_HEALTH_PORT=str(health))  # fmt: skip
+                              RUBY_GATEWAY_HEALTH_PORT=str(health),
+                              RUBY_GATEWAY_API_PORT=str(run.gateway_api_port))  # fmt: skip
     engine = await run.start("engine", "live", RUNNING["engine"])
+    edge = await run.start_edge("live")
     await readyz(health, gateway)
     for name, service in (("audit-sink", sink), ("gateway", gateway), ("engine", engine)):
         await run.healthy(name, service)
+    await run.api_through_the_edge(stack, gateway, edge)
 
     os.utime(ROOT / "services" / "engine" / "src" / "ruby_engine" / "__init__.py")  # a save
     await ready(printed(engine, "source changed (__init__.py): engine stopped (exit code 0)"),
                 engine)  # fmt: skip
     await ready(printed(engine, RUNNING["engine"], times=2), engine)
     assert "source changed" not in sink.output() + gateway.output()
-    for service in (engine, gateway, sink, stack):
+    for service in (edge, engine, gateway, sink, stack):
         assert service.stop() == 0, service.output()
     contained.clear()

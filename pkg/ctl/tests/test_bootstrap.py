@@ -7,10 +7,11 @@ import stat
 from pathlib import Path
 
 import pytest
+from cryptography import x509
 
 from ruby_ctl.bootstrap import bootstrap, ca_key_path
 from ruby_ctl.cli import main
-from ruby_ctl.pki import EDGE_CLIENT, LEAVES, leaf_ok
+from ruby_ctl.pki import EDGE, EDGE_CLIENT, LEAVES, hostnames, leaf_ok
 from ruby_ctl.testing import Installation
 from ruby_ctl.vault_admin import role_name
 from ruby_natsx.credentials import is_user_seed, user_public_key
@@ -106,6 +107,35 @@ def test_bootstrap_repairs_only_what_is_broken(fresh_installation: Installation)
     with pytest.raises(VaultLoginRefusedError):
         VaultSession.login(settings, "gateway")  # re-issuing destroyed the lost secret id
     assert bootstrap(root, state, inst.prefix).changes == ()
+
+
+def test_the_api_hostnames_are_added_to_traefiks_certificate_alone(
+    fresh_installation: Installation,
+) -> None:
+    """RUBY_API_HOSTNAMES (the compose files publish the API): Traefik's certificate is issued
+    again with those names too, once; no other certificate changes; fewer names keep it."""
+    inst, state = fresh_installation, fresh_installation.state
+    names = hostnames(" Ruby.Example.lan, 192.168.1.20,,ruby ")
+    assert names == ("ruby.example.lan", "192.168.1.20", "ruby")
+    assert not leaf_ok(state.pki, EDGE, names)
+
+    result = bootstrap(inst.bao.root_client(), state, inst.prefix, api_hostnames=names)
+
+    also = "ruby.example.lan, 192.168.1.20, ruby"
+    assert result.changes == (f"{EDGE.what} {state.pki.cert(EDGE)}: issued (also for {also})",)
+    cert = x509.load_pem_x509_certificate(state.pki.cert(EDGE).read_bytes())
+    san = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
+    assert set(san.get_values_for_type(x509.DNSName)) == {"localhost", "ruby.example.lan", "ruby"}
+    assert {str(ip) for ip in san.get_values_for_type(x509.IPAddress)} == {
+        "127.0.0.1",
+        "192.168.1.20",
+    }
+    again = bootstrap(inst.bao.root_client(), state, inst.prefix, api_hostnames=names)
+    assert again.changes == ()
+    assert bootstrap(inst.bao.root_client(), state, inst.prefix).changes == ()
+    for bad in ("-ruby", "ruby_core", "a..b", "x" * 64):
+        with pytest.raises(ValueError, match="neither a host name nor an IP address"):
+            hostnames(bad)
 
 
 def test_each_approle_reads_its_own_secrets_and_is_denied_the_others(

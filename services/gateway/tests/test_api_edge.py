@@ -15,8 +15,11 @@ import base64
 import contextlib
 import json
 import random
+import signal
 import socket
 import ssl
+import subprocess
+import sys
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -368,6 +371,54 @@ async def test_the_edge_redirects_http_sets_security_headers_and_limits_bodies(
             ssl=stack.client_ssl(),
         ) as reply:
             assert reply.status == 413  # refused before it reaches the gateway
+
+
+async def test_rubyctl_edge_runs_the_same_edge_alone_as_the_compose_files_do(
+    stack: Stack, tmp_path: Path
+) -> None:
+    """`rubyctl edge` (the compose files' edge container): Traefik alone, its files from
+    --pki, in front of the same gateway; healthy once /ping answers; SIGTERM ends it with 0."""
+    https, ping = free_port(), free_port()
+    rubyctl = [sys.executable, "-m", "ruby_ctl"]
+    ports = ["--api-port", str(https), "--api-http-port", "off", "--ping-port", str(ping)]
+    health = [*rubyctl, "edge", *ports, "--healthcheck"]
+
+    def healthy() -> bool:
+        return subprocess.run(health, capture_output=True, check=False, timeout=30).returncode == 0
+
+    assert not await asyncio.to_thread(healthy)  # nothing there yet: the check can fail
+    empty = await asyncio.to_thread(
+        subprocess.run,
+        [*rubyctl, "edge", "--state-dir", str(tmp_path / "none"), *ports],
+        capture_output=True, text=True, check=False, timeout=30,
+    )  # fmt: skip
+    assert empty.returncode == 1
+    assert "edge.pem" in empty.stdout
+    assert "rubyctl bootstrap" in empty.stdout
+    log = tmp_path / "edge.log"
+    with log.open("wb") as out:
+        edge = await asyncio.to_thread(
+            subprocess.Popen,
+            [*rubyctl, "edge", "--state-dir", str(tmp_path / "edge"), "--pki", str(stack.ca.parent),
+             *ports, "--gateway-api-port", str(stack.api_port)],
+            stdout=out, stderr=subprocess.STDOUT,
+        )  # fmt: skip
+    try:
+        await eventually(lambda: asyncio.to_thread(healthy), within=30, message="edge healthy")
+        assert f"Traefik on https://127.0.0.1:{https}/api/v1" in log.read_text()
+        url = f"https://localhost:{https}/api/v1/states"  # the name its certificate carries
+        async with aiohttp.ClientSession() as http:
+            async with http.get(url, ssl=stack.client_ssl()) as reply:
+                assert reply.status == 401
+            headers = {"Authorization": f"Bearer {stack.tokens['read']}"}
+            async with http.get(url, headers=headers, ssl=stack.client_ssl()) as reply:
+                assert reply.status == 200, await reply.text()
+                assert (await reply.json())[0]["entity_id"] == "light.hall"
+                assert reply.headers["X-Frame-Options"] == "DENY"
+    finally:
+        edge.send_signal(signal.SIGTERM)  # the PID is Traefik's: rubyctl edge replaced itself
+        code = edge.wait(timeout=30)
+    assert code == 0, log.read_text()[-2000:]
 
 
 async def test_a_revoked_token_is_refused_from_the_next_request(

@@ -9,6 +9,7 @@ import textwrap
 from datetime import timedelta
 from pathlib import Path
 
+from ruby_ctl import pki
 from ruby_natsx.subjects import DEFAULT_PREFIX, SubjectError, check_token
 
 
@@ -48,6 +49,31 @@ def add_prefix(parser: argparse.ArgumentParser) -> None:
         type=prefix,
         default=os.environ.get("RUBY_PREFIX", DEFAULT_PREFIX),
         help=f"subject prefix of this installation (env RUBY_PREFIX; default {DEFAULT_PREFIX})",
+    )
+
+
+def api_hostnames(raw: str) -> tuple[str, ...]:
+    try:
+        return pki.hostnames(raw)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+def add_api_hostnames(parser: argparse.ArgumentParser) -> None:
+    """``--api-hostnames``: the names Traefik's certificate carries besides localhost."""
+    raw = os.environ.get("RUBY_API_HOSTNAMES", "")
+    try:
+        default = pki.hostnames(raw)
+    except ValueError as exc:
+        raise SystemExit(f"rubyctl: RUBY_API_HOSTNAMES: {exc}") from None
+    parser.add_argument(
+        "--api-hostnames",
+        metavar="NAMES",
+        type=api_hostnames,
+        default=default,
+        help="comma-separated host names and IP addresses clients reach the API by, put in "
+        "Traefik's certificate besides localhost and 127.0.0.1 (env RUBY_API_HOSTNAMES; "
+        "default none); a name added issues the certificate again",
     )
 
 

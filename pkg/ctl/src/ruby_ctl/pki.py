@@ -4,16 +4,20 @@ The CA's certificate is ``ca.pem`` (what every client trusts); its private key i
 the caller to keep in Vault and is never written to disk. It signs the `LEAVES`: nats-server's
 certificate, Traefik's HTTPS certificate, the client certificate Traefik presents to the
 gateway's API (the proof that a request passed the edge, ADR-0020), and the gateway API's own.
-A server certificate names ``127.0.0.1`` and ``localhost``. Each key is written 0600 because
-its server reads it from a file. `leaf_ok` is False, and bootstrap issues the leaf again, when
-it is missing, does not match its key, was not issued by the CA, lacks a name or its usage, or
-expires within ``RENEW_BEFORE``.
+A server certificate names ``127.0.0.1`` and ``localhost``; Traefik's may name more, the
+host names and addresses clients use to reach the API (``RUBY_API_HOSTNAMES``, `hostnames`,
+needed when the compose files publish the API beyond this host). Each key is written 0600
+because its server reads it from a file. `leaf_ok` is False, and bootstrap issues the leaf
+again, when it is missing, does not match its key, was not issued by the CA, lacks a name
+(one of the extra names too) or its usage, or expires within ``RENEW_BEFORE``.
 """
 
 from __future__ import annotations
 
 import datetime as dt
 import ipaddress
+import re
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Final
@@ -31,6 +35,8 @@ SERVER_VALIDITY: Final = dt.timedelta(days=397)
 RENEW_BEFORE: Final = dt.timedelta(days=30)
 SERVER_NAMES: Final = ("localhost",)
 SERVER_IPS: Final = ("127.0.0.1",)
+_LABEL: Final = r"[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?"
+_HOSTNAME: Final = re.compile(rf"(?=.{{1,253}}$){_LABEL}(\.{_LABEL})*")
 EDGE_CLIENT_CN: Final = "ruby-edge"
 """The common name of Traefik's client certificate: what the gateway's API requires."""
 
@@ -148,8 +154,38 @@ def ca_matches(paths: PkiPaths, ca_key: CaKey) -> bool:
     return ca.public_key() == key.public_key()
 
 
-def leaf_ok(paths: PkiPaths, leaf: Leaf) -> bool:
-    """Whether ``leaf`` is present, issued by the CA, named, keyed, for its usage and current."""
+def hostnames(raw: str) -> tuple[str, ...]:
+    """Extra names for a server certificate from a comma-separated list of DNS names and IP
+    addresses (``ruby.example.lan, 192.168.1.20``); `ValueError` names one that is neither."""
+    found: list[str] = []
+    for item in (part.strip() for part in raw.split(",")):
+        if not item:
+            continue
+        try:
+            found.append(str(ipaddress.ip_address(item)))
+            continue
+        except ValueError:
+            pass
+        if not _HOSTNAME.fullmatch(item):
+            raise ValueError(f"{item!r} is neither a host name nor an IP address")
+        found.append(item.lower())
+    return tuple(dict.fromkeys(found))
+
+
+def _split(names: Sequence[str]) -> tuple[set[str], set[str]]:
+    """(DNS names, IP addresses) a server certificate must carry: ours and ``names``."""
+    dns, ips = set(SERVER_NAMES), set(SERVER_IPS)
+    for name in names:
+        try:
+            ips.add(str(ipaddress.ip_address(name)))
+        except ValueError:
+            dns.add(name)
+    return dns, ips
+
+
+def leaf_ok(paths: PkiPaths, leaf: Leaf, names: Sequence[str] = ()) -> bool:
+    """Whether ``leaf`` is present, issued by the CA, named (``names`` too), keyed, for its
+    usage and current."""
     ca, cert = _load_cert(paths.ca_cert), _load_cert(paths.cert(leaf))
     if ca is None or cert is None or _expires_soon(cert):
         return False
@@ -164,12 +200,13 @@ def leaf_ok(paths: PkiPaths, leaf: Leaf) -> bool:
     if leaf.client:
         return cert.subject == _subject(leaf)
     try:
-        names = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
+        san = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
     except x509.ExtensionNotFound:
         return False
-    dns = set(names.get_values_for_type(x509.DNSName))
-    ips = {str(ip) for ip in names.get_values_for_type(x509.IPAddress)}
-    return set(SERVER_NAMES) <= dns and set(SERVER_IPS) <= ips
+    dns = set(san.get_values_for_type(x509.DNSName))
+    ips = {str(ip) for ip in san.get_values_for_type(x509.IPAddress)}
+    want_dns, want_ips = _split(names)
+    return want_dns <= dns and want_ips <= ips
 
 
 def _usage(leaf: Leaf) -> x509.ObjectIdentifier:
@@ -180,9 +217,9 @@ def _subject(leaf: Leaf) -> x509.Name:
     return x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, leaf.common_name)])
 
 
-def issue_leaf(paths: PkiPaths, ca_key: CaKey, leaf: Leaf) -> None:
+def issue_leaf(paths: PkiPaths, ca_key: CaKey, leaf: Leaf, names: Sequence[str] = ()) -> None:
     """Issue a new key and certificate for ``leaf``, signed by the CA: a server's for
-    127.0.0.1 / localhost, or a client's named by its common name."""
+    127.0.0.1 / localhost and ``names``, or a client's named by its common name."""
     ca = _load_cert(paths.ca_cert)
     if ca is None:
         raise ValueError(f"no CA certificate at {paths.ca_cert}")
@@ -207,9 +244,10 @@ def issue_leaf(paths: PkiPaths, ca_key: CaKey, leaf: Leaf) -> None:
         )
     )
     if not leaf.client:
+        dns, ips = _split(names)
         san = x509.SubjectAlternativeName(
-            [x509.DNSName(n) for n in SERVER_NAMES]
-            + [x509.IPAddress(ipaddress.ip_address(ip)) for ip in SERVER_IPS]
+            [x509.DNSName(n) for n in sorted(dns)]
+            + [x509.IPAddress(ipaddress.ip_address(ip)) for ip in sorted(ips)]
         )
         builder = builder.add_extension(san, critical=False)
     cert = builder.sign(signer, hashes.SHA256())

@@ -162,6 +162,7 @@ async def _run_openbao(opts: UpOptions, state: StatePaths, pids: PidFiles, stop:
                 state,
                 opts.prefix,
                 audit_break_glass=opts.audit_break_glass,
+                api_hostnames=opts.api_hostnames,
             )
         except (BootstrapError, hvac.exceptions.VaultError) as exc:
             say(f"bootstrap failed: {type(exc).__name__}: {exc}")

@@ -50,6 +50,7 @@ def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
             default=cli_args.env_port(variable, default),
             help=f"{what} (env {variable}; default {default})",
         )
+    cli_args.add_api_hostnames(parser)
     parser.add_argument(
         "--ha-url",
         default=os.environ.get("RUBY_HA_URL") or None,
@@ -106,6 +107,7 @@ def _handle(args: argparse.Namespace) -> int:
             gateway_port=args.gateway_port if args.gateway_port is not None else 8081,
             api_port=args.api_port if args.api_port is not None else 8443,
             api_http_port=args.api_http_port,
+            api_hostnames=args.api_hostnames,
             rules_dir=args.rules.resolve(),
             quiet=args.quiet,
             reload=args.reload,

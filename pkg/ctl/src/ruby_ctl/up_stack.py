@@ -61,6 +61,8 @@ class UpOptions:
     """Traefik's HTTPS port, the API's address (``--api-port``)."""
     api_http_port: int | None = 8080
     """Traefik's plain-HTTP port, which redirects to HTTPS; None: none."""
+    api_hostnames: tuple[str, ...] = ()
+    """Names Traefik's certificate carries besides localhost (``--api-hostnames``)."""
     gateway_api_port: int = 0
     """The gateway's own API listener, behind Traefik: chosen free at each start."""
     rules_dir: Path = Path("rules")
