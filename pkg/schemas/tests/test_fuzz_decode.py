@@ -258,3 +258,15 @@ def test_the_mutations_reach_both_outcomes_for_every_type(message_type: str) -> 
     assert not accepted(refused)
     changed = find(bases, lambda raw: accepted(raw) and decode(raw) != original, settings=quick)
     assert check(changed)
+
+
+@pytest.mark.parametrize("tag", HOSTILE_TEXT)
+def test_a_wrong_union_tag_is_named_never_echoed(tag: str) -> None:
+    """The fuzzer's find (2026-12-04): pydantic quotes a discriminator's value in its message."""
+    raw = json.loads(encode(example_envelope("audit.chain.v1")))
+    raw["data"]["chain"][0]["link"] = tag
+    with pytest.raises(ContractError) as caught:
+        decode(json.dumps(raw))
+    check_refusal(caught.value)
+    assert "EVIL" not in str(caught.value)
+    assert "link" in str(caught.value) or "invalid JSON" in str(caught.value)  # a surrogate

@@ -117,6 +117,8 @@ def _field_error(error: ErrorDetails) -> FieldError:
     ctx = error.get("ctx") or {}
     if error["type"] == "finite_number":
         loc, message = (*loc, *ctx["loc"]), "NaN and \u00b1Infinity are not JSON numbers"
+    elif error["type"] == "union_tag_invalid":  # pydantic's message quotes the tag given
+        message = f"{ctx.get('discriminator', 'the tag')} is none of {ctx.get('expected_tags')}"
     elif error["type"] == "string_pattern_mismatch" and ctx.get("pattern") in _SAFE_TEXT:
         message, allowed = _SAFE_TEXT[ctx["pattern"]]
         value = error["input"]
