@@ -8,6 +8,7 @@ import re
 import textwrap
 from datetime import timedelta
 from pathlib import Path
+from typing import Final
 
 from ruby_ctl import pki
 from ruby_natsx.subjects import DEFAULT_PREFIX, SubjectError, check_token
@@ -34,6 +35,26 @@ def env_port(name: str, default: int | None) -> int | None:
         return port(raw)
     except argparse.ArgumentTypeError as exc:
         raise SystemExit(f"rubyctl: {name}: {exc}") from None
+
+
+Port = tuple[str, str, int, str]
+"""A port option: flag, environment variable, default, what listens there."""
+API_PORTS: Final[tuple[Port, ...]] = (
+    ("--api-port", "RUBY_API_PORT", 8443, "the API: Traefik's HTTPS, 0 for any free one"),
+    ("--api-http-port", "RUBY_API_HTTP_PORT", 8080, "Traefik's redirect to HTTPS, or 'off'"),
+)
+"""Traefik's ports, the same for `rubyctl up` and `rubyctl edge`."""
+
+
+def add_ports(parser: argparse.ArgumentParser, ports: tuple[Port, ...]) -> None:
+    """One option per port: a number, 0, or 'off', its default from the variable."""
+    for flag, variable, default, what in ports:
+        parser.add_argument(
+            flag,
+            type=port,
+            default=env_port(variable, default),
+            help=f"{what} (env {variable}; default {default})",
+        )
 
 
 def prefix(raw: str) -> str:

@@ -21,8 +21,7 @@ from ruby_ctl.edge import API_PREFIX, Edge, EdgeError, find_traefik, pinged
 from ruby_ctl.pki import EDGE, EDGE_CLIENT, PkiPaths
 
 PORTS: Final = (  # flag, variable, default, what listens there
-    ("--api-port", "RUBY_API_PORT", 8443, "the API: Traefik's HTTPS"),
-    ("--api-http-port", "RUBY_API_HTTP_PORT", 8080, "Traefik's redirect to HTTPS, or 'off'"),
+    *cli_args.API_PORTS,
     ("--gateway-api-port", "RUBY_GATEWAY_API_PORT", 8444, "the gateway's API on 127.0.0.1"),
     ("--ping-port", "RUBY_EDGE_PING_PORT", 8082, "Traefik's /ping on 127.0.0.1"),
 )
@@ -48,13 +47,7 @@ def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
         type=Path,
         help="where the certificates are (default <state-dir>/pki, where bootstrap writes them)",
     )
-    for flag, variable, default, what in PORTS:
-        parser.add_argument(
-            flag,
-            type=cli_args.port,
-            default=cli_args.env_port(variable, default),
-            help=f"{what} (env {variable}; default {default})",
-        )
+    cli_args.add_ports(parser, PORTS)
     parser.add_argument(
         "--bind",
         metavar="ADDRESS",

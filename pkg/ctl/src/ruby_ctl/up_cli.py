@@ -16,8 +16,7 @@ PORTS = (  # flag, variable, default, what listens there
     ("--vault-port", "RUBY_VAULT_PORT", 8200, "OpenBao API port (cluster port: the next one)"),
     ("--ha-port", "RUBY_HA_PORT", 8123, "port of the demo home, 0 for any free one"),
     ("--gateway-port", "RUBY_GATEWAY_HEALTH_PORT", 8081, "the gateway's /healthz and /readyz"),
-    ("--api-port", "RUBY_API_PORT", 8443, "the API: Traefik's HTTPS, 0 for any free one"),
-    ("--api-http-port", "RUBY_API_HTTP_PORT", 8080, "Traefik's redirect to HTTPS, or 'off'"),
+    *cli_args.API_PORTS,
 )
 
 
@@ -43,13 +42,7 @@ def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
         ),
     )
     cli_args.add_state_dir(parser)
-    for flag, variable, default, what in PORTS:
-        parser.add_argument(
-            flag,
-            type=cli_args.port,
-            default=cli_args.env_port(variable, default),
-            help=f"{what} (env {variable}; default {default})",
-        )
+    cli_args.add_ports(parser, PORTS)
     cli_args.add_api_hostnames(parser)
     parser.add_argument(
         "--ha-url",

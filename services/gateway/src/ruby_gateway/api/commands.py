@@ -75,12 +75,18 @@ class ServiceCall(BaseModel):
     data: dict[str, JsonValue] = Field(default_factory=dict)
 
 
+def derived_id(prefix: str, idempotency_key: str | None, *named_by: str) -> str:
+    """``prefix`` and a digest of ``named_by`` and the key, so a retried request names the same
+    message; new when there is no key."""
+    if idempotency_key is None:
+        return f"{prefix}{new_id()}"
+    digest = hashlib.sha256("\n".join((*named_by, idempotency_key)).encode()).hexdigest()
+    return f"{prefix}{digest[:32]}"
+
+
 def command_id(token_name: str, idempotency_key: str | None) -> str:
     """The command id: derived from the token and the key, or new when there is no key."""
-    if idempotency_key is None:
-        return f"api.{new_id()}"
-    digest = hashlib.sha256(f"{token_name}\n{idempotency_key}".encode()).hexdigest()
-    return f"api.{digest[:32]}"
+    return derived_id("api.", idempotency_key, token_name)
 
 
 def _listed(value: list[str] | str) -> tuple[str, ...]:

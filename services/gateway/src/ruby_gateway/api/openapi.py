@@ -35,6 +35,17 @@ STATE: Final[dict[str, Any]] = {
         "context_id": {"type": "string", "description": "Home Assistant's context id"},
     },
 }
+AS_COMMAND: Final[dict[str, Any]] = {
+    "202": {
+        "description": "accepted as a command on COMMANDS; Location names its status",
+        "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Accepted"}}},
+    },
+    "400": {"description": "a field of the request is wrong", "content": _problem()},
+}
+NO_RULE: Final[dict[str, Any]] = {
+    "400": {"description": "not a rule id", "content": _problem()},
+    "404": {"description": "no such rule", "content": _problem()},
+}
 RESPONSES: Final[dict[str, dict[str, Any]]] = {
     "list_states": {
         "200": {
@@ -55,20 +66,8 @@ RESPONSES: Final[dict[str, dict[str, Any]]] = {
         "404": {"description": "no such entity", "content": _problem()},
     },
     "openapi": {"200": {"description": "this document", "content": {"application/json": {}}}},
-    "call_service": {
-        "202": {
-            "description": "accepted as a command on COMMANDS; Location names its status",
-            "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Accepted"}}},
-        },
-        "400": {"description": "a field of the request is wrong", "content": _problem()},
-    },
-    "fire_event": {
-        "202": {
-            "description": "accepted as a command on COMMANDS; Location names its status",
-            "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Accepted"}}},
-        },
-        "400": {"description": "a field of the request is wrong", "content": _problem()},
-    },
+    "call_service": AS_COMMAND,
+    "fire_event": AS_COMMAND,
     "call_webhook": {
         "202": {
             "description": "recorded as an api.webhook.v1 event; the rules whose webhook "
@@ -106,16 +105,14 @@ RESPONSES: Final[dict[str, dict[str, Any]]] = {
     },
     "get_rule": {
         "200": {"description": "the rule", "content": {"application/json": {}}},
-        "400": {"description": "not a rule id", "content": _problem()},
-        "404": {"description": "no such rule", "content": _problem()},
+        **NO_RULE,
     },
     "rule_traces": {
         "200": {
             "description": "its recent runs, oldest first",
             "content": {"application/json": {}},
         },
-        "400": {"description": "not a rule id", "content": _problem()},
-        "404": {"description": "no such rule", "content": _problem()},
+        **NO_RULE,
     },
     "command_status": {
         "200": {
@@ -307,19 +304,6 @@ IDEMPOTENCY_KEY: Final = {
     "the same command: a retried request runs once",
     "schema": {"type": "string", "maxLength": 128},
 }
-DLQ_QUERY: Final = [
-    {"name": name, "in": "query", "required": False, "description": text, "schema": schema}
-    for name, text, schema in (
-        ("stream", "only from this stream (e.g. RUBY_COMMANDS)", {"type": "string"}),
-        ("consumer", "only given up on by this consumer (e.g. gateway)", {"type": "string"}),
-        ("subject", "only with an original subject matching this glob", {"type": "string"}),
-        ("older_than", "last failed at least this long ago (90s, 10m, 2h, 7d)", {"type": "string"}),
-        ("newer_than", "last failed at most this long ago (90s, 10m, 2h, 7d)", {"type": "string"}),
-        ("after", "only after this DLQ sequence (the previous page's next_after)",
-         {"type": "integer", "minimum": 0}),
-        ("limit", "at most this many", {"type": "integer", "minimum": 1, "maximum": 500}),
-    )
-]  # fmt: skip
 
 
 def _query(name: str, description: str, schema: dict[str, Any] | None = None) -> dict[str, Any]:
@@ -327,41 +311,35 @@ def _query(name: str, description: str, schema: dict[str, Any] | None = None) ->
             "schema": schema or {"type": "string"}}  # fmt: skip
 
 
+DLQ_QUERY: Final = [
+    _query("stream", "only from this stream (e.g. RUBY_COMMANDS)"),
+    _query("consumer", "only given up on by this consumer (e.g. gateway)"),
+    _query("subject", "only with an original subject matching this glob"),
+    _query("older_than", "last failed at least this long ago (90s, 10m, 2h, 7d)"),
+    _query("newer_than", "last failed at most this long ago (90s, 10m, 2h, 7d)"),
+    _query(
+        "after",
+        "only after this DLQ sequence (the previous page's next_after)",
+        {"type": "integer", "minimum": 0},
+    ),
+    _query("limit", "at most this many", {"type": "integer", "minimum": 1, "maximum": 500}),
+]
+STREAM_QUERY: Final = [
+    _query("kinds", "comma-separated: states, events, rules, commands (default: all)"),
+    _query("entities", "comma-separated entity ids or globs (light.*); narrows states"),
+    _query("rules", "comma-separated rule ids or globs; narrows rule events"),
+    _query(
+        "since",
+        "a stream sequence: start right after it (default: from now)",
+        {"type": "integer", "minimum": 0},
+    ),
+]
 WHEN: Final = "a duration ago (90s, 10m, 2h, 7d) or an ISO 8601 time with its offset"
 PREFIXED: Final = "exactly, or a prefix when it ends with '*'"
 HEADERS: Final[dict[str, list[dict[str, Any]]]] = {  # header and query parameters
     "call_service": [IDEMPOTENCY_KEY],
     "fire_event": [IDEMPOTENCY_KEY],
-    "stream": [
-        {
-            "name": "kinds",
-            "in": "query",
-            "required": False,
-            "description": "comma-separated: states, events, rules, commands (default: all)",
-            "schema": {"type": "string"},
-        },
-        {
-            "name": "entities",
-            "in": "query",
-            "required": False,
-            "description": "comma-separated entity ids or globs (light.*); narrows states",
-            "schema": {"type": "string"},
-        },
-        {
-            "name": "rules",
-            "in": "query",
-            "required": False,
-            "description": "comma-separated rule ids or globs; narrows rule events",
-            "schema": {"type": "string"},
-        },
-        {
-            "name": "since",
-            "in": "query",
-            "required": False,
-            "description": "a stream sequence: start right after it (default: from now)",
-            "schema": {"type": "integer", "minimum": 0},
-        },
-    ],
+    "stream": STREAM_QUERY,
     "list_dlq": DLQ_QUERY,
     "call_webhook": [IDEMPOTENCY_KEY],
     "audit_query": [

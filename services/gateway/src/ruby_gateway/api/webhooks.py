@@ -16,7 +16,6 @@ traces say that.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import re
 from datetime import UTC, datetime
@@ -25,14 +24,14 @@ from typing import Final, NoReturn
 from aiohttp import web
 from pydantic import JsonValue, ValidationError
 
-from ruby_gateway.api.commands import idempotency_key
+from ruby_gateway.api.commands import derived_id, idempotency_key
 from ruby_gateway.api.edge import TOKEN_HEADER
 from ruby_gateway.api.problems import problem
 from ruby_natsx.errors import TransientError
 from ruby_natsx.handler import Outbound
 from ruby_natsx.publish import Publisher
 from ruby_natsx.subjects import Subjects
-from ruby_schemas.envelope import make_envelope, new_id
+from ruby_schemas.envelope import make_envelope
 from ruby_schemas.registry import field_errors
 from ruby_schemas.webhooks import WEBHOOK_ID_HINT, WEBHOOK_ID_PATTERN, WebhookCalledV1
 
@@ -46,10 +45,7 @@ RETRY_AFTER: Final = "2"
 
 def event_id(token_name: str, webhook_id: str, idempotency_key: str | None) -> str:
     """The event's id: derived from the token, the webhook and the key, or new without a key."""
-    if idempotency_key is None:
-        return f"api.webhook.{new_id()}"
-    key = f"{token_name}\n{webhook_id}\n{idempotency_key}"
-    return f"api.webhook.{hashlib.sha256(key.encode()).hexdigest()[:32]}"
+    return derived_id("api.webhook.", idempotency_key, token_name, webhook_id)
 
 
 class Webhooks:
