@@ -17,6 +17,7 @@ from nats.js import JetStreamContext
 from nats.js.api import PubAck
 
 from ruby_ctl.testing import Installation
+from ruby_gateway.api.stream import RING, RING_BYTES
 from ruby_natsx.subjects import Subjects
 from ruby_natsx.testing import eventually, state_changed
 from ruby_schemas.registry import encode
@@ -145,6 +146,9 @@ async def test_a_stalled_client_is_cut_off_while_the_others_keep_receiving(
             got: list[int] = []
             assert await events_of(healthy, got, count)
             assert got == sorted(await publishing)
+            held, held_bytes = stack.events.log.held  # 96 MB went through; memory stays flat
+            assert held <= RING
+            assert held_bytes <= RING_BYTES
         await eventually(lambda: stack.events.clients == 0, message="the stalled client cut off")
         cut: list[int] = []
         hello = await stalled.receive_json(timeout=10)

@@ -198,6 +198,11 @@ class EventLog:
                     async with asyncio.timeout(POLL):
                         await self._bell.wait()
 
+    @property
+    def held(self) -> tuple[int, int]:
+        """The messages and bytes the ring holds now (bounded by `RING` and `RING_BYTES`)."""
+        return len(self._entries), self._bytes
+
     async def first(self) -> int:
         """The oldest sequence the stream still holds."""
         info = await self._nc.jetstream().stream_info(self._stream)
@@ -316,6 +321,10 @@ class EventStream:
     def clients(self) -> int:
         """Clients connected now."""
         return len(self._open)
+
+    @property
+    def log(self) -> EventLog:
+        return self._log
 
     async def close(self) -> None:
         """Close every client (1001, going away: they resume with ``since``), stop the log."""
