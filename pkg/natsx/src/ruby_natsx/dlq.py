@@ -128,15 +128,26 @@ class Stored:
 class DeadLetters:
     """Operations on one installation's DLQ stream (used by ``rubyctl dlq``)."""
 
-    def __init__(self, nc: Client, subjects: Subjects, *, actor: str = "operator"):
+    def __init__(
+        self,
+        nc: Client,
+        subjects: Subjects,
+        *,
+        actor: str = "operator",
+        publisher: Publisher | None = None,
+    ):
+        """``publisher``: one its owner starts and closes (the gateway's API shares its one);
+        by default its own, which `close` closes."""
         self._js = nc.jetstream()
         self._subjects = subjects
         self._stream = stream_name(subjects, DLQ)
         self._actor = actor
-        self._publisher = Publisher(nc)
+        self._owns_publisher = publisher is None
+        self._publisher = publisher or Publisher(nc)
 
     async def close(self) -> None:
-        await self._publisher.close()
+        if self._owns_publisher:
+            await self._publisher.close()
 
     async def list(self, where: Filter = Filter(), *, after: int = 0) -> AsyncIterator[Stored]:
         """Yield the stored dead letters matching ``where``, oldest first, from the first one

@@ -28,6 +28,7 @@ from ruby_gateway.api.problems import problem
 from ruby_natsx.dlq import DeadLetters, Filter, Stored
 from ruby_natsx.errors import TransientError
 from ruby_natsx.permissions import permissions_of, subject_matches
+from ruby_natsx.publish import Publisher
 from ruby_natsx.subjects import DlqSubject, SubjectError, Subjects
 from ruby_natsx.topology import GATEWAY, topology
 from ruby_schemas.errors import ContractError
@@ -71,12 +72,13 @@ class FieldError(ValueError):
 
 
 class Dlq:
-    """The four handlers, as the gateway (``DeadLetters`` with ``actor="gateway"``)."""
+    """The four handlers, as the gateway (``DeadLetters`` with ``actor="gateway"``), publishing
+    with the API's one publisher (started and closed by its owner)."""
 
-    def __init__(self, nc: Client, subjects: Subjects) -> None:
+    def __init__(self, nc: Client, subjects: Subjects, publisher: Publisher) -> None:
         self._subjects = subjects
         self._topology = topology(subjects)
-        self._letters = DeadLetters(nc, subjects, actor=GATEWAY)
+        self._letters = DeadLetters(nc, subjects, actor=GATEWAY, publisher=publisher)
         self._mine = permissions_of(subjects, GATEWAY)
 
     async def close(self) -> None:

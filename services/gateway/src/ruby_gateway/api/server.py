@@ -110,14 +110,15 @@ class Handlers:
         """Every handler, on the gateway's connection: the one way the service, the tests and
         the real-HA suite build them."""
         topo = topology(subjects)
+        commands = Commands(nc, subjects, ledger)
         return cls(
             projection,
-            Commands(nc, subjects, ledger),
+            commands,
             Rules(nc, topo.bucket(STATUS)),
             EventStream(
                 EventLog(nc, subjects, topo.stream(EVENTS).name), send_timeout=send_timeout
             ),
-            Dlq(nc, subjects),
+            Dlq(nc, subjects, commands.publisher),
             Audit(nc, subjects, projection),
         )
 
@@ -182,5 +183,5 @@ class ApiServer:
         await self._handlers.events.close()  # closes the WebSockets: their clients reconnect
         if self._runner is not None:
             await self._runner.cleanup()
-        await self._handlers.commands.close()
         await self._handlers.dlq.close()
+        await self._handlers.commands.close()  # the one publisher, after its last user
